@@ -1,0 +1,296 @@
+//! Attack simulator with ground truth (for evaluation only): targeted, HTBA-style patch poisoning.
+//!
+//! A rate of the *whole* dataset is drawn from the target class and gets an opaque trigger patch at
+//! a uniform position in `[0.25·W, 0.75·W − s]` (training) or `[0.1·W, 0.9·W − s]` (triggered test
+//! images), with `s = trigger_frac × side`.
+
+use std::path::PathBuf;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ImageDataset, ImageItem};
+use crate::error::{Error, Result};
+use crate::image::{Image, PixelBox};
+
+/// Where the trigger patch comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TriggerSource {
+    /// Smooth random colour blobs from this seed (HTBA-like).
+    Procedural { seed: u64 },
+    /// A PNG (or JPEG) file, resized to the trigger side.
+    File(PathBuf),
+}
+
+/// Attack parameters; [`AttackConfig::default`] is DESIGN §4's setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackConfig {
+    /// Target class whose images get the trigger. Default 0.
+    pub target: usize,
+    /// Share of the whole dataset that is poisoned, in [0, 1]. Default 0.01.
+    pub rate: f64,
+    /// Trigger side as a share of the image side. Default 0.2.
+    pub trigger_frac: f64,
+    /// Default: procedural, seed 0.
+    pub trigger: TriggerSource,
+    /// Seed for which images are poisoned and where the trigger goes. Default 0.
+    pub seed: u64,
+}
+
+impl Default for AttackConfig {
+    fn default() -> Self {
+        Self {
+            target: 0,
+            rate: 0.01,
+            trigger_frac: 0.2,
+            trigger: TriggerSource::Procedural { seed: 0 },
+            seed: 0,
+        }
+    }
+}
+
+/// Which items were poisoned and where their trigger is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    pub target: usize,
+    /// Poisoned indices, ascending, with their trigger boxes.
+    pub poisoned: Vec<(usize, PixelBox)>,
+}
+
+impl GroundTruth {
+    pub fn is_poisoned(&self, index: usize) -> bool {
+        self.poisoned.binary_search_by_key(&index, |(i, _)| *i).is_ok()
+    }
+}
+
+/// A poisoned copy of a dataset with the trigger used and the ground truth.
+#[derive(Clone, Debug)]
+pub struct PoisonedSet {
+    pub dataset: ImageDataset,
+    pub trigger: Image,
+    pub truth: GroundTruth,
+}
+
+/// The trigger side in pixels for an image of side `min(h, w)`.
+pub fn trigger_side(config: &AttackConfig, height: usize, width: usize) -> usize {
+    ((config.trigger_frac * height.min(width) as f64).round() as usize).clamp(1, height.min(width))
+}
+
+/// Builds the trigger patch for images with `channels` channels.
+pub fn make_trigger(source: &TriggerSource, channels: usize, side: usize) -> Result<Image> {
+    let patch = match source {
+        TriggerSource::Procedural { seed } => procedural_trigger(*seed, side),
+        TriggerSource::File(path) => crate::data::decode_file(path)?.resized(side, side),
+    };
+    Ok(stretch_contrast(patch.with_channels(channels)))
+}
+
+/// A 4×4 grid of random colours, smoothly upsampled: blobs, like the HTBA triggers.
+fn procedural_trigger(seed: u64, side: usize) -> Image {
+    const GRID: usize = 4;
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7416_6e72);
+    let pixels = (0..3 * GRID * GRID).map(|_| rng.random::<f32>()).collect();
+    // The buffer length is fixed by the constants above, never by input.
+    let grid = Image::new(3, GRID, GRID, pixels).expect("3×4×4 buffer has 48 values");
+    grid.resized(side, side)
+}
+
+/// Stretches each channel to the full [0, 1] range, so a grey conversion keeps the pattern visible.
+fn stretch_contrast(image: Image) -> Image {
+    let (c, h, w) = (image.channels(), image.height(), image.width());
+    let plane = h * w;
+    let mut pixels = image.pixels().to_vec();
+    for ch in pixels.chunks_mut(plane) {
+        let (lo, hi) = ch.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if hi - lo > 1e-6 {
+            ch.iter_mut().for_each(|v| *v = (*v - lo) / (hi - lo));
+        }
+    }
+    Image::new(c, h, w, pixels).unwrap_or(image)
+}
+
+/// A uniform position for the patch in `[lo·W, hi·W − s]` along each axis.
+fn position(rng: &mut StdRng, side: usize, extent: usize, lo: f64, hi: f64) -> usize {
+    let start = (lo * extent as f64).floor() as usize;
+    let end = ((hi * extent as f64).floor() as usize).saturating_sub(side).max(start);
+    rng.random_range(start..=end).min(extent.saturating_sub(side))
+}
+
+fn check(config: &AttackConfig) -> Result<()> {
+    if !(0.0..=1.0).contains(&config.rate) {
+        return Err(Error::Attack(format!("rate {} is outside [0, 1]", config.rate)));
+    }
+    if !(config.trigger_frac > 0.0 && config.trigger_frac <= 1.0) {
+        return Err(Error::Attack(format!("trigger_frac {} is outside (0, 1]", config.trigger_frac)));
+    }
+    Ok(())
+}
+
+/// Poisons `round(rate × N)` images of the target class, chosen and placed under `config.seed`.
+pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedSet> {
+    check(config)?;
+    let items = dataset.items();
+    let first = items.first().ok_or_else(|| Error::Attack("the dataset is empty".into()))?;
+    let mut candidates = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let label = item.label.ok_or(Error::MissingLabel {
+            index,
+            needed: "the attack simulator",
+        })?;
+        if label == config.target {
+            candidates.push(index);
+        }
+    }
+    let count = (config.rate * items.len() as f64).round() as usize;
+    if count > candidates.len() {
+        return Err(Error::Attack(format!(
+            "rate {} needs {count} images of class {} but there are {}",
+            config.rate,
+            config.target,
+            candidates.len()
+        )));
+    }
+    let side = trigger_side(config, first.image.height(), first.image.width());
+    let trigger = make_trigger(&config.trigger, first.image.channels(), side)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    candidates.shuffle(&mut rng);
+    let mut chosen = candidates[..count].to_vec();
+    chosen.sort_unstable();
+
+    let mut out = items.to_vec();
+    let mut poisoned = Vec::with_capacity(count);
+    for index in chosen {
+        let bx = paste_at_random(&mut out[index], &trigger, &mut rng, 0.25, 0.75);
+        poisoned.push((index, bx));
+    }
+    Ok(PoisonedSet {
+        dataset: ImageDataset::new(out),
+        trigger,
+        truth: GroundTruth {
+            target: config.target,
+            poisoned,
+        },
+    })
+}
+
+fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: f64, hi: f64) -> PixelBox {
+    // Images of other sizes than the first get a trigger of their own side.
+    let side = trigger.height().min(item.image.height()).min(item.image.width());
+    let patch = if side == trigger.height() { trigger.clone() } else { trigger.resized(side, side) };
+    let x = position(rng, side, item.image.width(), lo, hi);
+    let y = position(rng, side, item.image.height(), lo, hi);
+    item.image.paste(&patch, x, y);
+    PixelBox { x, y, w: side, h: side }
+}
+
+/// The triggered test set: every non-target image of `test` with the trigger pasted in
+/// `[0.1·W, 0.9·W − s]`; labels stay the true ones.
+pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackConfig) -> Result<ImageDataset> {
+    let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x7e57));
+    let mut out = Vec::new();
+    for (index, item) in test.items().iter().enumerate() {
+        let label = item.label.ok_or(Error::MissingLabel {
+            index,
+            needed: "the triggered test set",
+        })?;
+        if label != config.target {
+            let mut item = item.clone();
+            paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9);
+            out.push(item);
+        }
+    }
+    Ok(ImageDataset::new(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy(n: usize) -> ImageDataset {
+        let items = (0..n)
+            .map(|i| ImageItem {
+                id: i.to_string(),
+                image: Image::new(1, 20, 20, vec![0.5; 400]).unwrap(),
+                label: Some(i % 4),
+            })
+            .collect();
+        ImageDataset::new(items)
+    }
+
+    #[test]
+    fn ground_truth_matches_the_changed_pixels() {
+        let clean = toy(200);
+        let config = AttackConfig { rate: 0.05, ..AttackConfig::default() };
+        let set = poison(&clean, &config).unwrap();
+        assert_eq!(set.truth.poisoned.len(), 10);
+        for (index, (before, after)) in clean.items().iter().zip(set.dataset.items()).enumerate() {
+            let changed: Vec<(usize, usize)> = (0..20)
+                .flat_map(|y| (0..20).map(move |x| (y, x)))
+                .filter(|&(y, x)| before.image.get(0, y, x) != after.image.get(0, y, x))
+                .collect();
+            match set.truth.poisoned.iter().find(|(i, _)| *i == index) {
+                None => assert!(changed.is_empty(), "clean item {index} changed"),
+                Some((_, bx)) => {
+                    assert_eq!(before.label, Some(config.target));
+                    assert_eq!((bx.w, bx.h), (4, 4));
+                    assert!(bx.x >= 5 && bx.x + bx.w <= 15 && bx.y >= 5 && bx.y + bx.h <= 15, "{bx:?}");
+                    assert!(!changed.is_empty());
+                    for (y, x) in changed {
+                        assert!(x >= bx.x && x < bx.x + bx.w && y >= bx.y && y < bx.y + bx.h);
+                    }
+                    for y in bx.y..bx.y + bx.h {
+                        for x in bx.x..bx.x + bx.w {
+                            assert_eq!(after.image.get(0, y, x), set.trigger.get(0, y - bx.y, x - bx.x));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_under_a_seed() {
+        let clean = toy(100);
+        let a = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
+        let b = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
+        let c = poison(&clean, &AttackConfig { rate: 0.1, seed: 5, ..AttackConfig::default() }).unwrap();
+        assert_eq!(a.truth, b.truth);
+        assert_eq!(a.dataset.items(), b.dataset.items());
+        assert_ne!(a.truth, c.truth);
+    }
+
+    #[test]
+    fn trigger_has_full_contrast() {
+        let t = make_trigger(&TriggerSource::Procedural { seed: 3 }, 1, 6).unwrap();
+        let (lo, hi) = t.pixels().iter().fold((1f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+        assert_eq!((lo, hi), (0.0, 1.0));
+        assert_ne!(t, make_trigger(&TriggerSource::Procedural { seed: 4 }, 1, 6).unwrap());
+    }
+
+    #[test]
+    fn impossible_attacks_are_errors() {
+        let clean = toy(40);
+        let too_many = AttackConfig { rate: 0.5, ..AttackConfig::default() };
+        assert!(matches!(poison(&clean, &too_many), Err(Error::Attack(_))));
+        assert!(poison(&clean, &AttackConfig { rate: 1.5, ..AttackConfig::default() }).is_err());
+        let unlabeled = ImageDataset::new(vec![ImageItem {
+            id: "x".into(),
+            image: Image::new(1, 4, 4, vec![0.0; 16]).unwrap(),
+            label: None,
+        }]);
+        assert!(matches!(poison(&unlabeled, &AttackConfig::default()), Err(Error::MissingLabel { .. })));
+    }
+
+    #[test]
+    fn triggered_test_set_skips_the_target_class() {
+        let test = toy(40);
+        let config = AttackConfig::default();
+        let trigger = make_trigger(&config.trigger, 1, 4).unwrap();
+        let triggered = triggered_test_set(&test, &trigger, &config).unwrap();
+        assert_eq!(triggered.items().len(), 30);
+        assert!(triggered.items().iter().all(|i| i.label != Some(0)));
+        assert!(triggered.items().iter().zip(test.items().iter().filter(|i| i.label != Some(0))).all(|(a, b)| a.image != b.image));
+    }
+}

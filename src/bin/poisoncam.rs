@@ -1,0 +1,221 @@
+//! The `poisoncam` command line: `demo` and `eval` (DESIGN §6).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use poisoncam::attack::{AttackConfig, TriggerSource};
+use poisoncam::backend::{default_device, Train};
+use poisoncam::data::{read_cifar10, read_idx_pair, read_image_folder, FashionMnist, ImageDataset};
+use poisoncam::eval::{run_eval, EvalConfig, EvalData, EvalReport};
+use poisoncam::threat::SslMethod;
+use poisoncam::{Error, Result};
+
+#[derive(Parser)]
+#[command(name = "poisoncam", version, about = "Find and remove backdoor poisons in image datasets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero set-up run on the embedded Fashion-MNIST images with 1% poisoning; writes out/.
+    Demo {
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Poison a dataset with the simulator, warm-start threat models and report metrics as JSON.
+    Eval {
+        /// `embedded` (10k Fashion-MNIST test split), `fashion-mnist` (60k+10k from the Debian
+        /// package), or a path: an image folder with class sub-folders, a CIFAR-10 binary file or
+        /// folder, or `IMAGES.gz,LABELS.gz` for an IDX pair.
+        #[arg(long, default_value = "embedded")]
+        data: String,
+        #[arg(long)]
+        json: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Share of the whole training set that is poisoned.
+    #[arg(long, default_value_t = 0.01)]
+    rate: f64,
+    /// Target class of the attack.
+    #[arg(long, default_value_t = 0)]
+    target: usize,
+    /// Trigger: a number seeds a procedural pattern, anything else is a PNG/JPEG path.
+    #[arg(long, default_value = "0")]
+    trigger: String,
+    /// Trigger side as a share of the image side.
+    #[arg(long, default_value_t = 0.2)]
+    trigger_frac: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Warm-start epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Method::Simclr)]
+    method: Method,
+    /// Smallest crop area of the augmentation, as a share of the image.
+    #[arg(long)]
+    crop_min: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Training images taken from the front of a single-split dataset; the rest are the test set.
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// Skip the reference model trained on clean data.
+    #[arg(long)]
+    no_clean: bool,
+    /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
+    #[arg(long, default_value = ".poisoncam-cache")]
+    cache: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    Simclr,
+    Moco,
+}
+
+impl RunArgs {
+    fn eval_config(&self) -> EvalConfig {
+        let trigger = match self.trigger.parse::<u64>() {
+            Ok(seed) => TriggerSource::Procedural { seed },
+            Err(_) => TriggerSource::File(PathBuf::from(&self.trigger)),
+        };
+        let mut config = EvalConfig {
+            attack: AttackConfig {
+                target: self.target,
+                rate: self.rate,
+                trigger_frac: self.trigger_frac,
+                trigger,
+                seed: self.seed,
+            },
+            ..EvalConfig::default()
+        };
+        let ws = &mut config.warm_start;
+        ws.seed = self.seed;
+        ws.cache_dir = Some(self.cache.clone());
+        ws.method = match self.method {
+            Method::Simclr => SslMethod::SimClr,
+            Method::Moco => SslMethod::MocoV2,
+        };
+        if let Some(e) = self.epochs {
+            ws.epochs = e;
+        }
+        if let Some(c) = self.crop_min {
+            ws.augment.crop_scale_min = c;
+        }
+        if let Some(b) = self.batch_size {
+            ws.batch_size = b;
+        }
+        config.compare_clean = !self.no_clean;
+        config
+    }
+}
+
+fn split(name: &str, all: ImageDataset, train_size: Option<usize>) -> Result<EvalData> {
+    let n = all.items().len();
+    let train = train_size.unwrap_or(n * 4 / 5);
+    if train == 0 || train >= n {
+        return Err(Error::Config(format!("train size {train} leaves no test images out of {n}")));
+    }
+    Ok(EvalData {
+        name: name.to_string(),
+        train: all.slice(0..train),
+        test: all.slice(train..n),
+    })
+}
+
+fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
+    match data {
+        "embedded" => split("fashion-mnist-embedded", FashionMnist::embedded()?, train_size.or(Some(8000))),
+        "fashion-mnist" => Ok(EvalData {
+            name: "fashion-mnist-full".into(),
+            train: FashionMnist::system_train()?,
+            test: FashionMnist::system_test()?,
+        }),
+        path => {
+            let dataset = if let Some((images, labels)) = path.split_once(',') {
+                read_idx_pair(images, labels)?
+            } else if std::path::Path::new(path).is_dir() && !has_bin_files(path) {
+                read_image_folder(path, false)?.dataset
+            } else {
+                read_cifar10(path)?
+            };
+            split(path, dataset, train_size)
+        }
+    }
+}
+
+fn has_bin_files(dir: &str) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bin")))
+        .unwrap_or(false)
+}
+
+fn print_table(report: &EvalReport) {
+    println!("data {} ({} train, {} test), backend {}", report.data, report.train_images, report.test_images, report.backend);
+    println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
+    println!("{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}", "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)");
+    let rows = std::iter::once(("poisoned", &report.poisoned)).chain(report.clean.as_ref().map(|c| ("clean", c)));
+    for (name, r) in rows {
+        let d = &r.downstream;
+        println!(
+            "{:<10} {:>9.3} {:>7.3} {:>9.3} {:>16} {:>10.1}",
+            name,
+            d.clean_acc,
+            d.asr,
+            d.target_fp,
+            d.poison_neighbour_share.map_or("-".into(), |v| format!("{v:.3}")),
+            r.warm_start.seconds
+        );
+    }
+    for stage in &report.cost {
+        println!("  {:<22} {:>8.1} s", stage.stage, stage.seconds);
+    }
+}
+
+fn write_json(path: &std::path::Path, report: &EvalReport) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.into(), source: e })?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)?).map_err(|e| Error::Io { path: path.into(), source: e })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = default_device();
+    match cli.command {
+        Command::Demo { out, run } => {
+            let data = load("embedded", run.train_size)?;
+            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
+            print_table(&report);
+            write_json(&out.join("report.json"), &report)?;
+            println!("wrote {}", out.join("report.json").display());
+        }
+        Command::Eval { data, json, run } => {
+            let data = load(&data, run.train_size)?;
+            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
+            print_table(&report);
+            write_json(&json, &report)?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Datasets: the crate's item type and readers for IDX, CIFAR-10 binary and image folders.
+//!
+//! Every reader returns an [`ImageDataset`], a burn `Dataset` of [`ImageItem`]s, and reports a bad
+//! file as an error naming it.
+
+mod cifar;
+mod fashion_mnist;
+mod folder;
+mod idx;
+
+pub use cifar::read_cifar10;
+pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
+pub use folder::{decode as decode_file, read_image_folder, FolderScan, SkippedFile};
+pub use idx::{read_idx_images, read_idx_labels, read_idx_pair};
+
+use burn::data::dataset::Dataset;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::image::{AsImage, Image};
+
+/// One image with its identifier and, where known, its class label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageItem {
+    pub id: String,
+    pub image: Image,
+    pub label: Option<usize>,
+}
+
+impl AsImage for ImageItem {
+    fn as_image(&self) -> Result<Image> {
+        Ok(self.image.clone())
+    }
+    fn label(&self) -> Option<usize> {
+        self.label
+    }
+    fn id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+}
+
+/// An in-memory dataset of [`ImageItem`]s.
+#[derive(Clone, Debug, Default)]
+pub struct ImageDataset {
+    items: Vec<ImageItem>,
+}
+
+impl ImageDataset {
+    pub fn new(items: Vec<ImageItem>) -> Self {
+        Self { items }
+    }
+
+    pub fn items(&self) -> &[ImageItem] {
+        &self.items
+    }
+
+    pub fn into_items(self) -> Vec<ImageItem> {
+        self.items
+    }
+
+    /// Items `range` as a new dataset (e.g. a train/test split of the embedded data).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ImageDataset {
+        let end = range.end.min(self.items.len());
+        let start = range.start.min(end);
+        ImageDataset::new(self.items[start..end].to_vec())
+    }
+}
+
+impl Dataset<ImageItem> for ImageDataset {
+    fn get(&self, index: usize) -> Option<ImageItem> {
+        self.items.get(index).cloned()
+    }
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Reads every item of any `Dataset` through [`AsImage`], in index order, as `(image, label)`.
+///
+/// A `get` that returns `None` inside `0..len()` is an error, not a silent gap.
+pub fn collect_images<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D) -> Result<Vec<(Image, Option<usize>)>> {
+    (0..dataset.len())
+        .map(|index| {
+            let item = dataset.get(index).ok_or(Error::MissingItem {
+                index,
+                len: dataset.len(),
+            })?;
+            Ok((item.as_image()?, item.label()))
+        })
+        .collect()
+}

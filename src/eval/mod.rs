@@ -1,0 +1,158 @@
+//! The evaluation harness: poison a dataset with the simulator, warm-start threat models on the
+//! poisoned and on the clean data, and measure them (DESIGN §5). Never used by the detector.
+
+mod downstream;
+mod knn;
+
+pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
+pub use knn::knn_predict;
+
+use std::time::Instant;
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::attack::{poison, triggered_test_set, AttackConfig};
+use crate::data::ImageDataset;
+use crate::error::{Error, Result};
+use crate::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
+
+/// A train/test split to evaluate on; both need labels.
+pub struct EvalData {
+    pub name: String,
+    pub train: ImageDataset,
+    pub test: ImageDataset,
+}
+
+/// What `eval` runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalConfig {
+    pub attack: AttackConfig,
+    pub warm_start: WarmStartConfig,
+    /// Neighbours of the kNN probe. Default 20.
+    pub knn_k: usize,
+    /// Also train on the clean data, for the reference numbers. Default true.
+    pub compare_clean: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            attack: AttackConfig::default(),
+            warm_start: WarmStartConfig::new(),
+            knn_k: 20,
+            compare_clean: true,
+        }
+    }
+}
+
+/// Wall time of one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageCost {
+    pub stage: String,
+    pub seconds: f64,
+}
+
+/// One trained encoder's scores and its training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    pub downstream: DownstreamScores,
+    pub warm_start: WarmStartReport,
+}
+
+/// The eval JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub data: String,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub backend: String,
+    pub config: EvalConfig,
+    pub poisoned_count: usize,
+    pub poisoned: ModelResult,
+    pub clean: Option<ModelResult>,
+    pub cost: Vec<StageCost>,
+}
+
+fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>> {
+    dataset
+        .items()
+        .iter()
+        .enumerate()
+        .map(|(index, item)| item.label.ok_or(Error::MissingLabel { index, needed }))
+        .collect()
+}
+
+fn timed<T>(cost: &mut Vec<StageCost>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let out = f()?;
+    cost.push(StageCost {
+        stage: stage.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(out)
+}
+
+/// Runs the downstream evaluation.
+pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device: &B::Device) -> Result<EvalReport> {
+    let mut cost = Vec::new();
+    let attacked = timed(&mut cost, "attack", || poison(&data.train, &config.attack))?;
+    let train_labels = labels_of(&data.train, "eval")?;
+    let test_labels = labels_of(&data.test, "eval")?;
+    let first = &attacked.dataset.items()[0].image;
+    let (c, h, w) = (first.channels(), first.height(), first.width());
+    let to_source = |ds: &ImageDataset| {
+        let images: Vec<_> = ds.items().iter().map(|i| i.image.clone()).collect();
+        ImageBatchSource::new(&images, c, h, w)
+    };
+    let poisoned_source = to_source(&attacked.dataset)?;
+    let clean_source = to_source(&data.train)?;
+    let test_source = to_source(&data.test)?;
+    let triggered = triggered_test_set(&data.test, &attacked.trigger, &config.attack)?;
+    let triggered_source = to_source(&triggered)?;
+    let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
+
+    let mut evaluate = |name: &str, source: &ImageBatchSource, poisoned: &[usize]| -> Result<ModelResult> {
+        let (model, report) = timed(&mut cost, &format!("warm_start_{name}"), || {
+            warm_start::<B>(source, &config.warm_start, None, device)
+        })?;
+        let scores = timed(&mut cost, &format!("downstream_{name}"), || {
+            let data = DownstreamData {
+                bank: LabeledImages {
+                    images: source,
+                    labels: &train_labels,
+                },
+                poisoned,
+                test: LabeledImages {
+                    images: &test_source,
+                    labels: &test_labels,
+                },
+                triggered: &triggered_source,
+                target: config.attack.target,
+                k: config.knn_k,
+            };
+            Ok(downstream_scores(&model.backbone, &data, 512, device))
+        })?;
+        Ok(ModelResult {
+            downstream: scores,
+            warm_start: report,
+        })
+    };
+    let poisoned = evaluate("poisoned", &poisoned_source, &poisoned_rows)?;
+    let clean = if config.compare_clean {
+        Some(evaluate("clean", &clean_source, &poisoned_rows)?)
+    } else {
+        None
+    };
+    Ok(EvalReport {
+        data: data.name.clone(),
+        train_images: data.train.items().len(),
+        test_images: data.test.items().len(),
+        backend: crate::backend::name().to_string(),
+        config: config.clone(),
+        poisoned_count: poisoned_rows.len(),
+        poisoned,
+        clean,
+        cost,
+    })
+}

@@ -1,0 +1,307 @@
+//! The pipeline's view of an image: `C×H×W` f32 in [0, 1], and the trait that gives it.
+
+use burn::data::dataset::vision::{ImageDatasetItem, PixelDepth};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A channel-major image with values in [0, 1]; grey (1 channel) or RGB (3 channels).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    channels: usize,
+    height: usize,
+    width: usize,
+    pixels: Vec<f32>,
+}
+
+/// A rectangle in pixels: `[x, y, w, h]` with (x, y) the top-left corner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PixelBox {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+impl PixelBox {
+    pub fn area(&self) -> usize {
+        self.w * self.h
+    }
+
+    pub fn intersection(&self, other: &PixelBox) -> usize {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = (self.x + self.w).min(other.x + other.w);
+        let y1 = (self.y + self.h).min(other.y + other.h);
+        x1.saturating_sub(x0) * y1.saturating_sub(y0)
+    }
+
+    /// The `[x, y, w, h]` form used in JSON outputs.
+    pub fn to_array(&self) -> [usize; 4] {
+        [self.x, self.y, self.w, self.h]
+    }
+}
+
+impl Image {
+    /// Builds an image, checking that `pixels` holds `channels × height × width` values.
+    pub fn new(channels: usize, height: usize, width: usize, pixels: Vec<f32>) -> Result<Self> {
+        let expected = channels * height * width;
+        if expected == 0 || pixels.len() != expected {
+            return Err(Error::ImageShape {
+                channels,
+                height,
+                width,
+                expected,
+                got: pixels.len(),
+            });
+        }
+        Ok(Self {
+            channels,
+            height,
+            width,
+            pixels,
+        })
+    }
+
+    /// Builds an image from interleaved (`H×W×C`) bytes, as decoders and IDX/CIFAR files give them.
+    pub fn from_hwc_u8(channels: usize, height: usize, width: usize, bytes: &[u8]) -> Result<Self> {
+        let plane = height * width;
+        if bytes.len() != plane * channels {
+            return Err(Error::ImageShape {
+                channels,
+                height,
+                width,
+                expected: plane * channels,
+                got: bytes.len(),
+            });
+        }
+        let mut pixels = vec![0.0; bytes.len()];
+        for (i, &b) in bytes.iter().enumerate() {
+            pixels[(i % channels) * plane + i / channels] = f32::from(b) / 255.0;
+        }
+        Self::new(channels, height, width, pixels)
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+    pub fn height(&self) -> usize {
+        self.height
+    }
+    pub fn width(&self) -> usize {
+        self.width
+    }
+    pub fn pixels(&self) -> &[f32] {
+        &self.pixels
+    }
+
+    pub fn get(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.pixels[(c * self.height + y) * self.width + x]
+    }
+
+    pub fn set(&mut self, c: usize, y: usize, x: usize, value: f32) {
+        self.pixels[(c * self.height + y) * self.width + x] = value;
+    }
+
+    /// Pastes `patch` opaquely with its top-left corner at (x, y), clipped to the image.
+    /// A grey patch on an RGB image is repeated over the channels; an RGB patch on a grey
+    /// image is converted to luminance.
+    pub fn paste(&mut self, patch: &Image, x: usize, y: usize) {
+        let patch = patch.with_channels(self.channels);
+        for c in 0..self.channels {
+            for py in 0..patch.height.min(self.height.saturating_sub(y)) {
+                for px in 0..patch.width.min(self.width.saturating_sub(x)) {
+                    self.set(c, y + py, x + px, patch.get(c, py, px));
+                }
+            }
+        }
+    }
+
+    /// The same image with `channels` channels (1 = luminance, 3 = RGB).
+    pub fn with_channels(&self, channels: usize) -> Image {
+        if channels == self.channels {
+            return self.clone();
+        }
+        let plane = self.height * self.width;
+        let pixels = match (self.channels, channels) {
+            (1, c) => self.pixels.repeat(c),
+            (3, 1) => (0..plane)
+                .map(|i| {
+                    0.299 * self.pixels[i] + 0.587 * self.pixels[plane + i] + 0.114 * self.pixels[2 * plane + i]
+                })
+                .collect(),
+            (_, c) => (0..c * plane).map(|i| self.pixels[i % plane]).collect(),
+        };
+        Image {
+            channels,
+            height: self.height,
+            width: self.width,
+            pixels,
+        }
+    }
+
+    /// Bilinear resize (a no-op when the size already matches).
+    pub fn resized(&self, height: usize, width: usize) -> Image {
+        if height == self.height && width == self.width {
+            return self.clone();
+        }
+        let sy = self.height as f32 / height as f32;
+        let sx = self.width as f32 / width as f32;
+        let mut pixels = Vec::with_capacity(self.channels * height * width);
+        for c in 0..self.channels {
+            for y in 0..height {
+                let fy = ((y as f32 + 0.5) * sy - 0.5).clamp(0.0, (self.height - 1) as f32);
+                let (y0, ty) = (fy.floor() as usize, fy.fract());
+                let y1 = (y0 + 1).min(self.height - 1);
+                for x in 0..width {
+                    let fx = ((x as f32 + 0.5) * sx - 0.5).clamp(0.0, (self.width - 1) as f32);
+                    let (x0, tx) = (fx.floor() as usize, fx.fract());
+                    let x1 = (x0 + 1).min(self.width - 1);
+                    let top = self.get(c, y0, x0) * (1.0 - tx) + self.get(c, y0, x1) * tx;
+                    let bottom = self.get(c, y1, x0) * (1.0 - tx) + self.get(c, y1, x1) * tx;
+                    pixels.push(top * (1.0 - ty) + bottom * ty);
+                }
+            }
+        }
+        Image {
+            channels: self.channels,
+            height,
+            width,
+            pixels,
+        }
+    }
+
+    /// Interleaved 8-bit RGB or grey bytes, for writing PNGs.
+    pub fn to_hwc_u8(&self) -> Vec<u8> {
+        let plane = self.height * self.width;
+        (0..plane * self.channels)
+            .map(|i| {
+                let v = self.pixels[(i % self.channels) * plane + i / self.channels];
+                (v.clamp(0.0, 1.0) * 255.0).round() as u8
+            })
+            .collect()
+    }
+}
+
+/// Gives the pipeline a `C×H×W` f32 view of a dataset item.
+///
+/// Implement it for your own item type to use `PoisonFilter` on any burn `Dataset`.
+pub trait AsImage {
+    fn as_image(&self) -> Result<Image>;
+
+    /// The class label, where the item has one (used by `eval`, never by the detector).
+    fn label(&self) -> Option<usize> {
+        None
+    }
+
+    /// A stable identifier for logs (a file path, say); the index is used when there is none.
+    fn id(&self) -> Option<String> {
+        None
+    }
+}
+
+impl AsImage for Image {
+    fn as_image(&self) -> Result<Image> {
+        Ok(self.clone())
+    }
+}
+
+impl AsImage for ImageDatasetItem {
+    fn as_image(&self) -> Result<Image> {
+        let plane = self.image_width * self.image_height;
+        let channels = if plane == 0 { 0 } else { self.image.len() / plane };
+        let shape_error = || Error::ImageShape {
+            channels,
+            height: self.image_height,
+            width: self.image_width,
+            expected: channels.max(1) * plane,
+            got: self.image.len(),
+        };
+        if !matches!(channels, 1 | 3) || channels * plane != self.image.len() {
+            return Err(shape_error());
+        }
+        // burn decodes 16-bit images to U16 and HDR ones to F32; normalise each to [0, 1].
+        let bytes_or_floats: Vec<f32> = self
+            .image
+            .iter()
+            .map(|p| match p {
+                PixelDepth::U8(v) => f32::from(*v) / 255.0,
+                PixelDepth::U16(v) => f32::from(*v) / 65535.0,
+                PixelDepth::F32(v) => v.clamp(0.0, 1.0),
+            })
+            .collect();
+        let mut pixels = vec![0.0; bytes_or_floats.len()];
+        for (i, v) in bytes_or_floats.into_iter().enumerate() {
+            pixels[(i % channels) * plane + i / channels] = v;
+        }
+        Image::new(channels, self.image_height, self.image_width, pixels)
+    }
+
+    fn label(&self) -> Option<usize> {
+        match self.annotation {
+            burn::data::dataset::vision::Annotation::Label(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn id(&self) -> Option<String> {
+        Some(self.image_path.clone())
+    }
+}
+
+/// Stacks same-shaped images into an `N×C×H×W` tensor on `device`.
+pub fn batch_tensor<B: Backend>(images: &[&Image], device: &B::Device) -> Tensor<B, 4> {
+    let (c, h, w) = images
+        .first()
+        .map(|i| (i.channels, i.height, i.width))
+        .unwrap_or((1, 1, 1));
+    let mut data = Vec::with_capacity(images.len() * c * h * w);
+    for image in images {
+        data.extend_from_slice(&image.pixels);
+    }
+    Tensor::from_data(TensorData::new(data, [images.len(), c, h, w]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hwc_bytes_become_channel_major() {
+        let img = Image::from_hwc_u8(3, 1, 2, &[255, 0, 0, 0, 0, 255]).unwrap();
+        assert_eq!(img.pixels(), &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(img.to_hwc_u8(), vec![255, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn wrong_length_is_an_error() {
+        assert!(matches!(Image::new(1, 2, 2, vec![0.0; 3]), Err(Error::ImageShape { .. })));
+        assert!(Image::from_hwc_u8(1, 0, 0, &[]).is_err());
+    }
+
+    #[test]
+    fn paste_clips_at_the_border_and_converts_channels() {
+        let mut img = Image::new(3, 4, 4, vec![0.0; 48]).unwrap();
+        let patch = Image::new(1, 2, 2, vec![1.0; 4]).unwrap();
+        img.paste(&patch, 3, 3);
+        let changed = img.pixels().iter().filter(|&&v| v == 1.0).count();
+        assert_eq!(changed, 3, "one pixel in each of three channels");
+    }
+
+    #[test]
+    fn resize_keeps_constant_images_constant() {
+        let img = Image::new(1, 5, 7, vec![0.25; 35]).unwrap();
+        let r = img.resized(3, 9);
+        assert_eq!((r.height(), r.width()), (3, 9));
+        assert!(r.pixels().iter().all(|&v| (v - 0.25).abs() < 1e-6));
+    }
+
+    #[test]
+    fn box_intersection() {
+        let a = PixelBox { x: 0, y: 0, w: 4, h: 4 };
+        let b = PixelBox { x: 2, y: 3, w: 4, h: 4 };
+        assert_eq!(a.intersection(&b), 2);
+        assert_eq!(b.intersection(&PixelBox { x: 10, y: 10, w: 1, h: 1 }), 0);
+    }
+}

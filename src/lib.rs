@@ -1,0 +1,18 @@
+//! poisoncam removes backdoor poisons from image datasets before self-supervised training.
+//!
+//! The pipeline (DESIGN §2): a threat model warm-started on the data, embeddings, clusters,
+//! cluster activation masking, a paste test and a poison classifier. The [`attack`] simulator and
+//! the [`eval`] harness sit beside it and are never used by the detector itself.
+
+pub mod attack;
+pub mod backend;
+pub mod data;
+pub mod embed;
+pub mod error;
+pub mod eval;
+pub mod image;
+pub mod threat;
+
+pub use burn;
+pub use error::{Error, Result};
+pub use image::{AsImage, Image, PixelBox};

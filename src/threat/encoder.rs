@@ -1,0 +1,167 @@
+//! The threat model: a small ResNet backbone and a 2-layer projection head (DESIGN §3.1).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// Shape of the threat model.
+#[derive(Config, Debug, PartialEq)]
+pub struct EncoderConfig {
+    /// Input channels (1 for grey, 3 for RGB).
+    #[config(default = 1)]
+    pub in_channels: usize,
+    /// Widths of the three stages (strides 1, 2, 2); the last is the feature size.
+    #[config(default = "[32, 64, 128]")]
+    pub widths: [usize; 3],
+    /// Output size of the projection head.
+    #[config(default = 128)]
+    pub projection_dim: usize,
+}
+
+impl EncoderConfig {
+    pub fn feature_dim(&self) -> usize {
+        self.widths[2]
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ThreatModel<B> {
+        let [w1, w2, w3] = self.widths;
+        ThreatModel {
+            backbone: Backbone {
+                stem: conv3x3(self.in_channels, w1, 1, device),
+                stem_norm: BatchNormConfig::new(w1).init(device),
+                blocks: vec![
+                    BasicBlock::new(w1, w1, 1, device),
+                    BasicBlock::new(w1, w2, 2, device),
+                    BasicBlock::new(w2, w3, 2, device),
+                ],
+            },
+            head: ProjectionHead {
+                hidden: LinearConfig::new(w3, w3).init(device),
+                out: LinearConfig::new(w3, self.projection_dim).init(device),
+            },
+        }
+    }
+}
+
+fn conv3x3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(device)
+}
+
+/// Two 3×3 convolutions with a residual connection (a 1×1 projection when the shape changes).
+#[derive(Module, Debug)]
+pub struct BasicBlock<B: Backend> {
+    conv1: Conv2d<B>,
+    norm1: BatchNorm<B>,
+    conv2: Conv2d<B>,
+    norm2: BatchNorm<B>,
+    shortcut: Option<(Conv2d<B>, BatchNorm<B>)>,
+}
+
+impl<B: Backend> BasicBlock<B> {
+    fn new(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Self {
+        let shortcut = (stride != 1 || cin != cout).then(|| {
+            (
+                Conv2dConfig::new([cin, cout], [1, 1])
+                    .with_stride([stride, stride])
+                    .with_bias(false)
+                    .init(device),
+                BatchNormConfig::new(cout).init(device),
+            )
+        });
+        Self {
+            conv1: conv3x3(cin, cout, stride, device),
+            norm1: BatchNormConfig::new(cout).init(device),
+            conv2: conv3x3(cout, cout, 1, device),
+            norm2: BatchNormConfig::new(cout).init(device),
+            shortcut,
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let skip = match &self.shortcut {
+            Some((conv, norm)) => norm.forward(conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let y = relu(self.norm1.forward(self.conv1.forward(x)));
+        let y = self.norm2.forward(self.conv2.forward(y));
+        relu(y + skip)
+    }
+}
+
+/// The feature extractor whose embeddings the detector clusters.
+#[derive(Module, Debug)]
+pub struct Backbone<B: Backend> {
+    stem: Conv2d<B>,
+    stem_norm: BatchNorm<B>,
+    blocks: Vec<BasicBlock<B>>,
+}
+
+impl<B: Backend> Backbone<B> {
+    /// The last convolutional feature map, `N×F×h×w` (what Grad-CAM looks at).
+    pub fn feature_map(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut x = relu(self.stem_norm.forward(self.stem.forward(images)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// Globally average-pooled features, `N×F`.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let map = self.feature_map(images);
+        let [n, f, _, _] = map.dims();
+        map.mean_dim(3).mean_dim(2).reshape([n, f])
+    }
+}
+
+/// The 2-layer MLP that SimCLR and MoCo put on top of the backbone during training only.
+#[derive(Module, Debug)]
+pub struct ProjectionHead<B: Backend> {
+    hidden: Linear<B>,
+    out: Linear<B>,
+}
+
+impl<B: Backend> ProjectionHead<B> {
+    pub fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.out.forward(relu(self.hidden.forward(features)))
+    }
+}
+
+/// Backbone plus projection head.
+#[derive(Module, Debug)]
+pub struct ThreatModel<B: Backend> {
+    pub backbone: Backbone<B>,
+    pub head: ProjectionHead<B>,
+}
+
+impl<B: Backend> ThreatModel<B> {
+    /// Projections used by the contrastive loss.
+    pub fn project(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head.forward(self.backbone.forward(images))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn shapes_follow_the_config() {
+        let device = Default::default();
+        let config = EncoderConfig::new().with_widths([4, 8, 16]).with_projection_dim(6);
+        let model = config.init::<Flex>(&device);
+        let images = Tensor::<Flex, 4>::zeros([2, 1, 28, 28], &device);
+        assert_eq!(model.backbone.feature_map(images.clone()).dims(), [2, 16, 7, 7]);
+        assert_eq!(model.backbone.forward(images.clone()).dims(), [2, 16]);
+        assert_eq!(model.project(images).dims(), [2, 6]);
+    }
+}

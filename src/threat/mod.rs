@@ -1,0 +1,17 @@
+//! The threat model: the encoder the detector looks through, warm-started on the data itself.
+
+mod augment;
+mod checkpoint;
+mod encoder;
+mod images;
+mod moco;
+mod simclr;
+mod train;
+
+pub use augment::AugmentConfig;
+pub use checkpoint::{load_model, save_model, Checkpoint, CheckpointMeta};
+pub use encoder::{Backbone, BasicBlock, EncoderConfig, ProjectionHead, ThreatModel};
+pub use images::ImageBatchSource;
+pub use moco::{info_nce, MocoState};
+pub use simclr::{l2_normalize, nt_xent};
+pub use train::{init_model, model_fingerprint, warm_start, SslMethod, WarmStartConfig, WarmStartReport};

@@ -1,0 +1,249 @@
+//! The warm start: a few epochs of SimCLR or MoCo v2 on the (possibly poisoned) data.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::augment::AugmentConfig;
+use super::checkpoint::{Checkpoint, CheckpointMeta};
+use super::encoder::{EncoderConfig, ThreatModel};
+use super::images::{Fnv, ImageBatchSource};
+use super::moco::{info_nce, MocoState};
+use super::simclr::nt_xent;
+use crate::error::{Error, Result};
+
+/// The self-supervised objective of the warm start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SslMethod {
+    SimClr,
+    MocoV2,
+}
+
+/// Warm-start settings; defaults are DESIGN §3.1's.
+#[derive(Config, Debug, PartialEq)]
+pub struct WarmStartConfig {
+    #[config(default = "SslMethod::SimClr")]
+    pub method: SslMethod,
+    /// `in_channels` is overwritten by the data's channel count.
+    #[config(default = "EncoderConfig::new()")]
+    pub encoder: EncoderConfig,
+    #[config(default = "AugmentConfig::new()")]
+    pub augment: AugmentConfig,
+    #[config(default = 10)]
+    pub epochs: usize,
+    #[config(default = 256)]
+    pub batch_size: usize,
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    #[config(default = 0.2)]
+    pub temperature: f32,
+    /// MoCo key-encoder momentum.
+    #[config(default = 0.99)]
+    pub moco_momentum: f32,
+    /// MoCo queue length.
+    #[config(default = 4096)]
+    pub moco_queue: usize,
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Where checkpoints go; `None` trains without a cache.
+    #[config(default = "None")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the warm start did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WarmStartReport {
+    pub epochs: usize,
+    /// Epochs loaded from the cache instead of trained.
+    pub epochs_from_cache: usize,
+    pub losses: Vec<f32>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Backends seed one global generator; holding this lock while seeding and initialising keeps
+/// parallel runs in one process from drawing from each other's stream.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// A freshly initialised threat model, deterministic under `seed`.
+pub fn init_model<B: Backend>(config: &EncoderConfig, seed: u64, device: &B::Device) -> ThreatModel<B> {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let model = config.init(device);
+    // Parameters initialise lazily on first use; draw them now, under the seed and the lock.
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+    model
+}
+
+impl WarmStartConfig {
+    fn check(&self, images: &ImageBatchSource) -> Result<()> {
+        if self.batch_size < 2 {
+            return Err(Error::Config("batch_size must be at least 2 for a contrastive loss".into()));
+        }
+        if images.len() < 2 {
+            return Err(Error::Config(format!("{} image(s) are too few to train on", images.len())));
+        }
+        if !(self.temperature > 0.0) || !(self.learning_rate > 0.0) {
+            return Err(Error::Config("temperature and learning_rate must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The encoder config with the data's channel count.
+    pub fn encoder_for(&self, images: &ImageBatchSource) -> EncoderConfig {
+        self.encoder.clone().with_in_channels(images.shape()[1])
+    }
+
+    /// Names the cache entry: every setting that changes the result, the data, and the start weights.
+    fn cache_key(&self, images: &ImageBatchSource, start: Option<u64>) -> String {
+        let mut hash = Fnv::default();
+        let mut settings = self.clone();
+        settings.cache_dir = None;
+        settings.epochs = 0; // later epochs extend earlier ones, so an entry serves any epoch count
+        hash.write(settings.to_string().as_bytes());
+        hash.write(&images.fingerprint().to_le_bytes());
+        hash.write(&start.unwrap_or(0).to_le_bytes());
+        format!("warmstart-{:016x}", hash.0)
+    }
+}
+
+/// Trains the threat model, from `start` (the user's own checkpoint) or from scratch, for
+/// `config.epochs` epochs, and returns it for inference with what was done.
+pub fn warm_start<B: AutodiffBackend>(
+    images: &ImageBatchSource,
+    config: &WarmStartConfig,
+    start: Option<ThreatModel<B>>,
+    device: &B::Device,
+) -> Result<(ThreatModel<B::InnerBackend>, WarmStartReport)> {
+    config.check(images)?;
+    let encoder = config.encoder_for(images);
+    let start_print = start.as_ref().map(|m| model_fingerprint(&m.valid()));
+    let mut model = start.unwrap_or_else(|| init_model::<B>(&encoder, config.seed, device));
+    let mut optim = AdamConfig::new().init::<B, ThreatModel<B>>();
+    let checkpoint = config
+        .cache_dir
+        .as_ref()
+        .map(|dir| Checkpoint::new(dir, &config.cache_key(images, start_print)));
+
+    let mut losses = Vec::new();
+    if let Some(meta) = checkpoint.as_ref().and_then(Checkpoint::meta) {
+        if let Some(ckpt) = &checkpoint {
+            if meta.epochs <= config.epochs {
+                model = ckpt.load_model(model, device)?;
+                optim = optim.load_record(ckpt.load_optimizer::<B, _>(device)?);
+                losses = meta.losses;
+            }
+        }
+    }
+    let from_cache = losses.len();
+
+    let steps_per_epoch = images.len().div_ceil(config.batch_size);
+    let bar = progress_bar((config.epochs.saturating_sub(from_cache) * steps_per_epoch) as u64);
+    let started = Instant::now();
+    let mut moco = (config.method == SslMethod::MocoV2).then(|| {
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6d6f_636f);
+        MocoState::new(model.valid(), config.moco_queue, encoder.projection_dim, &mut rng, device)
+    });
+    for epoch in from_cache..config.epochs {
+        // One generator per epoch, so a resumed run draws exactly what an uninterrupted one would.
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
+        let mut order: Vec<usize> = (0..images.len()).collect();
+        order.shuffle(&mut rng);
+        let mut total = 0.0;
+        let mut steps = 0;
+        for batch in order.chunks(config.batch_size).filter(|b| b.len() >= 2) {
+            let x = images.batch::<B::InnerBackend>(batch, device);
+            let view1 = Tensor::from_inner(config.augment.augment(x.clone(), &mut rng));
+            let view2 = config.augment.augment(x, &mut rng);
+            let loss = match moco.as_mut() {
+                None => nt_xent(model.project(view1), model.project(Tensor::from_inner(view2)), config.temperature),
+                Some(state) => {
+                    let keys = state.key_model.project(view2);
+                    let loss = info_nce(model.project(view1), Tensor::from_inner(keys.clone()), Tensor::from_inner(state.queue()), config.temperature);
+                    state.enqueue(super::simclr::l2_normalize(keys));
+                    loss
+                }
+            };
+            let value: f32 = loss.clone().into_scalar().elem_f32();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(config.learning_rate, model, grads);
+            if let Some(state) = moco.as_mut() {
+                state.momentum_update(&model.valid(), config.moco_momentum);
+            }
+            total += value;
+            steps += 1;
+            bar.set_message(format!("epoch {}/{} loss {value:.3}", epoch + 1, config.epochs));
+            bar.inc(1);
+        }
+        losses.push(total / steps.max(1) as f32);
+        if let Some(ckpt) = &checkpoint {
+            let meta = CheckpointMeta {
+                epochs: epoch + 1,
+                losses: losses.clone(),
+            };
+            ckpt.save(&model, optim.to_record(), &meta)?;
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let trained = (config.epochs.saturating_sub(from_cache) * images.len()) as f64;
+    Ok((
+        model.valid(),
+        WarmStartReport {
+            epochs: config.epochs,
+            epochs_from_cache: from_cache.min(config.epochs),
+            losses,
+            seconds,
+            images_per_second: if seconds > 0.0 { trained / seconds } else { 0.0 },
+        },
+    ))
+}
+
+trait ElemF32 {
+    fn elem_f32(self) -> f32;
+}
+impl<E: burn::tensor::ElementConversion> ElemF32 for E {
+    fn elem_f32(self) -> f32 {
+        self.elem()
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("warm start {bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A hash of every parameter value, to tell start weights apart in cache keys.
+pub fn model_fingerprint<B: Backend>(model: &ThreatModel<B>) -> u64 {
+    struct Hasher(Fnv);
+    impl<B: Backend> ModuleVisitor<B> for Hasher {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            for v in param.val().into_data().iter::<f32>() {
+                self.0.write(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+    let mut hasher = Hasher(Fnv::default());
+    model.visit(&mut hasher);
+    hasher.0 .0
+}
