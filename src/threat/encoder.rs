@@ -3,10 +3,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use super::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig as BatchNormConfig};
 
 /// Shape of the threat model.
 #[derive(Config, Debug, PartialEq)]
@@ -15,10 +17,12 @@ pub struct EncoderConfig {
     #[config(default = 1)]
     pub in_channels: usize,
     /// Widths of the three stages (strides 1, 2, 2); the last is the feature size.
-    #[config(default = "[32, 64, 128]")]
+    /// DESIGN's starting point was 32/64/128; on Flex (2 cores, 28×28, batch 256) that trains at
+    /// 63 img/s against 142 img/s for 16/32/64, and a ten-epoch warm start must fit in minutes.
+    #[config(default = "[16, 32, 64]")]
     pub widths: [usize; 3],
     /// Output size of the projection head.
-    #[config(default = 128)]
+    #[config(default = 64)]
     pub projection_dim: usize,
 }
 

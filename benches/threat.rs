@@ -1,0 +1,47 @@
+//! Throughput of the threat model on the compiled-in backend: encoder forward (images/s, 28×28,
+//! batch 256) and one warm-start epoch (SimCLR, two views, forward + backward).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use poisoncam::backend::{default_device, Compute, Train};
+use poisoncam::data::FashionMnist;
+use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::Image;
+
+fn embedded_images(n: usize) -> ImageBatchSource {
+    let data = FashionMnist::embedded().expect("embedded data");
+    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
+    ImageBatchSource::with_natural_size(&images).expect("images")
+}
+
+fn encoder_forward(c: &mut Criterion) {
+    let device = default_device();
+    let images = embedded_images(256);
+    let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
+    let indices: Vec<usize> = (0..256).collect();
+    let mut group = c.benchmark_group("encoder");
+    group.throughput(Throughput::Elements(256));
+    group.sample_size(20);
+    group.bench_function("forward_28x28_batch256", |b| {
+        b.iter(|| {
+            let features = model.backbone.forward(images.batch::<Compute>(&indices, &device));
+            features.into_data()
+        })
+    });
+    group.finish();
+}
+
+fn warm_start_epoch(c: &mut Criterion) {
+    let device = default_device();
+    let images = embedded_images(1024);
+    let config = WarmStartConfig::new().with_epochs(1);
+    let mut group = c.benchmark_group("warm_start");
+    group.throughput(Throughput::Elements(images.len() as u64));
+    group.sample_size(10);
+    group.bench_function("simclr_epoch_1024_images", |b| {
+        b.iter(|| warm_start::<Train>(&images, &config, None, &device).expect("warm start"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encoder_forward, warm_start_epoch);
+criterion_main!(benches);

@@ -1,0 +1,105 @@
+//! Batch normalisation for `N×C×H×W` maps, computed through `[N·C, H·W]` views.
+//!
+//! burn's `BatchNorm` broadcasts `[1, C, 1, 1]` statistics over the middle axis and swaps axes to
+//! reduce; on the Flex CPU backend both take a strided path that measured 130 ms per op on a
+//! 256×32×28×28 batch, against 8 ms for the same work broadcast along the last axis. The maths
+//! here is the same (biased batch variance in training, running statistics in inference).
+
+use burn::config::Config;
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+#[derive(Config, Debug)]
+pub struct BatchNorm2dConfig {
+    pub channels: usize,
+    #[config(default = 1e-5)]
+    pub epsilon: f64,
+    /// Weight of the newest batch in the running statistics.
+    #[config(default = 0.1)]
+    pub momentum: f64,
+}
+
+impl BatchNorm2dConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
+        BatchNorm2d {
+            gamma: Param::from_tensor(Tensor::ones([self.channels], device)),
+            beta: Param::from_tensor(Tensor::zeros([self.channels], device)),
+            running_mean: RunningState::new(Tensor::zeros([self.channels], device)),
+            running_var: RunningState::new(Tensor::ones([self.channels], device)),
+            epsilon: self.epsilon,
+            momentum: self.momentum,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BatchNorm2d<B: Backend> {
+    gamma: Param<Tensor<B, 1>>,
+    beta: Param<Tensor<B, 1>>,
+    running_mean: RunningState<Tensor<B, 1>>,
+    running_var: RunningState<Tensor<B, 1>>,
+    epsilon: f64,
+    momentum: f64,
+}
+
+/// A `[C]` vector laid out as `[N·C, 1]`, matching the rows of an `[N·C, H·W]` view.
+fn per_row<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 2> {
+    let [c] = v.dims();
+    v.reshape([1, c]).repeat_dim(0, n).reshape([n * c, 1])
+}
+
+/// Per-channel sum of an `[N·C, H·W]` view, as `[C]`.
+fn channel_sum<B: Backend>(rows: Tensor<B, 2>, n: usize, c: usize) -> Tensor<B, 1> {
+    rows.sum_dim(1).reshape([n, c]).sum_dim(0).reshape([c])
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    /// Training statistics when the backend records gradients, running statistics otherwise.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let rows = x.reshape([n * c, h * w]);
+        let (mean, var) = if B::ad_enabled(&rows.device()) {
+            let count = (n * h * w) as f64;
+            let mean = channel_sum(rows.clone(), n, c) / count;
+            let centred = rows.clone() - per_row(mean.clone(), n);
+            let var = channel_sum(centred.powi_scalar(2), n, c) / count;
+            let m = self.momentum;
+            self.running_mean
+                .update(self.running_mean.value_sync() * (1.0 - m) + mean.clone().detach() * m);
+            self.running_var
+                .update(self.running_var.value_sync() * (1.0 - m) + var.clone().detach() * m);
+            (mean, var)
+        } else {
+            (self.running_mean.value(), self.running_var.value())
+        };
+        let scale = self.gamma.val() / (var + self.epsilon).sqrt();
+        let shift = self.beta.val() - mean * scale.clone();
+        (rows * per_row(scale, n) + per_row(shift, n)).reshape([n, c, h, w])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::nn::BatchNormConfig;
+    use burn::tensor::{Distribution, Tolerance};
+
+    #[test]
+    fn matches_burns_batch_norm_in_training_and_inference() {
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let x = Tensor::<Ad, 4>::random([4, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
+        let ours = BatchNorm2dConfig::new(3).init::<Ad>(&device);
+        let theirs = BatchNormConfig::new(3).init::<Ad>(&device);
+        ours.forward(x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.forward(x.clone()).into_data(), Tolerance::default());
+        let x_inner = x.inner();
+        ours.valid()
+            .forward(x_inner.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.valid().forward(x_inner).into_data(), Tolerance::default());
+    }
+}
