@@ -83,6 +83,7 @@ impl<B: Backend> BatchNorm2d<B> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
