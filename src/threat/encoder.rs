@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig as BatchNormConfig};
+use super::norm::{BatchNorm2d, BatchNorm2dConfig};
 
 /// Shape of the threat model.
 #[derive(Config, Debug, PartialEq)]
@@ -36,7 +36,7 @@ impl EncoderConfig {
         ThreatModel {
             backbone: Backbone {
                 stem: conv3x3(self.in_channels, w1, 1, device),
-                stem_norm: BatchNormConfig::new(w1).init(device),
+                stem_norm: BatchNorm2dConfig::new(w1).init(device),
                 blocks: vec![
                     BasicBlock::new(w1, w1, 1, device),
                     BasicBlock::new(w1, w2, 2, device),
@@ -63,10 +63,10 @@ fn conv3x3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Devic
 #[derive(Module, Debug)]
 pub struct BasicBlock<B: Backend> {
     conv1: Conv2d<B>,
-    norm1: BatchNorm<B>,
+    norm1: BatchNorm2d<B>,
     conv2: Conv2d<B>,
-    norm2: BatchNorm<B>,
-    shortcut: Option<(Conv2d<B>, BatchNorm<B>)>,
+    norm2: BatchNorm2d<B>,
+    shortcut: Option<(Conv2d<B>, BatchNorm2d<B>)>,
 }
 
 impl<B: Backend> BasicBlock<B> {
@@ -77,14 +77,14 @@ impl<B: Backend> BasicBlock<B> {
                     .with_stride([stride, stride])
                     .with_bias(false)
                     .init(device),
-                BatchNormConfig::new(cout).init(device),
+                BatchNorm2dConfig::new(cout).init(device),
             )
         });
         Self {
             conv1: conv3x3(cin, cout, stride, device),
-            norm1: BatchNormConfig::new(cout).init(device),
+            norm1: BatchNorm2dConfig::new(cout).init(device),
             conv2: conv3x3(cout, cout, 1, device),
-            norm2: BatchNormConfig::new(cout).init(device),
+            norm2: BatchNorm2dConfig::new(cout).init(device),
             shortcut,
         }
     }
@@ -104,7 +104,7 @@ impl<B: Backend> BasicBlock<B> {
 #[derive(Module, Debug)]
 pub struct Backbone<B: Backend> {
     stem: Conv2d<B>,
-    stem_norm: BatchNorm<B>,
+    stem_norm: BatchNorm2d<B>,
     blocks: Vec<BasicBlock<B>>,
 }
 

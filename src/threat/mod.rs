@@ -13,7 +13,7 @@ pub use augment::AugmentConfig;
 pub use checkpoint::{load_model, save_model, Checkpoint, CheckpointMeta};
 pub use encoder::{Backbone, BasicBlock, EncoderConfig, ProjectionHead, ThreatModel};
 pub use images::ImageBatchSource;
-pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use moco::{info_nce, MocoState};
+pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use simclr::{l2_normalize, nt_xent};
 pub use train::{init_model, model_fingerprint, warm_start, SslMethod, WarmStartConfig, WarmStartReport};
