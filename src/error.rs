@@ -32,6 +32,9 @@ pub enum Error {
     #[error("{path} holds no images")]
     EmptyDataset { path: PathBuf },
 
+    #[error("{0} was given no input")]
+    NoInput(&'static str),
+
     #[error("image has {got} values, but {channels}×{height}×{width} needs {expected}")]
     ImageShape {
         channels: usize,

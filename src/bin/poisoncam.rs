@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use poisoncam::attack::{AttackConfig, TriggerSource};
 use poisoncam::backend::{default_device, Train};
 use poisoncam::data::{read_cifar10, read_idx_pair, read_image_folder, FashionMnist, ImageDataset};
-use poisoncam::eval::{run_eval, EvalConfig, EvalData, EvalReport};
+use poisoncam::cam::MaskSearch;
+use poisoncam::detector::{DetectorConfig, Localizer};
+use poisoncam::eval::{run_eval, DetectorVariant, EvalConfig, EvalData, EvalReport};
 use poisoncam::threat::SslMethod;
 use poisoncam::{Error, Result};
 
@@ -67,15 +69,48 @@ struct RunArgs {
     crop_min: Option<f64>,
     #[arg(long)]
     batch_size: Option<usize>,
+    /// NT-Xent / InfoNCE temperature.
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Training images taken from the front of a single-split dataset; the rest are the test set.
     #[arg(long)]
     train_size: Option<usize>,
     /// Skip the reference model trained on clean data.
     #[arg(long)]
     no_clean: bool,
+    /// Detector stages to run: any of masking, paste, classifier (masking alone is "CAM-only").
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "masking,paste,classifier")]
+    stages: Vec<StageName>,
+    /// Also run a baseline on the same threat model.
+    #[arg(long, value_enum)]
+    baseline: Option<Baseline>,
+    /// Run the full pipeline, CAM-only and the PatchSearch baseline side by side.
+    #[arg(long)]
+    compare: bool,
+    /// How masking picks its windows.
+    #[arg(long, value_enum, default_value_t = Search::Grid)]
+    search: Search,
     /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
     cache: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum StageName {
+    Masking,
+    Paste,
+    Classifier,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Baseline {
+    Patchsearch,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Search {
+    Grid,
+    CoarseToFine,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,8 +151,53 @@ impl RunArgs {
         if let Some(b) = self.batch_size {
             ws.batch_size = b;
         }
+        if let Some(t) = self.temperature {
+            ws.temperature = t;
+        }
         config.compare_clean = !self.no_clean;
+        config.variants = self.variants();
         config
+    }
+
+    fn detector(&self, stages: &[StageName], localizer: Localizer) -> DetectorConfig {
+        let mut d = DetectorConfig::new().with_localizer(localizer);
+        d.stages.paste = stages.contains(&StageName::Paste);
+        d.stages.classifier = d.stages.paste && stages.contains(&StageName::Classifier);
+        d.cam.search = match self.search {
+            Search::Grid => MaskSearch::Grid,
+            Search::CoarseToFine => MaskSearch::CoarseToFine,
+        };
+        d.kmeans.seed = self.seed;
+        d.paste.seed = self.seed;
+        d.classifier.seed = self.seed;
+        d
+    }
+
+    fn variants(&self) -> Vec<DetectorVariant> {
+        let variant = |name: &str, detector| DetectorVariant {
+            name: name.to_string(),
+            detector,
+        };
+        let full = [StageName::Masking, StageName::Paste, StageName::Classifier];
+        if self.compare {
+            let mut cam_only = self.detector(&[StageName::Masking], Localizer::PoisonCam);
+            // Masking every sample on the full grid costs ~65 forwards each; the ablation uses the
+            // coarse-to-fine search (~19).
+            cam_only.cam.search = MaskSearch::CoarseToFine;
+            return vec![
+                variant("poisoncam", self.detector(&full, Localizer::PoisonCam)),
+                variant("cam-only", cam_only),
+                variant("patchsearch", self.detector(&full, Localizer::PatchSearch)),
+            ];
+        }
+        let name = if self.stages.len() == 3 { "poisoncam".to_string() } else {
+            self.stages.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join("+")
+        };
+        let mut out = vec![variant(&name, self.detector(&self.stages, Localizer::PoisonCam))];
+        if let Some(Baseline::Patchsearch) = self.baseline {
+            out.push(variant("patchsearch", self.detector(&self.stages, Localizer::PatchSearch)));
+        }
+        out
     }
 }
 
@@ -177,6 +257,22 @@ fn print_table(report: &EvalReport) {
             d.poison_neighbour_share.map_or("-".into(), |v| format!("{v:.3}")),
             r.warm_start.seconds
         );
+    }
+    if !report.detection.is_empty() {
+        println!(
+            "{:<12} {:>6} {:>9} {:>6} {:>6} {:>7} {:>12} {:>8}",
+            "detector", "loc", "precision", "recall", "f1", "removed", "clean_rm", "kept_cl"
+        );
+    }
+    for v in &report.detection {
+        let s = &v.scores;
+        println!(
+            "{:<12} {:>6.3} {:>9.3} {:>6.3} {:>6.3} {:>7} {:>12.4} {:>8}",
+            v.name, s.trigger_localization_acc, s.precision, s.recall, s.f1, s.removed, s.clean_removed_rate, s.kept_clusters
+        );
+        for c in &s.cost {
+            println!("    {:<20} {:>8.1} s {:>8.1} fwd/img", c.stage, c.seconds, c.forwards_per_image);
+        }
     }
     for stage in &report.cost {
         println!("  {:<22} {:>8.1} s", stage.stage, stage.seconds);

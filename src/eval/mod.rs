@@ -1,8 +1,11 @@
 //! The evaluation harness: poison a dataset with the simulator, warm-start threat models on the
 //! poisoned and on the clean data, and measure them (DESIGN §5). Never used by the detector.
 
+mod detection;
 mod downstream;
 mod knn;
+
+pub use detection::{box_hit, detection_scores, DetectionScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 pub use knn::knn_predict;
@@ -12,10 +15,13 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{poison, triggered_test_set, AttackConfig};
+use crate::activation::ActivationProbe;
+use crate::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
+use crate::detector::{detect, locate, DetectorConfig};
+use crate::image::PixelBox;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
-use crate::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
+use crate::threat::{warm_start, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
 
 /// A train/test split to evaluate on; both need labels.
 pub struct EvalData {
@@ -33,6 +39,23 @@ pub struct EvalConfig {
     pub knn_k: usize,
     /// Also train on the clean data, for the reference numbers. Default true.
     pub compare_clean: bool,
+    /// Detector variants run side by side on the poisoned-data threat model.
+    pub variants: Vec<DetectorVariant>,
+}
+
+/// A named detector configuration (`full`, `cam-only`, `patchsearch`, …).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DetectorVariant {
+    pub name: String,
+    pub detector: DetectorConfig,
+}
+
+/// One variant's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub name: String,
+    #[serde(flatten)]
+    pub scores: DetectionScores,
 }
 
 impl Default for EvalConfig {
@@ -42,6 +65,10 @@ impl Default for EvalConfig {
             warm_start: WarmStartConfig::new(),
             knn_k: 20,
             compare_clean: true,
+            variants: vec![DetectorVariant {
+                name: "full".into(),
+                detector: DetectorConfig::new(),
+            }],
         }
     }
 }
@@ -71,6 +98,7 @@ pub struct EvalReport {
     pub poisoned_count: usize,
     pub poisoned: ModelResult,
     pub clean: Option<ModelResult>,
+    pub detection: Vec<VariantResult>,
     pub cost: Vec<StageCost>,
 }
 
@@ -112,11 +140,11 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
-    let mut evaluate = |name: &str, source: &ImageBatchSource, poisoned: &[usize]| -> Result<ModelResult> {
-        let (model, report) = timed(&mut cost, &format!("warm_start_{name}"), || {
+    let evaluate = |cost: &mut Vec<StageCost>, name: &str, source: &ImageBatchSource, poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
+        let (model, report) = timed(cost, &format!("warm_start_{name}"), || {
             warm_start::<B>(source, &config.warm_start, None, device)
         })?;
-        let scores = timed(&mut cost, &format!("downstream_{name}"), || {
+        let scores = timed(cost, &format!("downstream_{name}"), || {
             let data = DownstreamData {
                 bank: LabeledImages {
                     images: source,
@@ -133,14 +161,27 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             };
             Ok(downstream_scores(&model.backbone, &data, 512, device))
         })?;
-        Ok(ModelResult {
-            downstream: scores,
-            warm_start: report,
-        })
+        Ok((
+            ModelResult {
+                downstream: scores,
+                warm_start: report,
+            },
+            model,
+        ))
     };
-    let poisoned = evaluate("poisoned", &poisoned_source, &poisoned_rows)?;
+    let (poisoned, threat_model) = evaluate(&mut cost, "poisoned", &poisoned_source, &poisoned_rows)?;
+    let mut detection = Vec::new();
+    for variant in &config.variants {
+        let scores = timed(&mut cost, &format!("detect_{}", variant.name), || {
+            evaluate_detector::<B>(&threat_model, &poisoned_source, &attacked.truth, &variant.detector, device)
+        })?;
+        detection.push(VariantResult {
+            name: variant.name.clone(),
+            scores,
+        });
+    }
     let clean = if config.compare_clean {
-        Some(evaluate("clean", &clean_source, &poisoned_rows)?)
+        Some(evaluate(&mut cost, "clean", &clean_source, &poisoned_rows)?.0)
     } else {
         None
     };
@@ -153,6 +194,27 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         poisoned_count: poisoned_rows.len(),
         poisoned,
         clean,
+        detection,
         cost,
     })
+}
+
+/// Runs one detector variant and scores it; the localiser is also applied to every true poison
+/// directly, so localisation is measured apart from the pruning.
+fn evaluate_detector<B: AutodiffBackend>(
+    model: &ThreatModel<B::InnerBackend>,
+    images: &ImageBatchSource,
+    truth: &GroundTruth,
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<DetectionScores> {
+    let found = detect::<B>(&model.backbone, images, config, device)?;
+    let [_, c, h, w] = images.shape();
+    let probe = ActivationProbe::new(&model.backbone, &found.clusters, [c, h, w], config.batch_size, device);
+    let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
+    let direct: Vec<PixelBox> = locate(&model.backbone, &found.clusters, &probe, images, &poisons, config, device)
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    Ok(detection_scores(&found, truth, images.len(), &direct))
 }

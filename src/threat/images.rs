@@ -39,6 +39,33 @@ impl ImageBatchSource {
         Self::new(images, channels, first.height(), first.width())
     }
 
+    /// Wraps an `N×C×H×W` buffer as it is.
+    pub fn from_raw(data: Vec<f32>, shape: [usize; 4]) -> Result<Self> {
+        let expected: usize = shape.iter().product();
+        if data.len() != expected || expected == 0 {
+            return Err(Error::ImageShape {
+                channels: shape[1],
+                height: shape[2],
+                width: shape[3],
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Self { data, shape })
+    }
+
+    /// The pixels of image `i`, `C×H×W`.
+    pub fn pixels(&self, i: usize) -> &[f32] {
+        let size = self.shape[1] * self.shape[2] * self.shape[3];
+        &self.data[i * size..(i + 1) * size]
+    }
+
+    /// Image `i` as an [`Image`].
+    pub fn image(&self, i: usize) -> Image {
+        let [_, c, h, w] = self.shape;
+        Image::new(c, h, w, self.pixels(i).to_vec()).expect("the buffer holds whole images")
+    }
+
     pub fn len(&self) -> usize {
         self.shape[0]
     }

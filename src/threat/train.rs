@@ -78,9 +78,14 @@ static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// A freshly initialised threat model, deterministic under `seed`.
 pub fn init_model<B: Backend>(config: &EncoderConfig, seed: u64, device: &B::Device) -> ThreatModel<B> {
+    init_model_with(seed, device, |d| config.init(d))
+}
+
+/// Any module built by `build`, its parameters drawn under `seed`.
+pub fn init_model_with<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, build: impl FnOnce(&B::Device) -> M) -> M {
     let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     B::seed(device, seed);
-    let model = config.init(device);
+    let model = build(device);
     // Parameters initialise lazily on first use; draw them now, under the seed and the lock.
     struct Touch;
     impl<B: Backend> ModuleVisitor<B> for Touch {

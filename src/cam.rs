@@ -1,0 +1,386 @@
+//! Cluster activation masking (DESIGN §3.3): mask windows of an image, watch its cosine to its own
+//! centroid fall, and turn the drops into a heat map, a trigger box and a masking score.
+
+use burn::config::Config;
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::ActivationProbe;
+use crate::image::PixelBox;
+use crate::threat::ImageBatchSource;
+
+/// How the windows are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaskSearch {
+    /// Every window of a regular grid: the reference, `((S − w)/stride + 1)²` forwards per image.
+    Grid,
+    /// 3×3 overlapping half-size windows, recursing into the one whose masking hurts most, until
+    /// the window side is reached: about 9 forwards per level.
+    CoarseToFine,
+}
+
+/// Masking settings.
+#[derive(Config, Debug, PartialEq)]
+pub struct CamConfig {
+    /// Window side as a share of the shorter image side. Default 0.25.
+    #[config(default = 0.25)]
+    pub window_frac: f64,
+    /// Grid stride as a share of the window side. Default 0.5.
+    #[config(default = 0.5)]
+    pub stride_frac: f64,
+    #[config(default = "MaskSearch::Grid")]
+    pub search: MaskSearch,
+    /// Images whose masked copies are built and measured together. Default 32.
+    #[config(default = 32)]
+    pub images_per_round: usize,
+}
+
+/// What masking found in one image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CamResult {
+    /// Activation of the unmasked image.
+    pub activation: f32,
+    /// `H×W` mean activation drop of the windows covering each pixel.
+    pub heat: Vec<f32>,
+    /// The window-sized box with the most heat: the located trigger.
+    pub trigger_box: PixelBox,
+    /// The largest drop of any single window.
+    pub score: f32,
+    /// Whether masking that window moved the image to another cluster.
+    pub leaves_cluster: bool,
+    pub forwards: usize,
+}
+
+impl CamConfig {
+    /// Window side in pixels for an `h × w` image.
+    pub fn window_side(&self, h: usize, w: usize) -> usize {
+        ((h.min(w) as f64 * self.window_frac).round() as usize).clamp(1, h.min(w))
+    }
+
+    /// Masks the images at `indices`, each measured toward its cluster in `clusters`.
+    pub fn locate<B: Backend>(
+        &self,
+        probe: &ActivationProbe<B>,
+        images: &ImageBatchSource,
+        indices: &[usize],
+        clusters: &[usize],
+    ) -> Vec<CamResult> {
+        let mut out = Vec::with_capacity(indices.len());
+        let round = self.images_per_round.max(1);
+        for (idx, cl) in indices.chunks(round).zip(clusters.chunks(round)) {
+            out.extend(match self.search {
+                MaskSearch::Grid => self.grid(probe, images, idx, cl),
+                MaskSearch::CoarseToFine => self.coarse_to_fine(probe, images, idx, cl),
+            });
+        }
+        out
+    }
+
+    fn grid<B: Backend>(
+        &self,
+        probe: &ActivationProbe<B>,
+        images: &ImageBatchSource,
+        indices: &[usize],
+        clusters: &[usize],
+    ) -> Vec<CamResult> {
+        let [_, _, h, w] = images.shape();
+        let side = self.window_side(h, w);
+        let stride = ((side as f64 * self.stride_frac).round() as usize).max(1);
+        let windows: Vec<PixelBox> = positions(h, side, stride)
+            .into_iter()
+            .flat_map(|y| positions(w, side, stride).into_iter().map(move |x| PixelBox { x, y, w: side, h: side }))
+            .collect();
+        let per_image = vec![windows; indices.len()];
+        let measured = measure_masks(probe, images, indices, clusters, &per_image);
+        measured
+            .into_iter()
+            .map(|m| m.summarise(h, w, side, None))
+            .collect()
+    }
+
+    fn coarse_to_fine<B: Backend>(
+        &self,
+        probe: &ActivationProbe<B>,
+        images: &ImageBatchSource,
+        indices: &[usize],
+        clusters: &[usize],
+    ) -> Vec<CamResult> {
+        let [_, _, h, w] = images.shape();
+        let side = self.window_side(h, w);
+        let mut regions = vec![PixelBox { x: 0, y: 0, w, h }; indices.len()];
+        let mut merged: Vec<Option<Masked>> = vec![None; indices.len()];
+        let mut refined = false;
+        while !refined {
+            // Halve until the window size is reached, then nudge the window by a third of its
+            // side: half-size steps alone leave a trigger straddling two windows half-covered.
+            let coarse = regions[0].w > side || regions[0].h > side;
+            refined = !coarse;
+            let windows: Vec<Vec<PixelBox>> = regions
+                .iter()
+                .map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) })
+                .collect();
+            let measured = measure_masks(probe, images, indices, clusters, &windows);
+            for ((region, slot), m) in regions.iter_mut().zip(merged.iter_mut()).zip(measured) {
+                *region = m.windows[m.strongest()];
+                match slot {
+                    Some(all) => all.absorb(m),
+                    None => *slot = Some(m),
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .zip(regions)
+            .map(|(m, region)| match m {
+                Some(m) => m.summarise(h, w, side, Some(region)),
+                None => CamResult {
+                    activation: 0.0,
+                    heat: vec![0.0; h * w],
+                    trigger_box: region,
+                    score: 0.0,
+                    leaves_cluster: false,
+                    forwards: 0,
+                },
+            })
+            .collect()
+    }
+}
+
+/// Start offsets of windows of `side` along `extent`, the last one flush with the end.
+fn positions(extent: usize, side: usize, stride: usize) -> Vec<usize> {
+    let last = extent.saturating_sub(side);
+    let mut out: Vec<usize> = (0..=last).step_by(stride.max(1)).collect();
+    if out.last() != Some(&last) {
+        out.push(last);
+    }
+    out
+}
+
+/// 3×3 windows of half the region (never below `side`) at quarter-region strides.
+fn sub_windows(region: &PixelBox, side: usize) -> Vec<PixelBox> {
+    let sw = region.w.div_ceil(2).max(side).min(region.w);
+    let sh = region.h.div_ceil(2).max(side).min(region.h);
+    let xs = [0, (region.w - sw) / 2, region.w - sw];
+    let ys = [0, (region.h - sh) / 2, region.h - sh];
+    let mut out = Vec::with_capacity(9);
+    for &y in &ys {
+        for &x in &xs {
+            let b = PixelBox {
+                x: region.x + x,
+                y: region.y + y,
+                w: sw,
+                h: sh,
+            };
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// The window itself and its eight neighbours a third of a side away, inside the image.
+fn nudged(window: &PixelBox, h: usize, w: usize) -> Vec<PixelBox> {
+    let q = (window.w.min(window.h) / 3).max(1) as isize;
+    let mut out = Vec::with_capacity(9);
+    for dy in [-q, 0, q] {
+        for dx in [-q, 0, q] {
+            let x = (window.x as isize + dx).clamp(0, (w - window.w) as isize) as usize;
+            let y = (window.y as isize + dy).clamp(0, (h - window.h) as isize) as usize;
+            let b = PixelBox { x, y, ..*window };
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Masked activations of one image.
+#[derive(Clone, Debug)]
+struct Masked {
+    base: f32,
+    windows: Vec<PixelBox>,
+    drops: Vec<f32>,
+    left: Vec<bool>,
+    forwards: usize,
+}
+
+impl Masked {
+    fn strongest(&self) -> usize {
+        (0..self.drops.len())
+            .max_by(|&a, &b| self.drops[a].total_cmp(&self.drops[b]).then(b.cmp(&a)))
+            .unwrap_or(0)
+    }
+
+    fn absorb(&mut self, other: Masked) {
+        self.windows.extend(other.windows);
+        self.drops.extend(other.drops);
+        self.left.extend(other.left);
+        self.forwards += other.forwards;
+    }
+
+    fn summarise(self, h: usize, w: usize, side: usize, fixed: Option<PixelBox>) -> CamResult {
+        let mut sum = vec![0.0f32; h * w];
+        let mut cover = vec![0.0f32; h * w];
+        for (b, &d) in self.windows.iter().zip(&self.drops) {
+            for y in b.y..b.y + b.h {
+                for x in b.x..b.x + b.w {
+                    sum[y * w + x] += d;
+                    cover[y * w + x] += 1.0;
+                }
+            }
+        }
+        let heat: Vec<f32> = sum.iter().zip(&cover).map(|(s, c)| if *c > 0.0 { s / c } else { 0.0 }).collect();
+        let trigger_box = fixed.unwrap_or_else(|| hottest_box(&heat, h, w, side));
+        let best = self.strongest();
+        CamResult {
+            activation: self.base,
+            trigger_box,
+            score: self.drops.get(best).copied().unwrap_or(0.0),
+            leaves_cluster: self.left.get(best).copied().unwrap_or(false),
+            forwards: self.forwards,
+            heat,
+        }
+    }
+}
+
+/// The `side × side` box with the largest heat sum, at any pixel offset (summed-area table).
+pub fn hottest_box(heat: &[f32], h: usize, w: usize, side: usize) -> PixelBox {
+    let mut table = vec![0.0f64; (h + 1) * (w + 1)];
+    for y in 0..h {
+        for x in 0..w {
+            table[(y + 1) * (w + 1) + x + 1] =
+                heat[y * w + x] as f64 + table[y * (w + 1) + x + 1] + table[(y + 1) * (w + 1) + x] - table[y * (w + 1) + x];
+        }
+    }
+    let mut best = (f64::NEG_INFINITY, 0, 0);
+    for y in 0..=h - side {
+        for x in 0..=w - side {
+            let s = table[(y + side) * (w + 1) + x + side] - table[y * (w + 1) + x + side] - table[(y + side) * (w + 1) + x]
+                + table[y * (w + 1) + x];
+            if s > best.0 {
+                best = (s, x, y);
+            }
+        }
+    }
+    PixelBox {
+        x: best.1,
+        y: best.2,
+        w: side,
+        h: side,
+    }
+}
+
+/// Fills `window` of a `C×H×W` image with each channel's mean.
+pub fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
+    let [c, h, w] = shape;
+    for ch in 0..c {
+        for y in window.y..(window.y + window.h).min(h) {
+            let row = ch * h * w + y * w;
+            pixels[row + window.x..row + (window.x + window.w).min(w)].fill(fill[ch]);
+        }
+    }
+}
+
+/// Per-channel means of a `C×H×W` image.
+pub fn channel_means(pixels: &[f32], channels: usize) -> Vec<f32> {
+    let size = pixels.len() / channels.max(1);
+    pixels.chunks(size.max(1)).map(|ch| ch.iter().sum::<f32>() / size.max(1) as f32).collect()
+}
+
+/// Runs the unmasked image and each of its masked copies through the probe in one batch.
+fn measure_masks<B: Backend>(
+    probe: &ActivationProbe<B>,
+    images: &ImageBatchSource,
+    indices: &[usize],
+    clusters: &[usize],
+    windows: &[Vec<PixelBox>],
+) -> Vec<Masked> {
+    let [_, c, h, w] = images.shape();
+    let mut pixels = Vec::new();
+    let mut toward = Vec::new();
+    for ((&i, &cluster), ws) in indices.iter().zip(clusters).zip(windows) {
+        let original = images.pixels(i);
+        let fill = channel_means(original, c);
+        pixels.extend_from_slice(original);
+        toward.push(cluster);
+        for window in ws {
+            let start = pixels.len();
+            pixels.extend_from_slice(original);
+            mask_window(&mut pixels[start..], [c, h, w], window, &fill);
+            toward.push(cluster);
+        }
+    }
+    let activations = probe.measure(&pixels, &toward);
+    let mut cursor = activations.into_iter();
+    indices
+        .iter()
+        .zip(clusters)
+        .zip(windows)
+        .map(|((_, &cluster), ws)| {
+            let base = cursor.next().map(|a| a.toward).unwrap_or(0.0);
+            let masked: Vec<_> = cursor.by_ref().take(ws.len()).collect();
+            Masked {
+                base,
+                windows: ws.clone(),
+                drops: masked.iter().map(|a| base - a.toward).collect(),
+                left: masked.iter().map(|a| a.nearest != cluster).collect(),
+                forwards: ws.len() + 1,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_cover_the_extent() {
+        assert_eq!(positions(28, 7, 4), vec![0, 4, 8, 12, 16, 20, 21]);
+        assert_eq!(positions(28, 7, 3), vec![0, 3, 6, 9, 12, 15, 18, 21]);
+        assert_eq!(positions(7, 7, 3), vec![0]);
+    }
+
+    #[test]
+    fn sub_windows_are_three_by_three_half_regions() {
+        let full = PixelBox { x: 0, y: 0, w: 28, h: 28 };
+        let subs = sub_windows(&full, 7);
+        assert_eq!(subs.len(), 9);
+        assert!(subs.iter().all(|b| b.w == 14 && b.h == 14 && b.x + b.w <= 28));
+        let small = sub_windows(&PixelBox { x: 7, y: 14, w: 14, h: 14 }, 7);
+        assert_eq!(small[8], PixelBox { x: 14, y: 21, w: 7, h: 7 });
+    }
+
+    #[test]
+    fn nudged_windows_stay_inside() {
+        let around = nudged(&PixelBox { x: 0, y: 10, w: 7, h: 7 }, 28, 28);
+        assert_eq!(around.len(), 6);
+        assert!(around.iter().all(|b| b.x <= 2 && b.y >= 8 && b.y <= 12));
+    }
+
+    #[test]
+    fn hottest_box_finds_the_hot_spot() {
+        let (h, w) = (12, 10);
+        let mut heat = vec![0.1f32; h * w];
+        for y in 5..8 {
+            for x in 2..5 {
+                heat[y * w + x] = 1.0;
+            }
+        }
+        assert_eq!(hottest_box(&heat, h, w, 3), PixelBox { x: 2, y: 5, w: 3, h: 3 });
+    }
+
+    #[test]
+    fn mask_fills_only_the_window() {
+        let mut pixels: Vec<f32> = (0..2 * 4 * 4).map(|v| v as f32).collect();
+        let fill = channel_means(&pixels, 2);
+        assert_eq!(fill, vec![7.5, 23.5]);
+        mask_window(&mut pixels, [2, 4, 4], &PixelBox { x: 1, y: 2, w: 2, h: 2 }, &fill);
+        assert_eq!(pixels[2 * 4 + 1], 7.5);
+        assert_eq!(pixels[16 + 3 * 4 + 2], 23.5);
+        assert_eq!(pixels[0], 0.0);
+        assert_eq!(pixels[16 + 3 * 4 + 3], 31.0);
+    }
+}

@@ -1,0 +1,186 @@
+//! The poison classifier (DESIGN §3.5): a small CNN ensemble that learns what the located trigger
+//! patches look like and sweeps the whole dataset, catching poisons the cluster search missed.
+
+use burn::config::Config;
+use burn::module::{AutodiffModule, Module};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::image::PixelBox;
+use crate::score::paste_region;
+use crate::threat::{init_model_with, ImageBatchSource};
+
+/// Classifier settings.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierConfig {
+    /// Located patches of the best paste-test candidates used as positives. Default 20.
+    #[config(default = 20)]
+    pub top_patches: usize,
+    /// Training examples of each class. Default 1024.
+    #[config(default = 1024)]
+    pub examples_per_class: usize,
+    /// Models in the ensemble; their probabilities are averaged. Default 3.
+    #[config(default = 3)]
+    pub ensemble: usize,
+    /// Default 5.
+    #[config(default = 5)]
+    pub epochs: usize,
+    /// Default 128.
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Default 1e-3.
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    /// A sample is removed when the ensemble's mean poison probability exceeds this. Default 0.5.
+    #[config(default = 0.5)]
+    pub threshold: f32,
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// conv(16) → conv(32, stride 2) → conv(32, stride 2) → average pool → 2 logits.
+#[derive(Module, Debug)]
+pub struct PatchNet<B: Backend> {
+    convs: Vec<Conv2d<B>>,
+    pool: AdaptiveAvgPool2d,
+    out: Linear<B>,
+}
+
+impl<B: Backend> PatchNet<B> {
+    pub fn new(channels: usize, device: &B::Device) -> Self {
+        let conv = |cin: usize, cout: usize, stride: usize| {
+            Conv2dConfig::new([cin, cout], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        Self {
+            convs: vec![conv(channels, 16, 1), conv(16, 32, 2), conv(32, 32, 2)],
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            out: LinearConfig::new(32, 2).init(device),
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = images;
+        for conv in &self.convs {
+            x = relu(conv.forward(x));
+        }
+        let [n, c, _, _] = x.dims();
+        self.out.forward(self.pool.forward(x).reshape([n, c]))
+    }
+}
+
+/// Where the classifier's training examples come from.
+pub struct ClassifierData<'a> {
+    pub images: &'a ImageBatchSource,
+    /// (image, located box) of the strongest candidates: the patches that make positives.
+    pub patches: &'a [(usize, PixelBox)],
+    /// Images believed clean: backgrounds for positives, and negatives.
+    pub clean_pool: &'a [usize],
+}
+
+impl ClassifierConfig {
+    /// Trains the ensemble and returns every image's mean poison probability.
+    pub fn fit_predict<B: AutodiffBackend>(&self, data: &ClassifierData, device: &B::Device) -> Result<Vec<f32>> {
+        if data.patches.is_empty() || data.clean_pool.is_empty() {
+            return Err(Error::Config("the classifier needs at least one patch and one clean image".into()));
+        }
+        if self.ensemble == 0 || self.batch_size == 0 {
+            return Err(Error::Config("classifier ensemble and batch_size must be positive".into()));
+        }
+        let n = data.images.len();
+        let mut total = vec![0.0f32; n];
+        for member in 0..self.ensemble {
+            let seed = self.seed.wrapping_add(member as u64 * 7919);
+            let (examples, labels) = self.examples(data, seed);
+            let model = self.train::<B>(&examples, &labels, seed, device);
+            let all: Vec<usize> = (0..n).collect();
+            for chunk in all.chunks(512) {
+                let logits = model.forward(data.images.batch::<B::InnerBackend>(chunk, device));
+                let p = softmax(logits, 1).slice([0..chunk.len(), 1..2]);
+                for (&i, v) in chunk.iter().zip(p.into_data().iter::<f32>()) {
+                    total[i] += v / self.ensemble as f32;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Balanced examples: clean images with a patch pasted (1); clean images plain or with a
+    /// patch of another clean image pasted (0), so pasting alone is no cue.
+    fn examples(&self, data: &ClassifierData, seed: u64) -> (ImageBatchSource, Vec<i64>) {
+        let [_, c, h, w] = data.images.shape();
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc1a55);
+        let top = &data.patches[..self.top_patches.clamp(1, data.patches.len())];
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..self.examples_per_class * 2 {
+            let base = data.clean_pool[rng.random_range(0..data.clean_pool.len())];
+            let start = pixels.len();
+            pixels.extend_from_slice(data.images.pixels(base));
+            let positive = i % 2 == 0;
+            if positive || rng.random::<bool>() {
+                let (donor, patch) = if positive {
+                    top[rng.random_range(0..top.len())]
+                } else {
+                    let donor = data.clean_pool[rng.random_range(0..data.clean_pool.len())];
+                    let (pw, ph) = (top[0].1.w, top[0].1.h);
+                    let region = PixelBox {
+                        x: rng.random_range(0..=w - pw),
+                        y: rng.random_range(0..=h - ph),
+                        w: pw,
+                        h: ph,
+                    };
+                    (donor, region)
+                };
+                let x = rng.random_range(0..=w - patch.w);
+                let y = rng.random_range(0..=h - patch.h);
+                paste_region(&mut pixels[start..], data.images.pixels(donor), [c, h, w], &patch, x, y);
+            }
+            labels.push(positive as i64);
+        }
+        let count = labels.len();
+        let source = ImageBatchSource::from_raw(pixels, [count, c, h, w]).expect("whole images were copied");
+        (source, labels)
+    }
+
+    fn train<B: AutodiffBackend>(
+        &self,
+        examples: &ImageBatchSource,
+        labels: &[i64],
+        seed: u64,
+        device: &B::Device,
+    ) -> PatchNet<B::InnerBackend> {
+        let channels = examples.shape()[1];
+        let mut model = init_model_with::<B, _>(seed, device, |d| PatchNet::new(channels, d));
+        let mut optim = AdamConfig::new().init::<B, PatchNet<B>>();
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        for _ in 0..self.epochs {
+            order.shuffle(&mut rng);
+            for batch in order.chunks(self.batch_size) {
+                let x = examples.batch::<B>(batch, device);
+                let y = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(batch.iter().map(|&i| labels[i]).collect::<Vec<_>>(), [batch.len()]),
+                    device,
+                );
+                let loss = loss_fn.forward(model.forward(x), y);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(self.learning_rate, model, grads);
+            }
+        }
+        model.valid()
+    }
+}

@@ -1,0 +1,245 @@
+//! k-means over the embeddings (DESIGN §3.2): k-means++ seeding, then Lloyd iterations whose
+//! nearest-centroid search is one matmul on the device.
+
+use burn::config::Config;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::embed::Embeddings;
+use crate::error::{Error, Result};
+
+/// k-means settings.
+#[derive(Config, Debug, PartialEq)]
+pub struct KMeansConfig {
+    /// Number of clusters; `None` picks clamp(N / 100, 10, 1000), DESIGN §3.2.
+    #[config(default = "None")]
+    pub k: Option<usize>,
+    /// Lloyd iterations at most. Default 50.
+    #[config(default = 50)]
+    pub max_iters: usize,
+    /// Stop when the inertia improves by less than this share. Default 1e-4.
+    #[config(default = 1e-4)]
+    pub tolerance: f64,
+    /// Rows per matmul on the device. Default 8192.
+    #[config(default = 8192)]
+    pub chunk: usize,
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// A fitted clustering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clusters {
+    /// `k × dim`, row-major: the mean of each cluster's members.
+    pub centroids: Vec<f32>,
+    pub dim: usize,
+    /// Cluster of each embedding.
+    pub assignments: Vec<usize>,
+    /// Sum of squared distances to the assigned centroids.
+    pub inertia: f64,
+    pub iterations: usize,
+}
+
+impl Clusters {
+    pub fn k(&self) -> usize {
+        self.centroids.len() / self.dim.max(1)
+    }
+
+    pub fn centroid(&self, cluster: usize) -> &[f32] {
+        &self.centroids[cluster * self.dim..(cluster + 1) * self.dim]
+    }
+
+    /// Centroids scaled to unit length: the activation of DESIGN §3.3 is a cosine.
+    pub fn unit_centroids(&self) -> Vec<f32> {
+        let mut out = self.centroids.clone();
+        for row in out.chunks_mut(self.dim.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        out
+    }
+
+    /// Member indices of every cluster.
+    pub fn members(&self) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.k()];
+        for (i, &c) in self.assignments.iter().enumerate() {
+            members[c].push(i);
+        }
+        members
+    }
+}
+
+impl KMeansConfig {
+    /// The cluster count used for `n` points.
+    pub fn k_for(&self, n: usize) -> usize {
+        self.k.unwrap_or_else(|| (n / 100).clamp(10, 1000)).min(n)
+    }
+
+    /// Fits k-means to `points`.
+    pub fn fit<B: Backend>(&self, points: &Embeddings, device: &B::Device) -> Result<Clusters> {
+        let n = points.len();
+        let k = self.k_for(n);
+        if n == 0 || k == 0 {
+            return Err(Error::NoInput("k-means"));
+        }
+        let dim = points.dim;
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut centroids = plus_plus_init(points, k, &mut rng);
+        let mut previous = f64::INFINITY;
+        let mut iterations = 0;
+        for _ in 0..self.max_iters.max(1) {
+            iterations += 1;
+            let (assignments, inertia) = nearest::<B>(points, &centroids, dim, self.chunk, device);
+            centroids = means(points, &assignments, &centroids, k);
+            if previous - inertia <= self.tolerance * previous.abs().max(1e-12) {
+                break;
+            }
+            previous = inertia;
+        }
+        // The last update moved the centroids; assign once more so the two agree.
+        let (assignments, inertia) = nearest::<B>(points, &centroids, dim, self.chunk, device);
+        Ok(Clusters {
+            centroids,
+            dim,
+            assignments,
+            inertia,
+            iterations,
+        })
+    }
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// k-means++: each next seed is drawn with probability proportional to its squared distance from
+/// the seeds so far.
+fn plus_plus_init(points: &Embeddings, k: usize, rng: &mut StdRng) -> Vec<f32> {
+    let n = points.len();
+    let mut centroids = Vec::with_capacity(k * points.dim);
+    centroids.extend_from_slice(points.row(rng.random_range(0..n)));
+    let mut closest: Vec<f32> = (0..n).map(|i| squared_distance(points.row(i), &centroids[..points.dim])).collect();
+    while centroids.len() < k * points.dim {
+        let total: f64 = closest.iter().map(|&d| d as f64).sum();
+        let chosen = if total <= 0.0 {
+            rng.random_range(0..n)
+        } else {
+            let mut target = rng.random::<f64>() * total;
+            let mut chosen = n - 1;
+            for (i, &d) in closest.iter().enumerate() {
+                target -= d as f64;
+                if target < 0.0 {
+                    chosen = i;
+                    break;
+                }
+            }
+            chosen
+        };
+        let seed = points.row(chosen).to_vec();
+        for (i, best) in closest.iter_mut().enumerate() {
+            *best = best.min(squared_distance(points.row(i), &seed));
+        }
+        centroids.extend_from_slice(&seed);
+    }
+    centroids
+}
+
+/// Nearest centroid of every point, by ‖x‖² − 2x·μ + ‖μ‖² with the dot products from one matmul.
+fn nearest<B: Backend>(
+    points: &Embeddings,
+    centroids: &[f32],
+    dim: usize,
+    chunk: usize,
+    device: &B::Device,
+) -> (Vec<usize>, f64) {
+    let k = centroids.len() / dim;
+    let mu = Tensor::<B, 2>::from_data(TensorData::new(centroids.to_vec(), [k, dim]), device);
+    let mu_sq = mu.clone().powi_scalar(2).sum_dim(1).reshape([1, k]);
+    let mu_t = mu.transpose();
+    let mut assignments = Vec::with_capacity(points.len());
+    let mut inertia = 0.0f64;
+    for start in (0..points.len()).step_by(chunk.max(1)) {
+        let end = (start + chunk.max(1)).min(points.len());
+        let rows = end - start;
+        let x = Tensor::<B, 2>::from_data(
+            TensorData::new(points.data[start * dim..end * dim].to_vec(), [rows, dim]),
+            device,
+        );
+        let x_sq = x.clone().powi_scalar(2).sum_dim(1);
+        let distances = (x_sq - x.matmul(mu_t.clone()) * 2.0 + mu_sq.clone()).clamp_min(0.0);
+        let (best, index) = distances.min_dim_with_indices(1);
+        inertia += best.into_data().iter::<f32>().map(|d| d as f64).sum::<f64>();
+        assignments.extend(index.into_data().iter::<i64>().map(|i| i as usize));
+    }
+    (assignments, inertia)
+}
+
+/// Cluster means; a cluster left empty keeps its old centroid.
+fn means(points: &Embeddings, assignments: &[usize], old: &[f32], k: usize) -> Vec<f32> {
+    let dim = points.dim;
+    let mut sums = vec![0.0f64; k * dim];
+    let mut counts = vec![0usize; k];
+    for (i, &c) in assignments.iter().enumerate() {
+        counts[c] += 1;
+        for (s, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(points.row(i)) {
+            *s += v as f64;
+        }
+    }
+    let mut out = old.to_vec();
+    for c in 0..k {
+        if counts[c] > 0 {
+            for d in 0..dim {
+                out[c * dim + d] = (sums[c * dim + d] / counts[c] as f64) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Compute;
+
+    fn blobs(seed: u64) -> Embeddings {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centres = [[0.0f32, 0.0], [5.0, 5.0], [-5.0, 5.0]];
+        let mut data = Vec::new();
+        for i in 0..300 {
+            let c = centres[i % 3];
+            data.push(c[0] + rng.random::<f32>() - 0.5);
+            data.push(c[1] + rng.random::<f32>() - 0.5);
+        }
+        Embeddings { data, dim: 2 }
+    }
+
+    #[test]
+    fn default_k_follows_the_design_rule() {
+        let config = KMeansConfig::new();
+        assert_eq!(config.k_for(500), 10);
+        assert_eq!(config.k_for(8000), 80);
+        assert_eq!(config.k_for(500_000), 1000);
+        assert_eq!(config.k_for(4), 4);
+    }
+
+    #[test]
+    fn separates_blobs_and_is_deterministic() {
+        let points = blobs(1);
+        let config = KMeansConfig::new().with_k(Some(3)).with_seed(3);
+        let a = config.fit::<Compute>(&points, &Default::default()).unwrap();
+        let b = config.fit::<Compute>(&points, &Default::default()).unwrap();
+        assert_eq!(a, b);
+        for i in 0..300 {
+            assert_eq!(a.assignments[i], a.assignments[i % 3], "point {i}");
+        }
+        assert_eq!(a.members().iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        let points = Embeddings { data: vec![], dim: 4 };
+        assert!(KMeansConfig::new().fit::<Compute>(&points, &Default::default()).is_err());
+    }
+}

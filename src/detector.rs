@@ -1,0 +1,421 @@
+//! The detector (DESIGN §2–§3): embed, cluster, localise on a few probes of every cluster, keep the
+//! clusters whose located patches pass the paste test, search those clusters, then let the poison
+//! classifier sweep every sample.
+
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::ActivationProbe;
+use crate::cam::CamConfig;
+use crate::classifier::{ClassifierConfig, ClassifierData};
+use crate::cluster::{Clusters, KMeansConfig};
+use crate::embed::embed;
+use crate::error::{Error, Result};
+use crate::gradcam::grad_cam;
+use crate::image::PixelBox;
+use crate::progress::stage_bar;
+use crate::score::{median_mad, PasteConfig, PasteScore, PasteTest};
+use crate::threat::{Backbone, ImageBatchSource};
+
+/// How candidate trigger boxes are located.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Localizer {
+    /// Cluster activation masking (this crate's method).
+    PoisonCam,
+    /// Grad-CAM of the cluster score, as PatchSearch does (the baseline).
+    PatchSearch,
+}
+
+/// Which stages after localisation run; `eval --stages` ablates with these.
+#[derive(Config, Debug, PartialEq)]
+pub struct StageSwitches {
+    /// The paste test with cluster-level pruning. Without it, masking alone decides: a sample is
+    /// removed when its masking score is an outlier within its cluster. Default on.
+    #[config(default = true)]
+    pub paste: bool,
+    /// The poison classifier over all samples. Needs the paste test. Default on.
+    #[config(default = true)]
+    pub classifier: bool,
+}
+
+/// Settings of every detector stage.
+#[derive(Config, Debug, PartialEq)]
+pub struct DetectorConfig {
+    #[config(default = "KMeansConfig::new()")]
+    pub kmeans: KMeansConfig,
+    #[config(default = "CamConfig::new()")]
+    pub cam: CamConfig,
+    #[config(default = "PasteConfig::new()")]
+    pub paste: PasteConfig,
+    #[config(default = "ClassifierConfig::new()")]
+    pub classifier: ClassifierConfig,
+    #[config(default = "Localizer::PoisonCam")]
+    pub localizer: Localizer,
+    #[config(default = "StageSwitches::new()")]
+    pub stages: StageSwitches,
+    /// Images per forward pass. Default 512.
+    #[config(default = 512)]
+    pub batch_size: usize,
+}
+
+/// The stage whose evidence removed a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Masking,
+    Paste,
+    Classifier,
+    /// The item's image could not be read, so nothing can vouch for it (the filter's verdict).
+    Unreadable,
+}
+
+/// Everything the detector learnt about one sample; `None` where a stage did not look at it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub cluster: usize,
+    pub trigger_box: Option<PixelBox>,
+    /// Masking score (PoisonCAM) or Grad-CAM peak (PatchSearch).
+    pub localisation_score: Option<f32>,
+    pub paste: Option<PasteScore>,
+    pub poison_probability: Option<f32>,
+}
+
+/// Wall time and forward passes per input image of one stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageCost {
+    pub stage: String,
+    pub seconds: f64,
+    pub forwards_per_image: f64,
+}
+
+/// The detector's output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    pub clusters: Clusters,
+    pub evidence: Vec<Evidence>,
+    /// Removed indices in increasing order, with the deciding stage.
+    pub removed: Vec<(usize, Stage)>,
+    /// Best paste score among each cluster's probes.
+    pub cluster_scores: Vec<f32>,
+    /// Clusters that stood out and were searched, strongest first.
+    pub kept_clusters: Vec<usize>,
+    /// Paste share a patch must move to count as a trigger, from the spread of cluster scores.
+    pub paste_threshold: f32,
+    pub cost: Vec<StageCost>,
+}
+
+impl Detection {
+    pub fn score_of(&self, index: usize) -> f32 {
+        let e = &self.evidence[index];
+        e.poison_probability
+            .or(e.paste.map(|p| p.moved))
+            .or(e.localisation_score)
+            .unwrap_or(0.0)
+    }
+}
+
+struct Costs {
+    list: Vec<StageCost>,
+    images: usize,
+}
+
+impl Costs {
+    fn record(&mut self, stage: &str, started: Instant, forwards: usize) {
+        self.list.push(StageCost {
+            stage: stage.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            forwards_per_image: forwards as f64 / self.images.max(1) as f64,
+        });
+    }
+}
+
+/// Runs the detector with `backbone` (the warm-started threat model) over `images`.
+pub fn detect<B: AutodiffBackend>(
+    backbone: &Backbone<B::InnerBackend>,
+    images: &ImageBatchSource,
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<Detection> {
+    if images.is_empty() {
+        return Err(Error::NoInput("the detector"));
+    }
+    if config.localizer == Localizer::PatchSearch && !config.stages.paste {
+        return Err(Error::Config("the PatchSearch baseline needs the paste test".into()));
+    }
+    let n = images.len();
+    let [_, c, h, w] = images.shape();
+    let mut costs = Costs { list: Vec::new(), images: n };
+
+    let started = Instant::now();
+    let embeddings = embed(backbone, images, config.batch_size, device);
+    costs.record("embed", started, n);
+    let started = Instant::now();
+    let clusters = config.kmeans.fit::<B::InnerBackend>(&embeddings, device)?;
+    costs.record("cluster", started, 0);
+
+    let probe = ActivationProbe::new(backbone, &clusters, [c, h, w], config.batch_size, device);
+    let mut evidence: Vec<Evidence> = clusters
+        .assignments
+        .iter()
+        .map(|&cluster| Evidence { cluster, ..Evidence::default() })
+        .collect();
+    let mut search = Search::<B::InnerBackend> {
+        backbone,
+        images,
+        clusters: &clusters,
+        probe: &probe,
+        config,
+        device,
+        evidence: &mut evidence,
+    };
+
+    if !config.stages.paste {
+        let started = Instant::now();
+        let all: Vec<usize> = (0..n).collect();
+        search.localise(&all, "masking every sample");
+        costs.record("masking", started, probe.forwards());
+        let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
+        return Ok(Detection {
+            clusters,
+            removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
+            evidence,
+            cluster_scores: Vec::new(),
+            kept_clusters: Vec::new(),
+            paste_threshold: f32::NAN,
+            cost: costs.list,
+        });
+    }
+
+    let started = Instant::now();
+    let paste_test = PasteTest::new(&config.paste, &probe, images);
+    let members = clusters.members();
+    let probes = probe_members(&members, config.paste.probes_per_cluster, config.paste.seed);
+    search.localise(&probes, "localising cluster probes");
+    search.paste(&paste_test, &probes, "paste test on probes");
+    let cluster_scores: Vec<f32> = members
+        .iter()
+        .map(|m| {
+            m.iter()
+                .filter_map(|&i| search.evidence[i].paste.map(|p| p.moved))
+                .fold(0.0, f32::max)
+        })
+        .collect();
+    let (median, mad) = median_mad(&cluster_scores);
+    let paste_threshold = (median + config.paste.outlier_mads as f32 * mad).max(config.paste.min_moved as f32);
+    let mut kept_clusters: Vec<usize> = (0..clusters.k()).filter(|&k| cluster_scores[k] > paste_threshold).collect();
+    kept_clusters.sort_by(|&a, &b| cluster_scores[b].total_cmp(&cluster_scores[a]).then(a.cmp(&b)));
+    let cap = ((clusters.k() as f64 * config.paste.kept_cluster_share).ceil() as usize).max(1);
+    kept_clusters.truncate(cap);
+    let forwards_before = probe.forwards();
+    costs.record("cluster_pruning", started, forwards_before);
+
+    let started = Instant::now();
+    let kept_members: Vec<usize> = kept_clusters.iter().flat_map(|&k| members[k].iter().copied()).collect();
+    let unlocalised: Vec<usize> = kept_members.iter().copied().filter(|&i| search.evidence[i].trigger_box.is_none()).collect();
+    search.localise(&unlocalised, "localising kept clusters");
+    let candidates = top_candidates(search.evidence, &kept_clusters, &members, config.paste.candidates_per_cluster);
+    search.paste(&paste_test, &candidates, "paste test on candidates");
+    costs.record("paste_test", started, probe.forwards() - forwards_before);
+
+    let mut removed: Vec<(usize, Stage)> = (0..n)
+        .filter(|&i| evidence[i].paste.is_some_and(|p| p.moved > paste_threshold))
+        .map(|i| (i, Stage::Paste))
+        .collect();
+
+    if config.stages.classifier && !removed.is_empty() {
+        let started = Instant::now();
+        let mut positives: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
+        positives.sort_by(|&a, &b| {
+            let key = |i: usize| evidence[i].paste.map(|p| p.rank_key()).unwrap_or(0.0);
+            key(b).total_cmp(&key(a)).then(a.cmp(&b))
+        });
+        let patches: Vec<(usize, PixelBox)> = positives
+            .iter()
+            .filter_map(|&i| evidence[i].trigger_box.map(|b| (i, b)))
+            .collect();
+        let clean_pool: Vec<usize> = (0..n)
+            .filter(|&i| cluster_scores[evidence[i].cluster] <= median && evidence[i].paste.is_none_or(|p| p.moved <= paste_threshold))
+            .collect();
+        let data = ClassifierData {
+            images,
+            patches: &patches,
+            clean_pool: &clean_pool,
+        };
+        let probabilities = config.classifier.fit_predict::<B>(&data, device)?;
+        for (e, p) in evidence.iter_mut().zip(&probabilities) {
+            e.poison_probability = Some(*p);
+        }
+        let already: std::collections::HashSet<usize> = removed.iter().map(|&(i, _)| i).collect();
+        removed.extend(
+            (0..n)
+                .filter(|i| !already.contains(i) && probabilities[*i] > config.classifier.threshold)
+                .map(|i| (i, Stage::Classifier)),
+        );
+        removed.sort_by_key(|&(i, _)| i);
+        let examples = 2 * config.classifier.examples_per_class * config.classifier.epochs + n;
+        costs.record("classifier", started, examples * config.classifier.ensemble);
+    }
+
+    Ok(Detection {
+        clusters,
+        evidence,
+        removed,
+        cluster_scores,
+        kept_clusters,
+        paste_threshold,
+        cost: costs.list,
+    })
+}
+
+/// The borrowed state of the cluster search.
+struct Search<'a, 'b, B: Backend> {
+    backbone: &'a Backbone<B>,
+    images: &'a ImageBatchSource,
+    clusters: &'a Clusters,
+    probe: &'a ActivationProbe<'a, B>,
+    config: &'a DetectorConfig,
+    device: &'a B::Device,
+    evidence: &'b mut [Evidence],
+}
+
+impl<B: Backend> Search<'_, '_, B> {
+    /// Locates a trigger box in each of `indices`, toward its own cluster.
+    fn localise(&mut self, indices: &[usize], label: &str) {
+        let bar = stage_bar(label, indices.len() as u64);
+        let round = self.config.cam.images_per_round.max(1) * 4;
+        for chunk in indices.chunks(round) {
+            let found = locate(self.backbone, self.clusters, self.probe, self.images, chunk, self.config, self.device);
+            for (&i, (b, score)) in chunk.iter().zip(found) {
+                self.evidence[i].trigger_box = Some(b);
+                self.evidence[i].localisation_score = Some(score);
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+    }
+
+    /// Paste-tests the located box of each of `indices`.
+    fn paste(&mut self, test: &PasteTest, indices: &[usize], label: &str) {
+        let bar = stage_bar(label, indices.len() as u64);
+        for &i in indices {
+            if let (Some(b), None) = (self.evidence[i].trigger_box, self.evidence[i].paste) {
+                let cluster = self.evidence[i].cluster;
+                self.evidence[i].paste = Some(test.score(self.probe, self.images, i, &b, cluster));
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+}
+
+/// The trigger box and localisation score of each of `indices`, toward its own cluster, by the
+/// configured localiser.
+pub fn locate<B: Backend>(
+    backbone: &Backbone<B>,
+    clusters: &Clusters,
+    probe: &ActivationProbe<B>,
+    images: &ImageBatchSource,
+    indices: &[usize],
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Vec<(PixelBox, f32)> {
+    let [_, _, h, w] = images.shape();
+    let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
+    match config.localizer {
+        Localizer::PoisonCam => config
+            .cam
+            .locate(probe, images, indices, &targets)
+            .into_iter()
+            .map(|r| (r.trigger_box, r.score))
+            .collect(),
+        Localizer::PatchSearch => grad_cam(
+            backbone,
+            clusters,
+            images,
+            indices,
+            &targets,
+            config.cam.window_side(h, w),
+            config.batch_size,
+            device,
+        )
+        .into_iter()
+        .map(|r| (r.trigger_box, r.peak))
+        .collect(),
+    }
+}
+
+/// Up to `per_cluster` seeded random members of every cluster.
+fn probe_members(members: &[Vec<usize>], per_cluster: usize, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x9b0be);
+    let mut out = Vec::new();
+    for m in members {
+        let take = per_cluster.min(m.len());
+        let mut chosen: Vec<usize> = sample(&mut rng, m.len(), take).into_iter().map(|j| m[j]).collect();
+        chosen.sort_unstable();
+        out.extend(chosen);
+    }
+    out
+}
+
+/// In each kept cluster, the members with the highest localisation scores.
+fn top_candidates(evidence: &[Evidence], kept: &[usize], members: &[Vec<usize>], per_cluster: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &k in kept {
+        let mut m = members[k].clone();
+        let score = |i: usize| evidence[i].localisation_score.unwrap_or(f32::NEG_INFINITY);
+        m.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+        out.extend(m.into_iter().take(per_cluster));
+    }
+    out
+}
+
+/// Masking alone: samples whose masking score is an outlier within their own cluster.
+fn masking_outliers(evidence: &[Evidence], k: usize, mads: f64) -> Vec<usize> {
+    let mut scores = vec![Vec::new(); k];
+    for e in evidence {
+        scores[e.cluster].push(e.localisation_score.unwrap_or(0.0));
+    }
+    let limits: Vec<f32> = scores
+        .iter()
+        .map(|s| {
+            let (m, mad) = median_mad(s);
+            m + mads as f32 * mad.max(1e-6)
+        })
+        .collect();
+    (0..evidence.len())
+        .filter(|&i| evidence[i].localisation_score.unwrap_or(0.0) > limits[evidence[i].cluster])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_seeded_members() {
+        let members = vec![vec![0, 1, 2, 3, 4, 5], vec![6], vec![]];
+        let a = probe_members(&members, 3, 1);
+        assert_eq!(a, probe_members(&members, 3, 1));
+        assert_eq!(a.len(), 4);
+        assert!(a[..3].iter().all(|i| members[0].contains(i)));
+        assert_eq!(a[3], 6);
+    }
+
+    #[test]
+    fn masking_outliers_are_relative_to_the_cluster() {
+        let e = |cluster, s| Evidence {
+            cluster,
+            localisation_score: Some(s),
+            ..Evidence::default()
+        };
+        // Cluster 1's scores are all high; only cluster 0's lone spike is an outlier.
+        let evidence = vec![e(0, 0.1), e(0, 0.11), e(0, 0.09), e(0, 0.9), e(1, 0.8), e(1, 0.82), e(1, 0.79)];
+        assert_eq!(masking_outliers(&evidence, 2, 4.0), vec![3]);
+    }
+}

@@ -1,0 +1,95 @@
+//! Detection metrics (DESIGN §5): localisation, precision, recall, F1 and clean losses of a
+//! detector run, against the simulator's ground truth.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attack::GroundTruth;
+use crate::detector::{Detection, StageCost};
+use crate::image::PixelBox;
+
+/// DESIGN §5's hit rule: the overlap covers half of the smaller box.
+pub fn box_hit(located: &PixelBox, truth: &PixelBox) -> bool {
+    2 * located.intersection(truth) >= located.area().min(truth.area())
+}
+
+/// The metrics of one detector run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectionScores {
+    /// Share of all true poisons whose box, located directly by the localiser, hits the trigger.
+    pub trigger_localization_acc: f64,
+    /// Share of the true poisons the pipeline itself localised (probes and kept clusters).
+    pub poisons_localised_by_pipeline: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub removed: usize,
+    /// Share of the clean samples that were removed.
+    pub clean_removed_rate: f64,
+    pub true_poisons: usize,
+    /// True poisons inside the clusters the paste test kept.
+    pub poisons_in_kept_clusters: usize,
+    pub kept_clusters: usize,
+    pub cost: Vec<StageCost>,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Scores `detection` over `n` samples; `direct` holds the localiser's box for every true poison,
+/// in the order of `truth.poisoned`.
+pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, direct: &[PixelBox]) -> DetectionScores {
+    let poisons = truth.poisoned.len();
+    let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| box_hit(b, t)).count();
+    let localised = truth
+        .poisoned
+        .iter()
+        .filter(|(i, _)| detection.evidence[*i].trigger_box.is_some())
+        .count();
+    let removed = detection.removed.len();
+    let true_removed = detection.removed.iter().filter(|(i, _)| truth.is_poisoned(*i)).count();
+    let precision = ratio(true_removed, removed);
+    let recall = ratio(true_removed, poisons);
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    let kept: std::collections::HashSet<usize> = detection.kept_clusters.iter().copied().collect();
+    DetectionScores {
+        trigger_localization_acc: ratio(hits, poisons),
+        poisons_localised_by_pipeline: ratio(localised, poisons),
+        precision,
+        recall,
+        f1,
+        removed,
+        clean_removed_rate: ratio(removed - true_removed, n - poisons),
+        true_poisons: poisons,
+        poisons_in_kept_clusters: truth
+            .poisoned
+            .iter()
+            .filter(|(i, _)| kept.contains(&detection.evidence[*i].cluster))
+            .count(),
+        kept_clusters: kept.len(),
+        cost: detection.cost.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_needs_half_of_the_smaller_box() {
+        let truth = PixelBox { x: 10, y: 10, w: 6, h: 6 };
+        assert!(box_hit(&PixelBox { x: 10, y: 10, w: 7, h: 7 }, &truth));
+        // 3×6 = 18 of 36: exactly half.
+        assert!(box_hit(&PixelBox { x: 13, y: 10, w: 7, h: 7 }, &truth));
+        assert!(!box_hit(&PixelBox { x: 14, y: 10, w: 7, h: 7 }, &truth));
+        assert!(!box_hit(&PixelBox { x: 0, y: 0, w: 7, h: 7 }, &truth));
+    }
+}

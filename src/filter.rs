@@ -1,0 +1,227 @@
+//! `PoisonFilter`: wraps any burn `Dataset`, finds its poisons, and is itself a `Dataset` of the
+//! samples it keeps.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use burn::config::Config;
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::detector::{detect, Detection, DetectorConfig, Stage};
+use crate::error::{Error, Result};
+use crate::image::{AsImage, Image};
+use crate::report::{FilterReport, Removal};
+use crate::threat::{warm_start, Backbone, ImageBatchSource, WarmStartConfig, WarmStartReport};
+
+/// Everything the filter does, nested per stage; round-trips through JSON.
+#[derive(Config, Debug, PartialEq)]
+pub struct PoisonFilterConfig {
+    #[config(default = "WarmStartConfig::new()")]
+    pub warm_start: WarmStartConfig,
+    #[config(default = "DetectorConfig::new()")]
+    pub detector: DetectorConfig,
+    /// `[height, width]` every image is resized to; `None` takes the first readable image's.
+    #[config(default = "None")]
+    pub working_size: Option<[usize; 2]>,
+}
+
+impl PoisonFilterConfig {
+    /// Reads a config saved as JSON (by [`PoisonFilterConfig::write`] or burn's `Config::save`).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::load_binary(text.as_bytes()).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes the config as JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::report::write_atomic(path, burn::config::config_to_json(self).as_bytes())
+    }
+
+    /// Sets the seed of every stage.
+    pub fn seeded(mut self, seed: u64) -> Self {
+        self.warm_start.seed = seed;
+        let d = &mut self.detector;
+        d.kmeans.seed = seed;
+        d.paste.seed = seed;
+        d.classifier.seed = seed;
+        self
+    }
+}
+
+/// The kept samples of `inner`; see [`PoisonFilter::report`] for what was removed and why.
+pub struct PoisonFilter<D, I> {
+    inner: D,
+    kept: Vec<usize>,
+    report: FilterReport,
+    detection: Detection,
+    _item: PhantomData<fn() -> I>,
+}
+
+/// The images of a dataset at one working size, and the items that could not be read.
+pub struct WorkingImages {
+    pub source: ImageBatchSource,
+    /// Dataset index of each row of `source`.
+    pub rows: Vec<usize>,
+    pub ids: Vec<String>,
+    pub unreadable: Vec<(usize, String)>,
+}
+
+impl WorkingImages {
+    /// Reads every item; a `None` inside `0..len()` is an error, an unreadable image is recorded.
+    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, working_size: Option<[usize; 2]>) -> Result<Self> {
+        let len = dataset.len();
+        let mut images = Vec::new();
+        let mut rows = Vec::new();
+        let mut ids = Vec::with_capacity(len);
+        let mut unreadable = Vec::new();
+        for index in 0..len {
+            let item = dataset.get(index).ok_or(Error::MissingItem { index, len })?;
+            ids.push(item.id().unwrap_or_else(|| index.to_string()));
+            match item.as_image() {
+                Ok(image) => {
+                    images.push(image);
+                    rows.push(index);
+                }
+                Err(e) => unreadable.push((index, e.to_string())),
+            }
+        }
+        let first = images.first().ok_or(Error::NoInput("the poison filter"))?;
+        let [h, w] = working_size.unwrap_or([first.height(), first.width()]);
+        let channels = images.iter().map(Image::channels).max().unwrap_or(1);
+        let source = ImageBatchSource::new(&images, channels, h, w)?;
+        Ok(Self {
+            source,
+            rows,
+            ids,
+            unreadable,
+        })
+    }
+}
+
+impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
+    /// Warm-starts a threat model on `dataset` and filters it.
+    pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
+        let images = WorkingImages::read(&dataset, config.working_size)?;
+        let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
+        Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device)
+    }
+
+    /// Filters `dataset` with an encoder trained elsewhere (the user's own SSL model, say).
+    pub fn fit_with_encoder<B: AutodiffBackend>(
+        dataset: D,
+        backbone: &Backbone<B::InnerBackend>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let images = WorkingImages::read(&dataset, config.working_size)?;
+        Self::finish::<B>(dataset, images, backbone, None, config, device)
+    }
+
+    fn finish<B: AutodiffBackend>(
+        inner: D,
+        images: WorkingImages,
+        backbone: &Backbone<B::InnerBackend>,
+        warm: Option<WarmStartReport>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let detection = detect::<B>(backbone, &images.source, &config.detector, device)?;
+        let mut removals: Vec<Removal> = detection
+            .removed
+            .iter()
+            .map(|&(row, stage)| {
+                let index = images.rows[row];
+                Removal {
+                    index,
+                    id: images.ids[index].clone(),
+                    score: detection.score_of(row),
+                    trigger_box: detection.evidence[row].trigger_box.map(|b| b.to_array()),
+                    stage,
+                    error: None,
+                }
+            })
+            .collect();
+        removals.extend(images.unreadable.iter().map(|(index, error)| Removal {
+            index: *index,
+            id: images.ids[*index].clone(),
+            score: 1.0,
+            trigger_box: None,
+            stage: Stage::Unreadable,
+            error: Some(error.clone()),
+        }));
+        removals.sort_by_key(|r| r.index);
+        let total = inner.len();
+        let mut is_removed = vec![false; total];
+        for r in &removals {
+            is_removed[r.index] = true;
+        }
+        let kept: Vec<usize> = (0..total).filter(|&i| !is_removed[i]).collect();
+        let [_, c, h, w] = images.source.shape();
+        let report = FilterReport {
+            total,
+            kept: kept.len(),
+            removed: removals.len(),
+            backend: crate::backend::name().to_string(),
+            working_size: [c, h, w],
+            warm_start: warm,
+            kept_clusters: detection.kept_clusters.clone(),
+            paste_threshold: detection.paste_threshold,
+            cost: detection.cost.clone(),
+            removals,
+        };
+        Ok(Self {
+            inner,
+            kept,
+            report,
+            detection,
+            _item: PhantomData,
+        })
+    }
+
+    pub fn report(&self) -> &FilterReport {
+        &self.report
+    }
+
+    /// Writes the removal log, one JSON object per line.
+    pub fn write_removal_log(&self, path: &Path) -> Result<()> {
+        self.report.write_removal_log(path)
+    }
+
+    /// Indices of `inner` that are kept, increasing.
+    pub fn kept_indices(&self) -> &[usize] {
+        &self.kept
+    }
+
+    /// The detector's full evidence, rows in the order of the readable items.
+    pub fn detection(&self) -> &Detection {
+        &self.detection
+    }
+
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+}
+
+impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for PoisonFilter<D, I> {
+    fn get(&self, index: usize) -> Option<I> {
+        self.kept.get(index).and_then(|&i| self.inner.get(i))
+    }
+
+    fn len(&self) -> usize {
+        self.kept.len()
+    }
+}
+
+/// `dataset.poison_filter(&config, &device)?` for any dataset of [`AsImage`] items.
+pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
+    fn poison_filter<B: AutodiffBackend>(self, config: &PoisonFilterConfig, device: &B::Device) -> Result<PoisonFilter<Self, I>> {
+        PoisonFilter::fit::<B>(self, config, device)
+    }
+}
+
+impl<I: AsImage + Send + Sync, D: Dataset<I>> PoisonFilterExt<I> for D {}

@@ -1,0 +1,110 @@
+//! What the filter did: counts, stage costs and every removal, as JSON and JSONL.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{Stage, StageCost};
+use crate::error::{Error, Result};
+use crate::threat::WarmStartReport;
+
+/// One removed sample (a line of the removal log).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Removal {
+    pub index: usize,
+    /// The item's own id (a path, say), or its index when it has none.
+    pub id: String,
+    /// Poison probability if the classifier ran, else the paste or masking score.
+    pub score: f32,
+    /// The located trigger, `[x, y, w, h]` in working-size pixels.
+    #[serde(rename = "box")]
+    pub trigger_box: Option<[usize; 4]>,
+    /// The stage that decided.
+    pub stage: Stage,
+    /// What went wrong, for unreadable items.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// The filter's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilterReport {
+    pub total: usize,
+    pub kept: usize,
+    pub removed: usize,
+    pub backend: String,
+    /// `[channels, height, width]` every image was resized to.
+    pub working_size: [usize; 3],
+    pub warm_start: Option<WarmStartReport>,
+    pub kept_clusters: Vec<usize>,
+    pub paste_threshold: f32,
+    pub cost: Vec<StageCost>,
+    pub removals: Vec<Removal>,
+}
+
+impl FilterReport {
+    /// Writes one JSON object per removal, atomically.
+    pub fn write_removal_log(&self, path: &Path) -> Result<()> {
+        let mut lines = Vec::new();
+        for r in &self.removals {
+            serde_json::to_writer(&mut lines, r)?;
+            lines.push(b'\n');
+        }
+        write_atomic(path, &lines)
+    }
+
+    /// Writes the report as pretty JSON, atomically.
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_log_is_one_object_per_line() {
+        let removal = |index, stage| Removal {
+            index,
+            id: format!("img/{index}.png"),
+            score: 0.9,
+            trigger_box: Some([1, 2, 7, 7]),
+            stage,
+            error: None,
+        };
+        let report = FilterReport {
+            total: 3,
+            kept: 1,
+            removed: 2,
+            backend: "flex".into(),
+            working_size: [1, 28, 28],
+            warm_start: None,
+            kept_clusters: vec![4],
+            paste_threshold: 0.2,
+            cost: vec![],
+            removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/removed.jsonl");
+        report.write_removal_log(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["box"], serde_json::json!([1, 2, 7, 7]));
+        assert_eq!(lines[0]["stage"], "paste");
+        assert_eq!(lines[1]["stage"], "unreadable");
+        assert_eq!(lines[1]["id"], "img/2.png");
+    }
+}

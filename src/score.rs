@@ -1,0 +1,186 @@
+//! The paste test (DESIGN §3.4): paste a located patch into reference images and count how many
+//! it drags into the candidate's cluster. A trigger drags many; a patch of clean content few.
+
+use burn::config::Config;
+use burn::tensor::backend::Backend;
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::activation::ActivationProbe;
+use crate::image::PixelBox;
+use crate::threat::ImageBatchSource;
+
+/// Paste-test settings.
+#[derive(Config, Debug, PartialEq)]
+pub struct PasteConfig {
+    /// Reference images each patch is pasted into. Default 128 (DESIGN §3.4).
+    #[config(default = 128)]
+    pub references: usize,
+    /// Members of every cluster that are masked and paste-tested to score the cluster (the
+    /// cluster-level pruning of PatchSearch). Default 4.
+    #[config(default = 4)]
+    pub probes_per_cluster: usize,
+    /// Share of clusters, by cluster score, whose members are searched further. Default 0.1.
+    #[config(default = 0.1)]
+    pub kept_cluster_share: f64,
+    /// A kept cluster's score must exceed the median cluster score by this many scaled median
+    /// absolute deviations: on clean data no cluster stands out, and nothing is removed. Default 4.
+    #[config(default = 4.0)]
+    pub outlier_mads: f64,
+    /// And it must move at least this share of the references. Default 0.05.
+    #[config(default = 0.05)]
+    pub min_moved: f64,
+    /// In each kept cluster, this many members with the largest masking scores are paste-tested.
+    /// Default 32.
+    #[config(default = 32)]
+    pub candidates_per_cluster: usize,
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// The paste test's verdict on one patch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PasteScore {
+    /// Share of references outside the cluster that the patch moved into it.
+    pub moved: f32,
+    /// Mean cosine of the patched references to the cluster's centroid.
+    pub pull: f32,
+}
+
+impl PasteScore {
+    /// Ranks by `moved`, then `pull`.
+    pub fn rank_key(&self) -> f32 {
+        self.moved + 1e-3 * self.pull
+    }
+}
+
+/// Reference images and their clusters before any paste, shared by every candidate so that
+/// scores compare.
+pub struct PasteTest {
+    references: Vec<usize>,
+    reference_clusters: Vec<usize>,
+    seed: u64,
+}
+
+impl PasteTest {
+    /// Draws the references from `images` and measures their own clusters.
+    pub fn new<B: Backend>(config: &PasteConfig, probe: &ActivationProbe<B>, images: &ImageBatchSource) -> Self {
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x9a57e);
+        let count = config.references.clamp(1, images.len());
+        let references: Vec<usize> = sample(&mut rng, images.len(), count).into_iter().collect();
+        let mut pixels = Vec::new();
+        for &r in &references {
+            pixels.extend_from_slice(images.pixels(r));
+        }
+        let reference_clusters = probe
+            .measure(&pixels, &vec![0; references.len()])
+            .into_iter()
+            .map(|a| a.nearest)
+            .collect();
+        Self {
+            references,
+            reference_clusters,
+            seed: config.seed,
+        }
+    }
+
+    /// Pastes the `patch` of image `source` into every reference outside `cluster` at seeded
+    /// random positions and measures them toward `cluster`.
+    pub fn score<B: Backend>(
+        &self,
+        probe: &ActivationProbe<B>,
+        images: &ImageBatchSource,
+        source: usize,
+        patch: &PixelBox,
+        cluster: usize,
+    ) -> PasteScore {
+        let [_, c, h, w] = images.shape();
+        let mut rng = StdRng::seed_from_u64(self.seed ^ (source as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let donor = images.pixels(source);
+        let mut pixels = Vec::new();
+        let mut count = 0;
+        for (&r, &rc) in self.references.iter().zip(&self.reference_clusters) {
+            if rc == cluster || r == source {
+                continue;
+            }
+            let start = pixels.len();
+            pixels.extend_from_slice(images.pixels(r));
+            let x = rng.random_range(0..=w - patch.w);
+            let y = rng.random_range(0..=h - patch.h);
+            paste_region(&mut pixels[start..], donor, [c, h, w], patch, x, y);
+            count += 1;
+        }
+        if count == 0 {
+            return PasteScore { moved: 0.0, pull: 0.0 };
+        }
+        let measured = probe.measure(&pixels, &vec![cluster; count]);
+        let moved = measured.iter().filter(|a| a.nearest == cluster).count() as f32 / count as f32;
+        let pull = measured.iter().map(|a| a.toward).sum::<f32>() / count as f32;
+        PasteScore { moved, pull }
+    }
+}
+
+/// Copies `region` of `donor` into `target` (both `C×H×W`) with its top-left corner at (x, y).
+pub fn paste_region(target: &mut [f32], donor: &[f32], shape: [usize; 3], region: &PixelBox, x: usize, y: usize) {
+    let [c, h, w] = shape;
+    for ch in 0..c {
+        for dy in 0..region.h.min(h - y) {
+            let from = ch * h * w + (region.y + dy) * w + region.x;
+            let to = ch * h * w + (y + dy) * w + x;
+            let len = region.w.min(w - x);
+            target[to..to + len].copy_from_slice(&donor[from..from + len]);
+        }
+    }
+}
+
+/// Median and scaled median absolute deviation (×1.4826, a standard deviation for normal data).
+pub fn median_mad(values: &[f32]) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    let median = |v: &mut Vec<f32>| {
+        v.sort_by(f32::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let mut v = values.to_vec();
+    let m = median(&mut v);
+    let mut dev: Vec<f32> = values.iter().map(|x| (x - m).abs()).collect();
+    (m, 1.4826 * median(&mut dev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paste_copies_the_region() {
+        let donor: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut target = vec![-1.0f32; 16];
+        paste_region(&mut target, &donor, [1, 4, 4], &PixelBox { x: 2, y: 1, w: 2, h: 2 }, 0, 2);
+        assert_eq!(&target[8..10], &[6.0, 7.0]);
+        assert_eq!(&target[12..14], &[10.0, 11.0]);
+        assert_eq!(target.iter().filter(|&&v| v == -1.0).count(), 12);
+    }
+
+    #[test]
+    fn median_mad_of_known_values() {
+        let (m, mad) = median_mad(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+        assert_eq!(m, 3.0);
+        assert!((mad - 1.4826).abs() < 1e-5);
+        assert_eq!(median_mad(&[2.0, 4.0]), (3.0, 1.4826));
+    }
+
+    #[test]
+    fn rank_key_orders_by_moved_first() {
+        let a = PasteScore { moved: 0.5, pull: 0.1 };
+        let b = PasteScore { moved: 0.4, pull: 0.9 };
+        assert!(a.rank_key() > b.rank_key());
+    }
+}

@@ -1,0 +1,180 @@
+//! The detector and the `PoisonFilter` adapter on a small poisoned set with a strong trigger.
+
+use burn::data::dataset::Dataset;
+use poisoncam::activation::ActivationProbe;
+use poisoncam::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
+use poisoncam::backend::{Compute, Train};
+use poisoncam::cam::{CamConfig, MaskSearch};
+use poisoncam::data::{FashionMnist, ImageDataset, ImageItem};
+use poisoncam::detector::{detect, locate, DetectorConfig, Stage};
+use poisoncam::eval::box_hit;
+use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
+
+/// 300 images, 10% of them poisoned with a large (7×7) trigger. `real` takes Fashion-MNIST
+/// images; otherwise the backgrounds are faint smooth gradients, so the trigger is the only
+/// structure an untrained encoder can respond to.
+fn toy(real: bool) -> PoisonedSet {
+    let base = if real {
+        FashionMnist::embedded().unwrap().slice(0..300)
+    } else {
+        let items = (0..300)
+            .map(|i| {
+                let (a, b) = ((i % 7) as f32 / 70.0, (i % 11) as f32 / 110.0);
+                let pixels = (0..28 * 28).map(|p| 0.4 + a * (p % 28) as f32 / 28.0 + b * (p / 28) as f32 / 28.0).collect();
+                ImageItem {
+                    id: format!("toy/{i}.png"),
+                    image: Image::new(1, 28, 28, pixels).unwrap(),
+                    label: Some(i % 3),
+                }
+            })
+            .collect();
+        ImageDataset::new(items)
+    };
+    let config = AttackConfig {
+        rate: 0.1,
+        trigger_frac: 0.25,
+        trigger: TriggerSource::Procedural { seed: 3 },
+        ..AttackConfig::default()
+    };
+    poison(&base, &config).unwrap()
+}
+
+fn source(set: &ImageDataset) -> ImageBatchSource {
+    let images: Vec<Image> = set.items().iter().map(|i| i.image.clone()).collect();
+    ImageBatchSource::with_natural_size(&images).unwrap()
+}
+
+fn small_config() -> PoisonFilterConfig {
+    let mut config = PoisonFilterConfig::new().seeded(5);
+    config.warm_start.epochs = 1;
+    config.warm_start.batch_size = 64;
+    let d = &mut config.detector;
+    d.kmeans.k = Some(10);
+    d.paste.references = 32;
+    d.paste.probes_per_cluster = 2;
+    d.paste.candidates_per_cluster = 8;
+    d.classifier.examples_per_class = 64;
+    d.classifier.epochs = 1;
+    d.classifier.ensemble = 1;
+    config
+}
+
+#[test]
+fn masking_locates_a_strong_trigger() {
+    let set = toy(false);
+    let images = source(&set.dataset);
+    let device = Default::default();
+    // A short warm start is enough for the encoder to key on the one structure in these images.
+    let warm = WarmStartConfig::new().with_epochs(3).with_batch_size(64).with_seed(1);
+    let (model, _) = warm_start::<Train>(&images, &warm, None, &device).unwrap();
+    let config = DetectorConfig::new().with_kmeans(poisoncam::cluster::KMeansConfig::new().with_k(Some(10)));
+    let clusters = config.kmeans.fit::<Compute>(&poisoncam::embed::embed(&model.backbone, &images, 256, &device), &device).unwrap();
+    let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 512, &device);
+    let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
+    for search in [MaskSearch::Grid, MaskSearch::CoarseToFine] {
+        let config = DetectorConfig::new().with_cam(CamConfig::new().with_search(search));
+        let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &config, &device);
+        let hits = boxes.iter().zip(&set.truth.poisoned).filter(|((b, _), (_, t))| box_hit(b, t)).count();
+        assert!(
+            hits * 10 >= poisons.len() * 7,
+            "{search:?}: {hits} of {} trigger boxes located",
+            poisons.len()
+        );
+    }
+}
+
+#[test]
+fn adapter_keeps_exactly_what_was_not_removed() {
+    let set = toy(true);
+    let device = Default::default();
+    let filter = set.dataset.clone().poison_filter::<Train>(&small_config(), &device).unwrap();
+    let report = filter.report();
+    assert_eq!(report.total, 300);
+    assert_eq!(report.kept + report.removed, 300);
+    let removed: Vec<usize> = report.removals.iter().map(|r| r.index).collect();
+    let mut all: Vec<usize> = filter.kept_indices().iter().copied().chain(removed.iter().copied()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..300).collect::<Vec<_>>(), "kept ∪ removed is the input, disjointly");
+    assert_eq!(filter.len(), filter.kept_indices().len());
+    for (position, &inner) in filter.kept_indices().iter().enumerate() {
+        assert_eq!(filter.get(position).unwrap().id, set.dataset.get(inner).unwrap().id);
+    }
+    assert!(filter.get(filter.len()).is_none());
+}
+
+#[test]
+fn unreadable_items_are_removed_and_logged() {
+    struct WithBroken(ImageDataset);
+    impl Dataset<BrokenOr> for WithBroken {
+        fn get(&self, index: usize) -> Option<BrokenOr> {
+            self.0.get(index).map(|item| BrokenOr { item, broken: index % 50 == 7 })
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
+    #[derive(Clone)]
+    struct BrokenOr {
+        item: ImageItem,
+        broken: bool,
+    }
+    impl poisoncam::AsImage for BrokenOr {
+        fn as_image(&self) -> poisoncam::Result<Image> {
+            if self.broken {
+                return Err(poisoncam::Error::Config("simulated unreadable item".into()));
+            }
+            Ok(self.item.image.clone())
+        }
+    }
+    let set = toy(true);
+    let device = Default::default();
+    let filter = PoisonFilter::fit::<Train>(WithBroken(set.dataset), &small_config(), &device).unwrap();
+    let unreadable: Vec<usize> = filter
+        .report()
+        .removals
+        .iter()
+        .filter(|r| r.stage == Stage::Unreadable)
+        .map(|r| r.index)
+        .collect();
+    assert_eq!(unreadable, vec![7, 57, 107, 157, 207, 257]);
+    assert_eq!(filter.report().kept + filter.report().removed, 300);
+}
+
+#[test]
+fn detection_is_deterministic_under_a_seed() {
+    let set = toy(true);
+    let images = source(&set.dataset);
+    let device = Default::default();
+    let model = init_model::<Compute>(&EncoderConfig::new(), 2, &device);
+    let config = small_config().detector;
+    let a = detect::<Train>(&model.backbone, &images, &config, &device).unwrap();
+    let b = detect::<Train>(&model.backbone, &images, &config, &device).unwrap();
+    assert_eq!(a.removed, b.removed);
+    assert_eq!(a.evidence, b.evidence);
+    assert_eq!(a.cluster_scores, b.cluster_scores);
+}
+
+#[test]
+fn config_round_trips_through_json() {
+    let mut config = small_config();
+    config.detector.cam.search = MaskSearch::CoarseToFine;
+    config.working_size = Some([32, 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("filter.json");
+    config.write(&path).unwrap();
+    let loaded = PoisonFilterConfig::read(&path).unwrap();
+    assert_eq!(loaded, config);
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(matches!(PoisonFilterConfig::read(&path), Err(poisoncam::Error::Config(_))));
+}
+
+#[test]
+fn empty_dataset_is_an_error() {
+    let device = Default::default();
+    let empty = ImageDataset::new(vec![]);
+    assert!(matches!(
+        PoisonFilter::fit::<Train>(empty, &small_config(), &device),
+        Err(poisoncam::Error::NoInput(_))
+    ));
+}
