@@ -81,6 +81,36 @@ impl<B: Backend> PatchNet<B> {
     }
 }
 
+/// A trained ensemble.
+#[derive(Clone, Debug)]
+pub struct PoisonClassifier<B: Backend> {
+    pub models: Vec<PatchNet<B>>,
+    pub threshold: f32,
+}
+
+impl<B: Backend> PoisonClassifier<B> {
+    /// Mean poison probability of each image of the batch.
+    pub fn predict(&self, images: Tensor<B, 4>) -> Vec<f32> {
+        let n = images.dims()[0];
+        let mut total = vec![0.0f32; n];
+        for model in &self.models {
+            let p = softmax(model.forward(images.clone()), 1).slice([0..n, 1..2]);
+            for (t, v) in total.iter_mut().zip(p.into_data().iter::<f32>()) {
+                *t += v / self.models.len() as f32;
+            }
+        }
+        total
+    }
+
+    /// Mean poison probability of every image of `images`.
+    pub fn predict_all(&self, images: &ImageBatchSource, batch_size: usize, device: &B::Device) -> Vec<f32> {
+        let all: Vec<usize> = (0..images.len()).collect();
+        all.chunks(batch_size.max(1))
+            .flat_map(|chunk| self.predict(images.batch::<B>(chunk, device)))
+            .collect()
+    }
+}
+
 /// Where the classifier's training examples come from.
 pub struct ClassifierData<'a> {
     pub images: &'a ImageBatchSource,
@@ -91,30 +121,25 @@ pub struct ClassifierData<'a> {
 }
 
 impl ClassifierConfig {
-    /// Trains the ensemble and returns every image's mean poison probability.
-    pub fn fit_predict<B: AutodiffBackend>(&self, data: &ClassifierData, device: &B::Device) -> Result<Vec<f32>> {
+    /// Trains the ensemble.
+    pub fn fit<B: AutodiffBackend>(&self, data: &ClassifierData, device: &B::Device) -> Result<PoisonClassifier<B::InnerBackend>> {
         if data.patches.is_empty() || data.clean_pool.is_empty() {
             return Err(Error::Config("the classifier needs at least one patch and one clean image".into()));
         }
         if self.ensemble == 0 || self.batch_size == 0 {
             return Err(Error::Config("classifier ensemble and batch_size must be positive".into()));
         }
-        let n = data.images.len();
-        let mut total = vec![0.0f32; n];
-        for member in 0..self.ensemble {
-            let seed = self.seed.wrapping_add(member as u64 * 7919);
-            let (examples, labels) = self.examples(data, seed);
-            let model = self.train::<B>(&examples, &labels, seed, device);
-            let all: Vec<usize> = (0..n).collect();
-            for chunk in all.chunks(512) {
-                let logits = model.forward(data.images.batch::<B::InnerBackend>(chunk, device));
-                let p = softmax(logits, 1).slice([0..chunk.len(), 1..2]);
-                for (&i, v) in chunk.iter().zip(p.into_data().iter::<f32>()) {
-                    total[i] += v / self.ensemble as f32;
-                }
-            }
-        }
-        Ok(total)
+        let models = (0..self.ensemble)
+            .map(|member| {
+                let seed = self.seed.wrapping_add(member as u64 * 7919);
+                let (examples, labels) = self.examples(data, seed);
+                self.train::<B>(&examples, &labels, seed, device)
+            })
+            .collect();
+        Ok(PoisonClassifier {
+            models,
+            threshold: self.threshold,
+        })
     }
 
     /// Balanced examples: clean images with a patch pasted (1); clean images plain or with a

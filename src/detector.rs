@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::ActivationProbe;
 use crate::cam::CamConfig;
-use crate::classifier::{ClassifierConfig, ClassifierData};
+use crate::classifier::{ClassifierConfig, ClassifierData, PoisonClassifier};
 use crate::cluster::{Clusters, KMeansConfig};
 use crate::embed::embed;
 use crate::error::{Error, Result};
@@ -142,6 +142,16 @@ pub fn detect<B: AutodiffBackend>(
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<Detection> {
+    detect_and_fit::<B>(backbone, images, config, device).map(|(d, _)| d)
+}
+
+/// [`detect`], also returning the classifier it trained.
+pub fn detect_and_fit<B: AutodiffBackend>(
+    backbone: &Backbone<B::InnerBackend>,
+    images: &ImageBatchSource,
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
     if images.is_empty() {
         return Err(Error::NoInput("the detector"));
     }
@@ -181,7 +191,7 @@ pub fn detect<B: AutodiffBackend>(
         search.localise(&all, "masking every sample");
         costs.record("masking", started, probe.forwards());
         let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
-        return Ok(Detection {
+        return Ok((Detection {
             clusters,
             removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
             evidence,
@@ -189,7 +199,7 @@ pub fn detect<B: AutodiffBackend>(
             kept_clusters: Vec::new(),
             paste_threshold: f32::NAN,
             cost: costs.list,
-        });
+        }, None));
     }
 
     let started = Instant::now();
@@ -228,6 +238,7 @@ pub fn detect<B: AutodiffBackend>(
         .map(|i| (i, Stage::Paste))
         .collect();
 
+    let mut classifier = None;
     if config.stages.classifier && !removed.is_empty() {
         let started = Instant::now();
         let mut positives: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
@@ -247,7 +258,9 @@ pub fn detect<B: AutodiffBackend>(
             patches: &patches,
             clean_pool: &clean_pool,
         };
-        let probabilities = config.classifier.fit_predict::<B>(&data, device)?;
+        let trained = config.classifier.fit::<B>(&data, device)?;
+        let probabilities = trained.predict_all(images, config.batch_size, device);
+        classifier = Some(trained);
         for (e, p) in evidence.iter_mut().zip(&probabilities) {
             e.poison_probability = Some(*p);
         }
@@ -262,15 +275,18 @@ pub fn detect<B: AutodiffBackend>(
         costs.record("classifier", started, examples * config.classifier.ensemble);
     }
 
-    Ok(Detection {
-        clusters,
-        evidence,
-        removed,
-        cluster_scores,
-        kept_clusters,
-        paste_threshold,
-        cost: costs.list,
-    })
+    Ok((
+        Detection {
+            clusters,
+            evidence,
+            removed,
+            cluster_scores,
+            kept_clusters,
+            paste_threshold,
+            cost: costs.list,
+        },
+        classifier,
+    ))
 }
 
 /// The borrowed state of the cluster search.

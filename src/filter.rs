@@ -8,7 +8,9 @@ use burn::config::Config;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::detector::{detect, Detection, DetectorConfig, Stage};
+use crate::classifier::PoisonClassifier;
+use crate::detector::{detect_and_fit, Detection, DetectorConfig, Stage};
+use crate::stream::Guard;
 use crate::error::{Error, Result};
 use crate::image::{AsImage, Image};
 use crate::report::{FilterReport, Removal};
@@ -21,7 +23,7 @@ pub struct PoisonFilterConfig {
     pub warm_start: WarmStartConfig,
     #[config(default = "DetectorConfig::new()")]
     pub detector: DetectorConfig,
-    /// `[height, width]` every image is resized to; `None` takes the first readable image's.
+    /// `[height, width]` every image is resized to; `None` takes the most common size.
     #[config(default = "None")]
     pub working_size: Option<[usize; 2]>,
 }
@@ -86,8 +88,10 @@ impl WorkingImages {
                 Err(e) => unreadable.push((index, e.to_string())),
             }
         }
-        let first = images.first().ok_or(Error::NoInput("the poison filter"))?;
-        let [h, w] = working_size.unwrap_or([first.height(), first.width()]);
+        if images.is_empty() {
+            return Err(Error::NoInput("the poison filter"));
+        }
+        let [h, w] = working_size.unwrap_or_else(|| most_common_size(&images));
         let channels = images.iter().map(Image::channels).max().unwrap_or(1);
         let source = ImageBatchSource::new(&images, channels, h, w)?;
         Ok(Self {
@@ -99,12 +103,48 @@ impl WorkingImages {
     }
 }
 
+/// The most frequent `[height, width]`, the earliest seen on ties.
+fn most_common_size(images: &[Image]) -> [usize; 2] {
+    let mut counts: Vec<([usize; 2], usize)> = Vec::new();
+    for image in images {
+        let size = [image.height(), image.width()];
+        match counts.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((size, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    counts.iter().find(|(_, n)| *n == best).map_or([1, 1], |(s, _)| *s)
+}
+
 impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
     /// Warm-starts a threat model on `dataset` and filters it.
     pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
         let images = WorkingImages::read(&dataset, config.working_size)?;
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
-        Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device)
+        Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device).map(|(f, _)| f)
+    }
+
+    /// [`PoisonFilter::fit`], also returning the fitted detector as a [`Guard`] for new samples.
+    pub fn fit_guarded<B: AutodiffBackend>(
+        dataset: D,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<(Self, Guard<B::InnerBackend>)> {
+        let images = WorkingImages::read(&dataset, config.working_size)?;
+        let encoder = config.warm_start.encoder_for(&images.source);
+        let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
+        let (filter, classifier) = Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device)?;
+        let guard = Guard::new(
+            model.backbone,
+            encoder,
+            filter.detection.clusters.clone(),
+            classifier,
+            config.detector.clone(),
+            filter.report.working_size,
+            device,
+        );
+        Ok((filter, guard))
     }
 
     /// Filters `dataset` with an encoder trained elsewhere (the user's own SSL model, say).
@@ -115,7 +155,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<Self> {
         let images = WorkingImages::read(&dataset, config.working_size)?;
-        Self::finish::<B>(dataset, images, backbone, None, config, device)
+        Self::finish::<B>(dataset, images, backbone, None, config, device).map(|(f, _)| f)
     }
 
     fn finish<B: AutodiffBackend>(
@@ -125,8 +165,8 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         warm: Option<WarmStartReport>,
         config: &PoisonFilterConfig,
         device: &B::Device,
-    ) -> Result<Self> {
-        let detection = detect::<B>(backbone, &images.source, &config.detector, device)?;
+    ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
+        let (detection, classifier) = detect_and_fit::<B>(backbone, &images.source, &config.detector, device)?;
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()
@@ -170,13 +210,16 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             cost: detection.cost.clone(),
             removals,
         };
-        Ok(Self {
-            inner,
-            kept,
-            report,
-            detection,
-            _item: PhantomData,
-        })
+        Ok((
+            Self {
+                inner,
+                kept,
+                report,
+                detection,
+                _item: PhantomData,
+            },
+            classifier,
+        ))
     }
 
     pub fn report(&self) -> &FilterReport {
@@ -225,3 +268,16 @@ pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
 }
 
 impl<I: AsImage + Send + Sync, D: Dataset<I>> PoisonFilterExt<I> for D {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_size_is_the_most_common() {
+        let image = |h, w| Image::new(1, h, w, vec![0.0; h * w]).unwrap();
+        let images = vec![image(10, 12), image(28, 28), image(28, 28), image(10, 12), image(28, 28)];
+        assert_eq!(most_common_size(&images), [28, 28]);
+        assert_eq!(most_common_size(&images[..4]), [10, 12]);
+    }
+}

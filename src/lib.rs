@@ -21,6 +21,8 @@ pub mod image;
 pub mod progress;
 pub mod report;
 pub mod score;
+pub mod stream;
+pub mod suspects;
 pub mod threat;
 
 pub use burn;

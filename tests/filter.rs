@@ -1,5 +1,9 @@
 //! The detector and the `PoisonFilter` adapter on a small poisoned set with a strong trigger.
 
+mod common;
+
+use common::{small_config, source, toy};
+
 use burn::data::dataset::Dataset;
 use poisoncam::activation::ActivationProbe;
 use poisoncam::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
@@ -10,55 +14,6 @@ use poisoncam::detector::{detect, locate, DetectorConfig, Stage};
 use poisoncam::eval::box_hit;
 use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
 use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
-
-/// 300 images, 10% of them poisoned with a large (7×7) trigger. `real` takes Fashion-MNIST
-/// images; otherwise the backgrounds are faint smooth gradients, so the trigger is the only
-/// structure an untrained encoder can respond to.
-fn toy(real: bool) -> PoisonedSet {
-    let base = if real {
-        FashionMnist::embedded().unwrap().slice(0..300)
-    } else {
-        let items = (0..300)
-            .map(|i| {
-                let (a, b) = ((i % 7) as f32 / 70.0, (i % 11) as f32 / 110.0);
-                let pixels = (0..28 * 28).map(|p| 0.4 + a * (p % 28) as f32 / 28.0 + b * (p / 28) as f32 / 28.0).collect();
-                ImageItem {
-                    id: format!("toy/{i}.png"),
-                    image: Image::new(1, 28, 28, pixels).unwrap(),
-                    label: Some(i % 3),
-                }
-            })
-            .collect();
-        ImageDataset::new(items)
-    };
-    let config = AttackConfig {
-        rate: 0.1,
-        trigger_frac: 0.25,
-        trigger: TriggerSource::Procedural { seed: 3 },
-        ..AttackConfig::default()
-    };
-    poison(&base, &config).unwrap()
-}
-
-fn source(set: &ImageDataset) -> ImageBatchSource {
-    let images: Vec<Image> = set.items().iter().map(|i| i.image.clone()).collect();
-    ImageBatchSource::with_natural_size(&images).unwrap()
-}
-
-fn small_config() -> PoisonFilterConfig {
-    let mut config = PoisonFilterConfig::new().seeded(5);
-    config.warm_start.epochs = 1;
-    config.warm_start.batch_size = 64;
-    let d = &mut config.detector;
-    d.kmeans.k = Some(10);
-    d.paste.references = 32;
-    d.paste.probes_per_cluster = 2;
-    d.paste.candidates_per_cluster = 8;
-    d.classifier.examples_per_class = 64;
-    d.classifier.epochs = 1;
-    d.classifier.ensemble = 1;
-    config
-}
 
 #[test]
 fn masking_locates_a_strong_trigger() {

@@ -7,11 +7,13 @@ mod cifar;
 mod fashion_mnist;
 mod folder;
 mod idx;
+mod open;
 
 pub use cifar::read_cifar10;
 pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
 pub use folder::{decode as decode_file, read_image_folder, FolderScan, SkippedFile};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair};
+pub use open::open_path;
 
 use burn::data::dataset::Dataset;
 use serde::{Deserialize, Serialize};

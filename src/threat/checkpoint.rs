@@ -107,8 +107,8 @@ impl Checkpoint {
     }
 }
 
-/// Saves a trained encoder to `path` (`.mpk` is appended), atomically.
-pub fn save_model<B: Backend>(model: &ThreatModel<B>, path: impl AsRef<Path>) -> Result<PathBuf> {
+/// Saves a trained module (the encoder, a classifier) to `path` (`.mpk` is appended), atomically.
+pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: impl AsRef<Path>) -> Result<PathBuf> {
     let path = path.as_ref().with_extension("mpk");
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -124,8 +124,8 @@ pub fn save_model<B: Backend>(model: &ThreatModel<B>, path: impl AsRef<Path>) ->
     Ok(path)
 }
 
-/// Loads an encoder saved with [`save_model`] into `model` (which fixes the architecture).
-pub fn load_model<B: Backend>(model: ThreatModel<B>, path: impl AsRef<Path>, device: &B::Device) -> Result<ThreatModel<B>> {
+/// Loads a module saved with [`save_model`] into `model` (which fixes the architecture).
+pub fn load_model<B: Backend, M: Module<B>>(model: M, path: impl AsRef<Path>, device: &B::Device) -> Result<M> {
     let path = path.as_ref().with_extension("mpk");
     if !path.exists() {
         return Err(Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));

@@ -1,126 +1,94 @@
-//! The `poisoncam` command line: `demo` and `eval` (DESIGN §6).
+//! `poisoncam eval`: simulated attacks, threat models and detector metrics as JSON.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use poisoncam::attack::{AttackConfig, TriggerSource};
-use poisoncam::backend::{default_device, Train};
-use poisoncam::data::{read_cifar10, read_idx_pair, read_image_folder, FashionMnist, ImageDataset};
 use poisoncam::cam::MaskSearch;
+use poisoncam::data::{open_path, FashionMnist, ImageDataset};
 use poisoncam::detector::{DetectorConfig, Localizer};
-use poisoncam::eval::{run_eval, DetectorVariant, EvalConfig, EvalData, EvalReport};
+use poisoncam::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport};
 use poisoncam::threat::SslMethod;
 use poisoncam::{Error, Result};
 
-#[derive(Parser)]
-#[command(name = "poisoncam", version, about = "Find and remove backdoor poisons in image datasets")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Zero set-up run on the embedded Fashion-MNIST images with 1% poisoning; writes out/.
-    Demo {
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-        #[command(flatten)]
-        run: RunArgs,
-    },
-    /// Poison a dataset with the simulator, warm-start threat models and report metrics as JSON.
-    Eval {
-        /// `embedded` (10k Fashion-MNIST test split), `fashion-mnist` (60k+10k from the Debian
-        /// package), or a path: an image folder with class sub-folders, a CIFAR-10 binary file or
-        /// folder, or `IMAGES.gz,LABELS.gz` for an IDX pair.
-        #[arg(long, default_value = "embedded")]
-        data: String,
-        #[arg(long)]
-        json: PathBuf,
-        #[command(flatten)]
-        run: RunArgs,
-    },
-}
-
 #[derive(Args, Clone)]
-struct RunArgs {
+pub struct RunArgs {
     /// Share of the whole training set that is poisoned.
     #[arg(long, default_value_t = 0.01)]
-    rate: f64,
+    pub rate: f64,
     /// Target class of the attack.
     #[arg(long, default_value_t = 0)]
-    target: usize,
+    pub target: usize,
     /// Trigger: a number seeds a procedural pattern, anything else is a PNG/JPEG path.
     #[arg(long, default_value = "0")]
-    trigger: String,
+    pub trigger: String,
     /// Trigger side as a share of the image side.
     #[arg(long, default_value_t = 0.2)]
-    trigger_frac: f64,
+    pub trigger_frac: f64,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Warm-start epochs.
     #[arg(long)]
-    epochs: Option<usize>,
+    pub epochs: Option<usize>,
     #[arg(long, value_enum, default_value_t = Method::Simclr)]
-    method: Method,
+    pub method: Method,
     /// Smallest crop area of the augmentation, as a share of the image.
     #[arg(long)]
-    crop_min: Option<f64>,
+    pub crop_min: Option<f64>,
     #[arg(long)]
-    batch_size: Option<usize>,
+    pub batch_size: Option<usize>,
     /// NT-Xent / InfoNCE temperature.
     #[arg(long)]
-    temperature: Option<f32>,
+    pub temperature: Option<f32>,
     /// Training images taken from the front of a single-split dataset; the rest are the test set.
     #[arg(long)]
-    train_size: Option<usize>,
+    pub train_size: Option<usize>,
     /// Skip the reference model trained on clean data.
     #[arg(long)]
-    no_clean: bool,
+    pub no_clean: bool,
     /// Detector stages to run: any of masking, paste, classifier (masking alone is "CAM-only").
     #[arg(long, value_enum, value_delimiter = ',', default_value = "masking,paste,classifier")]
-    stages: Vec<StageName>,
+    pub stages: Vec<StageName>,
     /// Also run a baseline on the same threat model.
     #[arg(long, value_enum)]
-    baseline: Option<Baseline>,
+    pub baseline: Option<Baseline>,
     /// Run the full pipeline, CAM-only and the PatchSearch baseline side by side.
     #[arg(long)]
-    compare: bool,
+    pub compare: bool,
     /// How masking picks its windows.
     #[arg(long, value_enum, default_value_t = Search::Grid)]
-    search: Search,
+    pub search: Search,
     /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
-    cache: PathBuf,
+    pub cache: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
-enum StageName {
+pub enum StageName {
     Masking,
     Paste,
     Classifier,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Baseline {
+pub enum Baseline {
     Patchsearch,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Search {
+pub enum Search {
     Grid,
     CoarseToFine,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Method {
+pub enum Method {
     Simclr,
     Moco,
 }
 
 impl RunArgs {
-    fn eval_config(&self) -> EvalConfig {
+    pub fn eval_config(&self) -> EvalConfig {
         let trigger = match self.trigger.parse::<u64>() {
             Ok(seed) => TriggerSource::Procedural { seed },
             Err(_) => TriggerSource::File(PathBuf::from(&self.trigger)),
@@ -214,7 +182,7 @@ fn split(name: &str, all: ImageDataset, train_size: Option<usize>) -> Result<Eva
     })
 }
 
-fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
+pub fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
     match data {
         "embedded" => split("fashion-mnist-embedded", FashionMnist::embedded()?, train_size.or(Some(8000))),
         "fashion-mnist" => Ok(EvalData {
@@ -222,26 +190,11 @@ fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
             train: FashionMnist::system_train()?,
             test: FashionMnist::system_test()?,
         }),
-        path => {
-            let dataset = if let Some((images, labels)) = path.split_once(',') {
-                read_idx_pair(images, labels)?
-            } else if std::path::Path::new(path).is_dir() && !has_bin_files(path) {
-                read_image_folder(path, false)?.dataset
-            } else {
-                read_cifar10(path)?
-            };
-            split(path, dataset, train_size)
-        }
+        path => split(path, open_path(path, false)?.dataset, train_size),
     }
 }
 
-fn has_bin_files(dir: &str) -> bool {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bin")))
-        .unwrap_or(false)
-}
-
-fn print_table(report: &EvalReport) {
+pub fn print_table(report: &EvalReport) {
     println!("data {} ({} train, {} test), backend {}", report.data, report.train_images, report.test_images, report.backend);
     println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
     println!("{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}", "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)");
@@ -279,39 +232,10 @@ fn print_table(report: &EvalReport) {
     }
 }
 
-fn write_json(path: &std::path::Path, report: &EvalReport) -> Result<()> {
+pub fn write_json(path: &std::path::Path, report: &EvalReport) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.into(), source: e })?;
     }
     std::fs::write(path, serde_json::to_string_pretty(report)?).map_err(|e| Error::Io { path: path.into(), source: e })
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let device = default_device();
-    match cli.command {
-        Command::Demo { out, run } => {
-            let data = load("embedded", run.train_size)?;
-            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
-            print_table(&report);
-            write_json(&out.join("report.json"), &report)?;
-            println!("wrote {}", out.join("report.json").display());
-        }
-        Command::Eval { data, json, run } => {
-            let data = load(&data, run.train_size)?;
-            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
-            print_table(&report);
-            write_json(&json, &report)?;
-        }
-    }
-    Ok(())
-}
-
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}

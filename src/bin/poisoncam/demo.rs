@@ -1,0 +1,143 @@
+//! `poisoncam demo`: the embedded images, a simulated 1% attack, the filter, and its outputs,
+//! scored against the simulator's ground truth.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use poisoncam::attack::{poison, AttackConfig};
+use poisoncam::backend::{Device, Train};
+use poisoncam::data::FashionMnist;
+use poisoncam::filter::WorkingImages;
+use poisoncam::report::{write_atomic, FilterReport};
+use poisoncam::suspects::{write_suspects, Suspect};
+use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
+use serde::Serialize;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Embedded images to filter (of 10,000).
+    #[arg(long, default_value_t = 5000)]
+    pub images: usize,
+    /// Warm-start epochs.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    /// Share of the images poisoned.
+    #[arg(long, default_value_t = 0.01)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Suspects shown in suspects.png.
+    #[arg(long, default_value_t = 40)]
+    pub suspects: usize,
+    #[arg(long, default_value = ".poisoncam-cache")]
+    pub cache: PathBuf,
+}
+
+/// How the removals compare with the ground truth.
+#[derive(Serialize)]
+struct Truth {
+    poisoned: usize,
+    removed_poisons: usize,
+    removed_clean: usize,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+}
+
+#[derive(Serialize)]
+struct DemoReport<'a> {
+    attack: &'a AttackConfig,
+    truth: Truth,
+    wall_seconds: f64,
+    #[serde(flatten)]
+    filter: &'a FilterReport,
+    config: &'a PoisonFilterConfig,
+}
+
+pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
+    let started = Instant::now();
+    let all = FashionMnist::embedded()?;
+    let images = args.images.clamp(1, all.items().len());
+    let attack = AttackConfig {
+        rate: args.rate,
+        seed: args.seed,
+        ..AttackConfig::default()
+    };
+    let attacked = poison(&all.slice(0..images), &attack)?;
+    println!(
+        "poisoned {} of {images} embedded Fashion-MNIST images (class {}, {}px trigger)",
+        attacked.truth.poisoned.len(),
+        attack.target,
+        attacked.trigger.width()
+    );
+    let mut config = PoisonFilterConfig::new().seeded(args.seed);
+    config.warm_start.epochs = args.epochs;
+    config.warm_start.cache_dir = Some(args.cache.clone());
+    let filter = PoisonFilter::fit::<Train>(attacked.dataset.clone(), &config, device)?;
+    let report = filter.report();
+
+    let removed_poisons = report.removals.iter().filter(|r| attacked.truth.is_poisoned(r.index)).count();
+    let poisoned = attacked.truth.poisoned.len();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (precision, recall) = (ratio(removed_poisons, report.removed), ratio(removed_poisons, poisoned));
+    let truth = Truth {
+        poisoned,
+        removed_poisons,
+        removed_clean: report.removed - removed_poisons,
+        precision,
+        recall,
+        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+    };
+
+    filter.write_removal_log(&args.out.join("removed.jsonl"))?;
+    let working = WorkingImages::read(&attacked.dataset, config.working_size)?;
+    let detection = filter.detection();
+    let mut ranked: Vec<usize> = (0..working.rows.len()).filter(|&r| detection.evidence[r].trigger_box.is_some()).collect();
+    ranked.sort_by(|&a, &b| detection.score_of(b).total_cmp(&detection.score_of(a)).then(a.cmp(&b)));
+    let suspects: Vec<Suspect> = ranked
+        .iter()
+        .take(args.suspects)
+        .map(|&row| Suspect {
+            row,
+            trigger_box: detection.evidence[row].trigger_box,
+            truly_poisoned: Some(attacked.truth.is_poisoned(working.rows[row])),
+        })
+        .collect();
+    write_suspects(&args.out.join("suspects.png"), &working.source, &suspects, 8, 4)?;
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let full = DemoReport {
+        attack: &attack,
+        truth,
+        wall_seconds,
+        filter: report,
+        config: &config,
+    };
+    write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
+    print_summary(&full);
+    println!("wrote {0}/report.json, {0}/removed.jsonl, {0}/suspects.png", args.out.display());
+    Ok(())
+}
+
+fn print_summary(r: &DemoReport) {
+    let f = r.filter;
+    let t = &r.truth;
+    println!();
+    println!("{:<28} {:>10}", "images", f.total);
+    println!("{:<28} {:>10}", "kept", f.kept);
+    println!("{:<28} {:>10}", "removed", f.removed);
+    println!("{:<28} {:>10}", "  of which poisons", t.removed_poisons);
+    println!("{:<28} {:>10}", "  of which clean", t.removed_clean);
+    println!("{:<28} {:>10.3}", "precision", t.precision);
+    println!("{:<28} {:>10.3}", "recall", t.recall);
+    println!("{:<28} {:>10.3}", "f1", t.f1);
+    if let Some(w) = &f.warm_start {
+        println!("{:<28} {:>9.1}s", format!("warm start ({} epochs)", w.epochs), w.seconds);
+    }
+    for c in &f.cost {
+        println!("{:<28} {:>9.1}s {:>6.1} fwd/img", c.stage, c.seconds, c.forwards_per_image);
+    }
+    println!("{:<28} {:>9.1}s", "total", r.wall_seconds);
+}

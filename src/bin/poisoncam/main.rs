@@ -1,0 +1,66 @@
+//! The `poisoncam` command line: `demo`, `eval` and `scan` (DESIGN §6).
+
+mod demo;
+mod eval;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use poisoncam::backend::{default_device, Train};
+use poisoncam::eval::run_eval;
+use poisoncam::Result;
+
+#[derive(Parser)]
+#[command(name = "poisoncam", version, about = "Find and remove backdoor poisons in image datasets")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero set-up: filter the embedded Fashion-MNIST images after simulated 1% poisoning; writes
+    /// out/report.json, out/removed.jsonl and out/suspects.png.
+    Demo(demo::DemoArgs),
+    /// Poison a dataset with the simulator, warm-start threat models, run the detector and
+    /// report metrics as JSON.
+    Eval {
+        /// `embedded` (10k Fashion-MNIST test split), `fashion-mnist` (60k+10k from the Debian
+        /// package), or a path: an image folder with class sub-folders, a CIFAR-10 binary file or
+        /// folder, or `IMAGES.gz,LABELS.gz` for an IDX pair.
+        #[arg(long, default_value = "embedded")]
+        data: String,
+        #[arg(long)]
+        json: PathBuf,
+        #[command(flatten)]
+        run: eval::RunArgs,
+    },
+    /// Filter your own data: writes DIR/removed.jsonl, DIR/kept.txt and DIR/report.json.
+    Scan(scan::ScanArgs),
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = default_device();
+    match cli.command {
+        Command::Demo(args) => demo::run(&args, &device),
+        Command::Eval { data, json, run } => {
+            let data = eval::load(&data, run.train_size)?;
+            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
+            eval::print_table(&report);
+            eval::write_json(&json, &report)
+        }
+        Command::Scan(args) => scan::run(&args, &device),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! One entry point for a user's path: an image folder, an IDX pair or CIFAR-10 binary.
+
+use std::path::Path;
+
+use super::{read_cifar10, read_idx_pair, read_image_folder, FolderScan};
+use crate::error::{Error, Result};
+
+/// Opens `path`: `IMAGES,LABELS` is an IDX pair (plain or gzip); a directory holding `.bin`
+/// files, or a `.bin` file, is CIFAR-10 binary; any other directory is an image folder. With
+/// `lenient`, undecodable files in a folder are skipped and listed instead of failing the read.
+pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
+    let plain = |dataset| FolderScan {
+        dataset,
+        skipped: Vec::new(),
+        classes: Vec::new(),
+    };
+    if let Some((images, labels)) = path.split_once(',') {
+        return Ok(plain(read_idx_pair(images, labels)?));
+    }
+    let p = Path::new(path);
+    if !p.exists() {
+        return Err(Error::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+    }
+    let holds_bin = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "bin")))
+            .unwrap_or(false)
+    };
+    if p.is_file() || holds_bin(p) {
+        return Ok(plain(read_cifar10(p)?));
+    }
+    read_image_folder(p, lenient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_empty_paths_are_errors() {
+        assert!(matches!(open_path("/no/such/poisoncam/dir", true), Err(Error::Io { .. })));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(open_path(dir.path().to_str().unwrap(), true), Err(Error::EmptyDataset { .. })));
+    }
+}

@@ -1,0 +1,317 @@
+//! The streaming filter: a fitted detector saved to disk and applied to samples as they arrive,
+//! one at a time, from an iterator, or from a dataset that keeps growing.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::activation::ActivationProbe;
+use crate::classifier::{PatchNet, PoisonClassifier};
+use crate::cluster::Clusters;
+use crate::detector::{locate, DetectorConfig, Stage};
+use crate::error::{Error, Result};
+use crate::image::{AsImage, Image, PixelBox};
+use crate::report::write_atomic;
+use crate::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig, ImageBatchSource};
+
+/// The guard's judgement of one sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub removed: bool,
+    /// Why it was removed: `classifier` or `unreadable`.
+    pub stage: Option<Stage>,
+    /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
+    pub score: f32,
+    pub cluster: Option<usize>,
+    /// Located trigger of a removed sample, in working-size pixels.
+    pub trigger_box: Option<PixelBox>,
+    pub error: Option<String>,
+}
+
+/// What `guard.json` holds beside the model records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct GuardMeta {
+    working_shape: [usize; 3],
+    encoder: EncoderConfig,
+    detector: DetectorConfig,
+    centroids: Vec<f32>,
+    dim: usize,
+    classifier_models: usize,
+    threshold: f32,
+}
+
+/// A fitted detector that screens new samples; verdicts are cached by sample id and may be
+/// requested from several threads at once.
+pub struct Guard<B: Backend> {
+    backbone: Backbone<B>,
+    clusters: Clusters,
+    classifier: Option<PoisonClassifier<B>>,
+    meta: GuardMeta,
+    device: B::Device,
+    verdicts: DashMap<String, Verdict>,
+    /// Names samples without an id in the removal log.
+    anonymous: AtomicUsize,
+}
+
+impl<B: Backend> Guard<B> {
+    /// Assembles a guard from what `PoisonFilter` fitted.
+    pub fn new(
+        backbone: Backbone<B>,
+        encoder: EncoderConfig,
+        clusters: Clusters,
+        classifier: Option<PoisonClassifier<B>>,
+        detector: DetectorConfig,
+        working_shape: [usize; 3],
+        device: &B::Device,
+    ) -> Self {
+        let meta = GuardMeta {
+            working_shape,
+            encoder,
+            detector,
+            centroids: clusters.centroids.clone(),
+            dim: clusters.dim,
+            classifier_models: classifier.as_ref().map_or(0, |c| c.models.len()),
+            threshold: classifier.as_ref().map_or(0.5, |c| c.threshold),
+        };
+        Self {
+            backbone,
+            clusters,
+            classifier,
+            meta,
+            device: device.clone(),
+            verdicts: DashMap::new(),
+            anonymous: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether the fit found poisons to learn from; without, every sample passes.
+    pub fn is_armed(&self) -> bool {
+        self.classifier.is_some()
+    }
+
+    /// Saves the guard into directory `dir`: `guard.json`, `backbone.mpk`, `classifier-N.mpk`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        save_model(&self.backbone, dir.join("backbone"))?;
+        if let Some(c) = &self.classifier {
+            for (i, m) in c.models.iter().enumerate() {
+                save_model(m, dir.join(format!("classifier-{i}")))?;
+            }
+        }
+        write_atomic(&dir.join("guard.json"), &serde_json::to_vec_pretty(&self.meta)?)
+    }
+
+    /// Loads a guard saved with [`Guard::save`].
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let path = dir.join("guard.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let meta: GuardMeta = serde_json::from_str(&text).map_err(|e| Error::Cache {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let backbone = load_model(meta.encoder.init::<B>(device).backbone, dir.join("backbone"), device)?;
+        let channels = meta.working_shape[0];
+        let models = (0..meta.classifier_models)
+            .map(|i| load_model(PatchNet::new(channels, device), dir.join(format!("classifier-{i}")), device))
+            .collect::<Result<Vec<_>>>()?;
+        let classifier = (!models.is_empty()).then_some(PoisonClassifier {
+            models,
+            threshold: meta.threshold,
+        });
+        let assignments = Vec::new();
+        let clusters = Clusters {
+            centroids: meta.centroids.clone(),
+            dim: meta.dim,
+            assignments,
+            inertia: 0.0,
+            iterations: 0,
+        };
+        Ok(Self {
+            backbone,
+            clusters,
+            classifier,
+            meta,
+            device: device.clone(),
+            verdicts: DashMap::new(),
+            anonymous: AtomicUsize::new(0),
+        })
+    }
+
+    /// Screens one sample (cached by its id, when it has one).
+    pub fn screen<I: AsImage>(&self, item: &I) -> Verdict {
+        self.screen_batch(std::slice::from_ref(item)).remove(0)
+    }
+
+    /// Screens many samples with batched forward passes; cached ids are not recomputed.
+    pub fn screen_batch<I: AsImage>(&self, items: &[I]) -> Vec<Verdict> {
+        let ids: Vec<Option<String>> = items.iter().map(AsImage::id).collect();
+        let mut out: Vec<Option<Verdict>> = ids
+            .iter()
+            .map(|id| id.as_ref().and_then(|id| self.verdicts.get(id).map(|v| v.clone())))
+            .collect();
+        let [c, h, w] = self.meta.working_shape;
+        let mut todo = Vec::new();
+        let mut images = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match item.as_image() {
+                Ok(image) => {
+                    todo.push(i);
+                    images.push(image.with_channels(c).resized(h, w));
+                }
+                Err(e) => out[i] = Some(unreadable(e)),
+            }
+        }
+        if !todo.is_empty() {
+            for (i, v) in todo.iter().zip(self.judge(&images)) {
+                out[*i] = Some(v);
+            }
+        }
+        let verdicts: Vec<Verdict> = out.into_iter().map(|v| v.unwrap_or_else(|| unreadable(Error::NoInput("screen")))).collect();
+        for (id, v) in ids.iter().zip(&verdicts) {
+            match id {
+                Some(id) => {
+                    self.verdicts.insert(id.clone(), v.clone());
+                }
+                None if v.removed => {
+                    let n = self.anonymous.fetch_add(1, Ordering::Relaxed);
+                    self.verdicts.insert(format!("#anonymous-{n}"), v.clone());
+                }
+                None => {}
+            }
+        }
+        verdicts
+    }
+
+    /// Kept indices of a dataset; samples screened before (by id) cost nothing, so a dataset that
+    /// grows after fitting is re-screened cheaply.
+    pub fn screen_dataset<I: AsImage, D: burn::data::dataset::Dataset<I> + ?Sized>(&self, dataset: &D) -> Result<Vec<usize>> {
+        let mut kept = Vec::new();
+        let indices: Vec<usize> = (0..dataset.len()).collect();
+        for chunk in indices.chunks(256) {
+            let items = chunk
+                .iter()
+                .map(|&index| dataset.get(index).ok_or(Error::MissingItem { index, len: dataset.len() }))
+                .collect::<Result<Vec<I>>>()?;
+            for (&index, v) in chunk.iter().zip(self.screen_batch(&items)) {
+                if !v.removed {
+                    kept.push(index);
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Every removed sample screened so far, by id.
+    pub fn removals(&self) -> Vec<(String, Verdict)> {
+        let mut out: Vec<(String, Verdict)> = self
+            .verdicts
+            .iter()
+            .filter(|e| e.value().removed)
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Embeds, assigns a cluster, asks the classifier, and locates the trigger of the removed.
+    fn judge(&self, images: &[Image]) -> Vec<Verdict> {
+        let [c, h, w] = self.meta.working_shape;
+        let source = match ImageBatchSource::new(images, c, h, w) {
+            Ok(s) => s,
+            Err(e) => return images.iter().map(|_| unreadable(Error::Config(e.to_string()))).collect(),
+        };
+        let all: Vec<usize> = (0..source.len()).collect();
+        let k = self.clusters.k();
+        let centroids = Tensor::<B, 2>::from_data(TensorData::new(self.clusters.unit_centroids(), [k, self.clusters.dim]), &self.device);
+        let mut clusters = Vec::with_capacity(all.len());
+        let mut scores = Vec::with_capacity(all.len());
+        for chunk in all.chunks(256) {
+            let batch = source.batch::<B>(chunk, &self.device);
+            let features = l2_normalize(self.backbone.forward(batch.clone()));
+            let nearest = features.matmul(centroids.clone().transpose()).argmax(1);
+            clusters.extend(nearest.into_data().iter::<i64>().map(|c| c as usize));
+            match &self.classifier {
+                Some(classifier) => scores.extend(classifier.predict(batch)),
+                None => scores.extend(std::iter::repeat_n(0.0, chunk.len())),
+            }
+        }
+        let threshold = self.meta.threshold;
+        let flagged: Vec<usize> = (0..all.len()).filter(|&i| self.classifier.is_some() && scores[i] > threshold).collect();
+        let mut boxes = vec![None; all.len()];
+        if !flagged.is_empty() {
+            let mut clusters_for_cam = self.clusters.clone();
+            clusters_for_cam.assignments = clusters.clone();
+            let probe = ActivationProbe::new(&self.backbone, &clusters_for_cam, [c, h, w], self.meta.detector.batch_size, &self.device);
+            let found = locate(&self.backbone, &clusters_for_cam, &probe, &source, &flagged, &self.meta.detector, &self.device);
+            for (&i, (b, _)) in flagged.iter().zip(found) {
+                boxes[i] = Some(b);
+            }
+        }
+        (0..all.len())
+            .map(|i| {
+                let removed = boxes[i].is_some();
+                Verdict {
+                    removed,
+                    stage: removed.then_some(Stage::Classifier),
+                    score: scores[i],
+                    cluster: Some(clusters[i]),
+                    trigger_box: boxes[i],
+                    error: None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn unreadable(e: Error) -> Verdict {
+    Verdict {
+        removed: true,
+        stage: Some(Stage::Unreadable),
+        score: 1.0,
+        cluster: None,
+        trigger_box: None,
+        error: Some(e.to_string()),
+    }
+}
+
+/// `iter.screen(&guard)`: yields the samples the guard keeps; the others are recorded in the
+/// guard ([`Guard::removals`]).
+pub trait ScreenExt: Iterator + Sized
+where
+    Self::Item: AsImage,
+{
+    fn screen<B: Backend>(self, guard: &Guard<B>) -> Screened<'_, Self, B> {
+        Screened { inner: self, guard }
+    }
+}
+
+impl<T: Iterator> ScreenExt for T where T::Item: AsImage {}
+
+/// The iterator returned by [`ScreenExt::screen`].
+pub struct Screened<'g, T, B: Backend> {
+    inner: T,
+    guard: &'g Guard<B>,
+}
+
+impl<T: Iterator, B: Backend> Iterator for Screened<'_, T, B>
+where
+    T::Item: AsImage,
+{
+    type Item = T::Item;
+
+    fn next(&mut self) -> Option<T::Item> {
+        for item in self.inner.by_ref() {
+            if !self.guard.screen(&item).removed {
+                return Some(item);
+            }
+        }
+        None
+    }
+}

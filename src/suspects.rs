@@ -1,0 +1,122 @@
+//! `suspects.png`: the top suspects enlarged, with their located trigger boxes drawn.
+
+use std::path::Path;
+
+use image::{Rgb, RgbImage};
+
+use crate::error::{Error, Result};
+use crate::image::PixelBox;
+use crate::threat::ImageBatchSource;
+
+/// One tile of the picture.
+pub struct Suspect {
+    /// Row of the working images.
+    pub row: usize,
+    pub trigger_box: Option<PixelBox>,
+    /// Ground truth when known (simulated attacks): frames the tile red (poison) or grey (clean).
+    pub truly_poisoned: Option<bool>,
+}
+
+const BOX: Rgb<u8> = Rgb([255, 215, 0]);
+const POISON: Rgb<u8> = Rgb([220, 30, 30]);
+const CLEAN: Rgb<u8> = Rgb([150, 150, 150]);
+const UNKNOWN: Rgb<u8> = Rgb([40, 40, 40]);
+
+/// Renders `suspects` in a grid of `columns`, each image enlarged `scale` times.
+pub fn render_suspects(images: &ImageBatchSource, suspects: &[Suspect], columns: usize, scale: usize) -> RgbImage {
+    let [_, c, h, w] = images.shape();
+    let (scale, columns) = (scale.max(1), columns.max(1));
+    let frame = 3;
+    let (tile_w, tile_h) = (w * scale + 2 * frame, h * scale + 2 * frame);
+    let rows = suspects.len().div_ceil(columns).max(1);
+    let mut out = RgbImage::from_pixel((columns * tile_w) as u32, (rows * tile_h) as u32, Rgb([255, 255, 255]));
+    for (n, s) in suspects.iter().enumerate() {
+        let (ox, oy) = ((n % columns) * tile_w, (n / columns) * tile_h);
+        let colour = match s.truly_poisoned {
+            Some(true) => POISON,
+            Some(false) => CLEAN,
+            None => UNKNOWN,
+        };
+        fill_rect(&mut out, ox, oy, tile_w, tile_h, colour);
+        let pixels = images.pixels(s.row);
+        for y in 0..h * scale {
+            for x in 0..w * scale {
+                let at = |ch: usize| pixels[ch.min(c - 1) * h * w + (y / scale) * w + x / scale];
+                let v = |ch| (at(ch).clamp(0.0, 1.0) * 255.0).round() as u8;
+                out.put_pixel((ox + frame + x) as u32, (oy + frame + y) as u32, Rgb([v(0), v(1), v(2)]));
+            }
+        }
+        if let Some(b) = s.trigger_box {
+            outline(&mut out, ox + frame + b.x * scale, oy + frame + b.y * scale, b.w * scale, b.h * scale, BOX);
+        }
+    }
+    out
+}
+
+/// Renders and writes the picture.
+pub fn write_suspects(path: &Path, images: &ImageBatchSource, suspects: &[Suspect], columns: usize, scale: usize) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    render_suspects(images, suspects, columns, scale)
+        .save(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}
+
+fn fill_rect(img: &mut RgbImage, x: usize, y: usize, w: usize, h: usize, colour: Rgb<u8>) {
+    for yy in y..y + h {
+        for xx in x..x + w {
+            img.put_pixel(xx as u32, yy as u32, colour);
+        }
+    }
+}
+
+/// A two-pixel rectangle outline.
+fn outline(img: &mut RgbImage, x: usize, y: usize, w: usize, h: usize, colour: Rgb<u8>) {
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    for t in 0..2 {
+        for xx in x..(x + w).min(iw) {
+            for yy in [y + t, (y + h).saturating_sub(1 + t)] {
+                if yy < ih {
+                    img.put_pixel(xx as u32, yy as u32, colour);
+                }
+            }
+        }
+        for yy in y..(y + h).min(ih) {
+            for xx in [x + t, (x + w).saturating_sub(1 + t)] {
+                if xx < iw {
+                    img.put_pixel(xx as u32, yy as u32, colour);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_frames_and_boxes_land_where_expected() {
+        let images = ImageBatchSource::from_raw(vec![0.5; 2 * 4 * 4], [2, 1, 4, 4]).unwrap();
+        let suspects = [
+            Suspect {
+                row: 0,
+                trigger_box: Some(PixelBox { x: 1, y: 1, w: 2, h: 2 }),
+                truly_poisoned: Some(true),
+            },
+            Suspect {
+                row: 1,
+                trigger_box: None,
+                truly_poisoned: Some(false),
+            },
+        ];
+        let img = render_suspects(&images, &suspects, 2, 5);
+        assert_eq!((img.width(), img.height()), (2 * 26, 26));
+        assert_eq!(*img.get_pixel(0, 0), POISON);
+        assert_eq!(*img.get_pixel(26, 0), CLEAN);
+        assert_eq!(*img.get_pixel(3 + 5, 3 + 5), BOX);
+        assert_eq!(*img.get_pixel(3 + 12, 3 + 12), Rgb([128, 128, 128]));
+        assert_eq!(*img.get_pixel(26 + 3 + 5, 3 + 5), Rgb([128, 128, 128]));
+    }
+}
