@@ -3,12 +3,14 @@
 //! Every reader returns an [`ImageDataset`], a burn `Dataset` of [`ImageItem`]s, and reports a bad
 //! file as an error naming it.
 
+mod batcher;
 mod cifar;
 mod fashion_mnist;
 mod folder;
 mod idx;
 mod open;
 
+pub use batcher::ImageBatcher;
 pub use cifar::read_cifar10;
 pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
 pub use folder::{decode as decode_file, read_image_folder, FolderScan, SkippedFile};

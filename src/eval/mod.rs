@@ -41,6 +41,9 @@ pub struct EvalConfig {
     pub compare_clean: bool,
     /// Detector variants run side by side on the poisoned-data threat model.
     pub variants: Vec<DetectorVariant>,
+    /// Also train on what the first variant kept and score it downstream. Default false.
+    #[serde(default)]
+    pub downstream_filtered: bool,
 }
 
 /// A named detector configuration (`full`, `cam-only`, `patchsearch`, …).
@@ -65,6 +68,7 @@ impl Default for EvalConfig {
             warm_start: WarmStartConfig::new(),
             knn_k: 20,
             compare_clean: true,
+            downstream_filtered: false,
             variants: vec![DetectorVariant {
                 name: "full".into(),
                 detector: DetectorConfig::new(),
@@ -97,6 +101,8 @@ pub struct EvalReport {
     pub config: EvalConfig,
     pub poisoned_count: usize,
     pub poisoned: ModelResult,
+    /// Trained on what the first detector variant kept (`--downstream`).
+    pub filtered: Option<ModelResult>,
     pub clean: Option<ModelResult>,
     pub detection: Vec<VariantResult>,
     pub cost: Vec<StageCost>,
@@ -140,7 +146,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
-    let evaluate = |cost: &mut Vec<StageCost>, name: &str, source: &ImageBatchSource, poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
+    let evaluate = |cost: &mut Vec<StageCost>, name: &str, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
         let (model, report) = timed(cost, &format!("warm_start_{name}"), || {
             warm_start::<B>(source, &config.warm_start, None, device)
         })?;
@@ -148,7 +154,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             let data = DownstreamData {
                 bank: LabeledImages {
                     images: source,
-                    labels: &train_labels,
+                    labels,
                 },
                 poisoned,
                 test: LabeledImages {
@@ -169,19 +175,32 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             model,
         ))
     };
-    let (poisoned, threat_model) = evaluate(&mut cost, "poisoned", &poisoned_source, &poisoned_rows)?;
+    let (poisoned, threat_model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
     let mut detection = Vec::new();
+    let mut first_removed: Option<Vec<usize>> = None;
     for variant in &config.variants {
-        let scores = timed(&mut cost, &format!("detect_{}", variant.name), || {
+        let (scores, removed) = timed(&mut cost, &format!("detect_{}", variant.name), || {
             evaluate_detector::<B>(&threat_model, &poisoned_source, &attacked.truth, &variant.detector, device)
         })?;
+        first_removed.get_or_insert(removed);
         detection.push(VariantResult {
             name: variant.name.clone(),
             scores,
         });
     }
+    let filtered = match (config.downstream_filtered, first_removed) {
+        (true, Some(removed)) => {
+            let removed: std::collections::HashSet<usize> = removed.into_iter().collect();
+            let kept: Vec<usize> = (0..poisoned_source.len()).filter(|i| !removed.contains(i)).collect();
+            let source = poisoned_source.subset(&kept)?;
+            let labels: Vec<usize> = kept.iter().map(|&i| train_labels[i]).collect();
+            let poisons: Vec<usize> = (0..kept.len()).filter(|&r| attacked.truth.is_poisoned(kept[r])).collect();
+            Some(evaluate(&mut cost, "filtered", &source, &labels, &poisons)?.0)
+        }
+        _ => None,
+    };
     let clean = if config.compare_clean {
-        Some(evaluate(&mut cost, "clean", &clean_source, &poisoned_rows)?.0)
+        Some(evaluate(&mut cost, "clean", &clean_source, &train_labels, &poisoned_rows)?.0)
     } else {
         None
     };
@@ -193,6 +212,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         config: config.clone(),
         poisoned_count: poisoned_rows.len(),
         poisoned,
+        filtered,
         clean,
         detection,
         cost,
@@ -207,7 +227,7 @@ fn evaluate_detector<B: AutodiffBackend>(
     truth: &GroundTruth,
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<DetectionScores> {
+) -> Result<(DetectionScores, Vec<usize>)> {
     let found = detect::<B>(&model.backbone, images, config, device)?;
     let [_, c, h, w] = images.shape();
     let probe = ActivationProbe::new(&model.backbone, &found.clusters, [c, h, w], config.batch_size, device);
@@ -216,5 +236,6 @@ fn evaluate_detector<B: AutodiffBackend>(
         .into_iter()
         .map(|(b, _)| b)
         .collect();
-    Ok(detection_scores(&found, truth, images.len(), &direct))
+    let removed = found.removed.iter().map(|&(i, _)| i).collect();
+    Ok((detection_scores(&found, truth, images.len(), &direct), removed))
 }

@@ -60,6 +60,15 @@ impl ImageBatchSource {
         &self.data[i * size..(i + 1) * size]
     }
 
+    /// The images at `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> Result<Self> {
+        let mut data = Vec::with_capacity(rows.len() * self.pixels(0).len());
+        for &r in rows {
+            data.extend_from_slice(self.pixels(r));
+        }
+        Self::from_raw(data, [rows.len(), self.shape[1], self.shape[2], self.shape[3]])
+    }
+
     /// Image `i` as an [`Image`].
     pub fn image(&self, i: usize) -> Image {
         let [_, c, h, w] = self.shape;

@@ -162,10 +162,7 @@ pub fn warm_start<B: AutodiffBackend>(
     let steps_per_epoch = images.len().div_ceil(config.batch_size);
     let bar = progress_bar((config.epochs.saturating_sub(from_cache) * steps_per_epoch) as u64);
     let started = Instant::now();
-    let mut moco = (config.method == SslMethod::MocoV2).then(|| {
-        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6d6f_636f);
-        MocoState::new(model.valid(), config.moco_queue, encoder.projection_dim, &mut rng, device)
-    });
+    let mut step = SslStep::new(model, optim, config, &encoder, device);
     for epoch in from_cache..config.epochs {
         // One generator per epoch, so a resumed run draws exactly what an uninterrupted one would.
         let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
@@ -174,24 +171,7 @@ pub fn warm_start<B: AutodiffBackend>(
         let mut total = 0.0;
         let mut steps = 0;
         for batch in order.chunks(config.batch_size).filter(|b| b.len() >= 2) {
-            let x = images.batch::<B::InnerBackend>(batch, device);
-            let view1 = Tensor::from_inner(config.augment.augment(x.clone(), &mut rng));
-            let view2 = config.augment.augment(x, &mut rng);
-            let loss = match moco.as_mut() {
-                None => nt_xent(model.project(view1), model.project(Tensor::from_inner(view2)), config.temperature),
-                Some(state) => {
-                    let keys = state.key_model.project(view2);
-                    let loss = info_nce(model.project(view1), Tensor::from_inner(keys.clone()), Tensor::from_inner(state.queue()), config.temperature);
-                    state.enqueue(super::simclr::l2_normalize(keys));
-                    loss
-                }
-            };
-            let value: f32 = loss.clone().into_scalar().elem_f32();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-            if let Some(state) = moco.as_mut() {
-                state.momentum_update(&model.valid(), config.moco_momentum);
-            }
+            let value = step.step(images.batch::<B::InnerBackend>(batch, device), &mut rng);
             total += value;
             steps += 1;
             bar.set_message(format!("epoch {}/{} loss {value:.3}", epoch + 1, config.epochs));
@@ -203,14 +183,14 @@ pub fn warm_start<B: AutodiffBackend>(
                 epochs: epoch + 1,
                 losses: losses.clone(),
             };
-            ckpt.save(&model, optim.to_record(), &meta)?;
+            ckpt.save(&step.model, step.optim.to_record(), &meta)?;
         }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let trained = (config.epochs.saturating_sub(from_cache) * images.len()) as f64;
     Ok((
-        model.valid(),
+        step.model.valid(),
         WarmStartReport {
             epochs: config.epochs,
             epochs_from_cache: from_cache.min(config.epochs),
@@ -219,6 +199,87 @@ pub fn warm_start<B: AutodiffBackend>(
             images_per_second: if seconds > 0.0 { trained / seconds } else { 0.0 },
         },
     ))
+}
+
+/// One optimiser step of SimCLR or MoCo v2: the shared core of the cached warm start and of
+/// training from a burn `DataLoader`.
+pub struct SslStep<B: AutodiffBackend, O> {
+    pub model: ThreatModel<B>,
+    optim: O,
+    moco: Option<MocoState<B::InnerBackend>>,
+    augment: AugmentConfig,
+    method_temperature: f32,
+    learning_rate: f64,
+    momentum: f32,
+}
+
+impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
+    pub fn new(model: ThreatModel<B>, optim: O, config: &WarmStartConfig, encoder: &EncoderConfig, device: &B::Device) -> Self {
+        let moco = (config.method == SslMethod::MocoV2).then(|| {
+            let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6d6f_636f);
+            MocoState::new(model.valid(), config.moco_queue, encoder.projection_dim, &mut rng, device)
+        });
+        Self {
+            model,
+            optim,
+            moco,
+            augment: config.augment.clone(),
+            method_temperature: config.temperature,
+            learning_rate: config.learning_rate,
+            momentum: config.moco_momentum,
+        }
+    }
+
+    /// Trains on one batch of images (two augmented views each); returns the loss.
+    pub fn step(&mut self, x: Tensor<B::InnerBackend, 4>, rng: &mut StdRng) -> f32 {
+        let tau = self.method_temperature;
+        let view1 = Tensor::from_inner(self.augment.augment(x.clone(), rng));
+        let view2 = self.augment.augment(x, rng);
+        let loss = match self.moco.as_mut() {
+            None => nt_xent(self.model.project(view1), self.model.project(Tensor::from_inner(view2)), tau),
+            Some(state) => {
+                let keys = state.key_model.project(view2);
+                let loss = info_nce(self.model.project(view1), Tensor::from_inner(keys.clone()), Tensor::from_inner(state.queue()), tau);
+                state.enqueue(super::simclr::l2_normalize(keys));
+                loss
+            }
+        };
+        let value: f32 = loss.clone().into_scalar().elem_f32();
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        self.model = self.optim.step(self.learning_rate, self.model.clone(), grads);
+        if let Some(state) = self.moco.as_mut() {
+            state.momentum_update(&self.model.valid(), self.momentum);
+        }
+        value
+    }
+}
+
+/// Trains a fresh threat model for `config.epochs` epochs on the batches of a burn `DataLoader`
+/// (no cache: the loader owns the order). Batches of fewer than two images are skipped.
+pub fn train_from_loader<B: AutodiffBackend>(
+    loader: &dyn burn::data::dataloader::DataLoader<B::InnerBackend, Tensor<B::InnerBackend, 4>>,
+    encoder: &EncoderConfig,
+    config: &WarmStartConfig,
+    device: &B::Device,
+) -> Result<ThreatModel<B::InnerBackend>> {
+    if config.epochs == 0 || !(config.temperature > 0.0) {
+        return Err(Error::Config("epochs and temperature must be positive".into()));
+    }
+    let model = init_model::<B>(encoder, config.seed, device);
+    let mut step = SslStep::new(model, AdamConfig::new().init::<B, ThreatModel<B>>(), config, encoder, device);
+    let bar = progress_bar((config.epochs * loader.num_items().div_ceil(config.batch_size.max(1))) as u64);
+    for epoch in 0..config.epochs {
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
+        for batch in loader.iter() {
+            if batch.dims()[0] >= 2 {
+                let value = step.step(batch, &mut rng);
+                bar.set_message(format!("epoch {}/{} loss {value:.3}", epoch + 1, config.epochs));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(step.model.valid())
 }
 
 trait ElemF32 {

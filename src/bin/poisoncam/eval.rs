@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// Also run a baseline on the same threat model.
     #[arg(long, value_enum)]
     pub baseline: Option<Baseline>,
+    /// Also train an SSL model on what the detector kept and report its downstream scores.
+    #[arg(long)]
+    pub downstream: bool,
     /// Run the full pipeline, CAM-only and the PatchSearch baseline side by side.
     #[arg(long)]
     pub compare: bool,
@@ -124,6 +127,7 @@ impl RunArgs {
         }
         config.compare_clean = !self.no_clean;
         config.variants = self.variants();
+        config.downstream_filtered = self.downstream;
         config
     }
 
@@ -198,7 +202,9 @@ pub fn print_table(report: &EvalReport) {
     println!("data {} ({} train, {} test), backend {}", report.data, report.train_images, report.test_images, report.backend);
     println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
     println!("{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}", "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)");
-    let rows = std::iter::once(("poisoned", &report.poisoned)).chain(report.clean.as_ref().map(|c| ("clean", c)));
+    let rows = std::iter::once(("poisoned", &report.poisoned))
+        .chain(report.filtered.as_ref().map(|c| ("filtered", c)))
+        .chain(report.clean.as_ref().map(|c| ("clean", c)));
     for (name, r) in rows {
         let d = &r.downstream;
         println!(

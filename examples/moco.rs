@@ -1,0 +1,10 @@
+//! MoCo v2 on `PoisonFilter`-wrapped data through burn's `DataLoaderBuilder`, against the same
+//! training on unfiltered poisoned data and on clean data (kNN clean accuracy and attack success).
+//!
+//! `cargo run --release --example moco -- [--epochs 10] [--train 8000]`
+
+mod common;
+
+fn main() -> poisoncam::Result<()> {
+    common::run(poisoncam::threat::SslMethod::MocoV2)
+}
