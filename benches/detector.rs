@@ -1,0 +1,54 @@
+//! Throughput of the detector's inner loops on the compiled-in backend: cluster activation
+//! masking (grid and coarse-to-fine, images/s), the paste test (patches/s) and k-means.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use poisoncam::activation::ActivationProbe;
+use poisoncam::backend::{default_device, Compute};
+use poisoncam::cam::{CamConfig, MaskSearch};
+use poisoncam::cluster::KMeansConfig;
+use poisoncam::data::FashionMnist;
+use poisoncam::embed::embed;
+use poisoncam::image::PixelBox;
+use poisoncam::score::{PasteConfig, PasteTest};
+use poisoncam::threat::{init_model, EncoderConfig, ImageBatchSource};
+use poisoncam::Image;
+
+fn embedded_images(n: usize) -> ImageBatchSource {
+    let data = FashionMnist::embedded().expect("embedded data");
+    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
+    ImageBatchSource::with_natural_size(&images).expect("images")
+}
+
+fn detector(c: &mut Criterion) {
+    let device = default_device();
+    let images = embedded_images(2000);
+    let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
+    let embeddings = embed(&model.backbone, &images, 512, &device);
+    let kmeans = KMeansConfig::new().with_k(Some(20));
+    let clusters = kmeans.fit::<Compute>(&embeddings, &device).expect("k-means");
+    let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 512, &device);
+
+    let mut group = c.benchmark_group("detector");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2000));
+    group.bench_function("kmeans_2000x64_k20", |b| b.iter(|| kmeans.fit::<Compute>(&embeddings, &device).expect("k-means")));
+
+    let indices: Vec<usize> = (0..64).collect();
+    let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
+    group.throughput(Throughput::Elements(64));
+    for (name, search) in [("masking_grid_64_images", MaskSearch::Grid), ("masking_coarse_to_fine_64_images", MaskSearch::CoarseToFine)] {
+        let cam = CamConfig::new().with_search(search);
+        group.bench_function(name, |b| b.iter(|| cam.locate(&probe, &images, &indices, &targets)));
+    }
+
+    let paste = PasteTest::new(&PasteConfig::new(), &probe, &images);
+    let patch = PixelBox { x: 10, y: 10, w: 7, h: 7 };
+    group.throughput(Throughput::Elements(8));
+    group.bench_function("paste_test_8_patches_128_refs", |b| {
+        b.iter(|| (0..8).map(|i| paste.score(&probe, &images, i, &patch, clusters.assignments[i])).collect::<Vec<_>>())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, detector);
+criterion_main!(benches);
