@@ -1,0 +1,82 @@
+//! The `poisoncam scan` command on a folder a user might have: class sub-folders, mixed sizes,
+//! a few corrupt files.
+
+use std::path::Path;
+use std::process::Command;
+
+use poisoncam::PoisonFilterConfig;
+
+fn write_png(path: &Path, size: u32, seed: u32) {
+    let img = image::GrayImage::from_fn(size, size, |x, y| image::Luma([((x * 7 + y * 3 + seed * 13) % 256) as u8]));
+    img.save(path).unwrap();
+}
+
+fn small_config(path: &Path) {
+    let mut config = PoisonFilterConfig::new();
+    config.warm_start.epochs = 1;
+    config.warm_start.batch_size = 32;
+    config.detector.kmeans.k = Some(4);
+    config.detector.paste.references = 16;
+    config.detector.paste.probes_per_cluster = 2;
+    config.write(path).unwrap();
+}
+
+#[test]
+fn scan_writes_outputs_and_reports_corrupt_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for class in ["boots", "shirts"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..30u32 {
+            // Every fifth image is larger: the scan resizes to the most common size (28).
+            write_png(&data.join(class).join(format!("{i:02}.png")), if i % 5 == 0 { 40 } else { 28 }, i);
+        }
+    }
+    std::fs::write(data.join("boots/broken.png"), b"not a png at all").unwrap();
+    std::fs::write(data.join("shirts/truncated.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 16]).unwrap();
+    let config = dir.path().join("config.json");
+    small_config(&config);
+    let out = dir.path().join("out");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(["scan", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config"])
+        .arg(&config)
+        .arg("--cache")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(skipped, vec!["boots/broken.png", "shirts/truncated.jpg"]);
+    assert_eq!(report["total"], 60);
+    assert_eq!(report["working_size"], serde_json::json!([1, 28, 28]));
+
+    let kept: Vec<String> = std::fs::read_to_string(out.join("kept.txt")).unwrap().lines().map(String::from).collect();
+    let removed: Vec<serde_json::Value> = std::fs::read_to_string(out.join("removed.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(kept.len() + removed.len(), 60);
+    assert!(kept.contains(&"boots/00.png".to_string()) || removed.iter().any(|r| r["id"] == "boots/00.png"));
+    for r in &removed {
+        assert!(r["index"].is_u64() && r["id"].is_string() && r["score"].is_number());
+    }
+}
+
+#[test]
+fn scan_of_a_missing_or_empty_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in [dir.path().join("missing"), dir.path().to_path_buf()] {
+        let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+            .args(["scan", path.to_str().unwrap(), "--out"])
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: ") && stderr.contains(path.to_str().unwrap()), "{stderr}");
+    }
+}
