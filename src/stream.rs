@@ -77,6 +77,16 @@ impl<B: Backend> Guard<B> {
             classifier_models: classifier.as_ref().map_or(0, |c| c.models.len()),
             threshold: classifier.as_ref().map_or(0.5, |c| c.threshold),
         };
+        Self::assemble(backbone, clusters, classifier, meta, device)
+    }
+
+    fn assemble(
+        backbone: Backbone<B>,
+        clusters: Clusters,
+        classifier: Option<PoisonClassifier<B>>,
+        meta: GuardMeta,
+        device: &B::Device,
+    ) -> Self {
         Self {
             backbone,
             clusters,
@@ -122,23 +132,14 @@ impl<B: Backend> Guard<B> {
             models,
             threshold: meta.threshold,
         });
-        let assignments = Vec::new();
         let clusters = Clusters {
             centroids: meta.centroids.clone(),
             dim: meta.dim,
-            assignments,
+            assignments: Vec::new(),
             inertia: 0.0,
             iterations: 0,
         };
-        Ok(Self {
-            backbone,
-            clusters,
-            classifier,
-            meta,
-            device: device.clone(),
-            verdicts: DashMap::new(),
-            anonymous: AtomicUsize::new(0),
-        })
+        Ok(Self::assemble(backbone, clusters, classifier, meta, device))
     }
 
     /// Screens one sample (cached by its id, when it has one).
