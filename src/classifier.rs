@@ -5,7 +5,6 @@ use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{relu, softmax};
@@ -44,15 +43,21 @@ pub struct ClassifierConfig {
     /// A sample is removed when the ensemble's mean poison probability exceeds this. Default 0.5.
     #[config(default = 0.5)]
     pub threshold: f32,
+    /// The ensemble is used only if it tells fresh held-out examples apart at least this well
+    /// (balanced accuracy): a classifier that failed to learn would otherwise remove at random.
+    /// Default 0.9.
+    #[config(default = 0.9)]
+    pub min_validation_accuracy: f32,
     #[config(default = 0)]
     pub seed: u64,
 }
 
-/// conv(16) → conv(32, stride 2) → conv(32, stride 2) → average pool → 2 logits.
+/// conv(16) → conv(32, stride 2) → conv(32, stride 2) → global max pool → 2 logits. Max, not
+/// average: the question is whether a patch is present anywhere, and averaging dilutes a small
+/// patch into the background (with average pooling the net did not learn the toy trigger).
 #[derive(Module, Debug)]
 pub struct PatchNet<B: Backend> {
     convs: Vec<Conv2d<B>>,
-    pool: AdaptiveAvgPool2d,
     out: Linear<B>,
 }
 
@@ -66,7 +71,6 @@ impl<B: Backend> PatchNet<B> {
         };
         Self {
             convs: vec![conv(channels, 16, 1), conv(16, 32, 2), conv(32, 32, 2)],
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             out: LinearConfig::new(32, 2).init(device),
         }
     }
@@ -77,7 +81,7 @@ impl<B: Backend> PatchNet<B> {
             x = relu(conv.forward(x));
         }
         let [n, c, _, _] = x.dims();
-        self.out.forward(self.pool.forward(x).reshape([n, c]))
+        self.out.forward(x.max_dim(3).max_dim(2).reshape([n, c]))
     }
 }
 
@@ -86,6 +90,8 @@ impl<B: Backend> PatchNet<B> {
 pub struct PoisonClassifier<B: Backend> {
     pub models: Vec<PatchNet<B>>,
     pub threshold: f32,
+    /// Balanced accuracy on held-out examples drawn like the training ones.
+    pub validation_accuracy: f32,
 }
 
 impl<B: Backend> PoisonClassifier<B> {
@@ -136,10 +142,23 @@ impl ClassifierConfig {
                 self.train::<B>(&examples, &labels, seed, device)
             })
             .collect();
-        Ok(PoisonClassifier {
+        let mut classifier = PoisonClassifier {
             models,
             threshold: self.threshold,
-        })
+            validation_accuracy: 0.0,
+        };
+        let (held_out, labels) = self.examples(data, self.seed ^ 0x5eed_0ff);
+        let p = classifier.predict_all(&held_out, self.batch_size, device);
+        let hit = |want: i64| {
+            let (mut right, mut all) = (0usize, 0usize);
+            for (p, &l) in p.iter().zip(&labels).filter(|(_, &l)| l == want) {
+                all += 1;
+                right += usize::from((*p > self.threshold) == (l == 1));
+            }
+            right as f32 / all.max(1) as f32
+        };
+        classifier.validation_accuracy = (hit(0) + hit(1)) / 2.0;
+        Ok(classifier)
     }
 
     /// Balanced examples: clean images with a patch pasted (1); clean images plain or with a

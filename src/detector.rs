@@ -107,6 +107,9 @@ pub struct Detection {
     pub kept_clusters: Vec<usize>,
     /// Paste share a patch must move to count as a trigger, from the spread of cluster scores.
     pub paste_threshold: f32,
+    /// Held-out balanced accuracy of the poison classifier; below the configured minimum its
+    /// verdicts are not used and only the paste test's removals stand.
+    pub classifier_validation: Option<f32>,
     pub cost: Vec<StageCost>,
 }
 
@@ -198,6 +201,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             cluster_scores: Vec::new(),
             kept_clusters: Vec::new(),
             paste_threshold: f32::NAN,
+            classifier_validation: None,
             cost: costs.list,
         }, None));
     }
@@ -239,6 +243,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         .collect();
 
     let mut classifier = None;
+    let mut classifier_validation = None;
     if config.stages.classifier && !removed.is_empty() {
         let started = Instant::now();
         let mut positives: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
@@ -259,6 +264,23 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             clean_pool: &clean_pool,
         };
         let trained = config.classifier.fit::<B>(&data, device)?;
+        classifier_validation = Some(trained.validation_accuracy);
+        if trained.validation_accuracy < config.classifier.min_validation_accuracy {
+            costs.record("classifier", started, 0);
+            return Ok((
+                Detection {
+                    clusters,
+                    evidence,
+                    removed,
+                    cluster_scores,
+                    kept_clusters,
+                    paste_threshold,
+                    classifier_validation,
+                    cost: costs.list,
+                },
+                None,
+            ));
+        }
         let probabilities = trained.predict_all(images, config.batch_size, device);
         classifier = Some(trained);
         for (e, p) in evidence.iter_mut().zip(&probabilities) {
@@ -283,6 +305,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             cluster_scores,
             kept_clusters,
             paste_threshold,
+            classifier_validation,
             cost: costs.list,
         },
         classifier,

@@ -42,6 +42,7 @@ struct GuardMeta {
     dim: usize,
     classifier_models: usize,
     threshold: f32,
+    validation_accuracy: f32,
 }
 
 /// A fitted detector that screens new samples; verdicts are cached by sample id and may be
@@ -76,6 +77,7 @@ impl<B: Backend> Guard<B> {
             dim: clusters.dim,
             classifier_models: classifier.as_ref().map_or(0, |c| c.models.len()),
             threshold: classifier.as_ref().map_or(0.5, |c| c.threshold),
+            validation_accuracy: classifier.as_ref().map_or(0.0, |c| c.validation_accuracy),
         };
         Self::assemble(backbone, clusters, classifier, meta, device)
     }
@@ -131,6 +133,7 @@ impl<B: Backend> Guard<B> {
         let classifier = (!models.is_empty()).then_some(PoisonClassifier {
             models,
             threshold: meta.threshold,
+            validation_accuracy: meta.validation_accuracy,
         });
         let clusters = Clusters {
             centroids: meta.centroids.clone(),

@@ -6,13 +6,12 @@ use common::{small_config, source, toy};
 
 use burn::data::dataset::Dataset;
 use poisoncam::activation::ActivationProbe;
-use poisoncam::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
 use poisoncam::backend::{Compute, Train};
 use poisoncam::cam::{CamConfig, MaskSearch};
-use poisoncam::data::{FashionMnist, ImageDataset, ImageItem};
+use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detector::{detect, locate, DetectorConfig, Stage};
 use poisoncam::eval::box_hit;
-use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
 use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
 
 #[test]

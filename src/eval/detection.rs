@@ -29,6 +29,8 @@ pub struct DetectionScores {
     /// True poisons inside the clusters the paste test kept.
     pub poisons_in_kept_clusters: usize,
     pub kept_clusters: usize,
+    /// Held-out balanced accuracy of the poison classifier, when one was trained.
+    pub classifier_validation: Option<f32>,
     pub cost: Vec<StageCost>,
 }
 
@@ -75,6 +77,7 @@ pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, di
             .filter(|(i, _)| kept.contains(&detection.evidence[*i].cluster))
             .count(),
         kept_clusters: kept.len(),
+        classifier_validation: detection.classifier_validation,
         cost: detection.cost.clone(),
     }
 }

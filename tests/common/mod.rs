@@ -49,8 +49,9 @@ pub fn small_config() -> PoisonFilterConfig {
     d.paste.references = 32;
     d.paste.probes_per_cluster = 2;
     d.paste.candidates_per_cluster = 8;
-    d.classifier.examples_per_class = 64;
-    d.classifier.epochs = 1;
+    d.classifier.examples_per_class = 256;
+    d.classifier.epochs = 20;
+    d.classifier.learning_rate = 3e-3;
     d.classifier.ensemble = 1;
     config
 }
