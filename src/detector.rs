@@ -265,36 +265,23 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         };
         let trained = config.classifier.fit::<B>(&data, device)?;
         classifier_validation = Some(trained.validation_accuracy);
-        if trained.validation_accuracy < config.classifier.min_validation_accuracy {
-            costs.record("classifier", started, 0);
-            return Ok((
-                Detection {
-                    clusters,
-                    evidence,
-                    removed,
-                    cluster_scores,
-                    kept_clusters,
-                    paste_threshold,
-                    classifier_validation,
-                    cost: costs.list,
-                },
-                None,
-            ));
+        let mut forwards = 0;
+        if trained.validation_accuracy >= config.classifier.min_validation_accuracy {
+            let probabilities = trained.predict_all(images, config.batch_size, device);
+            for (e, p) in evidence.iter_mut().zip(&probabilities) {
+                e.poison_probability = Some(*p);
+            }
+            let already: std::collections::HashSet<usize> = removed.iter().map(|&(i, _)| i).collect();
+            removed.extend(
+                (0..n)
+                    .filter(|i| !already.contains(i) && probabilities[*i] > config.classifier.threshold)
+                    .map(|i| (i, Stage::Classifier)),
+            );
+            removed.sort_by_key(|&(i, _)| i);
+            classifier = Some(trained);
+            forwards = (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
         }
-        let probabilities = trained.predict_all(images, config.batch_size, device);
-        classifier = Some(trained);
-        for (e, p) in evidence.iter_mut().zip(&probabilities) {
-            e.poison_probability = Some(*p);
-        }
-        let already: std::collections::HashSet<usize> = removed.iter().map(|&(i, _)| i).collect();
-        removed.extend(
-            (0..n)
-                .filter(|i| !already.contains(i) && probabilities[*i] > config.classifier.threshold)
-                .map(|i| (i, Stage::Classifier)),
-        );
-        removed.sort_by_key(|&(i, _)| i);
-        let examples = 2 * config.classifier.examples_per_class * config.classifier.epochs + n;
-        costs.record("classifier", started, examples * config.classifier.ensemble);
+        costs.record("classifier", started, forwards);
     }
 
     Ok((
