@@ -19,12 +19,8 @@ pub struct DetectionScores {
     pub trigger_localization_acc: f64,
     /// Share of the true poisons the pipeline itself localised (probes and kept clusters).
     pub poisons_localised_by_pipeline: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub removed: usize,
-    /// Share of the clean samples that were removed.
-    pub clean_removed_rate: f64,
+    #[serde(flatten)]
+    pub removals: RemovalScores,
     pub true_poisons: usize,
     /// True poisons inside the clusters the paste test kept.
     pub poisons_in_kept_clusters: usize,
@@ -32,6 +28,43 @@ pub struct DetectionScores {
     /// Held-out balanced accuracy of the poison classifier, when one was trained.
     pub classifier_validation: Option<f32>,
     pub cost: Vec<StageCost>,
+}
+
+/// Removals against the ground truth, whichever way they were decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemovalScores {
+    pub removed: usize,
+    pub removed_poisons: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Share of the clean samples that were removed.
+    pub clean_removed_rate: f64,
+}
+
+/// Scores the removed input indices of a set of `n` samples.
+pub fn removal_scores(removed: impl IntoIterator<Item = usize>, truth: &GroundTruth, n: usize) -> RemovalScores {
+    let (mut count, mut poisons_removed) = (0, 0);
+    for index in removed {
+        count += 1;
+        poisons_removed += usize::from(truth.is_poisoned(index));
+    }
+    let poisons = truth.poisoned.len();
+    let precision = ratio(poisons_removed, count);
+    let recall = ratio(poisons_removed, poisons);
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    RemovalScores {
+        removed: count,
+        removed_poisons: poisons_removed,
+        precision,
+        recall,
+        f1,
+        clean_removed_rate: ratio(count - poisons_removed, n.saturating_sub(poisons)),
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -52,24 +85,11 @@ pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, di
         .iter()
         .filter(|(i, _)| detection.evidence[*i].trigger_box.is_some())
         .count();
-    let removed = detection.removed.len();
-    let true_removed = detection.removed.iter().filter(|(i, _)| truth.is_poisoned(*i)).count();
-    let precision = ratio(true_removed, removed);
-    let recall = ratio(true_removed, poisons);
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
     let kept: std::collections::HashSet<usize> = detection.kept_clusters.iter().copied().collect();
     DetectionScores {
         trigger_localization_acc: ratio(hits, poisons),
         poisons_localised_by_pipeline: ratio(localised, poisons),
-        precision,
-        recall,
-        f1,
-        removed,
-        clean_removed_rate: ratio(removed - true_removed, n - poisons),
+        removals: removal_scores(detection.removed.iter().map(|&(i, _)| i), truth, n),
         true_poisons: poisons,
         poisons_in_kept_clusters: truth
             .poisoned
@@ -94,5 +114,21 @@ mod tests {
         assert!(box_hit(&PixelBox { x: 13, y: 10, w: 7, h: 7 }, &truth));
         assert!(!box_hit(&PixelBox { x: 14, y: 10, w: 7, h: 7 }, &truth));
         assert!(!box_hit(&PixelBox { x: 0, y: 0, w: 7, h: 7 }, &truth));
+    }
+
+    #[test]
+    fn removal_scores_count_against_the_truth() {
+        let truth = GroundTruth {
+            target: 0,
+            poisoned: vec![(1, PixelBox { x: 0, y: 0, w: 2, h: 2 }), (4, PixelBox { x: 0, y: 0, w: 2, h: 2 })],
+        };
+        let s = removal_scores([1, 2, 3], &truth, 10);
+        assert_eq!((s.removed, s.removed_poisons), (3, 1));
+        assert!((s.precision - 1.0 / 3.0).abs() < 1e-12);
+        assert!((s.recall - 0.5).abs() < 1e-12);
+        assert!((s.f1 - 0.4).abs() < 1e-12);
+        assert!((s.clean_removed_rate - 2.0 / 8.0).abs() < 1e-12);
+        let none = removal_scores([], &truth, 10);
+        assert_eq!((none.precision, none.recall, none.f1), (0.0, 0.0, 0.0));
     }
 }

@@ -5,7 +5,7 @@ mod detection;
 mod downstream;
 mod knn;
 
-pub use detection::{box_hit, detection_scores, DetectionScores};
+pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, RemovalScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 pub use knn::knn_predict;
@@ -77,9 +77,10 @@ impl Default for EvalConfig {
     }
 }
 
-/// Wall time of one stage.
+/// Wall time of one step of an eval run (attack, warm starts, detection); the detector's own
+/// stages carry forwards per image as well, in [`crate::detector::StageCost`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StageCost {
+pub struct StepTime {
     pub stage: String,
     pub seconds: f64,
 }
@@ -105,7 +106,7 @@ pub struct EvalReport {
     pub filtered: Option<ModelResult>,
     pub clean: Option<ModelResult>,
     pub detection: Vec<VariantResult>,
-    pub cost: Vec<StageCost>,
+    pub cost: Vec<StepTime>,
 }
 
 fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>> {
@@ -117,10 +118,10 @@ fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>>
         .collect()
 }
 
-fn timed<T>(cost: &mut Vec<StageCost>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn timed<T>(cost: &mut Vec<StepTime>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let out = f()?;
-    cost.push(StageCost {
+    cost.push(StepTime {
         stage: stage.to_string(),
         seconds: started.elapsed().as_secs_f64(),
     });
@@ -146,7 +147,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
-    let evaluate = |cost: &mut Vec<StageCost>, name: &str, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
+    let evaluate = |cost: &mut Vec<StepTime>, name: &str, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
         let (model, report) = timed(cost, &format!("warm_start_{name}"), || {
             warm_start::<B>(source, &config.warm_start, None, device)
         })?;

@@ -8,6 +8,7 @@ use clap::Args;
 use poisoncam::attack::{poison, AttackConfig};
 use poisoncam::backend::{Device, Train};
 use poisoncam::data::FashionMnist;
+use poisoncam::eval::{removal_scores, RemovalScores};
 use poisoncam::filter::WorkingImages;
 use poisoncam::report::{write_atomic, FilterReport};
 use poisoncam::suspects::{write_suspects, Suspect};
@@ -40,11 +41,8 @@ pub struct DemoArgs {
 #[derive(Serialize)]
 struct Truth {
     poisoned: usize,
-    removed_poisons: usize,
-    removed_clean: usize,
-    precision: f64,
-    recall: f64,
-    f1: f64,
+    #[serde(flatten)]
+    removals: RemovalScores,
 }
 
 #[derive(Serialize)]
@@ -79,17 +77,9 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     let filter = PoisonFilter::fit::<Train>(attacked.dataset.clone(), &config, device)?;
     let report = filter.report();
 
-    let removed_poisons = report.removals.iter().filter(|r| attacked.truth.is_poisoned(r.index)).count();
-    let poisoned = attacked.truth.poisoned.len();
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let (precision, recall) = (ratio(removed_poisons, report.removed), ratio(removed_poisons, poisoned));
     let truth = Truth {
-        poisoned,
-        removed_poisons,
-        removed_clean: report.removed - removed_poisons,
-        precision,
-        recall,
-        f1: if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 },
+        poisoned: attacked.truth.poisoned.len(),
+        removals: removal_scores(report.removals.iter().map(|r| r.index), &attacked.truth, images),
     };
 
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
@@ -123,13 +113,13 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
 
 fn print_summary(r: &DemoReport) {
     let f = r.filter;
-    let t = &r.truth;
+    let t = &r.truth.removals;
     println!();
     println!("{:<28} {:>10}", "images", f.total);
     println!("{:<28} {:>10}", "kept", f.kept);
     println!("{:<28} {:>10}", "removed", f.removed);
     println!("{:<28} {:>10}", "  of which poisons", t.removed_poisons);
-    println!("{:<28} {:>10}", "  of which clean", t.removed_clean);
+    println!("{:<28} {:>10}", "  of which clean", t.removed - t.removed_poisons);
     println!("{:<28} {:>10.3}", "precision", t.precision);
     println!("{:<28} {:>10.3}", "recall", t.recall);
     println!("{:<28} {:>10.3}", "f1", t.f1);

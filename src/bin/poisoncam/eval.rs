@@ -226,7 +226,7 @@ pub fn print_table(report: &EvalReport) {
         let s = &v.scores;
         println!(
             "{:<12} {:>6.3} {:>9.3} {:>6.3} {:>6.3} {:>7} {:>12.4} {:>8}",
-            v.name, s.trigger_localization_acc, s.precision, s.recall, s.f1, s.removed, s.clean_removed_rate, s.kept_clusters
+            v.name, s.trigger_localization_acc, s.removals.precision, s.removals.recall, s.removals.f1, s.removals.removed, s.removals.clean_removed_rate, s.kept_clusters
         );
         for c in &s.cost {
             println!("    {:<20} {:>8.1} s {:>8.1} fwd/img", c.stage, c.seconds, c.forwards_per_image);
