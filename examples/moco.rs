@@ -1,7 +1,7 @@
 //! MoCo v2 on `PoisonFilter`-wrapped data through burn's `DataLoaderBuilder`, against the same
 //! training on unfiltered poisoned data and on clean data (kNN clean accuracy and attack success).
 //!
-//! `cargo run --release --example moco -- [--epochs 10] [--train 8000]`
+//! `cargo run --release --example moco -- [--epochs 6] [--train 5000]`
 
 mod common;
 
