@@ -31,12 +31,16 @@ fn detector(c: &mut Criterion) {
     let mut group = c.benchmark_group("detector");
     group.sample_size(10);
     group.throughput(Throughput::Elements(2000));
-    group.bench_function("kmeans_2000x64_k20", |b| b.iter(|| kmeans.fit::<Compute>(&embeddings, &device).expect("k-means")));
+    group.bench_function("kmeans_2000x64_k20", |b| {
+        b.iter(|| kmeans.fit::<Compute>(&embeddings, &device).expect("k-means"))
+    });
 
     let indices: Vec<usize> = (0..64).collect();
     let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
     group.throughput(Throughput::Elements(64));
-    for (name, search) in [("masking_grid_64_images", MaskSearch::Grid), ("masking_coarse_to_fine_64_images", MaskSearch::CoarseToFine)] {
+    for (name, search) in
+        [("masking_grid_64_images", MaskSearch::Grid), ("masking_coarse_to_fine_64_images", MaskSearch::CoarseToFine)]
+    {
         let cam = CamConfig::new().with_search(search);
         group.bench_function(name, |b| b.iter(|| cam.locate(&probe, &images, &indices, &targets)));
     }

@@ -55,7 +55,9 @@ fn main() -> Result<()> {
     let caught = fresh
         .removals()
         .iter()
-        .filter(|(id, _)| attacked.dataset.items().iter().position(|it| &it.id == id).is_some_and(|i| attacked.truth.is_poisoned(i)))
+        .filter(|(id, _)| {
+            attacked.dataset.items().iter().position(|it| &it.id == id).is_some_and(|i| attacked.truth.is_poisoned(i))
+        })
         .count();
     println!("arriving poisons: {truly}, caught: {caught}, removed in all: {}", fresh.removals().len());
     Ok(())

@@ -34,10 +34,8 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
         batch_size: usize,
         device: &B::Device,
     ) -> Self {
-        let centroids = Tensor::from_data(
-            TensorData::new(clusters.unit_centroids(), [clusters.k(), clusters.dim]),
-            device,
-        );
+        let centroids =
+            Tensor::from_data(TensorData::new(clusters.unit_centroids(), [clusters.k(), clusters.dim]), device);
         Self {
             backbone,
             centroids,
@@ -73,10 +71,12 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
             let chosen = cosines.gather(1, index);
             let chosen: Vec<f32> = chosen.into_data().iter::<f32>().collect();
             let nearest: Vec<i64> = nearest.into_data().iter::<i64>().collect();
-            out.extend(chosen.into_iter().zip(nearest).map(|(toward, nearest)| Activation {
-                toward,
-                nearest: nearest as usize,
-            }));
+            out.extend(
+                chosen
+                    .into_iter()
+                    .zip(nearest)
+                    .map(|(toward, nearest)| Activation { toward, nearest: nearest as usize }),
+            );
             self.forwards.set(self.forwards.get() + n);
         }
         out

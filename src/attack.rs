@@ -41,13 +41,7 @@ pub struct AttackConfig {
 
 impl Default for AttackConfig {
     fn default() -> Self {
-        Self {
-            target: 0,
-            rate: 0.01,
-            trigger_frac: 0.2,
-            trigger: TriggerSource::Procedural { seed: 0 },
-            seed: 0,
-        }
+        Self { target: 0, rate: 0.01, trigger_frac: 0.2, trigger: TriggerSource::Procedural { seed: 0 }, seed: 0 }
     }
 }
 
@@ -135,10 +129,7 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
     let first = items.first().ok_or_else(|| Error::Attack("the dataset is empty".into()))?;
     let mut candidates = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let label = item.label.ok_or(Error::MissingLabel {
-            index,
-            needed: "the attack simulator",
-        })?;
+        let label = item.label.ok_or(Error::MissingLabel { index, needed: "the attack simulator" })?;
         if label == config.target {
             candidates.push(index);
         }
@@ -165,14 +156,7 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
         let bx = paste_at_random(&mut out[index], &trigger, &mut rng, 0.25, 0.75);
         poisoned.push((index, bx));
     }
-    Ok(PoisonedSet {
-        dataset: ImageDataset::new(out),
-        trigger,
-        truth: GroundTruth {
-            target: config.target,
-            poisoned,
-        },
-    })
+    Ok(PoisonedSet { dataset: ImageDataset::new(out), trigger, truth: GroundTruth { target: config.target, poisoned } })
 }
 
 fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: f64, hi: f64) -> PixelBox {
@@ -191,10 +175,7 @@ pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackC
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x7e57));
     let mut out = Vec::new();
     for (index, item) in test.items().iter().enumerate() {
-        let label = item.label.ok_or(Error::MissingLabel {
-            index,
-            needed: "the triggered test set",
-        })?;
+        let label = item.label.ok_or(Error::MissingLabel { index, needed: "the triggered test set" })?;
         if label != config.target {
             let mut item = item.clone();
             paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9);
@@ -291,6 +272,10 @@ mod tests {
         let triggered = triggered_test_set(&test, &trigger, &config).unwrap();
         assert_eq!(triggered.items().len(), 30);
         assert!(triggered.items().iter().all(|i| i.label != Some(0)));
-        assert!(triggered.items().iter().zip(test.items().iter().filter(|i| i.label != Some(0))).all(|(a, b)| a.image != b.image));
+        assert!(triggered
+            .items()
+            .iter()
+            .zip(test.items().iter().filter(|i| i.label != Some(0)))
+            .all(|(a, b)| a.image != b.image));
     }
 }

@@ -95,10 +95,7 @@ impl CamConfig {
             .collect();
         let per_image = vec![windows; indices.len()];
         let measured = measure_masks(probe, images, indices, clusters, &per_image);
-        measured
-            .into_iter()
-            .map(|m| m.summarise(h, w, side, None))
-            .collect()
+        measured.into_iter().map(|m| m.summarise(h, w, side, None)).collect()
     }
 
     fn coarse_to_fine<B: Backend>(
@@ -118,10 +115,8 @@ impl CamConfig {
             // side: half-size steps alone leave a trigger straddling two windows half-covered.
             let coarse = regions[0].w > side || regions[0].h > side;
             refined = !coarse;
-            let windows: Vec<Vec<PixelBox>> = regions
-                .iter()
-                .map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) })
-                .collect();
+            let windows: Vec<Vec<PixelBox>> =
+                regions.iter().map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) }).collect();
             let measured = measure_masks(probe, images, indices, clusters, &windows);
             for ((region, slot), m) in regions.iter_mut().zip(merged.iter_mut()).zip(measured) {
                 *region = m.windows[m.strongest()];
@@ -168,12 +163,7 @@ fn sub_windows(region: &PixelBox, side: usize) -> Vec<PixelBox> {
     let mut out = Vec::with_capacity(9);
     for &y in &ys {
         for &x in &xs {
-            let b = PixelBox {
-                x: region.x + x,
-                y: region.y + y,
-                w: sw,
-                h: sh,
-            };
+            let b = PixelBox { x: region.x + x, y: region.y + y, w: sw, h: sh };
             if !out.contains(&b) {
                 out.push(b);
             }
@@ -211,9 +201,7 @@ struct Masked {
 
 impl Masked {
     fn strongest(&self) -> usize {
-        (0..self.drops.len())
-            .max_by(|&a, &b| self.drops[a].total_cmp(&self.drops[b]).then(b.cmp(&a)))
-            .unwrap_or(0)
+        (0..self.drops.len()).max_by(|&a, &b| self.drops[a].total_cmp(&self.drops[b]).then(b.cmp(&a))).unwrap_or(0)
     }
 
     fn absorb(&mut self, other: Masked) {
@@ -254,25 +242,23 @@ pub fn hottest_box(heat: &[f32], h: usize, w: usize, side: usize) -> PixelBox {
     for y in 0..h {
         for x in 0..w {
             table[(y + 1) * (w + 1) + x + 1] =
-                heat[y * w + x] as f64 + table[y * (w + 1) + x + 1] + table[(y + 1) * (w + 1) + x] - table[y * (w + 1) + x];
+                heat[y * w + x] as f64 + table[y * (w + 1) + x + 1] + table[(y + 1) * (w + 1) + x]
+                    - table[y * (w + 1) + x];
         }
     }
     let mut best = (f64::NEG_INFINITY, 0, 0);
     for y in 0..=h - side {
         for x in 0..=w - side {
-            let s = table[(y + side) * (w + 1) + x + side] - table[y * (w + 1) + x + side] - table[(y + side) * (w + 1) + x]
+            let s = table[(y + side) * (w + 1) + x + side]
+                - table[y * (w + 1) + x + side]
+                - table[(y + side) * (w + 1) + x]
                 + table[y * (w + 1) + x];
             if s > best.0 {
                 best = (s, x, y);
             }
         }
     }
-    PixelBox {
-        x: best.1,
-        y: best.2,
-        w: side,
-        h: side,
-    }
+    PixelBox { x: best.1, y: best.2, w: side, h: side }
 }
 
 /// Fills `window` of a `C×H×W` image with each channel's mean.

@@ -111,9 +111,7 @@ impl<B: Backend> PoisonClassifier<B> {
     /// Mean poison probability of every image of `images`.
     pub fn predict_all(&self, images: &ImageBatchSource, batch_size: usize, device: &B::Device) -> Vec<f32> {
         let all: Vec<usize> = (0..images.len()).collect();
-        all.chunks(batch_size.max(1))
-            .flat_map(|chunk| self.predict(images.batch::<B>(chunk, device)))
-            .collect()
+        all.chunks(batch_size.max(1)).flat_map(|chunk| self.predict(images.batch::<B>(chunk, device))).collect()
     }
 }
 
@@ -128,7 +126,11 @@ pub struct ClassifierData<'a> {
 
 impl ClassifierConfig {
     /// Trains the ensemble.
-    pub fn fit<B: AutodiffBackend>(&self, data: &ClassifierData, device: &B::Device) -> Result<PoisonClassifier<B::InnerBackend>> {
+    pub fn fit<B: AutodiffBackend>(
+        &self,
+        data: &ClassifierData,
+        device: &B::Device,
+    ) -> Result<PoisonClassifier<B::InnerBackend>> {
         if data.patches.is_empty() || data.clean_pool.is_empty() {
             return Err(Error::Config("the classifier needs at least one patch and one clean image".into()));
         }
@@ -142,11 +144,7 @@ impl ClassifierConfig {
                 self.train::<B>(&examples, &labels, seed, device)
             })
             .collect();
-        let mut classifier = PoisonClassifier {
-            models,
-            threshold: self.threshold,
-            validation_accuracy: 0.0,
-        };
+        let mut classifier = PoisonClassifier { models, threshold: self.threshold, validation_accuracy: 0.0 };
         let (held_out, labels) = self.examples(data, self.seed ^ 0x5eed_0ff);
         let p = classifier.predict_all(&held_out, self.batch_size, device);
         let hit = |want: i64| {
@@ -180,12 +178,8 @@ impl ClassifierConfig {
                 } else {
                     let donor = data.clean_pool[rng.random_range(0..data.clean_pool.len())];
                     let (pw, ph) = (top[0].1.w, top[0].1.h);
-                    let region = PixelBox {
-                        x: rng.random_range(0..=w - pw),
-                        y: rng.random_range(0..=h - ph),
-                        w: pw,
-                        h: ph,
-                    };
+                    let region =
+                        PixelBox { x: rng.random_range(0..=w - pw), y: rng.random_range(0..=h - ph), w: pw, h: ph };
                     (donor, region)
                 };
                 let x = rng.random_range(0..=w - patch.w);

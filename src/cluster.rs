@@ -100,13 +100,7 @@ impl KMeansConfig {
         }
         // The last update moved the centroids; assign once more so the two agree.
         let (assignments, inertia) = nearest::<B>(points, &centroids, dim, self.chunk, device);
-        Ok(Clusters {
-            centroids,
-            dim,
-            assignments,
-            inertia,
-            iterations,
-        })
+        Ok(Clusters { centroids, dim, assignments, inertia, iterations })
     }
 }
 

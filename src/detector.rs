@@ -116,10 +116,7 @@ pub struct Detection {
 impl Detection {
     pub fn score_of(&self, index: usize) -> f32 {
         let e = &self.evidence[index];
-        e.poison_probability
-            .or(e.paste.map(|p| p.moved))
-            .or(e.localisation_score)
-            .unwrap_or(0.0)
+        e.poison_probability.or(e.paste.map(|p| p.moved)).or(e.localisation_score).unwrap_or(0.0)
     }
 }
 
@@ -173,11 +170,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
     costs.record("cluster", started, 0);
 
     let probe = ActivationProbe::new(backbone, &clusters, [c, h, w], config.batch_size, device);
-    let mut evidence: Vec<Evidence> = clusters
-        .assignments
-        .iter()
-        .map(|&cluster| Evidence { cluster, ..Evidence::default() })
-        .collect();
+    let mut evidence: Vec<Evidence> =
+        clusters.assignments.iter().map(|&cluster| Evidence { cluster, ..Evidence::default() }).collect();
     let mut search = Search::<B::InnerBackend> {
         backbone,
         images,
@@ -194,16 +188,19 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         search.localise(&all, "masking every sample");
         costs.record("masking", started, probe.forwards());
         let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
-        return Ok((Detection {
-            clusters,
-            removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
-            evidence,
-            cluster_scores: Vec::new(),
-            kept_clusters: Vec::new(),
-            paste_threshold: f32::NAN,
-            classifier_validation: None,
-            cost: costs.list,
-        }, None));
+        return Ok((
+            Detection {
+                clusters,
+                removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
+                evidence,
+                cluster_scores: Vec::new(),
+                kept_clusters: Vec::new(),
+                paste_threshold: f32::NAN,
+                classifier_validation: None,
+                cost: costs.list,
+            },
+            None,
+        ));
     }
 
     let started = Instant::now();
@@ -214,11 +211,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
     search.paste(&paste_test, &probes, "paste test on probes");
     let cluster_scores: Vec<f32> = members
         .iter()
-        .map(|m| {
-            m.iter()
-                .filter_map(|&i| search.evidence[i].paste.map(|p| p.moved))
-                .fold(0.0, f32::max)
-        })
+        .map(|m| m.iter().filter_map(|&i| search.evidence[i].paste.map(|p| p.moved)).fold(0.0, f32::max))
         .collect();
     let (median, mad) = median_mad(&cluster_scores);
     let paste_threshold = (median + config.paste.outlier_mads as f32 * mad).max(config.paste.min_moved as f32);
@@ -231,7 +224,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
 
     let started = Instant::now();
     let kept_members: Vec<usize> = kept_clusters.iter().flat_map(|&k| members[k].iter().copied()).collect();
-    let unlocalised: Vec<usize> = kept_members.iter().copied().filter(|&i| search.evidence[i].trigger_box.is_none()).collect();
+    let unlocalised: Vec<usize> =
+        kept_members.iter().copied().filter(|&i| search.evidence[i].trigger_box.is_none()).collect();
     search.localise(&unlocalised, "localising kept clusters");
     let candidates = top_candidates(search.evidence, &kept_clusters, &members, config.paste.candidates_per_cluster);
     search.paste(&paste_test, &candidates, "paste test on candidates");
@@ -251,18 +245,15 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             let key = |i: usize| evidence[i].paste.map(|p| p.rank_key()).unwrap_or(0.0);
             key(b).total_cmp(&key(a)).then(a.cmp(&b))
         });
-        let patches: Vec<(usize, PixelBox)> = positives
-            .iter()
-            .filter_map(|&i| evidence[i].trigger_box.map(|b| (i, b)))
-            .collect();
+        let patches: Vec<(usize, PixelBox)> =
+            positives.iter().filter_map(|&i| evidence[i].trigger_box.map(|b| (i, b))).collect();
         let clean_pool: Vec<usize> = (0..n)
-            .filter(|&i| cluster_scores[evidence[i].cluster] <= median && evidence[i].paste.is_none_or(|p| p.moved <= paste_threshold))
+            .filter(|&i| {
+                cluster_scores[evidence[i].cluster] <= median
+                    && evidence[i].paste.is_none_or(|p| p.moved <= paste_threshold)
+            })
             .collect();
-        let data = ClassifierData {
-            images,
-            patches: &patches,
-            clean_pool: &clean_pool,
-        };
+        let data = ClassifierData { images, patches: &patches, clean_pool: &clean_pool };
         let trained = config.classifier.fit::<B>(&data, device)?;
         classifier_validation = Some(trained.validation_accuracy);
         let mut forwards = 0;
@@ -279,7 +270,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             );
             removed.sort_by_key(|&(i, _)| i);
             classifier = Some(trained);
-            forwards = (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
+            forwards =
+                (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
         }
         costs.record("classifier", started, forwards);
     }
@@ -354,12 +346,9 @@ pub fn locate<B: Backend>(
     let [_, _, h, w] = images.shape();
     let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
     match config.localizer {
-        Localizer::PoisonCam => config
-            .cam
-            .locate(probe, images, indices, &targets)
-            .into_iter()
-            .map(|r| (r.trigger_box, r.score))
-            .collect(),
+        Localizer::PoisonCam => {
+            config.cam.locate(probe, images, indices, &targets).into_iter().map(|r| (r.trigger_box, r.score)).collect()
+        }
         Localizer::PatchSearch => grad_cam(
             backbone,
             clusters,
@@ -435,11 +424,7 @@ mod tests {
 
     #[test]
     fn masking_outliers_are_relative_to_the_cluster() {
-        let e = |cluster, s| Evidence {
-            cluster,
-            localisation_score: Some(s),
-            ..Evidence::default()
-        };
+        let e = |cluster, s| Evidence { cluster, localisation_score: Some(s), ..Evidence::default() };
         // Cluster 1's scores are all high; only cluster 0's lone spike is an outlier.
         let evidence = vec![e(0, 0.1), e(0, 0.11), e(0, 0.09), e(0, 0.9), e(1, 0.8), e(1, 0.82), e(1, 0.79)];
         assert_eq!(masking_outliers(&evidence, 2, 4.0), vec![3]);

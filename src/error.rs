@@ -13,21 +13,13 @@ pub enum Error {
     },
 
     #[error("{path} is not a valid {format} file: {reason}")]
-    Format {
-        path: PathBuf,
-        format: &'static str,
-        reason: String,
-    },
+    Format { path: PathBuf, format: &'static str, reason: String },
 
     #[error("cannot decode image {path}: {reason}")]
     Decode { path: PathBuf, reason: String },
 
     #[error("{what} not found at {path}; install the Debian package `{package}` (apt-get install {package})")]
-    MissingPackage {
-        what: &'static str,
-        path: PathBuf,
-        package: &'static str,
-    },
+    MissingPackage { what: &'static str, path: PathBuf, package: &'static str },
 
     #[error("{path} holds no images")]
     EmptyDataset { path: PathBuf },
@@ -36,13 +28,7 @@ pub enum Error {
     NoInput(&'static str),
 
     #[error("image has {got} values, but {channels}×{height}×{width} needs {expected}")]
-    ImageShape {
-        channels: usize,
-        height: usize,
-        width: usize,
-        expected: usize,
-        got: usize,
-    },
+    ImageShape { channels: usize, height: usize, width: usize, expected: usize, got: usize },
 
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -68,17 +54,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, format: &'static str, reason: impl Into<String>) -> Self {
-        Error::Format {
-            path: path.into(),
-            format,
-            reason: reason.into(),
-        }
+        Error::Format { path: path.into(), format, reason: reason.into() }
     }
 }

@@ -10,10 +10,10 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::classifier::PoisonClassifier;
 use crate::detector::{detect_and_fit, Detection, DetectorConfig, Stage};
-use crate::stream::Guard;
 use crate::error::{Error, Result};
 use crate::image::{AsImage, Image};
 use crate::report::{FilterReport, Removal};
+use crate::stream::Guard;
 use crate::threat::{warm_start, Backbone, ImageBatchSource, WarmStartConfig, WarmStartReport};
 
 /// Everything the filter does, nested per stage; round-trips through JSON.
@@ -94,12 +94,7 @@ impl WorkingImages {
         let [h, w] = working_size.unwrap_or_else(|| most_common_size(&images));
         let channels = images.iter().map(Image::channels).max().unwrap_or(1);
         let source = ImageBatchSource::new(&images, channels, h, w)?;
-        Ok(Self {
-            source,
-            rows,
-            ids,
-            unreadable,
-        })
+        Ok(Self { source, rows, ids, unreadable })
     }
 }
 
@@ -210,16 +205,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             cost: detection.cost.clone(),
             removals,
         };
-        Ok((
-            Self {
-                inner,
-                kept,
-                report,
-                detection,
-                _item: PhantomData,
-            },
-            classifier,
-        ))
+        Ok((Self { inner, kept, report, detection, _item: PhantomData }, classifier))
     }
 
     pub fn report(&self) -> &FilterReport {
@@ -262,7 +248,11 @@ impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for PoisonFilter<D, I> {
 
 /// `dataset.poison_filter(&config, &device)?` for any dataset of [`AsImage`] items.
 pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
-    fn poison_filter<B: AutodiffBackend>(self, config: &PoisonFilterConfig, device: &B::Device) -> Result<PoisonFilter<Self, I>> {
+    fn poison_filter<B: AutodiffBackend>(
+        self,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<PoisonFilter<Self, I>> {
         PoisonFilter::fit::<B>(self, config, device)
     }
 }

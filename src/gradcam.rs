@@ -62,11 +62,7 @@ pub fn grad_cam<B: Backend>(
                 .map(|m| m.resized(h, w).pixels().to_vec())
                 .unwrap_or_else(|_| vec![0.0; h * w]);
             let peak = heat.iter().copied().fold(0.0f32, f32::max);
-            out.push(GradCamResult {
-                trigger_box: hottest_box(&heat, h, w, side),
-                heat,
-                peak,
-            });
+            out.push(GradCamResult { trigger_box: hottest_box(&heat, h, w, side), heat, peak });
         }
     }
     out
@@ -89,7 +85,8 @@ mod tests {
         let score = (unit * mu.clone()).sum();
         let grads = score.backward();
         let grad = map.grad(&grads).expect("the map requires grad");
-        let autodiff: Vec<f32> = (grad.mean_dim(3).mean_dim(2).reshape([3, 5]) * 16.0).into_data().iter::<f32>().collect();
+        let autodiff: Vec<f32> =
+            (grad.mean_dim(3).mean_dim(2).reshape([3, 5]) * 16.0).into_data().iter::<f32>().collect();
         let closed: Vec<f32> = channel_weights(pooled.inner(), mu.inner()).into_data().iter::<f32>().collect();
         for (a, b) in autodiff.iter().zip(&closed) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");

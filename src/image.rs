@@ -48,33 +48,16 @@ impl Image {
     pub fn new(channels: usize, height: usize, width: usize, pixels: Vec<f32>) -> Result<Self> {
         let expected = channels * height * width;
         if expected == 0 || pixels.len() != expected {
-            return Err(Error::ImageShape {
-                channels,
-                height,
-                width,
-                expected,
-                got: pixels.len(),
-            });
+            return Err(Error::ImageShape { channels, height, width, expected, got: pixels.len() });
         }
-        Ok(Self {
-            channels,
-            height,
-            width,
-            pixels,
-        })
+        Ok(Self { channels, height, width, pixels })
     }
 
     /// Builds an image from interleaved (`H×W×C`) bytes, as decoders and IDX/CIFAR files give them.
     pub fn from_hwc_u8(channels: usize, height: usize, width: usize, bytes: &[u8]) -> Result<Self> {
         let plane = height * width;
         if bytes.len() != plane * channels {
-            return Err(Error::ImageShape {
-                channels,
-                height,
-                width,
-                expected: plane * channels,
-                got: bytes.len(),
-            });
+            return Err(Error::ImageShape { channels, height, width, expected: plane * channels, got: bytes.len() });
         }
         let mut pixels = vec![0.0; bytes.len()];
         for (i, &b) in bytes.iter().enumerate() {
@@ -127,18 +110,11 @@ impl Image {
         let pixels = match (self.channels, channels) {
             (1, c) => self.pixels.repeat(c),
             (3, 1) => (0..plane)
-                .map(|i| {
-                    0.299 * self.pixels[i] + 0.587 * self.pixels[plane + i] + 0.114 * self.pixels[2 * plane + i]
-                })
+                .map(|i| 0.299 * self.pixels[i] + 0.587 * self.pixels[plane + i] + 0.114 * self.pixels[2 * plane + i])
                 .collect(),
             (_, c) => (0..c * plane).map(|i| self.pixels[i % plane]).collect(),
         };
-        Image {
-            channels,
-            height: self.height,
-            width: self.width,
-            pixels,
-        }
+        Image { channels, height: self.height, width: self.width, pixels }
     }
 
     /// Bilinear resize (a no-op when the size already matches).
@@ -164,12 +140,7 @@ impl Image {
                 }
             }
         }
-        Image {
-            channels: self.channels,
-            height,
-            width,
-            pixels,
-        }
+        Image { channels: self.channels, height, width, pixels }
     }
 
     /// Interleaved 8-bit RGB or grey bytes, for writing PNGs.
@@ -252,10 +223,7 @@ impl AsImage for ImageDatasetItem {
 
 /// Stacks same-shaped images into an `N×C×H×W` tensor on `device`.
 pub fn batch_tensor<B: Backend>(images: &[&Image], device: &B::Device) -> Tensor<B, 4> {
-    let (c, h, w) = images
-        .first()
-        .map(|i| (i.channels, i.height, i.width))
-        .unwrap_or((1, 1, 1));
+    let (c, h, w) = images.first().map(|i| (i.channels, i.height, i.width)).unwrap_or((1, 1, 1));
     let mut data = Vec::with_capacity(images.len() * c * h * w);
     for image in images {
         data.extend_from_slice(&image.pixels);

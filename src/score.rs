@@ -74,16 +74,9 @@ impl PasteTest {
         for &r in &references {
             pixels.extend_from_slice(images.pixels(r));
         }
-        let reference_clusters = probe
-            .measure(&pixels, &vec![0; references.len()])
-            .into_iter()
-            .map(|a| a.nearest)
-            .collect();
-        Self {
-            references,
-            reference_clusters,
-            seed: config.seed,
-        }
+        let reference_clusters =
+            probe.measure(&pixels, &vec![0; references.len()]).into_iter().map(|a| a.nearest).collect();
+        Self { references, reference_clusters, seed: config.seed }
     }
 
     /// Pastes the `patch` of image `source` into every reference outside `cluster` at seeded

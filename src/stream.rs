@@ -121,10 +121,8 @@ impl<B: Backend> Guard<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let path = dir.join("guard.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: GuardMeta = serde_json::from_str(&text).map_err(|e| Error::Cache {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let meta: GuardMeta =
+            serde_json::from_str(&text).map_err(|e| Error::Cache { path: path.clone(), reason: e.to_string() })?;
         let backbone = load_model(meta.encoder.init::<B>(device).backbone, dir.join("backbone"), device)?;
         let channels = meta.working_shape[0];
         let models = (0..meta.classifier_models)
@@ -153,10 +151,8 @@ impl<B: Backend> Guard<B> {
     /// Screens many samples with batched forward passes; cached ids are not recomputed.
     pub fn screen_batch<I: AsImage>(&self, items: &[I]) -> Vec<Verdict> {
         let ids: Vec<Option<String>> = items.iter().map(AsImage::id).collect();
-        let mut out: Vec<Option<Verdict>> = ids
-            .iter()
-            .map(|id| id.as_ref().and_then(|id| self.verdicts.get(id).map(|v| v.clone())))
-            .collect();
+        let mut out: Vec<Option<Verdict>> =
+            ids.iter().map(|id| id.as_ref().and_then(|id| self.verdicts.get(id).map(|v| v.clone()))).collect();
         let [c, h, w] = self.meta.working_shape;
         let mut todo = Vec::new();
         let mut images = Vec::new();
@@ -177,7 +173,8 @@ impl<B: Backend> Guard<B> {
                 out[*i] = Some(v);
             }
         }
-        let verdicts: Vec<Verdict> = out.into_iter().map(|v| v.unwrap_or_else(|| unreadable(Error::NoInput("screen")))).collect();
+        let verdicts: Vec<Verdict> =
+            out.into_iter().map(|v| v.unwrap_or_else(|| unreadable(Error::NoInput("screen")))).collect();
         for (id, v) in ids.iter().zip(&verdicts) {
             match id {
                 Some(id) => {
@@ -195,7 +192,10 @@ impl<B: Backend> Guard<B> {
 
     /// Kept indices of a dataset; samples screened before (by id) cost nothing, so a dataset that
     /// grows after fitting is re-screened cheaply.
-    pub fn screen_dataset<I: AsImage, D: burn::data::dataset::Dataset<I> + ?Sized>(&self, dataset: &D) -> Result<Vec<usize>> {
+    pub fn screen_dataset<I: AsImage, D: burn::data::dataset::Dataset<I> + ?Sized>(
+        &self,
+        dataset: &D,
+    ) -> Result<Vec<usize>> {
         let mut kept = Vec::new();
         let indices: Vec<usize> = (0..dataset.len()).collect();
         for chunk in indices.chunks(256) {
@@ -214,12 +214,8 @@ impl<B: Backend> Guard<B> {
 
     /// Every removed sample screened so far, by id.
     pub fn removals(&self) -> Vec<(String, Verdict)> {
-        let mut out: Vec<(String, Verdict)> = self
-            .verdicts
-            .iter()
-            .filter(|e| e.value().removed)
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
+        let mut out: Vec<(String, Verdict)> =
+            self.verdicts.iter().filter(|e| e.value().removed).map(|e| (e.key().clone(), e.value().clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -233,7 +229,10 @@ impl<B: Backend> Guard<B> {
         };
         let all: Vec<usize> = (0..source.len()).collect();
         let k = self.clusters.k();
-        let centroids = Tensor::<B, 2>::from_data(TensorData::new(self.clusters.unit_centroids(), [k, self.clusters.dim]), &self.device);
+        let centroids = Tensor::<B, 2>::from_data(
+            TensorData::new(self.clusters.unit_centroids(), [k, self.clusters.dim]),
+            &self.device,
+        );
         let mut clusters = Vec::with_capacity(all.len());
         let mut scores = Vec::with_capacity(all.len());
         for chunk in all.chunks(256) {
@@ -247,13 +246,21 @@ impl<B: Backend> Guard<B> {
             }
         }
         let threshold = self.meta.threshold;
-        let flagged: Vec<usize> = (0..all.len()).filter(|&i| self.classifier.is_some() && scores[i] > threshold).collect();
+        let flagged: Vec<usize> =
+            (0..all.len()).filter(|&i| self.classifier.is_some() && scores[i] > threshold).collect();
         let mut boxes = vec![None; all.len()];
         if !flagged.is_empty() {
             let mut clusters_for_cam = self.clusters.clone();
             clusters_for_cam.assignments = clusters.clone();
-            let probe = ActivationProbe::new(&self.backbone, &clusters_for_cam, [c, h, w], self.meta.detector.batch_size, &self.device);
-            let found = locate(&self.backbone, &clusters_for_cam, &probe, &source, &flagged, &self.meta.detector, &self.device);
+            let probe = ActivationProbe::new(
+                &self.backbone,
+                &clusters_for_cam,
+                [c, h, w],
+                self.meta.detector.batch_size,
+                &self.device,
+            );
+            let found =
+                locate(&self.backbone, &clusters_for_cam, &probe, &source, &flagged, &self.meta.detector, &self.device);
             for (&i, (b, _)) in flagged.iter().zip(found) {
                 boxes[i] = Some(b);
             }

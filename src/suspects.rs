@@ -54,7 +54,13 @@ pub fn render_suspects(images: &ImageBatchSource, suspects: &[Suspect], columns:
 }
 
 /// Renders and writes the picture.
-pub fn write_suspects(path: &Path, images: &ImageBatchSource, suspects: &[Suspect], columns: usize, scale: usize) -> Result<()> {
+pub fn write_suspects(
+    path: &Path,
+    images: &ImageBatchSource,
+    suspects: &[Suspect],
+    columns: usize,
+    scale: usize,
+) -> Result<()> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -100,16 +106,8 @@ mod tests {
     fn tiles_frames_and_boxes_land_where_expected() {
         let images = ImageBatchSource::from_raw(vec![0.5; 2 * 4 * 4], [2, 1, 4, 4]).unwrap();
         let suspects = [
-            Suspect {
-                row: 0,
-                trigger_box: Some(PixelBox { x: 1, y: 1, w: 2, h: 2 }),
-                truly_poisoned: Some(true),
-            },
-            Suspect {
-                row: 1,
-                trigger_box: None,
-                truly_poisoned: Some(false),
-            },
+            Suspect { row: 0, trigger_box: Some(PixelBox { x: 1, y: 1, w: 2, h: 2 }), truly_poisoned: Some(true) },
+            Suspect { row: 1, trigger_box: None, truly_poisoned: Some(false) },
         ];
         let img = render_suspects(&images, &suspects, 2, 5);
         assert_eq!((img.width(), img.height()), (2 * 26, 26));

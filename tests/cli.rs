@@ -47,7 +47,8 @@ fn scan_writes_outputs_and_reports_corrupt_files() {
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(skipped, vec!["boots/broken.png", "shirts/truncated.jpg"]);
     assert_eq!(report["total"], 60);

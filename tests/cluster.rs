@@ -28,12 +28,10 @@ fn blobs() -> Embeddings {
 #[test]
 fn matches_linfa_partition_and_inertia() {
     let points = blobs();
-    let ours = KMeansConfig::new()
-        .with_k(Some(5))
-        .fit::<Compute>(&points, &Default::default())
-        .unwrap();
+    let ours = KMeansConfig::new().with_k(Some(5)).fit::<Compute>(&points, &Default::default()).unwrap();
 
-    let array = Array2::from_shape_vec((points.len(), points.dim), points.data.iter().map(|&v| v as f64).collect()).unwrap();
+    let array =
+        Array2::from_shape_vec((points.len(), points.dim), points.data.iter().map(|&v| v as f64).collect()).unwrap();
     let dataset = DatasetBase::from(array.clone());
     let theirs = KMeans::params(5).max_n_iterations(100).fit(&dataset).unwrap();
     let their_labels = theirs.predict(&array);

@@ -23,18 +23,17 @@ fn masking_locates_a_strong_trigger() {
     let warm = WarmStartConfig::new().with_epochs(3).with_batch_size(64).with_seed(1);
     let (model, _) = warm_start::<Train>(&images, &warm, None, &device).unwrap();
     let config = DetectorConfig::new().with_kmeans(poisoncam::cluster::KMeansConfig::new().with_k(Some(10)));
-    let clusters = config.kmeans.fit::<Compute>(&poisoncam::embed::embed(&model.backbone, &images, 256, &device), &device).unwrap();
+    let clusters = config
+        .kmeans
+        .fit::<Compute>(&poisoncam::embed::embed(&model.backbone, &images, 256, &device), &device)
+        .unwrap();
     let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 512, &device);
     let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
     for search in [MaskSearch::Grid, MaskSearch::CoarseToFine] {
         let config = DetectorConfig::new().with_cam(CamConfig::new().with_search(search));
         let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &config, &device);
         let hits = boxes.iter().zip(&set.truth.poisoned).filter(|((b, _), (_, t))| box_hit(b, t)).count();
-        assert!(
-            hits * 10 >= poisons.len() * 7,
-            "{search:?}: {hits} of {} trigger boxes located",
-            poisons.len()
-        );
+        assert!(hits * 10 >= poisons.len() * 7, "{search:?}: {hits} of {} trigger boxes located", poisons.len());
     }
 }
 
@@ -84,13 +83,8 @@ fn unreadable_items_are_removed_and_logged() {
     let set = toy(true);
     let device = Default::default();
     let filter = PoisonFilter::fit::<Train>(WithBroken(set.dataset), &small_config(), &device).unwrap();
-    let unreadable: Vec<usize> = filter
-        .report()
-        .removals
-        .iter()
-        .filter(|r| r.stage == Stage::Unreadable)
-        .map(|r| r.index)
-        .collect();
+    let unreadable: Vec<usize> =
+        filter.report().removals.iter().filter(|r| r.stage == Stage::Unreadable).map(|r| r.index).collect();
     assert_eq!(unreadable, vec![7, 57, 107, 157, 207, 257]);
     assert_eq!(filter.report().kept + filter.report().removed, 300);
 }
@@ -127,8 +121,5 @@ fn config_round_trips_through_json() {
 fn empty_dataset_is_an_error() {
     let device = Default::default();
     let empty = ImageDataset::new(vec![]);
-    assert!(matches!(
-        PoisonFilter::fit::<Train>(empty, &small_config(), &device),
-        Err(poisoncam::Error::NoInput(_))
-    ));
+    assert!(matches!(PoisonFilter::fit::<Train>(empty, &small_config(), &device), Err(poisoncam::Error::NoInput(_))));
 }

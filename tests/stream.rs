@@ -40,14 +40,18 @@ fn fitted() -> &'static Fitted {
             .fit::<Compute>(&embed(&model.backbone, &images, 256, &device), &device)
             .unwrap();
         let clean: Vec<usize> = (0..images.len()).filter(|&i| !set.truth.is_poisoned(i)).collect();
-        let data = ClassifierData {
-            images: &images,
-            patches: &set.truth.poisoned,
-            clean_pool: &clean,
-        };
+        let data = ClassifierData { images: &images, patches: &set.truth.poisoned, clean_pool: &clean };
         let classifier = small_config().detector.classifier.fit::<Train>(&data, &device).unwrap();
         assert!(classifier.validation_accuracy >= 0.9, "validation {}", classifier.validation_accuracy);
-        let guard = Guard::new(model.backbone, encoder, clusters, Some(classifier), DetectorConfig::new(), [1, 28, 28], &device);
+        let guard = Guard::new(
+            model.backbone,
+            encoder,
+            clusters,
+            Some(classifier),
+            DetectorConfig::new(),
+            [1, 28, 28],
+            &device,
+        );
         let items = set.dataset.into_items();
         // One at a time: a backend may round differently at other batch sizes.
         let before_save = items.iter().map(|i| guard.screen(i)).collect();

@@ -14,11 +14,7 @@ use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 /// `--epochs N` (default 6) and `--train N` (default 5000, the demo's recipe) from the command line.
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn source(items: &[ImageItem]) -> Result<ImageBatchSource> {
@@ -55,7 +51,8 @@ pub fn run(method: SslMethod) -> Result<()> {
     // handed over as the threat model rather than trained a second time.
     let poisoned = train(attacked.dataset.clone(), &ssl)?;
     // The one-line wrap: still a burn Dataset, now without the samples judged poisonous.
-    let filtered = PoisonFilter::fit_with_encoder::<Train>(attacked.dataset.clone(), &poisoned.backbone, &config, &device)?;
+    let filtered =
+        PoisonFilter::fit_with_encoder::<Train>(attacked.dataset.clone(), &poisoned.backbone, &config, &device)?;
     println!("filter removed {} of {} samples", filtered.report().removed, filtered.report().total);
     let kept_items: Vec<ImageItem> = (0..filtered.len()).filter_map(|i| filtered.get(i)).collect();
     let kept_poisons: Vec<usize> = filtered

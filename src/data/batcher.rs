@@ -38,10 +38,8 @@ mod tests {
 
     #[test]
     fn stacks_resized_items() {
-        let items = vec![
-            Image::new(1, 2, 2, vec![0.0, 0.25, 0.5, 1.0]).unwrap(),
-            Image::new(1, 4, 4, vec![1.0; 16]).unwrap(),
-        ];
+        let items =
+            vec![Image::new(1, 2, 2, vec![0.0, 0.25, 0.5, 1.0]).unwrap(), Image::new(1, 4, 4, vec![1.0; 16]).unwrap()];
         let batcher = ImageBatcher { channels: 3, height: 2, width: 2 };
         let t: Tensor<Compute, 4> = batcher.batch(items, &Default::default());
         assert_eq!(t.dims(), [2, 3, 2, 2]);

@@ -54,11 +54,7 @@ fn read_file(path: &Path) -> Result<Vec<ImageItem>> {
                 return Err(Error::format(path, FORMAT, format!("record {i} has label {label}")));
             }
             let pixels = record[1..].iter().map(|&b| f32::from(b) / 255.0).collect();
-            Ok(ImageItem {
-                id: format!("{name}:{i}"),
-                image: Image::new(3, SIDE, SIDE, pixels)?,
-                label: Some(label),
-            })
+            Ok(ImageItem { id: format!("{name}:{i}"), image: Image::new(3, SIDE, SIDE, pixels)?, label: Some(label) })
         })
         .collect()
 }

@@ -14,9 +14,8 @@ static EMBEDDED_IMAGES: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-
 static EMBEDDED_LABELS: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 
 /// The ten Fashion-MNIST class names, by label.
-pub const CLASS_NAMES: [&str; 10] = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-];
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Entry points to the Fashion-MNIST data.
 pub struct FashionMnist;
@@ -28,7 +27,8 @@ impl FashionMnist {
         let bytes = super::idx::decompress_if_gz(path, EMBEDDED_IMAGES.to_vec())?;
         let images = idx_images_from_bytes(path, bytes)?;
         let label_path = Path::new("<embedded t10k-labels-idx1-ubyte.gz>");
-        let labels = idx_labels_from_bytes(label_path, super::idx::decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
+        let labels =
+            idx_labels_from_bytes(label_path, super::idx::decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
         pair_up(path, images, labels)
     }
 
@@ -48,11 +48,7 @@ impl FashionMnist {
         let images: PathBuf = dir.join(format!("{split}-images-idx3-ubyte.gz"));
         let labels: PathBuf = dir.join(format!("{split}-labels-idx1-ubyte.gz"));
         if !images.exists() {
-            return Err(Error::MissingPackage {
-                what: "Fashion-MNIST",
-                path: images,
-                package: PACKAGE,
-            });
+            return Err(Error::MissingPackage { what: "Fashion-MNIST", path: images, package: PACKAGE });
         }
         read_idx_pair(images, labels)
     }

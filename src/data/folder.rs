@@ -34,10 +34,7 @@ pub struct FolderScan {
 pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<FolderScan> {
     let root = root.as_ref();
     if !root.is_dir() {
-        return Err(Error::io(
-            root,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
-        ));
+        return Err(Error::io(root, std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory")));
     }
     let mut files = Vec::new();
     walk(root, &mut files)?;
@@ -65,21 +62,14 @@ pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<Folder
                 let label = (parts.len() > 1).then(|| classes.binary_search(&parts[0]).ok()).flatten();
                 items.push(ImageItem { id, image, label });
             }
-            Err(err) if lenient => skipped.push(SkippedFile {
-                id,
-                reason: err.to_string(),
-            }),
+            Err(err) if lenient => skipped.push(SkippedFile { id, reason: err.to_string() }),
             Err(err) => return Err(err),
         }
     }
     if items.is_empty() {
         return Err(Error::EmptyDataset { path: root.to_path_buf() });
     }
-    Ok(FolderScan {
-        dataset: ImageDataset::new(items),
-        skipped,
-        classes,
-    })
+    Ok(FolderScan { dataset: ImageDataset::new(items), skipped, classes })
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -105,10 +95,7 @@ pub fn decode(path: &Path) -> Result<Image> {
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?
         .decode()
-        .map_err(|e| Error::Decode {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     if decoded.color().has_color() {
         Image::from_hwc_u8(3, h, w, decoded.to_rgb8().as_raw())
@@ -137,12 +124,8 @@ mod tests {
         write_png(&dir.path().join("dog/b.PNG"), 5, 5, false);
         write_png(&dir.path().join("cat/deep/c.png"), 2, 2, false);
         let scan = read_image_folder(dir.path(), false).unwrap();
-        let got: Vec<(String, Option<usize>, usize)> = scan
-            .dataset
-            .items()
-            .iter()
-            .map(|i| (i.id.clone(), i.label, i.image.channels()))
-            .collect();
+        let got: Vec<(String, Option<usize>, usize)> =
+            scan.dataset.items().iter().map(|i| (i.id.clone(), i.label, i.image.channels())).collect();
         assert_eq!(
             got,
             vec![

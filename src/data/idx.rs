@@ -27,9 +27,7 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 pub(crate) fn decompress_if_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| Error::format(path, "gzip", e.to_string()))?;
+        GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| Error::format(path, "gzip", e.to_string()))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -48,22 +46,15 @@ fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if ndims == 0 || bytes.len() < header {
         return Err(Error::format(path, FORMAT, "truncated header"));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let body = &bytes[header..];
     match expected {
-        Some(n) if n == body.len() => Ok(IdxArray {
-            dims,
-            data: body.to_vec(),
-        }),
-        _ => Err(Error::format(
-            path,
-            FORMAT,
-            format!("dimensions {dims:?} do not match the {} data bytes", body.len()),
-        )),
+        Some(n) if n == body.len() => Ok(IdxArray { dims, data: body.to_vec() }),
+        _ => {
+            Err(Error::format(path, FORMAT, format!("dimensions {dims:?} do not match the {} data bytes", body.len())))
+        }
     }
 }
 
@@ -81,12 +72,7 @@ pub(crate) fn idx_images_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Vec<I
     if h == 0 || w == 0 {
         return Err(Error::format(path, FORMAT, "zero-sized images"));
     }
-    array
-        .data
-        .chunks_exact(h * w)
-        .take(n)
-        .map(|chunk| Image::from_hwc_u8(1, h, w, chunk))
-        .collect()
+    array.data.chunks_exact(h * w).take(n).map(|chunk| Image::from_hwc_u8(1, h, w, chunk)).collect()
 }
 
 /// Reads an IDX label file (`N` bytes).
@@ -113,21 +99,13 @@ pub fn read_idx_pair(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Resu
 
 pub(crate) fn pair_up(path: &Path, images: Vec<Image>, labels: Vec<usize>) -> Result<ImageDataset> {
     if images.len() != labels.len() {
-        return Err(Error::format(
-            path,
-            FORMAT,
-            format!("{} images but {} labels", images.len(), labels.len()),
-        ));
+        return Err(Error::format(path, FORMAT, format!("{} images but {} labels", images.len(), labels.len())));
     }
     let items = images
         .into_iter()
         .zip(labels)
         .enumerate()
-        .map(|(i, (image, label))| ImageItem {
-            id: i.to_string(),
-            image,
-            label: Some(label),
-        })
+        .map(|(i, (image, label))| ImageItem { id: i.to_string(), image, label: Some(label) })
         .collect();
     Ok(ImageDataset::new(items))
 }

@@ -85,10 +85,7 @@ impl Dataset<ImageItem> for ImageDataset {
 pub fn collect_images<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D) -> Result<Vec<(Image, Option<usize>)>> {
     (0..dataset.len())
         .map(|index| {
-            let item = dataset.get(index).ok_or(Error::MissingItem {
-                index,
-                len: dataset.len(),
-            })?;
+            let item = dataset.get(index).ok_or(Error::MissingItem { index, len: dataset.len() })?;
             Ok((item.as_image()?, item.label()))
         })
         .collect()

@@ -9,11 +9,7 @@ use crate::error::{Error, Result};
 /// files, or a `.bin` file, is CIFAR-10 binary; any other directory is an image folder. With
 /// `lenient`, undecodable files in a folder are skipped and listed instead of failing the read.
 pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
-    let plain = |dataset| FolderScan {
-        dataset,
-        skipped: Vec::new(),
-        classes: Vec::new(),
-    };
+    let plain = |dataset| FolderScan { dataset, skipped: Vec::new(), classes: Vec::new() };
     if let Some((images, labels)) = path.split_once(',') {
         return Ok(plain(read_idx_pair(images, labels)?));
     }

@@ -52,11 +52,7 @@ pub fn removal_scores(removed: impl IntoIterator<Item = usize>, truth: &GroundTr
     let poisons = truth.poisoned.len();
     let precision = ratio(poisons_removed, count);
     let recall = ratio(poisons_removed, poisons);
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
+    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
     RemovalScores {
         removed: count,
         removed_poisons: poisons_removed,
@@ -80,11 +76,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, direct: &[PixelBox]) -> DetectionScores {
     let poisons = truth.poisoned.len();
     let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| box_hit(b, t)).count();
-    let localised = truth
-        .poisoned
-        .iter()
-        .filter(|(i, _)| detection.evidence[*i].trigger_box.is_some())
-        .count();
+    let localised = truth.poisoned.iter().filter(|(i, _)| detection.evidence[*i].trigger_box.is_some()).count();
     let kept: std::collections::HashSet<usize> = detection.kept_clusters.iter().copied().collect();
     DetectionScores {
         trigger_localization_acc: ratio(hits, poisons),

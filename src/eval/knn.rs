@@ -21,11 +21,7 @@ pub fn knn_predict(bank: &Embeddings, bank_labels: &[usize], queries: &Embedding
             for &(s, b) in &sims {
                 votes[bank_labels[b]] += s.max(0.0) + 1e-6;
             }
-            votes
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |best, (c, &v)| if v > best.1 { (c, v) } else { best })
-                .0
+            votes.iter().enumerate().fold((0, f32::MIN), |best, (c, &v)| if v > best.1 { (c, v) } else { best }).0
         })
         .collect()
 }
@@ -39,10 +35,7 @@ mod tests {
     use super::*;
 
     fn unit(angles: &[f32]) -> Embeddings {
-        Embeddings {
-            data: angles.iter().flat_map(|a| [a.cos(), a.sin()]).collect(),
-            dim: 2,
-        }
+        Embeddings { data: angles.iter().flat_map(|a| [a.cos(), a.sin()]).collect(), dim: 2 }
     }
 
     #[test]

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::ActivationProbe;
 use crate::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
-use crate::detector::{detect, locate, DetectorConfig};
-use crate::image::PixelBox;
 use crate::data::ImageDataset;
+use crate::detector::{detect, locate, DetectorConfig};
 use crate::error::{Error, Result};
+use crate::image::PixelBox;
 use crate::threat::{warm_start, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
 
 /// A train/test split to evaluate on; both need labels.
@@ -69,10 +69,7 @@ impl Default for EvalConfig {
             knn_k: 20,
             compare_clean: true,
             downstream_filtered: false,
-            variants: vec![DetectorVariant {
-                name: "full".into(),
-                detector: DetectorConfig::new(),
-            }],
+            variants: vec![DetectorVariant { name: "full".into(), detector: DetectorConfig::new() }],
         }
     }
 }
@@ -121,10 +118,7 @@ fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>>
 fn timed<T>(cost: &mut Vec<StepTime>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let out = f()?;
-    cost.push(StepTime {
-        stage: stage.to_string(),
-        seconds: started.elapsed().as_secs_f64(),
-    });
+    cost.push(StepTime { stage: stage.to_string(), seconds: started.elapsed().as_secs_f64() });
     Ok(out)
 }
 
@@ -147,34 +141,26 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
-    let evaluate = |cost: &mut Vec<StepTime>, name: &str, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
-        let (model, report) = timed(cost, &format!("warm_start_{name}"), || {
-            warm_start::<B>(source, &config.warm_start, None, device)
-        })?;
+    let evaluate = |cost: &mut Vec<StepTime>,
+                    name: &str,
+                    source: &ImageBatchSource,
+                    labels: &[usize],
+                    poisoned: &[usize]|
+     -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
+        let (model, report) =
+            timed(cost, &format!("warm_start_{name}"), || warm_start::<B>(source, &config.warm_start, None, device))?;
         let scores = timed(cost, &format!("downstream_{name}"), || {
             let data = DownstreamData {
-                bank: LabeledImages {
-                    images: source,
-                    labels,
-                },
+                bank: LabeledImages { images: source, labels },
                 poisoned,
-                test: LabeledImages {
-                    images: &test_source,
-                    labels: &test_labels,
-                },
+                test: LabeledImages { images: &test_source, labels: &test_labels },
                 triggered: &triggered_source,
                 target: config.attack.target,
                 k: config.knn_k,
             };
             Ok(downstream_scores(&model.backbone, &data, 512, device))
         })?;
-        Ok((
-            ModelResult {
-                downstream: scores,
-                warm_start: report,
-            },
-            model,
-        ))
+        Ok((ModelResult { downstream: scores, warm_start: report }, model))
     };
     let (poisoned, threat_model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
     let mut detection = Vec::new();
@@ -184,10 +170,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             evaluate_detector::<B>(&threat_model, &poisoned_source, &attacked.truth, &variant.detector, device)
         })?;
         first_removed.get_or_insert(removed);
-        detection.push(VariantResult {
-            name: variant.name.clone(),
-            scores,
-        });
+        detection.push(VariantResult { name: variant.name.clone(), scores });
     }
     let filtered = match (config.downstream_filtered, first_removed) {
         (true, Some(removed)) => {

@@ -68,14 +68,7 @@ impl AugmentConfig {
         let contrast = factor(self.contrast.clamp(0.0, 1.0));
         let saturation = factor(self.saturation.clamp(0.0, 1.0));
         let grey = rng.random_bool(self.grey_prob.clamp(0.0, 1.0));
-        ViewParams {
-            center: [cx, cy],
-            half: [if flip { -w } else { w }, h],
-            brightness,
-            contrast,
-            saturation,
-            grey,
-        }
+        ViewParams { center: [cx, cy], half: [if flip { -w } else { w }, h], brightness, contrast, saturation, grey }
     }
 
     /// One augmented view of each image in `images` (`N×C×H×W`, values in [0, 1]).

@@ -35,17 +35,12 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
 }
 
 fn cache_error(path: &Path, reason: impl ToString) -> Error {
-    Error::Cache {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    Error::Cache { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 impl Checkpoint {
     pub fn new(root: impl AsRef<Path>, key: &str) -> Self {
-        Self {
-            dir: root.as_ref().join(key),
-        }
+        Self { dir: root.as_ref().join(key) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -68,14 +63,9 @@ impl Checkpoint {
     ) -> Result<()> {
         let parent = self.dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".staging-")
-            .tempdir_in(parent)
-            .map_err(|e| Error::io(parent, e))?;
-        model
-            .clone()
-            .save_file(staging.path().join(MODEL), &recorder())
-            .map_err(|e| cache_error(staging.path(), e))?;
+        let staging =
+            tempfile::Builder::new().prefix(".staging-").tempdir_in(parent).map_err(|e| Error::io(parent, e))?;
+        model.clone().save_file(staging.path().join(MODEL), &recorder()).map_err(|e| cache_error(staging.path(), e))?;
         Recorder::<B>::record(&recorder(), optimizer, staging.path().join(OPTIMIZER))
             .map_err(|e| cache_error(staging.path(), e))?;
         std::fs::write(staging.path().join(META), serde_json::to_string_pretty(meta)?)
@@ -95,9 +85,7 @@ impl Checkpoint {
     /// Loads the saved weights into `model` (which fixes the architecture).
     pub fn load_model<B: Backend>(&self, model: ThreatModel<B>, device: &B::Device) -> Result<ThreatModel<B>> {
         let path = self.dir.join(MODEL);
-        model
-            .load_file(&path, &recorder(), device)
-            .map_err(|e| cache_error(&path, e))
+        model.load_file(&path, &recorder(), device).map_err(|e| cache_error(&path, e))
     }
 
     /// Loads the saved optimiser record.
@@ -112,14 +100,8 @@ pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: impl AsRef<Path>) -
     let path = path.as_ref().with_extension("mpk");
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    model
-        .clone()
-        .save_file(staging.path().join(MODEL), &recorder())
-        .map_err(|e| cache_error(&path, e))?;
+    let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(parent).map_err(|e| Error::io(parent, e))?;
+    model.clone().save_file(staging.path().join(MODEL), &recorder()).map_err(|e| cache_error(&path, e))?;
     std::fs::rename(staging.path().join(MODEL).with_extension("mpk"), &path).map_err(|e| Error::io(&path, e))?;
     Ok(path)
 }

@@ -73,10 +73,7 @@ impl<B: Backend> BasicBlock<B> {
     fn new(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Self {
         let shortcut = (stride != 1 || cin != cout).then(|| {
             (
-                Conv2dConfig::new([cin, cout], [1, 1])
-                    .with_stride([stride, stride])
-                    .with_bias(false)
-                    .init(device),
+                Conv2dConfig::new([cin, cout], [1, 1]).with_stride([stride, stride]).with_bias(false).init(device),
                 BatchNorm2dConfig::new(cout).init(device),
             )
         });

@@ -26,10 +26,7 @@ impl ImageBatchSource {
         for image in images {
             data.extend_from_slice(image.with_channels(channels).resized(height, width).pixels());
         }
-        Ok(Self {
-            data,
-            shape: [images.len(), channels, height, width],
-        })
+        Ok(Self { data, shape: [images.len(), channels, height, width] })
     }
 
     /// Uses the size of the first image, and RGB if any image is RGB.

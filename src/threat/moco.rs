@@ -28,11 +28,7 @@ impl<B: Backend> MocoState<B> {
             })
             .collect();
         let queue = Tensor::from_data(TensorData::new(values, [queue_len.max(1), dim]), device);
-        Self {
-            key_model: query,
-            queue: l2_normalize(queue),
-            next: 0,
-        }
+        Self { key_model: query, queue: l2_normalize(queue), next: 0 }
     }
 
     pub fn queue(&self) -> Tensor<B, 2> {
@@ -57,10 +53,7 @@ impl<B: Backend> MocoState<B> {
     pub fn momentum_update(&mut self, query: &ThreatModel<B>, momentum: f32) {
         let mut collect = CollectParams { values: Vec::new() };
         query.visit(&mut collect);
-        let mut blend = BlendParams {
-            values: collect.values.into_iter(),
-            momentum,
-        };
+        let mut blend = BlendParams { values: collect.values.into_iter(), momentum };
         self.key_model = self.key_model.clone().map(&mut blend);
     }
 }
@@ -147,8 +140,10 @@ mod tests {
         let device = Default::default();
         let t = |v: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(v, [2, 2]), &device);
         let queue = t(vec![-1.0, 0.0, 0.0, -1.0]);
-        let matched: f32 = info_nce(t(vec![1.0, 0.0, 0.0, 1.0]), t(vec![1.0, 0.0, 0.0, 1.0]), queue.clone(), 0.1).into_scalar();
-        let swapped: f32 = info_nce(t(vec![1.0, 0.0, 0.0, 1.0]), t(vec![-1.0, 0.0, 0.0, -1.0]), queue, 0.1).into_scalar();
+        let matched: f32 =
+            info_nce(t(vec![1.0, 0.0, 0.0, 1.0]), t(vec![1.0, 0.0, 0.0, 1.0]), queue.clone(), 0.1).into_scalar();
+        let swapped: f32 =
+            info_nce(t(vec![1.0, 0.0, 0.0, 1.0]), t(vec![-1.0, 0.0, 0.0, -1.0]), queue, 0.1).into_scalar();
         assert!(matched < 0.01 && swapped > 5.0, "{matched} {swapped}");
     }
 }

@@ -16,4 +16,7 @@ pub use images::ImageBatchSource;
 pub use moco::{info_nce, MocoState};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use simclr::{l2_normalize, nt_xent};
-pub use train::{init_model, init_model_with, train_from_loader, SslStep, model_fingerprint, warm_start, SslMethod, WarmStartConfig, WarmStartReport};
+pub use train::{
+    init_model, init_model_with, model_fingerprint, train_from_loader, warm_start, SslMethod, SslStep, WarmStartConfig,
+    WarmStartReport,
+};

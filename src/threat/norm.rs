@@ -65,10 +65,8 @@ impl<B: Backend> BatchNorm2d<B> {
             let centred = rows.clone() - per_row(mean.clone(), n);
             let var = channel_sum(centred.powi_scalar(2), n, c) / count;
             let m = self.momentum;
-            self.running_mean
-                .update(self.running_mean.value_sync() * (1.0 - m) + mean.clone().detach() * m);
-            self.running_var
-                .update(self.running_var.value_sync() * (1.0 - m) + var.clone().detach() * m);
+            self.running_mean.update(self.running_mean.value_sync() * (1.0 - m) + mean.clone().detach() * m);
+            self.running_var.update(self.running_var.value_sync() * (1.0 - m) + var.clone().detach() * m);
             (mean, var)
         } else {
             (self.running_mean.value(), self.running_var.value())

@@ -53,10 +53,14 @@ mod tests {
         let z1 = [[1.0, 2.0], [-1.0, 0.5], [0.3, -2.0]];
         let z2 = [[0.8, 2.5], [-0.2, 1.0], [1.0, -1.0]];
         let tau = 0.2f64;
-        let all: Vec<[f64; 2]> = z1.iter().chain(&z2).map(|r| {
-            let n = (r[0] as f64).hypot(r[1] as f64);
-            [r[0] as f64 / n, r[1] as f64 / n]
-        }).collect();
+        let all: Vec<[f64; 2]> = z1
+            .iter()
+            .chain(&z2)
+            .map(|r| {
+                let n = (r[0] as f64).hypot(r[1] as f64);
+                [r[0] as f64 / n, r[1] as f64 / n]
+            })
+            .collect();
         let mut expected = 0.0;
         for i in 0..6 {
             let sim = |j: usize| (all[i][0] * all[j][0] + all[i][1] * all[j][1]) / tau;

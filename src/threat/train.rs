@@ -82,7 +82,11 @@ pub fn init_model<B: Backend>(config: &EncoderConfig, seed: u64, device: &B::Dev
 }
 
 /// Any module built by `build`, its parameters drawn under `seed`.
-pub fn init_model_with<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, build: impl FnOnce(&B::Device) -> M) -> M {
+pub fn init_model_with<B: Backend, M: Module<B>>(
+    seed: u64,
+    device: &B::Device,
+    build: impl FnOnce(&B::Device) -> M,
+) -> M {
     let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     B::seed(device, seed);
     let model = build(device);
@@ -142,10 +146,7 @@ pub fn warm_start<B: AutodiffBackend>(
     let start_print = start.as_ref().map(|m| model_fingerprint(&m.valid()));
     let mut model = start.unwrap_or_else(|| init_model::<B>(&encoder, config.seed, device));
     let mut optim = AdamConfig::new().init::<B, ThreatModel<B>>();
-    let checkpoint = config
-        .cache_dir
-        .as_ref()
-        .map(|dir| Checkpoint::new(dir, &config.cache_key(images, start_print)));
+    let checkpoint = config.cache_dir.as_ref().map(|dir| Checkpoint::new(dir, &config.cache_key(images, start_print)));
 
     let mut losses = Vec::new();
     if let Some(meta) = checkpoint.as_ref().and_then(Checkpoint::meta) {
@@ -179,10 +180,7 @@ pub fn warm_start<B: AutodiffBackend>(
         }
         losses.push(total / steps.max(1) as f32);
         if let Some(ckpt) = &checkpoint {
-            let meta = CheckpointMeta {
-                epochs: epoch + 1,
-                losses: losses.clone(),
-            };
+            let meta = CheckpointMeta { epochs: epoch + 1, losses: losses.clone() };
             ckpt.save(&step.model, step.optim.to_record(), &meta)?;
         }
     }
@@ -214,7 +212,13 @@ pub struct SslStep<B: AutodiffBackend, O> {
 }
 
 impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
-    pub fn new(model: ThreatModel<B>, optim: O, config: &WarmStartConfig, encoder: &EncoderConfig, device: &B::Device) -> Self {
+    pub fn new(
+        model: ThreatModel<B>,
+        optim: O,
+        config: &WarmStartConfig,
+        encoder: &EncoderConfig,
+        device: &B::Device,
+    ) -> Self {
         let moco = (config.method == SslMethod::MocoV2).then(|| {
             let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6d6f_636f);
             MocoState::new(model.valid(), config.moco_queue, encoder.projection_dim, &mut rng, device)
@@ -239,7 +243,12 @@ impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
             None => nt_xent(self.model.project(view1), self.model.project(Tensor::from_inner(view2)), tau),
             Some(state) => {
                 let keys = state.key_model.project(view2);
-                let loss = info_nce(self.model.project(view1), Tensor::from_inner(keys.clone()), Tensor::from_inner(state.queue()), tau);
+                let loss = info_nce(
+                    self.model.project(view1),
+                    Tensor::from_inner(keys.clone()),
+                    Tensor::from_inner(state.queue()),
+                    tau,
+                );
                 state.enqueue(super::simclr::l2_normalize(keys));
                 loss
             }

@@ -16,7 +16,8 @@ pub fn toy(real: bool) -> PoisonedSet {
         let items = (0..300)
             .map(|i| {
                 let (a, b) = ((i % 7) as f32 / 70.0, (i % 11) as f32 / 110.0);
-                let pixels = (0..28 * 28).map(|p| 0.4 + a * (p % 28) as f32 / 28.0 + b * (p / 28) as f32 / 28.0).collect();
+                let pixels =
+                    (0..28 * 28).map(|p| 0.4 + a * (p % 28) as f32 / 28.0 + b * (p / 28) as f32 / 28.0).collect();
                 ImageItem {
                     id: format!("toy/{i}.png"),
                     image: Image::new(1, 28, 28, pixels).unwrap(),
@@ -55,4 +56,3 @@ pub fn small_config() -> PoisonFilterConfig {
     d.classifier.ensemble = 1;
     config
 }
-

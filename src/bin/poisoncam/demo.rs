@@ -59,11 +59,7 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     let started = Instant::now();
     let all = FashionMnist::embedded()?;
     let images = args.images.clamp(1, all.items().len());
-    let attack = AttackConfig {
-        rate: args.rate,
-        seed: args.seed,
-        ..AttackConfig::default()
-    };
+    let attack = AttackConfig { rate: args.rate, seed: args.seed, ..AttackConfig::default() };
     let attacked = poison(&all.slice(0..images), &attack)?;
     println!(
         "poisoned {} of {images} embedded Fashion-MNIST images (class {}, {}px trigger)",
@@ -85,7 +81,8 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
     let working = WorkingImages::read(&attacked.dataset, config.working_size)?;
     let detection = filter.detection();
-    let mut ranked: Vec<usize> = (0..working.rows.len()).filter(|&r| detection.evidence[r].trigger_box.is_some()).collect();
+    let mut ranked: Vec<usize> =
+        (0..working.rows.len()).filter(|&r| detection.evidence[r].trigger_box.is_some()).collect();
     ranked.sort_by(|&a, &b| detection.score_of(b).total_cmp(&detection.score_of(a)).then(a.cmp(&b)));
     let suspects: Vec<Suspect> = ranked
         .iter()
@@ -98,13 +95,7 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
         .collect();
     write_suspects(&args.out.join("suspects.png"), &working.source, &suspects, 8, 4)?;
     let wall_seconds = started.elapsed().as_secs_f64();
-    let full = DemoReport {
-        attack: &attack,
-        truth,
-        wall_seconds,
-        filter: report,
-        config: &config,
-    };
+    let full = DemoReport { attack: &attack, truth, wall_seconds, filter: report, config: &config };
     write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
     print_summary(&full);
     println!("wrote {0}/report.json, {0}/removed.jsonl, {0}/suspects.png", args.out.display());

@@ -146,10 +146,7 @@ impl RunArgs {
     }
 
     fn variants(&self) -> Vec<DetectorVariant> {
-        let variant = |name: &str, detector| DetectorVariant {
-            name: name.to_string(),
-            detector,
-        };
+        let variant = |name: &str, detector| DetectorVariant { name: name.to_string(), detector };
         let full = [StageName::Masking, StageName::Paste, StageName::Classifier];
         if self.compare {
             // Masking alone visits every sample, so it uses --search as given (coarse-to-fine by
@@ -161,7 +158,9 @@ impl RunArgs {
                 variant("patchsearch", self.detector(&full, Localizer::PatchSearch)),
             ];
         }
-        let name = if self.stages.len() == 3 { "poisoncam".to_string() } else {
+        let name = if self.stages.len() == 3 {
+            "poisoncam".to_string()
+        } else {
             self.stages.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join("+")
         };
         let mut out = vec![variant(&name, self.detector(&self.stages, Localizer::PoisonCam))];
@@ -178,11 +177,7 @@ fn split(name: &str, all: ImageDataset, train_size: Option<usize>) -> Result<Eva
     if train == 0 || train >= n {
         return Err(Error::Config(format!("train size {train} leaves no test images out of {n}")));
     }
-    Ok(EvalData {
-        name: name.to_string(),
-        train: all.slice(0..train),
-        test: all.slice(train..n),
-    })
+    Ok(EvalData { name: name.to_string(), train: all.slice(0..train), test: all.slice(train..n) })
 }
 
 pub fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
@@ -198,9 +193,15 @@ pub fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
 }
 
 pub fn print_table(report: &EvalReport) {
-    println!("data {} ({} train, {} test), backend {}", report.data, report.train_images, report.test_images, report.backend);
+    println!(
+        "data {} ({} train, {} test), backend {}",
+        report.data, report.train_images, report.test_images, report.backend
+    );
     println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
-    println!("{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}", "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)");
+    println!(
+        "{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}",
+        "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)"
+    );
     let rows = std::iter::once(("poisoned", &report.poisoned))
         .chain(report.filtered.as_ref().map(|c| ("filtered", c)))
         .chain(report.clean.as_ref().map(|c| ("clean", c)));
@@ -226,7 +227,14 @@ pub fn print_table(report: &EvalReport) {
         let s = &v.scores;
         println!(
             "{:<12} {:>6.3} {:>9.3} {:>6.3} {:>6.3} {:>7} {:>12.4} {:>8}",
-            v.name, s.trigger_localization_acc, s.removals.precision, s.removals.recall, s.removals.f1, s.removals.removed, s.removals.clean_removed_rate, s.kept_clusters
+            v.name,
+            s.trigger_localization_acc,
+            s.removals.precision,
+            s.removals.recall,
+            s.removals.f1,
+            s.removals.removed,
+            s.removals.clean_removed_rate,
+            s.kept_clusters
         );
         for c in &s.cost {
             println!("    {:<20} {:>8.1} s {:>8.1} fwd/img", c.stage, c.seconds, c.forwards_per_image);
@@ -243,4 +251,3 @@ pub fn write_json(path: &std::path::Path, report: &EvalReport) -> Result<()> {
     }
     std::fs::write(path, serde_json::to_string_pretty(report)?).map_err(|e| Error::Io { path: path.into(), source: e })
 }
-

@@ -54,12 +54,7 @@ pub fn run(args: &ScanArgs, device: &Device) -> Result<()> {
     let items = filter.inner().items();
     let kept: String = filter.kept_indices().iter().map(|&i| format!("{}\n", items[i].id)).collect();
     write_atomic(&args.out.join("kept.txt"), kept.as_bytes())?;
-    let full = ScanReport {
-        path: &args.path,
-        skipped: &scan.skipped,
-        filter: report,
-        config: &config,
-    };
+    let full = ScanReport { path: &args.path, skipped: &scan.skipped, filter: report, config: &config };
     write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
     println!(
         "{}: {} images, kept {}, removed {}, skipped {} unreadable files; wrote {}",
