@@ -202,6 +202,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             warm_start: warm,
             kept_clusters: detection.kept_clusters.clone(),
             paste_threshold: detection.paste_threshold,
+            classifier_validation: detection.classifier_validation,
             cost: detection.cost.clone(),
             removals,
         };

@@ -39,6 +39,10 @@ pub struct FilterReport {
     pub warm_start: Option<WarmStartReport>,
     pub kept_clusters: Vec<usize>,
     pub paste_threshold: f32,
+    /// Held-out balanced accuracy of the poison classifier when one was trained; below the
+    /// configured minimum its verdicts were not used, and only the paste test's removals stand.
+    #[serde(default)]
+    pub classifier_validation: Option<f32>,
     pub cost: Vec<StageCost>,
     pub removals: Vec<Removal>,
 }
@@ -93,6 +97,7 @@ mod tests {
             warm_start: None,
             kept_clusters: vec![4],
             paste_threshold: 0.2,
+            classifier_validation: None,
             cost: vec![],
             removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
         };

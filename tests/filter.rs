@@ -54,6 +54,8 @@ fn adapter_keeps_exactly_what_was_not_removed() {
         assert_eq!(filter.get(position).unwrap().id, set.dataset.get(inner).unwrap().id);
     }
     assert!(filter.get(filter.len()).is_none());
+    // The report says whether a classifier decided anything, and how well it validated.
+    assert_eq!(report.classifier_validation, filter.detection().classifier_validation);
 }
 
 #[test]
