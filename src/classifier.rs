@@ -48,6 +48,12 @@ pub struct ClassifierConfig {
     /// Default 0.9.
     #[config(default = 0.9)]
     pub min_validation_accuracy: f32,
+    /// The sweep is used only if it flags at most this share of all samples. A backdoor needs few
+    /// poisons; a classifier that flags more has learnt a patch common in clean images (a natural
+    /// detail that passed the paste test) and would strip the dataset. Set it above the highest
+    /// poison rate you expect. Default 0.1.
+    #[config(default = 0.1)]
+    pub max_flagged_share: f64,
     #[config(default = 0)]
     pub seed: u64,
 }

@@ -110,6 +110,9 @@ pub struct Detection {
     /// Held-out balanced accuracy of the poison classifier; below the configured minimum its
     /// verdicts are not used and only the paste test's removals stand.
     pub classifier_validation: Option<f32>,
+    /// Samples the validated classifier flagged beyond the paste test's removals; above
+    /// `max_flagged_share` of all samples its verdicts are not used.
+    pub classifier_flagged: Option<usize>,
     pub cost: Vec<StageCost>,
 }
 
@@ -197,6 +200,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
                 kept_clusters: Vec::new(),
                 paste_threshold: f32::NAN,
                 classifier_validation: None,
+                classifier_flagged: None,
                 cost: costs.list,
             },
             None,
@@ -238,6 +242,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
 
     let mut classifier = None;
     let mut classifier_validation = None;
+    let mut classifier_flagged = None;
     if config.stages.classifier && !removed.is_empty() {
         let started = Instant::now();
         let mut positives: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
@@ -259,19 +264,19 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         let mut forwards = 0;
         if trained.validation_accuracy >= config.classifier.min_validation_accuracy {
             let probabilities = trained.predict_all(images, config.batch_size, device);
-            for (e, p) in evidence.iter_mut().zip(&probabilities) {
-                e.poison_probability = Some(*p);
-            }
-            let already: std::collections::HashSet<usize> = removed.iter().map(|&(i, _)| i).collect();
-            removed.extend(
-                (0..n)
-                    .filter(|i| !already.contains(i) && probabilities[*i] > config.classifier.threshold)
-                    .map(|i| (i, Stage::Classifier)),
-            );
-            removed.sort_by_key(|&(i, _)| i);
-            classifier = Some(trained);
             forwards =
                 (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
+            let already: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
+            let flagged = sweep(&probabilities, &already, config.classifier.threshold);
+            classifier_flagged = Some(flagged.len());
+            if plausible_share(flagged.len(), n, config.classifier.max_flagged_share) {
+                for (e, p) in evidence.iter_mut().zip(&probabilities) {
+                    e.poison_probability = Some(*p);
+                }
+                removed.extend(flagged.into_iter().map(|i| (i, Stage::Classifier)));
+                removed.sort_by_key(|&(i, _)| i);
+                classifier = Some(trained);
+            }
         }
         costs.record("classifier", started, forwards);
     }
@@ -285,10 +290,21 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             kept_clusters,
             paste_threshold,
             classifier_validation,
+            classifier_flagged,
             cost: costs.list,
         },
         classifier,
     ))
+}
+
+/// Samples above `threshold` that the paste test has not already removed (`already`, sorted).
+fn sweep(probabilities: &[f32], already: &[usize], threshold: f32) -> Vec<usize> {
+    (0..probabilities.len()).filter(|i| probabilities[*i] > threshold && already.binary_search(i).is_err()).collect()
+}
+
+/// Whether flagging `flagged` of `n` samples is within the share a backdoor could plausibly need.
+fn plausible_share(flagged: usize, n: usize, max_share: f64) -> bool {
+    flagged as f64 <= max_share * n as f64
 }
 
 /// The borrowed state of the cluster search.
@@ -411,6 +427,21 @@ fn masking_outliers(evidence: &[Evidence], k: usize, mads: f64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_flags_only_what_the_paste_test_left() {
+        let p = [0.9, 0.2, 0.7, 0.51, 0.5];
+        assert_eq!(sweep(&p, &[2], 0.5), vec![0, 3]);
+        assert_eq!(sweep(&p, &[], 0.8), vec![0]);
+    }
+
+    #[test]
+    fn a_sweep_that_flags_a_fifth_of_the_data_is_not_plausible() {
+        // Seed 1's PatchSearch classifier validated at 0.92 yet flagged 1,558 of 8,000.
+        assert!(!plausible_share(1558, 8000, 0.1));
+        assert!(plausible_share(800, 8000, 0.1));
+        assert!(plausible_share(0, 0, 0.1));
+    }
 
     #[test]
     fn probes_are_seeded_members() {

@@ -203,6 +203,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             kept_clusters: detection.kept_clusters.clone(),
             paste_threshold: detection.paste_threshold,
             classifier_validation: detection.classifier_validation,
+            classifier_flagged: detection.classifier_flagged,
             cost: detection.cost.clone(),
             removals,
         };

@@ -43,6 +43,9 @@ pub struct FilterReport {
     /// configured minimum its verdicts were not used, and only the paste test's removals stand.
     #[serde(default)]
     pub classifier_validation: Option<f32>,
+    /// Samples that classifier flagged; above `max_flagged_share` its verdicts were not used.
+    #[serde(default)]
+    pub classifier_flagged: Option<usize>,
     pub cost: Vec<StageCost>,
     pub removals: Vec<Removal>,
 }
@@ -98,6 +101,7 @@ mod tests {
             kept_clusters: vec![4],
             paste_threshold: 0.2,
             classifier_validation: None,
+            classifier_flagged: None,
             cost: vec![],
             removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
         };

@@ -27,6 +27,8 @@ pub struct DetectionScores {
     pub kept_clusters: usize,
     /// Held-out balanced accuracy of the poison classifier, when one was trained.
     pub classifier_validation: Option<f32>,
+    /// Samples that classifier flagged, used or not.
+    pub classifier_flagged: Option<usize>,
     pub cost: Vec<StageCost>,
 }
 
@@ -90,6 +92,7 @@ pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, di
             .count(),
         kept_clusters: kept.len(),
         classifier_validation: detection.classifier_validation,
+        classifier_flagged: detection.classifier_flagged,
         cost: detection.cost.clone(),
     }
 }
