@@ -245,7 +245,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
     let mut classifier_flagged = None;
     if config.stages.classifier && !removed.is_empty() {
         let started = Instant::now();
-        let mut positives: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
+        let pasted: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
+        let mut positives = pasted.clone();
         positives.sort_by(|&a, &b| {
             let key = |i: usize| evidence[i].paste.map(|p| p.rank_key()).unwrap_or(0.0);
             key(b).total_cmp(&key(a)).then(a.cmp(&b))
@@ -266,8 +267,7 @@ pub fn detect_and_fit<B: AutodiffBackend>(
             let probabilities = trained.predict_all(images, config.batch_size, device);
             forwards =
                 (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
-            let already: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
-            let flagged = sweep(&probabilities, &already, config.classifier.threshold);
+            let flagged = sweep(&probabilities, &pasted, config.classifier.threshold);
             classifier_flagged = Some(flagged.len());
             if plausible_share(flagged.len(), n, config.classifier.max_flagged_share) {
                 for (e, p) in evidence.iter_mut().zip(&probabilities) {
