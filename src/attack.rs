@@ -37,11 +37,33 @@ pub struct AttackConfig {
     pub trigger: TriggerSource,
     /// Seed for which images are poisoned and where the trigger goes. Default 0.
     pub seed: u64,
+    /// Each poison's trigger side is resampled uniformly within ± this many pixels. Default 0.
+    #[serde(default)]
+    pub jitter: usize,
+    /// Opacity of the pasted trigger: 1 pastes it, below 1 blends it with the image. Default 1.
+    #[serde(default = "opaque")]
+    pub blend: f64,
+    /// Stores every training image (poisoned or not) as JPEG at this quality. Default none.
+    #[serde(default)]
+    pub jpeg: Option<u8>,
+}
+
+fn opaque() -> f64 {
+    1.0
 }
 
 impl Default for AttackConfig {
     fn default() -> Self {
-        Self { target: 0, rate: 0.01, trigger_frac: 0.2, trigger: TriggerSource::Procedural { seed: 0 }, seed: 0 }
+        Self {
+            target: 0,
+            rate: 0.01,
+            trigger_frac: 0.2,
+            trigger: TriggerSource::Procedural { seed: 0 },
+            seed: 0,
+            jitter: 0,
+            blend: 1.0,
+            jpeg: None,
+        }
     }
 }
 
@@ -119,6 +141,12 @@ fn check(config: &AttackConfig) -> Result<()> {
     if !(config.trigger_frac > 0.0 && config.trigger_frac <= 1.0) {
         return Err(Error::Attack(format!("trigger_frac {} is outside (0, 1]", config.trigger_frac)));
     }
+    if !(config.blend > 0.0 && config.blend <= 1.0) {
+        return Err(Error::Attack(format!("blend {} is outside (0, 1]", config.blend)));
+    }
+    if config.jpeg.is_some_and(|q| !(1..=100).contains(&q)) {
+        return Err(Error::Attack(format!("JPEG quality {} is outside 1..=100", config.jpeg.unwrap_or(0))));
+    }
     Ok(())
 }
 
@@ -152,20 +180,55 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
 
     let mut out = items.to_vec();
     let mut poisoned = Vec::with_capacity(count);
+    let alpha = config.blend as f32;
     for index in chosen {
-        let bx = paste_at_random(&mut out[index], &trigger, &mut rng, 0.25, 0.75);
+        let jittered = jittered_trigger(config, &trigger, side, &mut rng);
+        let bx = paste_at_random(&mut out[index], &jittered, &mut rng, 0.25, 0.75, alpha);
         poisoned.push((index, bx));
+    }
+    if let Some(quality) = config.jpeg {
+        for item in &mut out {
+            item.image = jpeg_round_trip(&item.image, quality)?;
+        }
     }
     Ok(PoisonedSet { dataset: ImageDataset::new(out), trigger, truth: GroundTruth { target: config.target, poisoned } })
 }
 
-fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: f64, hi: f64) -> PixelBox {
+/// The trigger resampled to a side drawn within `± config.jitter` pixels (the trigger itself when 0).
+fn jittered_trigger(config: &AttackConfig, trigger: &Image, side: usize, rng: &mut StdRng) -> Image {
+    if config.jitter == 0 {
+        return trigger.clone();
+    }
+    let lo = side.saturating_sub(config.jitter).max(1);
+    let new_side = rng.random_range(lo..=side + config.jitter);
+    trigger.resized(new_side, new_side)
+}
+
+/// The image as a JPEG decoder gives it back after encoding at `quality`.
+pub fn jpeg_round_trip(image: &Image, quality: u8) -> Result<Image> {
+    use image::codecs::jpeg::JpegEncoder;
+    use image::{ExtendedColorType, ImageEncoder};
+    let (c, h, w) = (image.channels(), image.height(), image.width());
+    let plane = h * w;
+    let bytes: Vec<u8> =
+        (0..plane * c).map(|i| (image.pixels()[(i % c) * plane + i / c] * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let color = if c == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
+    let mut encoded = Vec::new();
+    JpegEncoder::new_with_quality(&mut encoded, quality)
+        .write_image(&bytes, w as u32, h as u32, color)
+        .map_err(|e| Error::Attack(format!("JPEG encoding failed: {e}")))?;
+    let decoded = image::load_from_memory(&encoded).map_err(|e| Error::Attack(format!("JPEG decoding failed: {e}")))?;
+    let raw = if c == 1 { decoded.to_luma8().into_raw() } else { decoded.to_rgb8().into_raw() };
+    Image::from_hwc_u8(c, h, w, &raw)
+}
+
+fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: f64, hi: f64, alpha: f32) -> PixelBox {
     // Images of other sizes than the first get a trigger of their own side.
     let side = trigger.height().min(item.image.height()).min(item.image.width());
     let patch = if side == trigger.height() { trigger.clone() } else { trigger.resized(side, side) };
     let x = position(rng, side, item.image.width(), lo, hi);
     let y = position(rng, side, item.image.height(), lo, hi);
-    item.image.paste(&patch, x, y);
+    item.image.blend(&patch, x, y, alpha);
     PixelBox { x, y, w: side, h: side }
 }
 
@@ -178,7 +241,7 @@ pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackC
         let label = item.label.ok_or(Error::MissingLabel { index, needed: "the triggered test set" })?;
         if label != config.target {
             let mut item = item.clone();
-            paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9);
+            paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9, config.blend as f32);
             out.push(item);
         }
     }

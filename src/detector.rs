@@ -1,6 +1,10 @@
-//! The detector (DESIGN §2–§3): embed, cluster, localise on a few probes of every cluster, keep the
-//! clusters whose located patches pass the paste test, search those clusters, then let the poison
-//! classifier sweep every sample.
+//! The detector (DESIGN §2–§3), two signals fused:
+//! - recurrence (training-free): patches pasted unchanged into many images;
+//! - masking (needs the threat model): embed, cluster, localise on a few probes of every cluster,
+//!   keep the clusters whose located patches pass the paste test, search those clusters, then let
+//!   the poison classifier sweep every sample.
+//!
+//! A sample is removed when either signal confirms it; each removal records which one did.
 
 use std::time::Instant;
 
@@ -18,8 +22,9 @@ use crate::cluster::{Clusters, KMeansConfig};
 use crate::embed::embed;
 use crate::error::{Error, Result};
 use crate::gradcam::grad_cam;
-use crate::image::PixelBox;
+use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
+use crate::recurrence::{RecurrenceConfig, RecurrenceSummary};
 use crate::score::{median_mad, PasteConfig, PasteScore, PasteTest};
 use crate::threat::{Backbone, ImageBatchSource};
 
@@ -44,9 +49,25 @@ pub struct StageSwitches {
     pub classifier: bool,
 }
 
+/// Which evidence the detector gathers; `eval --signals` ablates with these.
+#[derive(Config, Debug, PartialEq)]
+pub struct Signals {
+    /// Patches that recur across images (training-free). Default on.
+    #[config(default = true)]
+    pub recurrence: bool,
+    /// Cluster activation masking on the threat model, with the paste test and classifier that
+    /// `stages` switches. Default on.
+    #[config(default = true)]
+    pub masking: bool,
+}
+
 /// Settings of every detector stage.
 #[derive(Config, Debug, PartialEq)]
 pub struct DetectorConfig {
+    #[config(default = "Signals::new()")]
+    pub signals: Signals,
+    #[config(default = "RecurrenceConfig::new()")]
+    pub recurrence: RecurrenceConfig,
     #[config(default = "KMeansConfig::new()")]
     pub kmeans: KMeansConfig,
     #[config(default = "CamConfig::new()")]
@@ -68,6 +89,8 @@ pub struct DetectorConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// The sample carries a patch that recurs, unchanged, across images.
+    Recurrence,
     Masking,
     Paste,
     Classifier,
@@ -78,12 +101,27 @@ pub enum Stage {
 /// Everything the detector learnt about one sample; `None` where a stage did not look at it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
+    /// The threat model's cluster; 0 when masking did not run.
     pub cluster: usize,
+    /// The recurring patch this sample carries.
+    #[serde(default)]
+    pub recurrence: Option<RecurrenceHit>,
     pub trigger_box: Option<PixelBox>,
     /// Masking score (PoisonCAM) or Grad-CAM peak (PatchSearch).
     pub localisation_score: Option<f32>,
     pub paste: Option<PasteScore>,
     pub poison_probability: Option<f32>,
+}
+
+/// A sample's copy of a recurring patch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecurrenceHit {
+    /// Index of the patch among the detection's recurring patches.
+    pub patch: usize,
+    /// RMS distance to the patch's template.
+    pub distance: f32,
+    /// Where the patch sits, in working-size pixels.
+    pub patch_box: PixelBox,
 }
 
 /// Wall time and forward passes per input image of one stage.
@@ -97,7 +135,10 @@ pub struct StageCost {
 /// The detector's output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
-    pub clusters: Clusters,
+    /// The threat model's clusters; `None` when masking did not run.
+    pub clusters: Option<Clusters>,
+    /// What the recurrence stage looked at; `None` when it did not run.
+    pub recurrence: Option<RecurrenceSummary>,
     pub evidence: Vec<Evidence>,
     /// Removed indices in increasing order, with the deciding stage.
     pub removed: Vec<(usize, Stage)>,
@@ -117,9 +158,20 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// The strength of the evidence against a sample: 1 for a recurring patch's carrier, else the
+    /// classifier's probability, the paste share or the masking score.
     pub fn score_of(&self, index: usize) -> f32 {
         let e = &self.evidence[index];
+        if e.recurrence.is_some() {
+            return 1.0;
+        }
         e.poison_probability.or(e.paste.map(|p| p.moved)).or(e.localisation_score).unwrap_or(0.0)
+    }
+
+    /// The located trigger: the recurring patch where there is one, else the masking box.
+    pub fn box_of(&self, index: usize) -> Option<PixelBox> {
+        let e = &self.evidence[index];
+        e.recurrence.map(|r| r.patch_box).or(e.trigger_box)
     }
 }
 
@@ -138,29 +190,121 @@ impl Costs {
     }
 }
 
-/// Runs the detector with `backbone` (the warm-started threat model) over `images`.
+/// Runs the detector over `images` (at the working size) and `natives` (the same images at their
+/// own resolution, where recurrence is mined). `backbone` is the threat model; the masking signal
+/// needs it, recurrence does not.
 pub fn detect<B: AutodiffBackend>(
-    backbone: &Backbone<B::InnerBackend>,
+    backbone: Option<&Backbone<B::InnerBackend>>,
     images: &ImageBatchSource,
+    natives: &[Image],
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<Detection> {
-    detect_and_fit::<B>(backbone, images, config, device).map(|(d, _)| d)
+    detect_and_fit::<B>(backbone, images, natives, config, device).map(|(d, _)| d)
 }
 
 /// [`detect`], also returning the classifier it trained.
 pub fn detect_and_fit<B: AutodiffBackend>(
+    backbone: Option<&Backbone<B::InnerBackend>>,
+    images: &ImageBatchSource,
+    natives: &[Image],
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
+    config.check()?;
+    if images.is_empty() {
+        return Err(Error::NoInput("the detector"));
+    }
+    if natives.len() != images.len() {
+        return Err(Error::Config(format!("{} native images for {} working images", natives.len(), images.len())));
+    }
+    let n = images.len();
+    let started = Instant::now();
+    let recurrence = if config.signals.recurrence { Some(config.recurrence.find(natives)?) } else { None };
+    let recurrence_seconds = started.elapsed().as_secs_f64();
+    let (mut detection, classifier) = if config.signals.masking {
+        let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;
+        masking::<B>(backbone, images, config, device)?
+    } else {
+        (Detection::empty(n), None)
+    };
+    if let Some(found) = recurrence {
+        let [_, _, h, w] = images.shape();
+        let mut carriers = Vec::new();
+        for (patch, carrier) in found.carriers() {
+            let native = &natives[carrier.image];
+            let patch_box = scale_box(carrier.patch_box, [native.height(), native.width()], [h, w]);
+            detection.evidence[carrier.image].recurrence =
+                Some(RecurrenceHit { patch, distance: carrier.distance, patch_box });
+            carriers.push(carrier.image);
+        }
+        detection.removed.retain(|(i, _)| carriers.binary_search(i).is_err());
+        detection.removed.extend(carriers.into_iter().map(|i| (i, Stage::Recurrence)));
+        detection.removed.sort_by_key(|&(i, _)| i);
+        detection.cost.insert(
+            0,
+            StageCost { stage: "recurrence".into(), seconds: recurrence_seconds, forwards_per_image: 0.0 },
+        );
+        detection.recurrence = Some(found.summary);
+    }
+    Ok((detection, classifier))
+}
+
+impl DetectorConfig {
+    /// Rejects settings that cannot work, before any image is read.
+    pub fn check(&self) -> Result<()> {
+        if !self.signals.recurrence && !self.signals.masking {
+            return Err(Error::Config("every signal is off: nothing could be detected".into()));
+        }
+        if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {
+            return Err(Error::Config("the PatchSearch baseline needs the paste test".into()));
+        }
+        if self.signals.recurrence {
+            self.recurrence.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// `b` in an image of `from = [h, w]` pixels, in an image of `to` pixels.
+fn scale_box(b: PixelBox, from: [usize; 2], to: [usize; 2]) -> PixelBox {
+    if from == to {
+        return b;
+    }
+    let sy = to[0] as f64 / from[0] as f64;
+    let sx = to[1] as f64 / from[1] as f64;
+    let x = (b.x as f64 * sx).floor() as usize;
+    let y = (b.y as f64 * sy).floor() as usize;
+    let x1 = ((b.x + b.w) as f64 * sx).ceil().min(to[1] as f64) as usize;
+    let y1 = ((b.y + b.h) as f64 * sy).ceil().min(to[0] as f64) as usize;
+    PixelBox { x, y, w: x1.saturating_sub(x).max(1), h: y1.saturating_sub(y).max(1) }
+}
+
+impl Detection {
+    /// A detection that has looked at nothing yet.
+    fn empty(n: usize) -> Self {
+        Detection {
+            clusters: None,
+            recurrence: None,
+            evidence: vec![Evidence::default(); n],
+            removed: Vec::new(),
+            cluster_scores: Vec::new(),
+            kept_clusters: Vec::new(),
+            paste_threshold: f32::NAN,
+            classifier_validation: None,
+            classifier_flagged: None,
+            cost: Vec::new(),
+        }
+    }
+}
+
+/// The masking signal: clusters, localisation, the paste test and the poison classifier.
+fn masking<B: AutodiffBackend>(
     backbone: &Backbone<B::InnerBackend>,
     images: &ImageBatchSource,
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
-    if images.is_empty() {
-        return Err(Error::NoInput("the detector"));
-    }
-    if config.localizer == Localizer::PatchSearch && !config.stages.paste {
-        return Err(Error::Config("the PatchSearch baseline needs the paste test".into()));
-    }
     let n = images.len();
     let [_, c, h, w] = images.shape();
     let mut costs = Costs { list: Vec::new(), images: n };
@@ -193,7 +337,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
         return Ok((
             Detection {
-                clusters,
+                clusters: Some(clusters),
+                recurrence: None,
                 removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
                 evidence,
                 cluster_scores: Vec::new(),
@@ -283,7 +428,8 @@ pub fn detect_and_fit<B: AutodiffBackend>(
 
     Ok((
         Detection {
-            clusters,
+            clusters: Some(clusters),
+            recurrence: None,
             evidence,
             removed,
             cluster_scores,

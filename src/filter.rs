@@ -63,6 +63,8 @@ pub struct PoisonFilter<D, I> {
 /// The images of a dataset at one working size, and the items that could not be read.
 pub struct WorkingImages {
     pub source: ImageBatchSource,
+    /// The readable images at their own size, where recurrence is mined; rows as in `source`.
+    pub natives: Vec<Image>,
     /// Dataset index of each row of `source`.
     pub rows: Vec<usize>,
     pub ids: Vec<String>,
@@ -94,7 +96,7 @@ impl WorkingImages {
         let [h, w] = working_size.unwrap_or_else(|| most_common_size(&images));
         let channels = images.iter().map(Image::channels).max().unwrap_or(1);
         let source = ImageBatchSource::new(&images, channels, h, w)?;
-        Ok(Self { source, rows, ids, unreadable })
+        Ok(Self { source, natives: images, rows, ids, unreadable })
     }
 }
 
@@ -113,11 +115,16 @@ fn most_common_size(images: &[Image]) -> [usize; 2] {
 }
 
 impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
-    /// Warm-starts a threat model on `dataset` and filters it.
+    /// Warm-starts a threat model on `dataset` and filters it. With the masking signal off, no
+    /// threat model is trained: recurrence alone decides.
     pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
+        config.detector.check()?;
         let images = WorkingImages::read(&dataset, config.working_size)?;
+        if !config.detector.signals.masking {
+            return Self::finish::<B>(dataset, images, None, None, config, device).map(|(f, _)| f);
+        }
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
-        Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device).map(|(f, _)| f)
+        Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device).map(|(f, _)| f)
     }
 
     /// [`PoisonFilter::fit`], also returning the fitted detector as a [`Guard`] for new samples.
@@ -126,14 +133,20 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<(Self, Guard<B::InnerBackend>)> {
+        config.detector.check()?;
+        if !config.detector.signals.masking {
+            return Err(Error::Config("the streaming guard needs the masking signal".into()));
+        }
         let images = WorkingImages::read(&dataset, config.working_size)?;
         let encoder = config.warm_start.encoder_for(&images.source);
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
-        let (filter, classifier) = Self::finish::<B>(dataset, images, &model.backbone, Some(warm), config, device)?;
+        let (filter, classifier) =
+            Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
+        let clusters = filter.detection.clusters.clone().ok_or_else(|| Error::Config("masking found no clusters".into()))?;
         let guard = Guard::new(
             model.backbone,
             encoder,
-            filter.detection.clusters.clone(),
+            clusters,
             classifier,
             config.detector.clone(),
             filter.report.working_size,
@@ -150,18 +163,18 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<Self> {
         let images = WorkingImages::read(&dataset, config.working_size)?;
-        Self::finish::<B>(dataset, images, backbone, None, config, device).map(|(f, _)| f)
+        Self::finish::<B>(dataset, images, Some(backbone), None, config, device).map(|(f, _)| f)
     }
 
     fn finish<B: AutodiffBackend>(
         inner: D,
         images: WorkingImages,
-        backbone: &Backbone<B::InnerBackend>,
+        backbone: Option<&Backbone<B::InnerBackend>>,
         warm: Option<WarmStartReport>,
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
-        let (detection, classifier) = detect_and_fit::<B>(backbone, &images.source, &config.detector, device)?;
+        let (detection, classifier) = detect_and_fit::<B>(backbone, &images.source, &images.natives, &config.detector, device)?;
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()
@@ -171,7 +184,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
                     index,
                     id: images.ids[index].clone(),
                     score: detection.score_of(row),
-                    trigger_box: detection.evidence[row].trigger_box.map(|b| b.to_array()),
+                    trigger_box: detection.box_of(row).map(|b| b.to_array()),
                     stage,
                     error: None,
                 }
@@ -200,6 +213,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             backend: crate::backend::name().to_string(),
             working_size: [c, h, w],
             warm_start: warm,
+            recurrence: detection.recurrence.clone(),
             kept_clusters: detection.kept_clusters.clone(),
             paste_threshold: detection.paste_threshold,
             classifier_validation: detection.classifier_validation,

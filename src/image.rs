@@ -91,11 +91,17 @@ impl Image {
     /// A grey patch on an RGB image is repeated over the channels; an RGB patch on a grey
     /// image is converted to luminance.
     pub fn paste(&mut self, patch: &Image, x: usize, y: usize) {
+        self.blend(patch, x, y, 1.0);
+    }
+
+    /// Like [`Image::paste`], but mixes `alpha × patch + (1 − alpha) × image`.
+    pub fn blend(&mut self, patch: &Image, x: usize, y: usize, alpha: f32) {
         let patch = patch.with_channels(self.channels);
         for c in 0..self.channels {
             for py in 0..patch.height.min(self.height.saturating_sub(y)) {
                 for px in 0..patch.width.min(self.width.saturating_sub(x)) {
-                    self.set(c, y + py, x + px, patch.get(c, py, px));
+                    let under = self.get(c, y + py, x + px);
+                    self.set(c, y + py, x + px, alpha * patch.get(c, py, px) + (1.0 - alpha) * under);
                 }
             }
         }

@@ -19,6 +19,7 @@ pub mod filter;
 pub mod gradcam;
 pub mod image;
 pub mod progress;
+pub mod recurrence;
 pub mod report;
 pub mod score;
 pub mod stream;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::{Stage, StageCost};
 use crate::error::{Error, Result};
+use crate::recurrence::RecurrenceSummary;
 use crate::threat::WarmStartReport;
 
 /// One removed sample (a line of the removal log).
@@ -37,6 +38,9 @@ pub struct FilterReport {
     /// `[channels, height, width]` every image was resized to.
     pub working_size: [usize; 3],
     pub warm_start: Option<WarmStartReport>,
+    /// What the recurrence signal looked at and the patches it found.
+    #[serde(default)]
+    pub recurrence: Option<RecurrenceSummary>,
     pub kept_clusters: Vec<usize>,
     pub paste_threshold: f32,
     /// Held-out balanced accuracy of the poison classifier when one was trained; below the
@@ -98,6 +102,7 @@ mod tests {
             backend: "flex".into(),
             working_size: [1, 28, 28],
             warm_start: None,
+            recurrence: None,
             kept_clusters: vec![4],
             paste_threshold: 0.2,
             classifier_validation: None,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{small_config, source, toy};
+use common::{natives, small_config, source, toy};
 
 use burn::data::dataset::Dataset;
 use poisoncam::activation::ActivationProbe;
@@ -98,8 +98,9 @@ fn detection_is_deterministic_under_a_seed() {
     let device = Default::default();
     let model = init_model::<Compute>(&EncoderConfig::new(), 2, &device);
     let config = small_config().detector;
-    let a = detect::<Train>(&model.backbone, &images, &config, &device).unwrap();
-    let b = detect::<Train>(&model.backbone, &images, &config, &device).unwrap();
+    let natives = natives(&set.dataset);
+    let a = detect::<Train>(Some(&model.backbone), &images, &natives, &config, &device).unwrap();
+    let b = detect::<Train>(Some(&model.backbone), &images, &natives, &config, &device).unwrap();
     assert_eq!(a.removed, b.removed);
     assert_eq!(a.evidence, b.evidence);
     assert_eq!(a.cluster_scores, b.cluster_scores);

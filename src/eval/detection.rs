@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::attack::GroundTruth;
 use crate::detector::{Detection, StageCost};
 use crate::image::PixelBox;
+use crate::recurrence::RecurrenceSummary;
 
 /// DESIGN §5's hit rule: the overlap covers half of the smaller box.
 pub fn box_hit(located: &PixelBox, truth: &PixelBox) -> bool {
@@ -29,6 +30,9 @@ pub struct DetectionScores {
     pub classifier_validation: Option<f32>,
     /// Samples that classifier flagged, used or not.
     pub classifier_flagged: Option<usize>,
+    /// What the recurrence signal looked at and found, when it ran.
+    #[serde(default)]
+    pub recurrence: Option<RecurrenceSummary>,
     pub cost: Vec<StageCost>,
 }
 
@@ -73,12 +77,17 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// Scores `detection` over `n` samples; `direct` holds the localiser's box for every true poison,
-/// in the order of `truth.poisoned`.
-pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, direct: &[PixelBox]) -> DetectionScores {
+/// Scores `detection` over `n` samples; `direct` holds the located box of every true poison, in
+/// the order of `truth.poisoned` (`None`: nothing located it, a miss).
+pub fn detection_scores(
+    detection: &Detection,
+    truth: &GroundTruth,
+    n: usize,
+    direct: &[Option<PixelBox>],
+) -> DetectionScores {
     let poisons = truth.poisoned.len();
-    let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| box_hit(b, t)).count();
-    let localised = truth.poisoned.iter().filter(|(i, _)| detection.evidence[*i].trigger_box.is_some()).count();
+    let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| b.is_some_and(|b| box_hit(&b, t))).count();
+    let localised = truth.poisoned.iter().filter(|(i, _)| detection.box_of(*i).is_some()).count();
     let kept: std::collections::HashSet<usize> = detection.kept_clusters.iter().copied().collect();
     DetectionScores {
         trigger_localization_acc: ratio(hits, poisons),
@@ -93,6 +102,7 @@ pub fn detection_scores(detection: &Detection, truth: &GroundTruth, n: usize, di
         kept_clusters: kept.len(),
         classifier_validation: detection.classifier_validation,
         classifier_flagged: detection.classifier_flagged,
+        recurrence: detection.recurrence.clone(),
         cost: detection.cost.clone(),
     }
 }

@@ -12,7 +12,7 @@ pub use knn::knn_predict;
 
 use std::time::Instant;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::activation::ActivationProbe;
@@ -20,7 +20,7 @@ use crate::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 use crate::data::ImageDataset;
 use crate::detector::{detect, locate, DetectorConfig};
 use crate::error::{Error, Result};
-use crate::image::PixelBox;
+use crate::image::{Image, PixelBox};
 use crate::threat::{warm_start, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
 
 /// A train/test split to evaluate on; both need labels.
@@ -98,7 +98,8 @@ pub struct EvalReport {
     pub backend: String,
     pub config: EvalConfig,
     pub poisoned_count: usize,
-    pub poisoned: ModelResult,
+    /// `None` when no variant needed a threat model (recurrence alone) and none was trained.
+    pub poisoned: Option<ModelResult>,
     /// Trained on what the first detector variant kept (`--downstream`).
     pub filtered: Option<ModelResult>,
     pub clean: Option<ModelResult>,
@@ -162,12 +163,20 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         })?;
         Ok((ModelResult { downstream: scores, warm_start: report }, model))
     };
-    let (poisoned, threat_model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
+    let needs_model = config.downstream_filtered || config.variants.iter().any(|v| v.detector.signals.masking);
+    let (poisoned, threat_model) = if needs_model {
+        let (result, model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
+        (Some(result), Some(model))
+    } else {
+        (None, None)
+    };
+    let natives: Vec<Image> = attacked.dataset.items().iter().map(|i| i.image.clone()).collect();
     let mut detection = Vec::new();
     let mut first_removed: Option<Vec<usize>> = None;
     for variant in &config.variants {
         let (scores, removed) = timed(&mut cost, &format!("detect_{}", variant.name), || {
-            evaluate_detector::<B>(&threat_model, &poisoned_source, &attacked.truth, &variant.detector, device)
+            let input = DetectorInput { model: threat_model.as_ref(), images: &poisoned_source, natives: &natives };
+            evaluate_detector::<B>(&input, &attacked.truth, &variant.detector, device)
         })?;
         first_removed.get_or_insert(removed);
         detection.push(VariantResult { name: variant.name.clone(), scores });
@@ -183,7 +192,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         }
         _ => None,
     };
-    let clean = if config.compare_clean {
+    let clean = if config.compare_clean && needs_model {
         Some(evaluate(&mut cost, "clean", &clean_source, &train_labels, &poisoned_rows)?.0)
     } else {
         None
@@ -203,23 +212,36 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     })
 }
 
-/// Runs one detector variant and scores it; the localiser is also applied to every true poison
-/// directly, so localisation is measured apart from the pruning.
+/// What a detector variant runs on.
+struct DetectorInput<'a, B: Backend> {
+    model: Option<&'a ThreatModel<B>>,
+    images: &'a ImageBatchSource,
+    natives: &'a [Image],
+}
+
+/// Runs one detector variant and scores it. Localisation is measured on every true poison apart
+/// from the pruning: the recurring patch's box where recurrence found one, else the masking
+/// localiser applied directly.
 fn evaluate_detector<B: AutodiffBackend>(
-    model: &ThreatModel<B::InnerBackend>,
-    images: &ImageBatchSource,
+    input: &DetectorInput<B::InnerBackend>,
     truth: &GroundTruth,
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(DetectionScores, Vec<usize>)> {
-    let found = detect::<B>(&model.backbone, images, config, device)?;
-    let [_, c, h, w] = images.shape();
-    let probe = ActivationProbe::new(&model.backbone, &found.clusters, [c, h, w], config.batch_size, device);
+    let backbone = input.model.map(|m| &m.backbone);
+    let found = detect::<B>(backbone, input.images, input.natives, config, device)?;
     let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
-    let direct: Vec<PixelBox> = locate(&model.backbone, &found.clusters, &probe, images, &poisons, config, device)
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect();
+    let mut direct: Vec<Option<PixelBox>> = poisons.iter().map(|&i| found.evidence[i].recurrence.map(|r| r.patch_box)).collect();
+    if let (Some(backbone), Some(clusters)) = (backbone, found.clusters.as_ref()) {
+        let [_, c, h, w] = input.images.shape();
+        let probe = ActivationProbe::new(backbone, clusters, [c, h, w], config.batch_size, device);
+        let missing: Vec<usize> = (0..poisons.len()).filter(|&k| direct[k].is_none()).collect();
+        let rows: Vec<usize> = missing.iter().map(|&k| poisons[k]).collect();
+        let located = locate(backbone, clusters, &probe, input.images, &rows, config, device);
+        for (k, (b, _)) in missing.into_iter().zip(located) {
+            direct[k] = Some(b);
+        }
+    }
     let removed = found.removed.iter().map(|&(i, _)| i).collect();
-    Ok((detection_scores(&found, truth, images.len(), &direct), removed))
+    Ok((detection_scores(&found, truth, input.images.len(), &direct), removed))
 }

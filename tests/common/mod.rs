@@ -58,3 +58,7 @@ pub fn small_config() -> PoisonFilterConfig {
     d.classifier.max_flagged_share = 0.25;
     config
 }
+
+pub fn natives(set: &ImageDataset) -> Vec<Image> {
+    set.items().iter().map(|i| i.image.clone()).collect()
+}

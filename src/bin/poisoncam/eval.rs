@@ -25,6 +25,19 @@ pub struct RunArgs {
     /// Trigger side as a share of the image side.
     #[arg(long, default_value_t = 0.2)]
     pub trigger_frac: f64,
+    /// Store the poisoned training set as JPEG at this quality.
+    #[arg(long)]
+    pub jpeg: Option<u8>,
+    /// Resample each poison's trigger side within ± this many pixels.
+    #[arg(long, default_value_t = 0)]
+    pub trigger_jitter: usize,
+    /// Blend the trigger at this opacity instead of pasting it (1 = opaque).
+    #[arg(long, default_value_t = 1.0)]
+    pub blend: f64,
+    /// Evidence the detector gathers: recurrence, masking or both. Without masking no threat
+    /// model is trained and no downstream scores are reported.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "recurrence,masking")]
+    pub signals: Vec<SignalName>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Warm-start epochs.
@@ -55,7 +68,7 @@ pub struct RunArgs {
     /// Also train an SSL model on what the detector kept and report its downstream scores.
     #[arg(long)]
     pub downstream: bool,
-    /// Run the full pipeline, CAM-only and the PatchSearch baseline side by side.
+    /// Run both signals, recurrence alone, masking alone and the PatchSearch baseline side by side.
     #[arg(long)]
     pub compare: bool,
     /// How masking picks its windows.
@@ -64,6 +77,12 @@ pub struct RunArgs {
     /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum SignalName {
+    Recurrence,
+    Masking,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -103,6 +122,9 @@ impl RunArgs {
                 trigger_frac: self.trigger_frac,
                 trigger,
                 seed: self.seed,
+                jitter: self.trigger_jitter,
+                blend: self.blend,
+                jpeg: self.jpeg,
             },
             ..EvalConfig::default()
         };
@@ -133,6 +155,9 @@ impl RunArgs {
 
     fn detector(&self, stages: &[StageName], localizer: Localizer) -> DetectorConfig {
         let mut d = DetectorConfig::new().with_localizer(localizer);
+        d.signals.recurrence = self.signals.contains(&SignalName::Recurrence);
+        d.signals.masking = self.signals.contains(&SignalName::Masking);
+        d.recurrence.seed = self.seed;
         d.stages.paste = stages.contains(&StageName::Paste);
         d.stages.classifier = d.stages.paste && stages.contains(&StageName::Classifier);
         d.cam.search = match self.search {
@@ -149,23 +174,36 @@ impl RunArgs {
         let variant = |name: &str, detector| DetectorVariant { name: name.to_string(), detector };
         let full = [StageName::Masking, StageName::Paste, StageName::Classifier];
         if self.compare {
-            // Masking alone visits every sample, so it uses --search as given (coarse-to-fine by
-            // default: 30 forwards per image instead of the grid's 65).
-            let cam_only = self.detector(&[StageName::Masking], Localizer::PoisonCam);
+            // Each signal alone, then both, then the baseline, on one threat model.
+            let only = |signal: SignalName, stages: &[StageName], localizer| {
+                let mut d = self.detector(stages, localizer);
+                d.signals.recurrence = signal == SignalName::Recurrence;
+                d.signals.masking = signal == SignalName::Masking;
+                d
+            };
+            let mut both = self.detector(&full, Localizer::PoisonCam);
+            both.signals.recurrence = true;
+            both.signals.masking = true;
             return vec![
-                variant("poisoncam", self.detector(&full, Localizer::PoisonCam)),
-                variant("cam-only", cam_only),
-                variant("patchsearch", self.detector(&full, Localizer::PatchSearch)),
+                variant("full", both),
+                variant("recurrence", only(SignalName::Recurrence, &full, Localizer::PoisonCam)),
+                variant("masking", only(SignalName::Masking, &full, Localizer::PoisonCam)),
+                variant("patchsearch", only(SignalName::Masking, &full, Localizer::PatchSearch)),
             ];
         }
-        let name = if self.stages.len() == 3 {
-            "poisoncam".to_string()
+        let signals = self.signals.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join("+");
+        let name = if self.stages.len() == 3 || !self.signals.contains(&SignalName::Masking) {
+            signals
         } else {
-            self.stages.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join("+")
+            let stages = self.stages.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>().join("+");
+            format!("{signals}:{stages}")
         };
         let mut out = vec![variant(&name, self.detector(&self.stages, Localizer::PoisonCam))];
         if let Some(Baseline::Patchsearch) = self.baseline {
-            out.push(variant("patchsearch", self.detector(&self.stages, Localizer::PatchSearch)));
+            let mut baseline = self.detector(&self.stages, Localizer::PatchSearch);
+            baseline.signals.recurrence = false;
+            baseline.signals.masking = true;
+            out.push(variant("patchsearch", baseline));
         }
         out
     }
@@ -202,7 +240,11 @@ pub fn print_table(report: &EvalReport) {
         "{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}",
         "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)"
     );
-    let rows = std::iter::once(("poisoned", &report.poisoned))
+    let rows = report
+        .poisoned
+        .as_ref()
+        .map(|c| ("poisoned", c))
+        .into_iter()
         .chain(report.filtered.as_ref().map(|c| ("filtered", c)))
         .chain(report.clean.as_ref().map(|c| ("clean", c)));
     for (name, r) in rows {

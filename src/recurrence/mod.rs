@@ -1,0 +1,267 @@
+//! Recurrence evidence (DESIGN §2): a pasted trigger is the same patch in many images, at
+//! different places. It needs no trained model, so it works where the threat model has not learnt
+//! the backdoor.
+//!
+//! 1. [`mine`]: every textured window, at the images' native resolution and several sides, is
+//!    hashed into coarse buckets; a bucket whose images mostly lie around one window gives a
+//!    candidate.
+//! 2. [`island`]: each candidate is swept over every image. It is a trigger when its carriers
+//!    match within the noise and almost nothing else comes near (an island in patch space), the
+//!    carriers are not one image repeated, and they are not an implausible share of the data.
+//!
+//! What it cannot catch: a trigger that differs per image (blended into the content, randomised,
+//! or warped beyond the match radius) is no longer one patch, and on data full of identical
+//! textured details a small trigger can drown. Logos and watermarks pasted on many images are
+//! found too, as they are pasted patches.
+
+mod hyperparams;
+mod island;
+mod mine;
+mod windows;
+
+use std::borrow::Cow;
+
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use hyperparams::RecurrenceConfig;
+pub use island::Verdict;
+
+use crate::error::{Error, Result};
+use crate::image::{Image, PixelBox};
+use crate::progress::stage_bar;
+use island::{carrier_box, patch_extent, verdict, Sweep};
+use mine::{mine, Candidate};
+
+/// One image carrying a recurring patch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Carrier {
+    pub image: usize,
+    /// RMS distance of its best match to the patch's template.
+    pub distance: f32,
+    /// The patch in this image, in its native pixels.
+    pub patch_box: PixelBox,
+}
+
+/// A patch pasted into several images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurringPatch {
+    /// Side of the mined window the template was cut at.
+    pub side: usize,
+    pub template: Vec<f32>,
+    /// Carriers in increasing image order.
+    pub carriers: Vec<Carrier>,
+    /// Images matching within the outer radius but not the match radius.
+    pub halo: usize,
+    /// Distinct places the patch sits at among its carriers.
+    pub distinct_places: usize,
+}
+
+/// What the stage looked at and why candidates were turned down.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecurrenceSummary {
+    pub window_sides: Vec<usize>,
+    /// Textured windows hashed, summed over the window sides.
+    pub windows: usize,
+    pub candidates: usize,
+    /// Candidates that passed the island test on a sample of the images.
+    pub presweep_passed: usize,
+    pub swept: usize,
+    pub too_few: usize,
+    pub too_many: usize,
+    pub no_island: usize,
+    pub duplicates: usize,
+    /// `[window side, carriers, halo, distinct places]` of every patch found.
+    pub patches: Vec<[usize; 4]>,
+}
+
+/// The recurring patches of a dataset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recurrence {
+    pub patches: Vec<RecurringPatch>,
+    pub summary: RecurrenceSummary,
+}
+
+impl Recurrence {
+    /// Every carrier with the index of its patch, in increasing image order.
+    pub fn carriers(&self) -> Vec<(usize, &Carrier)> {
+        let mut out: Vec<(usize, &Carrier)> =
+            self.patches.iter().enumerate().flat_map(|(p, patch)| patch.carriers.iter().map(move |c| (p, c))).collect();
+        out.sort_by_key(|(_, c)| c.image);
+        out
+    }
+}
+
+impl RecurrenceConfig {
+    /// Finds the patches that recur across `images` (any sizes; grey images are compared as RGB
+    /// when the set mixes both).
+    pub fn find(&self, images: &[Image]) -> Result<Recurrence> {
+        self.check()?;
+        if images.is_empty() {
+            return Err(Error::NoInput("the recurrence stage"));
+        }
+        let channels = images.iter().map(Image::channels).max().unwrap_or(1);
+        let images: Cow<[Image]> = if images.iter().all(|i| i.channels() == channels) {
+            Cow::Borrowed(images)
+        } else {
+            Cow::Owned(images.iter().map(|i| i.with_channels(channels)).collect())
+        };
+        let sides = self.window_sides(typical_side(&images));
+        let mut summary = RecurrenceSummary { window_sides: sides.clone(), ..RecurrenceSummary::default() };
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for &side in &sides {
+            let mined = mine(&images, side, self);
+            summary.windows += mined.windows;
+            candidates.extend(mined.candidates);
+        }
+        summary.candidates = candidates.len();
+        let candidates = presweep(&images, candidates, self);
+        summary.presweep_passed = candidates.len();
+        let mut candidates = candidates;
+        candidates.sort_by(|a, b| b.images.len().cmp(&a.images.len()).then_with(|| a.side.cmp(&b.side)));
+        candidates.truncate(self.max_candidates);
+
+        let mut taken = vec![false; images.len()];
+        let mut patches = Vec::new();
+        let bar = stage_bar("recurrence sweep", candidates.len() as u64);
+        for candidate in &candidates {
+            bar.inc(1);
+            let seen = candidate.images.iter().filter(|&&i| taken[i as usize]).count();
+            if 2 * seen >= candidate.images.len() {
+                continue;
+            }
+            summary.swept += 1;
+            let sweep = Sweep::run(&images, &candidate.template, candidate.side);
+            let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
+            match verdict(&images, &sweep, &carriers, self) {
+                Verdict::Trigger => {}
+                Verdict::TooFew => summary.too_few += 1,
+                Verdict::TooMany => summary.too_many += 1,
+                Verdict::NoIsland => summary.no_island += 1,
+                Verdict::Duplicates => summary.duplicates += 1,
+            }
+            if verdict(&images, &sweep, &carriers, self) != Verdict::Trigger {
+                continue;
+            }
+            let patch = build_patch(&images, &sweep, candidate, &carriers, self);
+            for c in &patch.carriers {
+                taken[c.image] = true;
+            }
+            summary.patches.push([patch.side, patch.carriers.len(), patch.halo, patch.distinct_places]);
+            patches.push(patch);
+        }
+        bar.finish_and_clear();
+        Ok(Recurrence { patches, summary })
+    }
+}
+
+/// Images in the two samples every candidate is first swept over: a small one that turns down the
+/// common patterns cheaply, then a larger one.
+const PRESWEEP_SAMPLES: [usize; 2] = [64, 512];
+
+/// Drops the candidates that fail the island test on seeded samples of the images: common natural
+/// patterns (edges, stripes) match in a large share of any sample, with a wide halo. Cheap enough
+/// for tens of thousands of candidates, where a full sweep is not.
+fn presweep(images: &[Image], mut candidates: Vec<Candidate>, config: &RecurrenceConfig) -> Vec<Candidate> {
+    let mut rng = StdRng::seed_from_u64(config.seed ^ 0x5a3b1e);
+    for size in PRESWEEP_SAMPLES {
+        let take = size.min(images.len());
+        let mut picked: Vec<usize> = sample(&mut rng, images.len(), take).into_vec();
+        picked.sort_unstable();
+        let subset: Vec<&Image> = picked.iter().map(|&i| &images[i]).collect();
+        let keep: Vec<bool> = candidates.par_iter().map_init(Vec::new, |s, c| island_in(&subset, c, config, s)).collect();
+        candidates = candidates.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect();
+    }
+    candidates
+}
+
+/// The island test of `candidate` within `subset`.
+fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig, scratch: &mut Vec<f32>) -> bool {
+    let (inner_r, outer_r) = (config.match_radius, config.match_radius * config.outer_ratio);
+    let (mut inner, mut outer) = (0usize, 0usize);
+    for image in subset {
+        if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side, scratch) {
+            let d = (d2 / candidate.template.len() as f32).sqrt();
+            inner += usize::from(d <= inner_r);
+            outer += usize::from(d <= outer_r);
+        }
+    }
+    // Two spare matches, so that a trigger with a natural look-alike in the sample passes.
+    (outer - inner) as f64 <= config.max_halo * inner as f64 + 2.0
+        && inner as f64 <= config.max_carrier_share * subset.len() as f64
+}
+
+fn build_patch(
+    images: &[Image],
+    sweep: &Sweep,
+    candidate: &Candidate,
+    carriers: &[usize],
+    config: &RecurrenceConfig,
+) -> RecurringPatch {
+    let extent = patch_extent(images, sweep, carriers, candidate.side, config.match_radius);
+    let outer = sweep.within(config.match_radius * config.outer_ratio).len();
+    let mut places: Vec<(u32, u32)> = Vec::new();
+    let carriers: Vec<Carrier> = carriers
+        .iter()
+        .filter_map(|&i| {
+            let (distance, corner) = sweep.matches[i]?;
+            places.push((corner.x, corner.y));
+            Some(Carrier { image: i, distance, patch_box: carrier_box(&images[i], corner, extent) })
+        })
+        .collect();
+    places.sort_unstable();
+    places.dedup();
+    RecurringPatch {
+        side: candidate.side,
+        template: candidate.template.clone(),
+        halo: outer.saturating_sub(carriers.len()),
+        distinct_places: places.len(),
+        carriers,
+    }
+}
+
+/// The median shorter side: the size windows are scaled to.
+fn typical_side(images: &[Image]) -> usize {
+    let mut sides: Vec<usize> = images.iter().map(|i| i.height().min(i.width())).collect();
+    sides.sort_unstable();
+    sides[sides.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    fn noise(rng: &mut StdRng, side: usize) -> Image {
+        Image::new(1, side, side, (0..side * side).map(|_| rng.random::<f32>()).collect()).unwrap()
+    }
+
+    #[test]
+    fn finds_the_pasted_patch_and_nothing_on_clean_images() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let patch = noise(&mut rng, 5);
+        let clean: Vec<Image> = (0..60).map(|_| noise(&mut rng, 24)).collect();
+        let mut poisoned = clean.clone();
+        for (k, image) in poisoned.iter_mut().enumerate().filter(|(k, _)| k % 6 == 0) {
+            image.paste(&patch, 4 + k % 13, 2 + (k * 7) % 15);
+        }
+        let config = RecurrenceConfig::new();
+        let found = config.find(&poisoned).unwrap();
+        assert_eq!(found.patches.len(), 1, "{:?}", found.summary);
+        let carriers: Vec<usize> = found.patches[0].carriers.iter().map(|c| c.image).collect();
+        assert_eq!(carriers, (0..60).step_by(6).collect::<Vec<_>>());
+        for c in &found.patches[0].carriers {
+            assert_eq!((c.patch_box.w, c.patch_box.h), (5, 5), "{c:?}");
+        }
+        assert!(config.find(&clean).unwrap().patches.is_empty());
+    }
+
+    #[test]
+    fn no_images_is_an_error() {
+        assert!(matches!(RecurrenceConfig::new().find(&[]), Err(Error::NoInput(_))));
+    }
+}

@@ -1,0 +1,115 @@
+//! Square windows of images at their native resolution, as flat `C×s×s` value vectors.
+
+use crate::image::Image;
+
+/// The top-left corner of a window in its image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Corner {
+    pub x: u32,
+    pub y: u32,
+}
+
+/// Copies the `side × side` window at `corner` of `image` into `out` (cleared first).
+pub fn read_window(image: &Image, corner: Corner, side: usize, out: &mut Vec<f32>) {
+    out.clear();
+    let (x, y) = (corner.x as usize, corner.y as usize);
+    for c in 0..image.channels() {
+        for row in y..y + side {
+            let start = (c * image.height() + row) * image.width() + x;
+            out.extend_from_slice(&image.pixels()[start..start + side]);
+        }
+    }
+}
+
+/// Every corner of a `side` window in `image` on a grid of `stride`.
+pub fn corners(image: &Image, side: usize, stride: usize) -> impl Iterator<Item = Corner> + '_ {
+    let stride = stride.max(1);
+    let (h, w) = (image.height(), image.width());
+    let rows = if h >= side { (0..=h - side).step_by(stride).collect() } else { Vec::new() };
+    let cols: Vec<usize> = if w >= side { (0..=w - side).step_by(stride).collect() } else { Vec::new() };
+    rows.into_iter().flat_map(move |y| cols.clone().into_iter().map(move |x| Corner { x: x as u32, y: y as u32 }))
+}
+
+/// Standard deviation of the values.
+pub fn texture(values: &[f32]) -> f32 {
+    let n = values.len().max(1) as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt()
+}
+
+/// Largest share of the values within `tolerance` of one level.
+pub fn flat_share(values: &[f32], tolerance: f32, scratch: &mut Vec<f32>) -> f64 {
+    scratch.clear();
+    scratch.extend_from_slice(values);
+    scratch.sort_unstable_by(f32::total_cmp);
+    let (mut best, mut lo) = (0, 0);
+    for hi in 0..scratch.len() {
+        while scratch[hi] - scratch[lo] > 2.0 * tolerance {
+            lo += 1;
+        }
+        best = best.max(hi + 1 - lo);
+    }
+    best as f64 / values.len().max(1) as f64
+}
+
+/// Squared distance, stopping early once it exceeds `limit` (the result is then above `limit`).
+pub fn distance2_below(a: &[f32], b: &[f32], limit: f32) -> f32 {
+    let mut sum = 0.0;
+    // Small chunks: most positions are rejected after the first few values.
+    for (ca, cb) in a.chunks(4).zip(b.chunks(4)) {
+        sum += ca.iter().zip(cb).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+        if sum > limit {
+            return sum;
+        }
+    }
+    sum
+}
+
+/// The best match of `template` (a `side` window) anywhere in `image`: squared distance and corner.
+pub fn best_match(image: &Image, template: &[f32], side: usize, scratch: &mut Vec<f32>) -> Option<(f32, Corner)> {
+    let mut best: Option<(f32, Corner)> = None;
+    for corner in corners(image, side, 1) {
+        read_window(image, corner, side, scratch);
+        let limit = best.map_or(f32::INFINITY, |(d, _)| d);
+        let d = distance2_below(scratch, template, limit);
+        if d < limit {
+            best = Some((d, corner));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(h: usize, w: usize) -> Image {
+        Image::new(1, h, w, (0..h * w).map(|i| i as f32 / (h * w) as f32).collect()).unwrap()
+    }
+
+    #[test]
+    fn windows_read_the_right_pixels() {
+        let image = ramp(5, 6);
+        let mut out = Vec::new();
+        read_window(&image, Corner { x: 2, y: 1 }, 2, &mut out);
+        assert_eq!(out, vec![image.get(0, 1, 2), image.get(0, 1, 3), image.get(0, 2, 2), image.get(0, 2, 3)]);
+        assert_eq!(corners(&image, 2, 1).count(), 4 * 5);
+        assert_eq!(corners(&image, 2, 2).count(), 2 * 3);
+        assert_eq!(corners(&image, 7, 1).count(), 0);
+    }
+
+    #[test]
+    fn best_match_finds_the_copy() {
+        let mut image = Image::new(1, 8, 8, vec![0.0; 64]).unwrap();
+        let patch = Image::new(1, 3, 3, vec![0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.5]).unwrap();
+        image.paste(&patch, 4, 2);
+        let (d, corner) = best_match(&image, patch.pixels(), 3, &mut Vec::new()).unwrap();
+        assert_eq!((d, corner), (0.0, Corner { x: 4, y: 2 }));
+        assert!(texture(patch.pixels()) > 0.2);
+        assert_eq!(texture(&[0.5; 9]), 0.0);
+        let mut scratch = Vec::new();
+        assert_eq!(flat_share(&[0.0, 0.0, 0.01, 0.9], 0.02, &mut scratch), 0.75);
+        assert_eq!(flat_share(&[0.0, 1.0, 0.0, 1.0], 0.02, &mut scratch), 0.5);
+        assert_eq!(flat_share(&[0.1, 0.3, 0.5, 0.7], 0.02, &mut scratch), 0.25);
+    }
+}
