@@ -328,6 +328,33 @@ mod tests {
     }
 
     #[test]
+    fn variants_jitter_blend_and_jpeg() {
+        let clean = toy(400);
+        let jitter = AttackConfig { rate: 0.1, jitter: 1, ..AttackConfig::default() };
+        let sides: std::collections::BTreeSet<usize> =
+            poison(&clean, &jitter).unwrap().truth.poisoned.iter().map(|(_, b)| b.w).collect();
+        assert_eq!(sides.into_iter().collect::<Vec<_>>(), vec![3, 4, 5]);
+
+        let blended = poison(&clean, &AttackConfig { rate: 0.1, blend: 0.5, ..AttackConfig::default() }).unwrap();
+        let (index, bx) = blended.truth.poisoned[0];
+        let got = blended.dataset.items()[index].image.get(0, bx.y, bx.x);
+        assert!((got - (0.5 * blended.trigger.get(0, 0, 0) + 0.25)).abs() < 1e-6);
+
+        let jpeg = poison(&clean, &AttackConfig { rate: 0.1, jpeg: Some(85), ..AttackConfig::default() }).unwrap();
+        let plain = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
+        assert_eq!(jpeg.truth, plain.truth);
+        let rms = |a: &Image, b: &Image| {
+            let n = a.pixels().len() as f32;
+            (a.pixels().iter().zip(b.pixels()).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / n).sqrt()
+        };
+        let (index, _) = plain.truth.poisoned[0];
+        let error = rms(&jpeg.dataset.items()[index].image, &plain.dataset.items()[index].image);
+        assert!(error > 0.0 && error < 0.05, "JPEG 85 changes a poisoned image by {error}");
+        assert!(poison(&clean, &AttackConfig { blend: 0.0, ..AttackConfig::default() }).is_err());
+        assert!(poison(&clean, &AttackConfig { jpeg: Some(0), ..AttackConfig::default() }).is_err());
+    }
+
+    #[test]
     fn triggered_test_set_skips_the_target_class() {
         let test = toy(40);
         let config = AttackConfig::default();

@@ -98,6 +98,19 @@ pub enum Stage {
     Unreadable,
 }
 
+impl Stage {
+    /// The name used in the removal log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Recurrence => "recurrence",
+            Stage::Masking => "masking",
+            Stage::Paste => "paste",
+            Stage::Classifier => "classifier",
+            Stage::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// Everything the detector learnt about one sample; `None` where a stage did not look at it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {

@@ -59,6 +59,10 @@ pub struct RecurrenceConfig {
     /// swept: a trigger's bucket is almost all copies, a natural bucket spreads. Default 0.5.
     #[config(default = 0.5)]
     pub min_core_share: f64,
+    /// Every patch found is looked for again at sides from this share of its own to its inverse:
+    /// a trigger resized per image recurs at each size. Default 0.6 (4 to 10 pixels around 6).
+    #[config(default = 0.6)]
+    pub min_rescale: f64,
     /// Candidate patches swept over every image, most supported first. Default 64.
     #[config(default = 64)]
     pub max_candidates: usize,
@@ -99,6 +103,9 @@ impl RecurrenceConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be a number ≥ 0"));
             }
+        }
+        if !(self.min_rescale > 0.0 && self.min_rescale <= 1.0) {
+            return bad(format!("min_rescale {} is outside (0, 1]", self.min_rescale));
         }
         if self.tables == 0 || self.max_candidates == 0 {
             return bad("tables and max_candidates must be at least 1".into());

@@ -138,13 +138,22 @@ impl RecurrenceConfig {
             let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
             match verdict(&images, &sweep, &carriers, self) {
                 Verdict::Trigger => {}
-                Verdict::TooFew => summary.too_few += 1,
-                Verdict::TooMany => summary.too_many += 1,
-                Verdict::NoIsland => summary.no_island += 1,
-                Verdict::Duplicates => summary.duplicates += 1,
-            }
-            if verdict(&images, &sweep, &carriers, self) != Verdict::Trigger {
-                continue;
+                Verdict::TooFew => {
+                    summary.too_few += 1;
+                    continue;
+                }
+                Verdict::TooMany => {
+                    summary.too_many += 1;
+                    continue;
+                }
+                Verdict::NoIsland => {
+                    summary.no_island += 1;
+                    continue;
+                }
+                Verdict::Duplicates => {
+                    summary.duplicates += 1;
+                    continue;
+                }
             }
             let patch = build_patch(&images, &sweep, candidate, &carriers, self);
             for c in &patch.carriers {
@@ -154,13 +163,75 @@ impl RecurrenceConfig {
             patches.push(patch);
         }
         bar.finish_and_clear();
+        self.rescaled(&images, &mut patches, &mut taken, &mut summary);
         Ok(Recurrence { patches, summary })
     }
 }
 
-/// Images in the two samples every candidate is first swept over: a small one that turns down the
-/// common patterns cheaply, then a larger one.
-const PRESWEEP_SAMPLES: [usize; 2] = [64, 512];
+impl RecurrenceConfig {
+    /// Looks for every found patch again at other scales: a trigger resized per image is a set of
+    /// smaller islands, some too small to be mined. Each patch's carriers, averaged over its extent,
+    /// give a denoised template that is resampled and swept like a mined one.
+    fn rescaled(
+        &self,
+        images: &[Image],
+        patches: &mut Vec<RecurringPatch>,
+        taken: &mut [bool],
+        summary: &mut RecurrenceSummary,
+    ) {
+        let mut next = 0;
+        while next < patches.len() {
+            let Some(mean) = mean_patch(images, &patches[next]) else {
+                next += 1;
+                continue;
+            };
+            next += 1;
+            let side = mean.height().max(mean.width());
+            let lo = ((side as f64 * self.min_rescale).round() as usize).max(self.min_window);
+            let hi = (side as f64 / self.min_rescale).round() as usize;
+            for new_side in (lo..=hi).filter(|&s| s != side) {
+                let template = mean.resized(new_side, new_side);
+                let candidate = Candidate { side: new_side, template: template.pixels().to_vec(), images: Vec::new() };
+                summary.swept += 1;
+                let sweep = Sweep::run(images, &candidate.template, new_side);
+                let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
+                if verdict(images, &sweep, &carriers, self) != Verdict::Trigger {
+                    continue;
+                }
+                let patch = build_patch(images, &sweep, &candidate, &carriers, self);
+                for c in &patch.carriers {
+                    taken[c.image] = true;
+                }
+                summary.patches.push([patch.side, patch.carriers.len(), patch.halo, patch.distinct_places]);
+                patches.push(patch);
+            }
+        }
+    }
+}
+
+/// The mean of a patch over the carriers where its whole extent lies inside the image.
+fn mean_patch(images: &[Image], patch: &RecurringPatch) -> Option<Image> {
+    let (w, h) = patch.carriers.iter().map(|c| (c.patch_box.w, c.patch_box.h)).max()?;
+    let full: Vec<&Carrier> = patch.carriers.iter().filter(|c| (c.patch_box.w, c.patch_box.h) == (w, h)).collect();
+    let channels = images[full[0].image].channels();
+    let mut sum = vec![0.0f32; channels * w * h];
+    for c in &full {
+        let image = &images[c.image];
+        for ch in 0..channels {
+            for y in 0..h {
+                for x in 0..w {
+                    sum[(ch * h + y) * w + x] += image.get(ch, c.patch_box.y + y, c.patch_box.x + x);
+                }
+            }
+        }
+    }
+    let n = full.len() as f32;
+    Image::new(channels, h, w, sum.into_iter().map(|v| v / n).collect()).ok()
+}
+
+/// Images in the samples every candidate is first swept over: a small one that turns down the
+/// common patterns cheaply, then larger ones.
+const PRESWEEP_SAMPLES: [usize; 3] = [64, 512, 2048];
 
 /// Drops the candidates that fail the island test on seeded samples of the images: common natural
 /// patterns (edges, stripes) match in a large share of any sample, with a wide halo. Cheap enough

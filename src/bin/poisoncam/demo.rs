@@ -8,6 +8,7 @@ use clap::Args;
 use poisoncam::attack::{poison, AttackConfig};
 use poisoncam::backend::{Device, Train};
 use poisoncam::data::FashionMnist;
+use poisoncam::detector::Stage;
 use poisoncam::eval::{removal_scores, RemovalScores};
 use poisoncam::filter::WorkingImages;
 use poisoncam::report::{write_atomic, FilterReport};
@@ -82,14 +83,14 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     let working = WorkingImages::read(&attacked.dataset, config.working_size)?;
     let detection = filter.detection();
     let mut ranked: Vec<usize> =
-        (0..working.rows.len()).filter(|&r| detection.evidence[r].trigger_box.is_some()).collect();
+        (0..working.rows.len()).filter(|&r| detection.box_of(r).is_some()).collect();
     ranked.sort_by(|&a, &b| detection.score_of(b).total_cmp(&detection.score_of(a)).then(a.cmp(&b)));
     let suspects: Vec<Suspect> = ranked
         .iter()
         .take(args.suspects)
         .map(|&row| Suspect {
             row,
-            trigger_box: detection.evidence[row].trigger_box,
+            trigger_box: detection.box_of(row),
             truly_poisoned: Some(attacked.truth.is_poisoned(working.rows[row])),
         })
         .collect();
@@ -111,6 +112,12 @@ fn print_summary(r: &DemoReport) {
     println!("{:<28} {:>10}", "removed", f.removed);
     println!("{:<28} {:>10}", "  of which poisons", t.removed_poisons);
     println!("{:<28} {:>10}", "  of which clean", t.removed - t.removed_poisons);
+    for stage in [Stage::Recurrence, Stage::Masking, Stage::Paste, Stage::Classifier, Stage::Unreadable] {
+        let n = f.removals.iter().filter(|r| r.stage == stage).count();
+        if n > 0 {
+            println!("{:<28} {:>10}", format!("  decided by {}", stage.name()), n);
+        }
+    }
     println!("{:<28} {:>10.3}", "precision", t.precision);
     println!("{:<28} {:>10.3}", "recall", t.recall);
     println!("{:<28} {:>10.3}", "f1", t.f1);
