@@ -81,3 +81,39 @@ fn scan_of_a_missing_or_empty_path_is_a_clear_error() {
         assert!(stderr.starts_with("error: ") && stderr.contains(path.to_str().unwrap()), "{stderr}");
     }
 }
+
+#[test]
+fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
+    use poisoncam::attack::{poison, AttackConfig};
+    use poisoncam::data::FashionMnist;
+    let set = poison(
+        &FashionMnist::embedded().unwrap().slice(0..400),
+        &AttackConfig { rate: 0.03, seed: 4, ..AttackConfig::default() },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (i, item) in set.dataset.items().iter().enumerate() {
+        let bytes: Vec<u8> = item.image.pixels().iter().map(|v| (v * 255.0).round() as u8).collect();
+        image::GrayImage::from_raw(28, 28, bytes).unwrap().save(data.join(format!("{i:03}.png"))).unwrap();
+    }
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(["scan", data.to_str().unwrap(), "--signals", "recurrence", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let removed: Vec<serde_json::Value> = std::fs::read_to_string(out.join("removed.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = removed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let expected: Vec<String> = set.truth.poisoned.iter().map(|(i, _)| format!("{i:03}.png")).collect();
+    assert_eq!(ids, expected);
+    assert!(removed.iter().all(|r| r["stage"] == "recurrence" && r["box"].is_array()));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["warm_start"].is_null(), "recurrence alone trains no threat model");
+}

@@ -16,6 +16,8 @@ use poisoncam::suspects::{write_suspects, Suspect};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 
+use crate::eval::{set_signals, SignalName};
+
 #[derive(Args)]
 pub struct DemoArgs {
     #[arg(long, default_value = "out")]
@@ -36,6 +38,10 @@ pub struct DemoArgs {
     pub suspects: usize,
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
+    /// Evidence to gather: recurrence, masking or both (the default). Recurrence alone trains no
+    /// threat model and takes seconds to minutes instead of a warm start.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub signals: Option<Vec<SignalName>>,
 }
 
 /// How the removals compare with the ground truth.
@@ -71,6 +77,9 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     let mut config = PoisonFilterConfig::new().seeded(args.seed);
     config.warm_start.epochs = args.epochs;
     config.warm_start.cache_dir = Some(args.cache.clone());
+    if let Some(names) = &args.signals {
+        set_signals(&mut config.detector.signals, names);
+    }
     let filter = PoisonFilter::fit::<Train>(attacked.dataset.clone(), &config, device)?;
     let report = filter.report();
 

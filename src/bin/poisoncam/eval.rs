@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use poisoncam::attack::{AttackConfig, TriggerSource};
 use poisoncam::cam::MaskSearch;
 use poisoncam::data::{open_path, FashionMnist, ImageDataset};
-use poisoncam::detector::{DetectorConfig, Localizer};
+use poisoncam::detector::{DetectorConfig, Localizer, Signals};
 use poisoncam::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport};
 use poisoncam::threat::SslMethod;
 use poisoncam::{Error, Result};
@@ -85,6 +85,12 @@ pub enum SignalName {
     Masking,
 }
 
+/// Switches on exactly the named signals.
+pub fn set_signals(signals: &mut Signals, names: &[SignalName]) {
+    signals.recurrence = names.contains(&SignalName::Recurrence);
+    signals.masking = names.contains(&SignalName::Masking);
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum StageName {
     Masking,
@@ -155,8 +161,7 @@ impl RunArgs {
 
     fn detector(&self, stages: &[StageName], localizer: Localizer) -> DetectorConfig {
         let mut d = DetectorConfig::new().with_localizer(localizer);
-        d.signals.recurrence = self.signals.contains(&SignalName::Recurrence);
-        d.signals.masking = self.signals.contains(&SignalName::Masking);
+        set_signals(&mut d.signals, &self.signals);
         d.recurrence.seed = self.seed;
         d.stages.paste = stages.contains(&StageName::Paste);
         d.stages.classifier = d.stages.paste && stages.contains(&StageName::Classifier);
@@ -177,13 +182,11 @@ impl RunArgs {
             // Each signal alone, then both, then the baseline, on one threat model.
             let only = |signal: SignalName, stages: &[StageName], localizer| {
                 let mut d = self.detector(stages, localizer);
-                d.signals.recurrence = signal == SignalName::Recurrence;
-                d.signals.masking = signal == SignalName::Masking;
+                set_signals(&mut d.signals, &[signal]);
                 d
             };
             let mut both = self.detector(&full, Localizer::PoisonCam);
-            both.signals.recurrence = true;
-            both.signals.masking = true;
+            set_signals(&mut both.signals, &[SignalName::Recurrence, SignalName::Masking]);
             return vec![
                 variant("full", both),
                 variant("recurrence", only(SignalName::Recurrence, &full, Localizer::PoisonCam)),
@@ -201,8 +204,7 @@ impl RunArgs {
         let mut out = vec![variant(&name, self.detector(&self.stages, Localizer::PoisonCam))];
         if let Some(Baseline::Patchsearch) = self.baseline {
             let mut baseline = self.detector(&self.stages, Localizer::PatchSearch);
-            baseline.signals.recurrence = false;
-            baseline.signals.masking = true;
+            set_signals(&mut baseline.signals, &[SignalName::Masking]);
             out.push(variant("patchsearch", baseline));
         }
         out

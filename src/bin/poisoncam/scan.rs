@@ -10,6 +10,8 @@ use poisoncam::report::{write_atomic, FilterReport};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 
+use crate::eval::{set_signals, SignalName};
+
 #[derive(Args)]
 pub struct ScanArgs {
     /// An image folder (class sub-folders or flat; PNG/JPEG, any sizes), `IMAGES,LABELS` for an
@@ -23,6 +25,10 @@ pub struct ScanArgs {
     /// Where warm-start checkpoints are cached (an interrupted scan resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
+    /// Evidence to gather: recurrence, masking or both (the default). Recurrence alone trains no
+    /// threat model and takes seconds to minutes instead of a warm start.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub signals: Option<Vec<SignalName>>,
 }
 
 /// `report.json`: the filter's report plus the files that could not be read at all.
@@ -43,6 +49,9 @@ pub fn run(args: &ScanArgs, device: &Device) -> Result<()> {
     };
     if config.warm_start.cache_dir.is_none() {
         config.warm_start.cache_dir = Some(args.cache.clone());
+    }
+    if let Some(names) = &args.signals {
+        set_signals(&mut config.detector.signals, names);
     }
     let scan = open_path(&args.path, true)?;
     for s in &scan.skipped {
