@@ -32,8 +32,16 @@ fn stream(c: &mut Criterion) {
         threshold: 1.1,
         validation_accuracy: 1.0,
     };
-    let guard =
-        Guard::new(model.backbone, encoder, clusters, Some(classifier), DetectorConfig::new(), [1, 28, 28], &device);
+    let guard = Guard::new(
+        model.backbone,
+        encoder,
+        clusters,
+        Some(classifier),
+        Vec::new(),
+        DetectorConfig::new(),
+        [1, 28, 28],
+        &device,
+    );
 
     // Fresh ids every iteration, so the verdict cache never answers.
     let round = AtomicUsize::new(0);

@@ -210,8 +210,9 @@ pub fn jpeg_round_trip(image: &Image, quality: u8) -> Result<Image> {
     use image::{ExtendedColorType, ImageEncoder};
     let (c, h, w) = (image.channels(), image.height(), image.width());
     let plane = h * w;
-    let bytes: Vec<u8> =
-        (0..plane * c).map(|i| (image.pixels()[(i % c) * plane + i / c] * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let bytes: Vec<u8> = (0..plane * c)
+        .map(|i| (image.pixels()[(i % c) * plane + i / c] * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
     let color = if c == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
     let mut encoded = Vec::new();
     JpegEncoder::new_with_quality(&mut encoded, quality)

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::gradcam::grad_cam;
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
-use crate::recurrence::{RecurrenceConfig, RecurrenceSummary};
+use crate::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
 use crate::score::{median_mad, PasteConfig, PasteScore, PasteTest};
 use crate::threat::{Backbone, ImageBatchSource};
 
@@ -152,6 +152,8 @@ pub struct Detection {
     pub clusters: Option<Clusters>,
     /// What the recurrence stage looked at; `None` when it did not run.
     pub recurrence: Option<RecurrenceSummary>,
+    /// The recurring patches it confirmed, for screening new samples.
+    pub templates: Vec<PatchTemplate>,
     pub evidence: Vec<Evidence>,
     /// Removed indices in increasing order, with the deciding stage.
     pub removed: Vec<(usize, Stage)>,
@@ -254,10 +256,10 @@ pub fn detect_and_fit<B: AutodiffBackend>(
         detection.removed.retain(|(i, _)| carriers.binary_search(i).is_err());
         detection.removed.extend(carriers.into_iter().map(|i| (i, Stage::Recurrence)));
         detection.removed.sort_by_key(|&(i, _)| i);
-        detection.cost.insert(
-            0,
-            StageCost { stage: "recurrence".into(), seconds: recurrence_seconds, forwards_per_image: 0.0 },
-        );
+        detection
+            .cost
+            .insert(0, StageCost { stage: "recurrence".into(), seconds: recurrence_seconds, forwards_per_image: 0.0 });
+        detection.templates = found.patches.iter().map(|p| p.template()).collect();
         detection.recurrence = Some(found.summary);
     }
     Ok((detection, classifier))
@@ -280,7 +282,7 @@ impl DetectorConfig {
 }
 
 /// `b` in an image of `from = [h, w]` pixels, in an image of `to` pixels.
-fn scale_box(b: PixelBox, from: [usize; 2], to: [usize; 2]) -> PixelBox {
+pub fn scale_box(b: PixelBox, from: [usize; 2], to: [usize; 2]) -> PixelBox {
     if from == to {
         return b;
     }
@@ -299,6 +301,7 @@ impl Detection {
         Detection {
             clusters: None,
             recurrence: None,
+            templates: Vec::new(),
             evidence: vec![Evidence::default(); n],
             removed: Vec::new(),
             cluster_scores: Vec::new(),
@@ -352,6 +355,7 @@ fn masking<B: AutodiffBackend>(
             Detection {
                 clusters: Some(clusters),
                 recurrence: None,
+                templates: Vec::new(),
                 removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
                 evidence,
                 cluster_scores: Vec::new(),
@@ -443,6 +447,7 @@ fn masking<B: AutodiffBackend>(
         Detection {
             clusters: Some(clusters),
             recurrence: None,
+            templates: Vec::new(),
             evidence,
             removed,
             cluster_scores,

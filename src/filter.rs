@@ -142,12 +142,14 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
         let (filter, classifier) =
             Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
-        let clusters = filter.detection.clusters.clone().ok_or_else(|| Error::Config("masking found no clusters".into()))?;
+        let clusters =
+            filter.detection.clusters.clone().ok_or_else(|| Error::Config("masking found no clusters".into()))?;
         let guard = Guard::new(
             model.backbone,
             encoder,
             clusters,
             classifier,
+            filter.detection.templates.clone(),
             config.detector.clone(),
             filter.report.working_size,
             device,
@@ -174,7 +176,8 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
-        let (detection, classifier) = detect_and_fit::<B>(backbone, &images.source, &images.natives, &config.detector, device)?;
+        let (detection, classifier) =
+            detect_and_fit::<B>(backbone, &images.source, &images.natives, &config.detector, device)?;
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()

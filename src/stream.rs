@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::activation::ActivationProbe;
 use crate::classifier::{PatchNet, PoisonClassifier};
 use crate::cluster::Clusters;
-use crate::detector::{locate, DetectorConfig, Stage};
+use crate::detector::{locate, scale_box, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::image::{AsImage, Image, PixelBox};
+use crate::recurrence::PatchTemplate;
 use crate::report::write_atomic;
 use crate::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig, ImageBatchSource};
 
@@ -22,7 +23,8 @@ use crate::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfi
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub removed: bool,
-    /// Why it was removed: `classifier` or `unreadable`.
+    /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
+    /// or `unreadable`.
     pub stage: Option<Stage>,
     /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
     pub score: f32,
@@ -43,6 +45,9 @@ struct GuardMeta {
     classifier_models: usize,
     threshold: f32,
     validation_accuracy: f32,
+    /// Recurring patches the fit confirmed; a new sample carrying one is removed.
+    #[serde(default)]
+    templates: Vec<PatchTemplate>,
 }
 
 /// A fitted detector that screens new samples; verdicts are cached by sample id and may be
@@ -65,11 +70,13 @@ impl<B: Backend> Guard<B> {
         encoder: EncoderConfig,
         clusters: Clusters,
         classifier: Option<PoisonClassifier<B>>,
+        templates: Vec<PatchTemplate>,
         detector: DetectorConfig,
         working_shape: [usize; 3],
         device: &B::Device,
     ) -> Self {
         let meta = GuardMeta {
+            templates,
             working_shape,
             encoder,
             detector,
@@ -102,7 +109,7 @@ impl<B: Backend> Guard<B> {
 
     /// Whether the fit found poisons to learn from; without, every sample passes.
     pub fn is_armed(&self) -> bool {
-        self.classifier.is_some()
+        self.classifier.is_some() || !self.meta.templates.is_empty()
     }
 
     /// Saves the guard into directory `dir`: `guard.json`, `backbone.mpk`, `classifier-N.mpk`.
@@ -161,10 +168,13 @@ impl<B: Backend> Guard<B> {
                 continue;
             }
             match item.as_image() {
-                Ok(image) => {
-                    todo.push(i);
-                    images.push(image.with_channels(c).resized(h, w));
-                }
+                Ok(image) => match self.carried_patch(&image) {
+                    Some(verdict) => out[i] = Some(verdict),
+                    None => {
+                        todo.push(i);
+                        images.push(image.with_channels(c).resized(h, w));
+                    }
+                },
                 Err(e) => out[i] = Some(unreadable(e)),
             }
         }
@@ -218,6 +228,21 @@ impl<B: Backend> Guard<B> {
             self.verdicts.iter().filter(|e| e.value().removed).map(|e| (e.key().clone(), e.value().clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// A removal verdict when `image` (at its own size) carries one of the fit's recurring patches.
+    fn carried_patch(&self, image: &Image) -> Option<Verdict> {
+        let radius = self.meta.detector.recurrence.match_radius;
+        let (distance, found) = self.meta.templates.iter().find_map(|t| t.find_in(image, radius))?;
+        let [_, h, w] = self.meta.working_shape;
+        Some(Verdict {
+            removed: true,
+            stage: Some(Stage::Recurrence),
+            score: 1.0 - distance / radius,
+            cluster: None,
+            trigger_box: Some(scale_box(found, [image.height(), image.width()], [h, w])),
+            error: None,
+        })
     }
 
     /// Embeds, assigns a cluster, asks the classifier, and locates the trigger of the removed.

@@ -10,15 +10,19 @@ use poisoncam::backend::{Compute, Train};
 use poisoncam::classifier::ClassifierData;
 use poisoncam::cluster::KMeansConfig;
 use poisoncam::data::{ImageDataset, ImageItem};
-use poisoncam::detector::DetectorConfig;
+use poisoncam::detector::{DetectorConfig, Stage};
 use poisoncam::embed::embed;
+use poisoncam::recurrence::RecurrenceConfig;
 use poisoncam::stream::{Guard, ScreenExt, Verdict};
 use poisoncam::threat::{warm_start, WarmStartConfig};
+use poisoncam::Image;
 
 /// One fit shared by the tests (fitting dominates their run time): the items, the saved guard,
 /// and the verdicts the guard gave before it was saved.
 struct Fitted {
     items: Vec<ImageItem>,
+    trigger: Image,
+    poisoned: Vec<usize>,
     dir: tempfile::TempDir,
     before_save: Vec<Verdict>,
 }
@@ -43,21 +47,27 @@ fn fitted() -> &'static Fitted {
         let data = ClassifierData { images: &images, patches: &set.truth.poisoned, clean_pool: &clean };
         let classifier = small_config().detector.classifier.fit::<Train>(&data, &device).unwrap();
         assert!(classifier.validation_accuracy >= 0.9, "validation {}", classifier.validation_accuracy);
+        let natives = common::natives(&set.dataset);
+        let found = RecurrenceConfig::new().find(&natives).unwrap();
+        let templates = found.patches.iter().map(|p| p.template()).collect();
         let guard = Guard::new(
             model.backbone,
             encoder,
             clusters,
             Some(classifier),
+            templates,
             DetectorConfig::new(),
             [1, 28, 28],
             &device,
         );
+        let poisoned = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
+        let trigger = set.trigger.clone();
         let items = set.dataset.into_items();
         // One at a time: a backend may round differently at other batch sizes.
         let before_save = items.iter().map(|i| guard.screen(i)).collect();
         let dir = tempfile::tempdir().unwrap();
         guard.save(dir.path()).unwrap();
-        Fitted { items, dir, before_save }
+        Fitted { items, trigger, poisoned, dir, before_save }
     })
 }
 
@@ -113,4 +123,26 @@ fn growing_dataset_only_adds_the_new_samples() {
     let kept_all = guard.screen_dataset(&ImageDataset::new(f.items.clone())).unwrap();
     assert_eq!(&kept_all[..kept_first.len()], &kept_first[..]);
     assert_eq!(kept_all.len() + guard.removals().len(), f.items.len());
+}
+
+#[test]
+fn new_samples_carrying_a_found_patch_are_removed() {
+    let f = fitted();
+    for &i in &f.poisoned {
+        assert_eq!(f.before_save[i].stage, Some(Stage::Recurrence), "poison {i} is caught by its patch");
+    }
+    let guard = load(f.dir.path());
+    let background = || Image::new(1, 28, 28, (0..28 * 28).map(|p| 0.35 + (p % 28) as f32 / 200.0).collect()).unwrap();
+    let mut carrier = background();
+    carrier.paste(&f.trigger, 2, 19);
+    let id = |s: &str| Some(s.to_string());
+    let verdict = guard.screen(&ImageItem { id: "new/carrier".into(), image: carrier, label: None });
+    assert!(verdict.removed && verdict.stage == Some(Stage::Recurrence), "{verdict:?}");
+    // The box is the template's: a part of the trigger, or the trigger with some background.
+    let located = verdict.trigger_box.unwrap();
+    let side = f.trigger.width();
+    assert!(poisoncam::eval::box_hit(&located, &poisoncam::PixelBox { x: 2, y: 19, w: side, h: side }), "{located:?}");
+    let clean = guard.screen(&ImageItem { id: "new/clean".into(), image: background(), label: None });
+    assert_ne!(clean.stage, Some(Stage::Recurrence));
+    assert!(guard.removals().iter().any(|(k, _)| Some(k.clone()) == id("new/carrier")));
 }

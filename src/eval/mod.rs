@@ -231,7 +231,8 @@ fn evaluate_detector<B: AutodiffBackend>(
     let backbone = input.model.map(|m| &m.backbone);
     let found = detect::<B>(backbone, input.images, input.natives, config, device)?;
     let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
-    let mut direct: Vec<Option<PixelBox>> = poisons.iter().map(|&i| found.evidence[i].recurrence.map(|r| r.patch_box)).collect();
+    let mut direct: Vec<Option<PixelBox>> =
+        poisons.iter().map(|&i| found.evidence[i].recurrence.map(|r| r.patch_box)).collect();
     if let (Some(backbone), Some(clusters)) = (backbone, found.clusters.as_ref()) {
         let [_, c, h, w] = input.images.shape();
         let probe = ActivationProbe::new(backbone, clusters, [c, h, w], config.batch_size, device);

@@ -55,21 +55,24 @@ pub fn verdict(images: &[Image], sweep: &Sweep, carriers: &[usize], config: &Rec
         Verdict::TooMany
     } else if (outer - inner) as f64 > config.max_halo * inner as f64 {
         Verdict::NoIsland
-    } else if duplicated(images, carriers, config.match_radius) {
+    } else if duplicated(images, sweep, carriers, config.match_radius) {
         Verdict::Duplicates
     } else {
         Verdict::Trigger
     }
 }
 
-/// Whether most carriers are near-copies of the first one as whole images.
-fn duplicated(images: &[Image], carriers: &[usize], radius: f32) -> bool {
+/// Whether most carriers are near-copies of the first one as whole images, with the patch at the
+/// same place: one image repeated. A patch pasted at different places is not that, even on
+/// near-identical backgrounds.
+fn duplicated(images: &[Image], sweep: &Sweep, carriers: &[usize], radius: f32) -> bool {
     let first = &images[carriers[0]];
+    let place = |i: usize| sweep.matches[i].map(|(_, corner)| corner);
     let same = carriers[1..]
         .iter()
         .filter(|&&i| {
             let other = &images[i];
-            other.pixels().len() == first.pixels().len() && {
+            place(i) == place(carriers[0]) && other.pixels().len() == first.pixels().len() && {
                 let n = first.pixels().len() as f32;
                 let d2: f32 = first.pixels().iter().zip(other.pixels()).map(|(a, b)| (a - b) * (a - b)).sum();
                 (d2 / n).sqrt() <= 2.0 * radius
@@ -177,7 +180,8 @@ mod tests {
             image.paste(&patch, 3 + k, 10 - k);
         }
         // A 4×4 template from inside the patch: the extent grows back to the whole 6×6 patch.
-        let template: Vec<f32> = (1..5).flat_map(|y| (1..5).map(move |x| (y, x))).map(|(y, x)| patch.get(0, y, x)).collect();
+        let template: Vec<f32> =
+            (1..5).flat_map(|y| (1..5).map(move |x| (y, x))).map(|(y, x)| patch.get(0, y, x)).collect();
         let sweep = Sweep::run(&images, &template, 4);
         let config = RecurrenceConfig::new();
         let carriers = sweep.within(config.match_radius);
@@ -193,7 +197,8 @@ mod tests {
     fn repeated_images_are_duplicates_not_triggers() {
         let image = noise(3, 12, 12);
         let images: Vec<Image> = (0..40).map(|s| if s < 6 { image.clone() } else { noise(s, 12, 12) }).collect();
-        let template: Vec<f32> = (0..4).flat_map(|y| (0..4).map(move |x| (y, x))).map(|(y, x)| image.get(0, y, x)).collect();
+        let template: Vec<f32> =
+            (0..4).flat_map(|y| (0..4).map(move |x| (y, x))).map(|(y, x)| image.get(0, y, x)).collect();
         let sweep = Sweep::run(&images, &template, 4);
         let config = RecurrenceConfig::new();
         let carriers = sweep.within(config.match_radius);

@@ -51,7 +51,13 @@ pub fn mine(images: &[Image], side: usize, config: &RecurrenceConfig) -> Mined {
     Mined { windows, candidates }
 }
 
-fn hash_windows(images: &[Image], side: usize, stride: usize, offsets: &[f32], config: &RecurrenceConfig) -> Vec<Entry> {
+fn hash_windows(
+    images: &[Image],
+    side: usize,
+    stride: usize,
+    offsets: &[f32],
+    config: &RecurrenceConfig,
+) -> Vec<Entry> {
     let mut entries = Vec::new();
     let (mut values, mut scratch) = (Vec::new(), Vec::new());
     for (index, image) in images.iter().enumerate() {
@@ -176,7 +182,7 @@ mod tests {
     #[test]
     fn a_pasted_patch_is_mined_and_noise_is_not() {
         let patch = noise_image(99, 4);
-        let mut images: Vec<Image> = (0..40).map(|s| noise_image(s, 16)).collect();
+        let mut images: Vec<Image> = (0..80).map(|s| noise_image(s, 16)).collect();
         for (k, image) in images.iter_mut().enumerate().take(12) {
             image.paste(&patch, 2 + k % 9, 3 + (k * 5) % 9);
         }

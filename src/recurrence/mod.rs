@@ -60,6 +60,38 @@ pub struct RecurringPatch {
     pub distinct_places: usize,
 }
 
+/// A recurring patch's template, enough to look for it in new images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchTemplate {
+    pub channels: usize,
+    pub side: usize,
+    /// `channels × side × side` values in [0, 1].
+    pub values: Vec<f32>,
+}
+
+impl PatchTemplate {
+    /// Where the template matches `image` within `radius` (RMS), if it does: the distance and the
+    /// `side × side` box.
+    pub fn find_in(&self, image: &Image, radius: f32) -> Option<(f32, PixelBox)> {
+        let image = if image.channels() == self.channels {
+            Cow::Borrowed(image)
+        } else {
+            Cow::Owned(image.with_channels(self.channels))
+        };
+        let (d2, corner) = windows::best_match(&image, &self.values, self.side, &mut Vec::new())?;
+        let distance = (d2 / self.values.len().max(1) as f32).sqrt();
+        (distance <= radius)
+            .then_some((distance, PixelBox { x: corner.x as usize, y: corner.y as usize, w: self.side, h: self.side }))
+    }
+}
+
+impl RecurringPatch {
+    pub fn template(&self) -> PatchTemplate {
+        let channels = self.template.len() / (self.side * self.side).max(1);
+        PatchTemplate { channels, side: self.side, values: self.template.clone() }
+    }
+}
+
 /// What the stage looked at and why candidates were turned down.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecurrenceSummary {
@@ -243,7 +275,8 @@ fn presweep(images: &[Image], mut candidates: Vec<Candidate>, config: &Recurrenc
         let mut picked: Vec<usize> = sample(&mut rng, images.len(), take).into_vec();
         picked.sort_unstable();
         let subset: Vec<&Image> = picked.iter().map(|&i| &images[i]).collect();
-        let keep: Vec<bool> = candidates.par_iter().map_init(Vec::new, |s, c| island_in(&subset, c, config, s)).collect();
+        let keep: Vec<bool> =
+            candidates.par_iter().map_init(Vec::new, |s, c| island_in(&subset, c, config, s)).collect();
         candidates = candidates.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect();
     }
     candidates

@@ -91,8 +91,7 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
     let working = WorkingImages::read(&attacked.dataset, config.working_size)?;
     let detection = filter.detection();
-    let mut ranked: Vec<usize> =
-        (0..working.rows.len()).filter(|&r| detection.box_of(r).is_some()).collect();
+    let mut ranked: Vec<usize> = (0..working.rows.len()).filter(|&r| detection.box_of(r).is_some()).collect();
     ranked.sort_by(|&a, &b| detection.score_of(b).total_cmp(&detection.score_of(a)).then(a.cmp(&b)));
     let suspects: Vec<Suspect> = ranked
         .iter()
