@@ -110,6 +110,18 @@ pub struct RecurrenceSummary {
     pub patches: Vec<[usize; 4]>,
 }
 
+impl RecurrenceSummary {
+    fn turned_down(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Trigger => {}
+            Verdict::TooFew => self.too_few += 1,
+            Verdict::TooMany => self.too_many += 1,
+            Verdict::NoIsland => self.no_island += 1,
+            Verdict::Duplicates => self.duplicates += 1,
+        }
+    }
+}
+
 /// The recurring patches of a dataset.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Recurrence {
@@ -168,24 +180,10 @@ impl RecurrenceConfig {
             summary.swept += 1;
             let sweep = Sweep::run(&images, &candidate.template, candidate.side);
             let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
-            match verdict(&images, &sweep, &carriers, self) {
-                Verdict::Trigger => {}
-                Verdict::TooFew => {
-                    summary.too_few += 1;
-                    continue;
-                }
-                Verdict::TooMany => {
-                    summary.too_many += 1;
-                    continue;
-                }
-                Verdict::NoIsland => {
-                    summary.no_island += 1;
-                    continue;
-                }
-                Verdict::Duplicates => {
-                    summary.duplicates += 1;
-                    continue;
-                }
+            let found = verdict(&images, &sweep, &carriers, self);
+            if found != Verdict::Trigger {
+                summary.turned_down(found);
+                continue;
             }
             let patch = build_patch(&images, &sweep, candidate, &carriers, self);
             for c in &patch.carriers {
@@ -227,7 +225,9 @@ impl RecurrenceConfig {
                 summary.swept += 1;
                 let sweep = Sweep::run(images, &candidate.template, new_side);
                 let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
-                if verdict(images, &sweep, &carriers, self) != Verdict::Trigger {
+                let found = verdict(images, &sweep, &carriers, self);
+                if found != Verdict::Trigger {
+                    summary.turned_down(found);
                     continue;
                 }
                 let patch = build_patch(images, &sweep, &candidate, &carriers, self);
