@@ -45,6 +45,7 @@ impl PoisonFilterConfig {
         self.warm_start.seed = seed;
         let d = &mut self.detector;
         d.kmeans.seed = seed;
+        d.recurrence.seed = seed;
         d.paste.seed = seed;
         d.classifier.seed = seed;
         self
