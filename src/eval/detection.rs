@@ -30,6 +30,10 @@ pub struct DetectionScores {
     pub classifier_validation: Option<f32>,
     /// Samples that classifier flagged, used or not.
     pub classifier_flagged: Option<usize>,
+    /// The true poisons that were kept, with their trigger boxes: where to look when recall falls
+    /// short.
+    #[serde(default)]
+    pub missed: Vec<(usize, PixelBox)>,
     /// What the recurrence signal looked at and found, when it ran.
     #[serde(default)]
     pub recurrence: Option<RecurrenceSummary>,
@@ -102,6 +106,10 @@ pub fn detection_scores(
         kept_clusters: kept.len(),
         classifier_validation: detection.classifier_validation,
         classifier_flagged: detection.classifier_flagged,
+        missed: {
+            let removed: std::collections::HashSet<usize> = detection.removed.iter().map(|&(i, _)| i).collect();
+            truth.poisoned.iter().filter(|(i, _)| !removed.contains(i)).copied().collect()
+        },
         recurrence: detection.recurrence.clone(),
         cost: detection.cost.clone(),
     }
