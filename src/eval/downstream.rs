@@ -26,6 +26,10 @@ pub struct DownstreamScores {
     /// Mean share of each poison's k nearest training neighbours that are poisons too
     /// (chance level is the poisoning rate); `None` when the bank holds no poisons.
     pub poison_neighbour_share: Option<f64>,
+    /// The same share if a poison's neighbours were drawn from its own class: all poisons come
+    /// from the target class, so class purity alone lifts the share far above the poisoning rate.
+    #[serde(default)]
+    pub poison_neighbour_null: Option<f64>,
 }
 
 /// Everything [`downstream_scores`] needs besides the encoder.
@@ -61,6 +65,7 @@ pub fn downstream_scores<B: Backend>(
         asr,
         target_fp,
         poison_neighbour_share: poison_neighbour_share(&bank, data.poisoned, data.k),
+        poison_neighbour_null: class_conditional_null(data.bank.labels, data.poisoned.len(), data.target),
     }
 }
 
@@ -70,6 +75,12 @@ fn share(count: usize, total: usize) -> f64 {
     } else {
         count as f64 / total as f64
     }
+}
+
+/// The share of a poison's classmates that are poisons: `(P − 1) / (n_target − 1)`.
+fn class_conditional_null(labels: &[usize], poisons: usize, target: usize) -> Option<f64> {
+    let classmates = labels.iter().filter(|&&l| l == target).count();
+    (poisons > 0 && classmates > 1).then(|| (poisons - 1) as f64 / (classmates - 1) as f64)
 }
 
 /// Labels each bank row poison (1) or not (0) and asks the kNN how often a poison's neighbours are poisons.
@@ -93,4 +104,17 @@ fn poison_neighbour_share(bank: &Embeddings, poisoned: &[usize], k: usize) -> Op
         total += hits as f64 / sims.len().max(1) as f64;
     }
     Some(total / poisoned.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_null_is_the_poison_share_of_the_target_class() {
+        // 801 images of class 0, 81 of them poisons: a poison's 800 classmates hold 80 poisons.
+        let labels: Vec<usize> = (0..8010).map(|i| if i < 801 { 0 } else { 1 + i % 9 }).collect();
+        assert_eq!(class_conditional_null(&labels, 81, 0), Some(0.1));
+        assert_eq!(class_conditional_null(&labels, 0, 0), None);
+    }
 }

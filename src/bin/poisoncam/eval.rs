@@ -240,7 +240,7 @@ pub fn print_table(report: &EvalReport) {
     println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
     println!(
         "{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}",
-        "model", "clean_acc", "asr", "target_fp", "poison_nbr_share", "warm (s)"
+        "model", "clean_acc", "asr", "target_fp", "poison_nbr (null)", "warm (s)"
     );
     let rows = report
         .poisoned
@@ -257,7 +257,11 @@ pub fn print_table(report: &EvalReport) {
             d.clean_acc,
             d.asr,
             d.target_fp,
-            d.poison_neighbour_share.map_or("-".into(), |v| format!("{v:.3}")),
+            match (d.poison_neighbour_share, d.poison_neighbour_null) {
+                (Some(share), Some(null)) => format!("{share:.3} ({null:.3})"),
+                (Some(share), None) => format!("{share:.3}"),
+                _ => "-".into(),
+            },
             r.warm_start.seconds
         );
     }
