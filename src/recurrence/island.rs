@@ -53,13 +53,19 @@ pub fn verdict(images: &[Image], sweep: &Sweep, carriers: &[usize], config: &Rec
         Verdict::TooFew
     } else if inner as f64 > config.max_carrier_share * images.len() as f64 {
         Verdict::TooMany
-    } else if (outer - inner) as f64 > config.max_halo * inner as f64 {
+    } else if !island(inner, outer, 0.0, config) {
         Verdict::NoIsland
     } else if duplicated(images, sweep, carriers, config.match_radius) {
         Verdict::Duplicates
     } else {
         Verdict::Trigger
     }
+}
+
+/// Whether `inner` matches within the match radius and `outer` within the outer radius form an
+/// island: the halo between them is at most `max_halo` of the inner ones, plus `slack` matches.
+pub fn island(inner: usize, outer: usize, slack: f64, config: &RecurrenceConfig) -> bool {
+    outer.saturating_sub(inner) as f64 <= config.max_halo * inner as f64 + slack
 }
 
 /// Whether most carriers are near-copies of the first one as whole images, with the patch at the

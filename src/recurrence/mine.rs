@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::hyperparams::RecurrenceConfig;
+use super::island::island;
 use super::windows::{corners, distance2_below, flat_share, read_window, texture, Corner};
 use crate::image::Image;
 
@@ -118,17 +119,21 @@ fn bucket_candidates(images: &[Image], side: usize, entries: &[Entry], config: &
             .collect();
         let dim = values[0].len() as f32;
         let step = (bucket.len() / MODE_SAMPLES).max(1);
-        let mut best: Option<Vec<u32>> = None;
-        let mut best_mode = 0;
-        for mode in (0..bucket.len()).step_by(step).take(MODE_SAMPLES) {
-            let near: Vec<u32> = bucket
+        // Distinct images with a window of the bucket within `limit` (squared, per value) of `mode`.
+        let images_near = |mode: usize, limit: f32| -> Vec<u32> {
+            let mut near: Vec<u32> = bucket
                 .iter()
                 .zip(&values)
                 .filter(|(_, v)| distance2_below(v, &values[mode], limit * dim) <= limit * dim)
                 .map(|(e, _)| e.image)
                 .collect();
-            let mut near = near;
             near.dedup();
+            near
+        };
+        let mut best: Option<Vec<u32>> = None;
+        let mut best_mode = 0;
+        for mode in (0..bucket.len()).step_by(step).take(MODE_SAMPLES) {
+            let near = images_near(mode, limit);
             if best.as_ref().is_none_or(|b| near.len() > b.len()) {
                 best = Some(near);
                 best_mode = mode;
@@ -141,15 +146,8 @@ fn bucket_candidates(images: &[Image], side: usize, entries: &[Entry], config: &
         // The island test within the bucket, before any sweep: a natural bucket's matches keep
         // growing past the match radius.
         if plausible {
-            let outer_limit = limit * config.outer_ratio * config.outer_ratio * dim;
-            let mut outer: Vec<u32> = bucket
-                .iter()
-                .zip(&values)
-                .filter(|(_, v)| distance2_below(v, &values[best_mode], outer_limit) <= outer_limit)
-                .map(|(e, _)| e.image)
-                .collect();
-            outer.dedup();
-            if (outer.len() - near.len()) as f64 <= config.max_halo * near.len() as f64 {
+            let outer = images_near(best_mode, limit * config.outer_ratio * config.outer_ratio);
+            if island(near.len(), outer.len(), 0.0, config) {
                 out.push(Candidate { side, template: values[best_mode].clone(), images: near });
             }
         }

@@ -33,7 +33,7 @@ pub use island::Verdict;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
-use island::{carrier_box, patch_extent, verdict, Sweep};
+use island::{carrier_box, island, patch_extent, verdict, Sweep};
 use mine::{mine, Candidate};
 
 /// One image carrying a recurring patch.
@@ -294,8 +294,7 @@ fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig
         }
     }
     // Two spare matches, so that a trigger with a natural look-alike in the sample passes.
-    (outer - inner) as f64 <= config.max_halo * inner as f64 + 2.0
-        && inner as f64 <= config.max_carrier_share * subset.len() as f64
+    island(inner, outer, 2.0, config) && inner as f64 <= config.max_carrier_share * subset.len() as f64
 }
 
 fn build_patch(
