@@ -162,9 +162,8 @@ impl RecurrenceConfig {
             candidates.extend(mined.candidates);
         }
         summary.candidates = candidates.len();
-        let candidates = presweep(&images, candidates, self);
+        let mut candidates = presweep(&images, candidates, self);
         summary.presweep_passed = candidates.len();
-        let mut candidates = candidates;
         candidates.sort_by(|a, b| b.images.len().cmp(&a.images.len()).then_with(|| a.side.cmp(&b.side)));
         candidates.truncate(self.max_candidates);
 
@@ -177,20 +176,7 @@ impl RecurrenceConfig {
             if 2 * seen >= candidate.images.len() {
                 continue;
             }
-            summary.swept += 1;
-            let sweep = Sweep::run(&images, &candidate.template, candidate.side);
-            let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
-            let found = verdict(&images, &sweep, &carriers, self);
-            if found != Verdict::Trigger {
-                summary.turned_down(found);
-                continue;
-            }
-            let patch = build_patch(&images, &sweep, candidate, &carriers, self);
-            for c in &patch.carriers {
-                taken[c.image] = true;
-            }
-            summary.patches.push([patch.side, patch.carriers.len(), patch.halo, patch.distinct_places]);
-            patches.push(patch);
+            patches.extend(self.sweep_candidate(&images, candidate, &mut taken, &mut summary));
         }
         bar.finish_and_clear();
         self.rescaled(&images, &mut patches, &mut taken, &mut summary);
@@ -199,6 +185,31 @@ impl RecurrenceConfig {
 }
 
 impl RecurrenceConfig {
+    /// Sweeps one candidate over every image; when its carriers not yet `taken` form a trigger,
+    /// takes them and returns the patch. Either way the summary records what happened.
+    fn sweep_candidate(
+        &self,
+        images: &[Image],
+        candidate: &Candidate,
+        taken: &mut [bool],
+        summary: &mut RecurrenceSummary,
+    ) -> Option<RecurringPatch> {
+        summary.swept += 1;
+        let sweep = Sweep::run(images, &candidate.template, candidate.side);
+        let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
+        let found = verdict(images, &sweep, &carriers, self);
+        if found != Verdict::Trigger {
+            summary.turned_down(found);
+            return None;
+        }
+        let patch = build_patch(images, &sweep, candidate, &carriers, self);
+        for c in &patch.carriers {
+            taken[c.image] = true;
+        }
+        summary.patches.push([patch.side, patch.carriers.len(), patch.halo, patch.distinct_places]);
+        Some(patch)
+    }
+
     /// Looks for every found patch again at other scales: a trigger resized per image is a set of
     /// smaller islands, some too small to be mined. Each patch's carriers, averaged over its extent,
     /// give a denoised template that is resampled and swept like a mined one.
@@ -222,20 +233,7 @@ impl RecurrenceConfig {
             for new_side in (lo..=hi).filter(|&s| s != side) {
                 let template = mean.resized(new_side, new_side);
                 let candidate = Candidate { side: new_side, template: template.pixels().to_vec(), images: Vec::new() };
-                summary.swept += 1;
-                let sweep = Sweep::run(images, &candidate.template, new_side);
-                let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
-                let found = verdict(images, &sweep, &carriers, self);
-                if found != Verdict::Trigger {
-                    summary.turned_down(found);
-                    continue;
-                }
-                let patch = build_patch(images, &sweep, &candidate, &carriers, self);
-                for c in &patch.carriers {
-                    taken[c.image] = true;
-                }
-                summary.patches.push([patch.side, patch.carriers.len(), patch.halo, patch.distinct_places]);
-                patches.push(patch);
+                patches.extend(self.sweep_candidate(images, &candidate, taken, summary));
             }
         }
     }
