@@ -3,11 +3,13 @@
 
 mod detection;
 mod downstream;
+mod implant;
 mod knn;
 
 pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, RemovalScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
+pub use implant::{ImplantConfig, ImplantReport, TriggerPairs};
 pub use knn::knn_predict;
 
 use std::time::Instant;
@@ -21,7 +23,7 @@ use crate::data::ImageDataset;
 use crate::detector::{detect, locate, DetectorConfig};
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
-use crate::threat::{warm_start, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
+use crate::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
 
 /// A train/test split to evaluate on; both need labels.
 pub struct EvalData {
@@ -44,6 +46,10 @@ pub struct EvalConfig {
     /// Also train on what the first variant kept and score it downstream. Default false.
     #[serde(default)]
     pub downstream_filtered: bool,
+    /// Implant a backdoor into the poisoned-data threat model before detection (testing the
+    /// masking path under its premise). Default none.
+    #[serde(default)]
+    pub implant: Option<ImplantConfig>,
 }
 
 /// A named detector configuration (`full`, `cam-only`, `patchsearch`, …).
@@ -69,6 +75,7 @@ impl Default for EvalConfig {
             knn_k: 20,
             compare_clean: true,
             downstream_filtered: false,
+            implant: None,
             variants: vec![DetectorVariant { name: "full".into(), detector: DetectorConfig::new() }],
         }
     }
@@ -89,6 +96,13 @@ pub struct ModelResult {
     pub warm_start: WarmStartReport,
 }
 
+/// The implanted threat model's scores and its fine-tune.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImplantResult {
+    pub downstream: DownstreamScores,
+    pub implant: ImplantReport,
+}
+
 /// The eval JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -100,6 +114,9 @@ pub struct EvalReport {
     pub poisoned_count: usize,
     /// `None` when no variant needed a threat model (recurrence alone) and none was trained.
     pub poisoned: Option<ModelResult>,
+    /// The poisoned-data model after `--implant`; detection then runs on it.
+    #[serde(default)]
+    pub implanted: Option<ImplantResult>,
     /// Trained on what the first detector variant kept (`--downstream`).
     pub filtered: Option<ModelResult>,
     pub clean: Option<ModelResult>,
@@ -142,6 +159,17 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
+    let score = |backbone: &Backbone<B::InnerBackend>, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| {
+        let data = DownstreamData {
+            bank: LabeledImages { images: source, labels },
+            poisoned,
+            test: LabeledImages { images: &test_source, labels: &test_labels },
+            triggered: &triggered_source,
+            target: config.attack.target,
+            k: config.knn_k,
+        };
+        downstream_scores(backbone, &data, 512, device)
+    };
     let evaluate = |cost: &mut Vec<StepTime>,
                     name: &str,
                     source: &ImageBatchSource,
@@ -150,26 +178,34 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
      -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
         let (model, report) =
             timed(cost, &format!("warm_start_{name}"), || warm_start::<B>(source, &config.warm_start, None, device))?;
-        let scores = timed(cost, &format!("downstream_{name}"), || {
-            let data = DownstreamData {
-                bank: LabeledImages { images: source, labels },
-                poisoned,
-                test: LabeledImages { images: &test_source, labels: &test_labels },
-                triggered: &triggered_source,
-                target: config.attack.target,
-                k: config.knn_k,
-            };
-            Ok(downstream_scores(&model.backbone, &data, 512, device))
-        })?;
+        let scores = timed(cost, &format!("downstream_{name}"), || Ok(score(&model.backbone, source, labels, poisoned)))?;
         Ok((ModelResult { downstream: scores, warm_start: report }, model))
     };
-    let needs_model = config.downstream_filtered || config.variants.iter().any(|v| v.detector.signals.masking);
-    let (poisoned, threat_model) = if needs_model {
+    let needs_model = config.downstream_filtered
+        || config.implant.is_some()
+        || config.variants.iter().any(|v| v.detector.signals.masking);
+    let (poisoned, mut threat_model) = if needs_model {
         let (result, model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
         (Some(result), Some(model))
     } else {
         (None, None)
     };
+    let mut implanted = None;
+    if let (Some(implant), Some(model)) = (&config.implant, threat_model.as_mut()) {
+        let (backbone, report) = timed(&mut cost, "implant", || {
+            // Non-target training images with the trigger pasted, drawn apart from the test set's.
+            let mut attack = config.attack.clone();
+            attack.seed = attack.seed.wrapping_add(0x1a7);
+            let triggered = to_source(&triggered_test_set(&data.train, &attacked.trigger, &attack)?)?;
+            let others: Vec<usize> = (0..train_labels.len()).filter(|&i| train_labels[i] != config.attack.target).collect();
+            let targets: Vec<usize> = (0..train_labels.len()).filter(|&i| train_labels[i] == config.attack.target).collect();
+            let pairs = TriggerPairs { clean: &clean_source.subset(&others)?, triggered: &triggered };
+            implant.implant::<B>(&model.backbone, &pairs, &clean_source.subset(&targets)?, device)
+        })?;
+        let downstream = score(&backbone, &poisoned_source, &train_labels, &poisoned_rows);
+        model.backbone = backbone;
+        implanted = Some(ImplantResult { downstream, implant: report });
+    }
     let natives: Vec<Image> = attacked.dataset.items().iter().map(|i| i.image.clone()).collect();
     let mut detection = Vec::new();
     let mut first_removed: Option<Vec<usize>> = None;
@@ -205,6 +241,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         config: config.clone(),
         poisoned_count: poisoned_rows.len(),
         poisoned,
+        implanted,
         filtered,
         clean,
         detection,

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::norm::{BatchNorm2d, BatchNorm2dConfig};
+use super::norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 
 /// Shape of the threat model.
 #[derive(Config, Debug, PartialEq)]
@@ -86,13 +86,13 @@ impl<B: Backend> BasicBlock<B> {
         }
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn forward(&self, x: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
         let skip = match &self.shortcut {
-            Some((conv, norm)) => norm.forward(conv.forward(x.clone())),
+            Some((conv, norm)) => norm.forward_with(conv.forward(x.clone()), stats),
             None => x.clone(),
         };
-        let y = relu(self.norm1.forward(self.conv1.forward(x)));
-        let y = self.norm2.forward(self.conv2.forward(y));
+        let y = relu(self.norm1.forward_with(self.conv1.forward(x), stats));
+        let y = self.norm2.forward_with(self.conv2.forward(y), stats);
         relu(y + skip)
     }
 }
@@ -108,16 +108,25 @@ pub struct Backbone<B: Backend> {
 impl<B: Backend> Backbone<B> {
     /// The last convolutional feature map, `N×F×h×w` (what Grad-CAM looks at).
     pub fn feature_map(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = relu(self.stem_norm.forward(self.stem.forward(images)));
+        self.feature_map_with(images, NormStatistics::ByBackend)
+    }
+
+    fn feature_map_with(&self, images: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
+        let mut x = relu(self.stem_norm.forward_with(self.stem.forward(images), stats));
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, stats);
         }
         x
     }
 
     /// Globally average-pooled features, `N×F`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let map = self.feature_map(images);
+        self.forward_with(images, NormStatistics::ByBackend)
+    }
+
+    /// [`Self::forward`] with the batch norms' statistics chosen explicitly.
+    pub fn forward_with(&self, images: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 2> {
+        let map = self.feature_map_with(images, stats);
         let [n, f, _, _] = map.dims();
         map.mean_dim(3).mean_dim(2).reshape([n, f])
     }

@@ -14,7 +14,7 @@ pub use checkpoint::{load_model, save_model, Checkpoint, CheckpointMeta};
 pub use encoder::{Backbone, BasicBlock, EncoderConfig, ProjectionHead, ThreatModel};
 pub use images::ImageBatchSource;
 pub use moco::{info_nce, MocoState};
-pub use norm::{BatchNorm2d, BatchNorm2dConfig};
+pub use norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 pub use simclr::{l2_normalize, nt_xent};
 pub use train::{
     init_model, init_model_with, model_fingerprint, train_from_loader, warm_start, SslMethod, SslStep, WarmStartConfig,

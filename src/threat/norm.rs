@@ -54,12 +54,29 @@ fn channel_sum<B: Backend>(rows: Tensor<B, 2>, n: usize, c: usize) -> Tensor<B, 
     rows.sum_dim(1).reshape([n, c]).sum_dim(0).reshape([c])
 }
 
+/// Which statistics a batch norm normalises with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormStatistics {
+    /// The batch's own while the backend records gradients (training), the running ones otherwise.
+    ByBackend,
+    /// Always the running statistics, which stay as they are: a fine-tune that must see the
+    /// features exactly as inference will (evaluation mode under autodiff).
+    Running,
+}
+
 impl<B: Backend> BatchNorm2d<B> {
     /// Training statistics when the backend records gradients, running statistics otherwise.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_with(x, NormStatistics::ByBackend)
+    }
+
+    pub fn forward_with(&self, x: Tensor<B, 4>, statistics: NormStatistics) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let rows = x.reshape([n * c, h * w]);
-        let (mean, var) = if B::ad_enabled(&rows.device()) {
+        let batch_statistics = statistics == NormStatistics::ByBackend && B::ad_enabled(&rows.device());
+        let (mean, var) = if statistics == NormStatistics::Running {
+            (self.running_mean.value_sync(), self.running_var.value_sync())
+        } else if batch_statistics {
             let count = (n * h * w) as f64;
             let mean = channel_sum(rows.clone(), n, c) / count;
             let centred = rows.clone() - per_row(mean.clone(), n);
@@ -100,5 +117,24 @@ mod tests {
             .forward(x_inner.clone())
             .into_data()
             .assert_approx_eq::<f32>(&theirs.valid().forward(x_inner).into_data(), Tolerance::default());
+    }
+
+    #[test]
+    fn running_statistics_under_autodiff_match_inference_and_stay_put() {
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let x = Tensor::<Ad, 4>::random([4, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
+        let norm = BatchNorm2dConfig::new(3).init::<Ad>(&device);
+        let _ = norm.forward(x.clone()); // moves the running statistics away from 0 and 1
+        let before = norm.running_mean.value_sync().into_data();
+        let running = norm.forward_with(x.clone(), NormStatistics::Running);
+        assert_eq!(norm.running_mean.value_sync().into_data(), before);
+        running
+            .inner()
+            .into_data()
+            .assert_approx_eq::<f32>(&norm.valid().forward(x.clone().inner()).into_data(), Tolerance::default());
+        let training = norm.forward(x.clone()).inner().into_data();
+        let inference = norm.valid().forward(x.inner()).into_data();
+        assert_ne!(training, inference, "the batch statistics differ from the running ones");
     }
 }

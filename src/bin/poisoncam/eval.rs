@@ -7,7 +7,7 @@ use poisoncam::attack::{AttackConfig, TriggerSource};
 use poisoncam::cam::MaskSearch;
 use poisoncam::data::{open_path, FashionMnist, ImageDataset};
 use poisoncam::detector::{DetectorConfig, Localizer, Signals};
-use poisoncam::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport};
+use poisoncam::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
 use poisoncam::threat::SslMethod;
 use poisoncam::{Error, Result};
 
@@ -68,6 +68,16 @@ pub struct RunArgs {
     /// Also train an SSL model on what the detector kept and report its downstream scores.
     #[arg(long)]
     pub downstream: bool,
+    /// Implant a backdoor into the threat model before detection (a BadEncoder-style fine-tune
+    /// that tests the masking path under its premise; for evaluation only).
+    #[arg(long)]
+    pub implant: bool,
+    /// Implant epochs (with --implant).
+    #[arg(long)]
+    pub implant_epochs: Option<usize>,
+    /// Weight of the implant's backdoor term (with --implant).
+    #[arg(long)]
+    pub implant_weight: Option<f32>,
     /// Run both signals, recurrence alone, masking alone and the PatchSearch baseline side by side.
     #[arg(long)]
     pub compare: bool,
@@ -156,6 +166,16 @@ impl RunArgs {
         config.compare_clean = !self.no_clean;
         config.variants = self.variants();
         config.downstream_filtered = self.downstream;
+        if self.implant {
+            let mut implant = ImplantConfig::new().with_seed(self.seed);
+            if let Some(e) = self.implant_epochs {
+                implant.epochs = e;
+            }
+            if let Some(w) = self.implant_weight {
+                implant.backdoor_weight = w;
+            }
+            config.implant = Some(implant);
+        }
         config
     }
 
@@ -263,6 +283,18 @@ pub fn print_table(report: &EvalReport) {
                 _ => "-".into(),
             },
             r.warm_start.seconds
+        );
+    }
+    if let Some(i) = &report.implanted {
+        let d = &i.downstream;
+        println!(
+            "{:<10} {:>9.3} {:>7.3} {:>9.3} {:>16} {:>10.1}",
+            "implanted",
+            d.clean_acc,
+            d.asr,
+            d.target_fp,
+            d.poison_neighbour_share.map_or("-".into(), |s| format!("{s:.3}")),
+            i.implant.seconds
         );
     }
     if !report.detection.is_empty() {
