@@ -1,0 +1,46 @@
+//! Prints the crate's warm-start and masked-forward throughput as `key=value` lines, for
+//! `benches/peer/compare.sh` to set beside PyTorch's on the same machine. Criterion benches
+//! (`cargo bench`) stay the crate's own measure; this is the side-by-side one.
+//!
+//! `cargo run --release --example throughput [-- IMAGES]` (default 1,024 images).
+
+use std::time::Instant;
+
+use poisoncam::activation::ActivationProbe;
+use poisoncam::backend::{default_device, Compute, Train};
+use poisoncam::cam::{CamConfig, MaskSearch};
+use poisoncam::cluster::KMeansConfig;
+use poisoncam::data::FashionMnist;
+use poisoncam::embed::embed;
+use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::Image;
+
+fn main() -> poisoncam::Result<()> {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let device = default_device();
+    let data = FashionMnist::embedded()?;
+    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
+    let images = ImageBatchSource::with_natural_size(&images)?;
+
+    // One untimed epoch first, so allocation and thread-pool start-up are not counted.
+    let config = WarmStartConfig::new().with_epochs(1);
+    warm_start::<Train>(&images.subset(&(0..256.min(n)).collect::<Vec<_>>())?, &config, None, &device)?;
+    let started = Instant::now();
+    warm_start::<Train>(&images, &config, None, &device)?;
+    let warm = n as f64 / started.elapsed().as_secs_f64();
+
+    let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
+    let embeddings = embed(&model.backbone, &images, 512, &device);
+    let clusters = KMeansConfig::new().with_k(Some(10)).fit::<Compute>(&embeddings, &device)?;
+    let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 256, &device);
+    let rows: Vec<usize> = (0..64.min(n)).collect();
+    let targets: Vec<usize> = rows.iter().map(|&i| clusters.assignments[i]).collect();
+    let cam = CamConfig::new().with_search(MaskSearch::Grid);
+    let started = Instant::now();
+    cam.locate(&probe, &images, &rows, &targets);
+    let masked = probe.forwards() as f64 / started.elapsed().as_secs_f64();
+
+    println!("warm_start_img_s={warm:.1}");
+    println!("masked_forward_s={masked:.1}");
+    Ok(())
+}
