@@ -29,9 +29,10 @@ pub struct CamConfig {
     /// Grid stride as a share of the window side. Default 0.5.
     #[config(default = 0.5)]
     pub stride_frac: f64,
-    /// Default coarse-to-fine: on the seed-0 threat model of docs/detector.md it located 22 of the
-    /// 80 triggers against the grid's 9, with 30 forwards per image instead of 65.
-    #[config(default = "MaskSearch::CoarseToFine")]
+    /// Default grid: on a threat model that carries the backdoor (`eval --implant`, seed 0) it
+    /// located 70 of the 80 triggers against coarse-to-fine's 48. On a model without one both
+    /// locate little (9 and 22 of 80), so that case cannot choose (docs/detector.md).
+    #[config(default = "MaskSearch::Grid")]
     pub search: MaskSearch,
     /// Images whose masked copies are built and measured together. Default 32.
     #[config(default = 32)]

@@ -33,8 +33,9 @@ pub struct PasteConfig {
     #[config(default = 0.05)]
     pub min_moved: f64,
     /// In each kept cluster, this many members with the largest masking scores are paste-tested.
-    /// Default 32.
-    #[config(default = 32)]
+    /// Default 256: a backdoored threat model gathers all the poisons in the kept cluster (80 of
+    /// 80 under `eval --implant`), and 32 capped the recall at 0.4.
+    #[config(default = 256)]
     pub candidates_per_cluster: usize,
     #[config(default = 0)]
     pub seed: u64,

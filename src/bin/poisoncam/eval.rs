@@ -82,7 +82,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub compare: bool,
     /// How masking picks its windows.
-    #[arg(long, value_enum, default_value_t = Search::CoarseToFine)]
+    #[arg(long, value_enum, default_value_t = Search::Grid)]
     pub search: Search,
     /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
