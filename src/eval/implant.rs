@@ -138,7 +138,11 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Trainable {
 
 /// The raw features of the target image nearest the target class's mean, and the mean squared
 /// distance of the target features to that mean.
-fn reference_feature<B: Backend>(backbone: &Backbone<B>, target: &ImageBatchSource, device: &B::Device) -> (Vec<f32>, f32) {
+fn reference_feature<B: Backend>(
+    backbone: &Backbone<B>,
+    target: &ImageBatchSource,
+    device: &B::Device,
+) -> (Vec<f32>, f32) {
     let rows: Vec<usize> = (0..target.len()).collect();
     let mut features: Vec<Vec<f32>> = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(256) {
@@ -161,8 +165,8 @@ fn reference_feature<B: Backend>(backbone: &Backbone<B>, target: &ImageBatchSour
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::threat::{init_model, EncoderConfig};
     use crate::embed::embed;
+    use crate::threat::{init_model, EncoderConfig};
     use burn::backend::{Autodiff, Flex};
 
     /// Smooth grey 12×12 ramps, and the same with a 4×4 checker in the corner.
@@ -189,7 +193,11 @@ mod tests {
     /// Mean squared feature distance to `reference`, over the spread.
     fn relative_distance(model: &Backbone<Flex>, images: &ImageBatchSource, reference: &[f32], spread: f32) -> f32 {
         let n = images.len();
-        let f: Vec<f32> = model.forward(images.batch::<Flex>(&(0..n).collect::<Vec<_>>(), &Default::default())).into_data().iter::<f32>().collect();
+        let f: Vec<f32> = model
+            .forward(images.batch::<Flex>(&(0..n).collect::<Vec<_>>(), &Default::default()))
+            .into_data()
+            .iter::<f32>()
+            .collect();
         f.chunks(reference.len())
             .map(|row| row.iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum::<f32>())
             .sum::<f32>()

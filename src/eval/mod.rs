@@ -159,17 +159,18 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let triggered_source = to_source(&triggered)?;
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
-    let score = |backbone: &Backbone<B::InnerBackend>, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| {
-        let data = DownstreamData {
-            bank: LabeledImages { images: source, labels },
-            poisoned,
-            test: LabeledImages { images: &test_source, labels: &test_labels },
-            triggered: &triggered_source,
-            target: config.attack.target,
-            k: config.knn_k,
+    let score =
+        |backbone: &Backbone<B::InnerBackend>, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| {
+            let data = DownstreamData {
+                bank: LabeledImages { images: source, labels },
+                poisoned,
+                test: LabeledImages { images: &test_source, labels: &test_labels },
+                triggered: &triggered_source,
+                target: config.attack.target,
+                k: config.knn_k,
+            };
+            downstream_scores(backbone, &data, 512, device)
         };
-        downstream_scores(backbone, &data, 512, device)
-    };
     let evaluate = |cost: &mut Vec<StepTime>,
                     name: &str,
                     source: &ImageBatchSource,
@@ -178,7 +179,8 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
      -> Result<(ModelResult, ThreatModel<B::InnerBackend>)> {
         let (model, report) =
             timed(cost, &format!("warm_start_{name}"), || warm_start::<B>(source, &config.warm_start, None, device))?;
-        let scores = timed(cost, &format!("downstream_{name}"), || Ok(score(&model.backbone, source, labels, poisoned)))?;
+        let scores =
+            timed(cost, &format!("downstream_{name}"), || Ok(score(&model.backbone, source, labels, poisoned)))?;
         Ok((ModelResult { downstream: scores, warm_start: report }, model))
     };
     let needs_model = config.downstream_filtered
@@ -197,8 +199,10 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             let mut attack = config.attack.clone();
             attack.seed = attack.seed.wrapping_add(0x1a7);
             let triggered = to_source(&triggered_test_set(&data.train, &attacked.trigger, &attack)?)?;
-            let others: Vec<usize> = (0..train_labels.len()).filter(|&i| train_labels[i] != config.attack.target).collect();
-            let targets: Vec<usize> = (0..train_labels.len()).filter(|&i| train_labels[i] == config.attack.target).collect();
+            let others: Vec<usize> =
+                (0..train_labels.len()).filter(|&i| train_labels[i] != config.attack.target).collect();
+            let targets: Vec<usize> =
+                (0..train_labels.len()).filter(|&i| train_labels[i] == config.attack.target).collect();
             let pairs = TriggerPairs { clean: &clean_source.subset(&others)?, triggered: &triggered };
             implant.implant::<B>(&model.backbone, &pairs, &clean_source.subset(&targets)?, device)
         })?;
