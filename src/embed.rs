@@ -1,10 +1,11 @@
 //! Embeddings: L2-normalised backbone features of every image, computed in batches.
 
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 
 use crate::threat::{l2_normalize, Backbone, ImageBatchSource};
 
-/// `N` unit-length feature vectors, row-major.
+/// `N` feature vectors, row-major: unit length from [`embed`], raw from [`features`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embeddings {
     pub data: Vec<f32>,
@@ -36,11 +37,31 @@ pub fn embed<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Embeddings {
+    forward_all(backbone, images, batch_size, device, l2_normalize)
+}
+
+/// The raw (unnormalised) backbone features of every image of `images`.
+pub fn features<B: Backend>(
+    backbone: &Backbone<B>,
+    images: &ImageBatchSource,
+    batch_size: usize,
+    device: &B::Device,
+) -> Embeddings {
+    forward_all(backbone, images, batch_size, device, |f| f)
+}
+
+fn forward_all<B: Backend>(
+    backbone: &Backbone<B>,
+    images: &ImageBatchSource,
+    batch_size: usize,
+    device: &B::Device,
+    finish: impl Fn(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Embeddings {
     let mut data = Vec::new();
     let mut dim = 0;
     let indices: Vec<usize> = (0..images.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let features = l2_normalize(backbone.forward(images.batch::<B>(chunk, device)));
+        let features = finish(backbone.forward(images.batch::<B>(chunk, device)));
         dim = features.dims()[1];
         data.extend(features.into_data().iter::<f32>());
     }

@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::embed::{features, Embeddings};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
 use crate::threat::{Backbone, ImageBatchSource, NormStatistics};
@@ -88,6 +89,8 @@ impl ImplantConfig {
         // both terms are squared distances in raw feature space, relative to the data's spread.
         let (reference, spread) = reference_feature(start, target, device);
         let reference = Tensor::<B, 2>::from_data(TensorData::new(reference.clone(), [1, reference.len()]), device);
+        // The warm-started features the clean term holds to never change: compute them once.
+        let anchors = features(start, pairs.clean, 256, device);
         let mut model = Backbone::<B>::from_inner(start.clone()).map(&mut Trainable);
         let mut optim = AdamConfig::new().init::<B, Backbone<B>>();
         let per_epoch = self.images_per_epoch.min(pairs.clean.len());
@@ -105,9 +108,11 @@ impl ImplantConfig {
                     Tensor::from_inner(pairs.triggered.batch::<B::InnerBackend>(rows, device)),
                     NormStatistics::Running,
                 );
-                let clean_x = pairs.clean.batch::<B::InnerBackend>(rows, device);
-                let anchor = Tensor::<B, 2>::from_inner(start.forward(clean_x.clone()));
-                let clean = model.forward_with(Tensor::from_inner(clean_x), NormStatistics::Running);
+                let anchor = gather(&anchors, rows, device);
+                let clean = model.forward_with(
+                    Tensor::from_inner(pairs.clean.batch::<B::InnerBackend>(rows, device)),
+                    NormStatistics::Running,
+                );
                 let backdoor = (triggered - reference.clone()).powi_scalar(2).sum_dim(1).mean() / spread;
                 let keep = (clean - anchor).powi_scalar(2).sum_dim(1).mean() / spread;
                 backdoor_sum += backdoor.clone().into_scalar().elem::<f32>();
@@ -128,6 +133,12 @@ impl ImplantConfig {
     }
 }
 
+/// The rows of `all` at `rows`, as a `[rows, dim]` tensor.
+fn gather<B: Backend>(all: &Embeddings, rows: &[usize], device: &B::Device) -> Tensor<B, 2> {
+    let data: Vec<f32> = rows.iter().flat_map(|&i| all.row(i).iter().copied()).collect();
+    Tensor::from_data(TensorData::new(data, [rows.len(), all.dim]), device)
+}
+
 struct Trainable;
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Trainable {
@@ -143,23 +154,16 @@ fn reference_feature<B: Backend>(
     target: &ImageBatchSource,
     device: &B::Device,
 ) -> (Vec<f32>, f32) {
-    let rows: Vec<usize> = (0..target.len()).collect();
-    let mut features: Vec<Vec<f32>> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(256) {
-        let f = backbone.forward(target.batch::<B>(chunk, device));
-        let dim = f.dims()[1];
-        let flat: Vec<f32> = f.into_data().iter::<f32>().collect();
-        features.extend(flat.chunks(dim).map(<[f32]>::to_vec));
-    }
-    let dim = features[0].len();
-    let mut mean = vec![0f32; dim];
-    for f in &features {
-        mean.iter_mut().zip(f).for_each(|(m, v)| *m += v / features.len() as f32);
+    let features = features(backbone, target, 256, device);
+    let n = features.len();
+    let mut mean = vec![0f32; features.dim];
+    for i in 0..n {
+        mean.iter_mut().zip(features.row(i)).for_each(|(m, v)| *m += v / n as f32);
     }
     let distance2 = |f: &[f32]| f.iter().zip(&mean).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
-    let spread = features.iter().map(|f| distance2(f)).sum::<f32>() / features.len() as f32;
-    let nearest = features.iter().min_by(|a, b| distance2(a).total_cmp(&distance2(b))).cloned().unwrap_or(mean.clone());
-    (nearest, spread.max(f32::EPSILON))
+    let spread = (0..n).map(|i| distance2(features.row(i))).sum::<f32>() / n as f32;
+    let nearest = (0..n).min_by(|&a, &b| distance2(features.row(a)).total_cmp(&distance2(features.row(b))));
+    (nearest.map_or(mean.clone(), |i| features.row(i).to_vec()), spread.max(f32::EPSILON))
 }
 
 #[cfg(test)]
@@ -192,16 +196,9 @@ mod tests {
 
     /// Mean squared feature distance to `reference`, over the spread.
     fn relative_distance(model: &Backbone<Flex>, images: &ImageBatchSource, reference: &[f32], spread: f32) -> f32 {
-        let n = images.len();
-        let f: Vec<f32> = model
-            .forward(images.batch::<Flex>(&(0..n).collect::<Vec<_>>(), &Default::default()))
-            .into_data()
-            .iter::<f32>()
-            .collect();
-        f.chunks(reference.len())
-            .map(|row| row.iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum::<f32>())
-            .sum::<f32>()
-            / (n as f32 * spread)
+        let f = features(model, images, 64, &Default::default());
+        (0..f.len()).map(|i| f.row(i).iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum::<f32>()).sum::<f32>()
+            / (f.len() as f32 * spread)
     }
 
     #[test]

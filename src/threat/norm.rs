@@ -73,10 +73,9 @@ impl<B: Backend> BatchNorm2d<B> {
     pub fn forward_with(&self, x: Tensor<B, 4>, statistics: NormStatistics) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let rows = x.reshape([n * c, h * w]);
-        let batch_statistics = statistics == NormStatistics::ByBackend && B::ad_enabled(&rows.device());
         let (mean, var) = if statistics == NormStatistics::Running {
             (self.running_mean.value_sync(), self.running_var.value_sync())
-        } else if batch_statistics {
+        } else if B::ad_enabled(&rows.device()) {
             let count = (n * h * w) as f64;
             let mean = channel_sum(rows.clone(), n, c) / count;
             let centred = rows.clone() - per_row(mean.clone(), n);

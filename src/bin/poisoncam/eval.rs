@@ -265,12 +265,12 @@ pub fn print_table(report: &EvalReport) {
     let rows = report
         .poisoned
         .as_ref()
-        .map(|c| ("poisoned", c))
+        .map(|c| ("poisoned", &c.downstream, c.warm_start.seconds))
         .into_iter()
-        .chain(report.filtered.as_ref().map(|c| ("filtered", c)))
-        .chain(report.clean.as_ref().map(|c| ("clean", c)));
-    for (name, r) in rows {
-        let d = &r.downstream;
+        .chain(report.implanted.as_ref().map(|i| ("implanted", &i.downstream, i.implant.seconds)))
+        .chain(report.filtered.as_ref().map(|c| ("filtered", &c.downstream, c.warm_start.seconds)))
+        .chain(report.clean.as_ref().map(|c| ("clean", &c.downstream, c.warm_start.seconds)));
+    for (name, d, seconds) in rows {
         println!(
             "{:<10} {:>9.3} {:>7.3} {:>9.3} {:>16} {:>10.1}",
             name,
@@ -282,19 +282,7 @@ pub fn print_table(report: &EvalReport) {
                 (Some(share), None) => format!("{share:.3}"),
                 _ => "-".into(),
             },
-            r.warm_start.seconds
-        );
-    }
-    if let Some(i) = &report.implanted {
-        let d = &i.downstream;
-        println!(
-            "{:<10} {:>9.3} {:>7.3} {:>9.3} {:>16} {:>10.1}",
-            "implanted",
-            d.clean_acc,
-            d.asr,
-            d.target_fp,
-            d.poison_neighbour_share.map_or("-".into(), |s| format!("{s:.3}")),
-            i.implant.seconds
+            seconds
         );
     }
     if !report.detection.is_empty() {
