@@ -1,6 +1,6 @@
 //! The pipeline's view of an image: `C×H×W` f32 in [0, 1], and the trait that gives it.
 
-use burn::data::dataset::vision::{ImageDatasetItem, PixelDepth};
+use burn::data::dataset::vision::{ImageDatasetItem, MnistItem, PixelDepth};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +184,27 @@ impl AsImage for Image {
     }
 }
 
+/// burn's `ImageFolderDataset` items: grey, grey+alpha, RGB or RGBA, at 8 or 16 bits or float.
+///
+/// Alpha is dropped, not composited: that is what PIL's `convert("RGB")`, and so most SSL
+/// training loaders, do, and the detector should see the pixels the training will see.
+///
+/// ```
+/// use burn::data::dataset::vision::{Annotation, ImageDatasetItem, PixelDepth};
+/// use poisoncam::AsImage;
+///
+/// // One RGBA pixel: red, half transparent.
+/// let item = ImageDatasetItem {
+///     image: [255u8, 0, 0, 128].into_iter().map(PixelDepth::U8).collect(),
+///     image_width: 1,
+///     image_height: 1,
+///     annotation: Annotation::Label(2),
+///     image_path: "red.png".into(),
+/// };
+/// let image = item.as_image().unwrap();
+/// assert_eq!((image.channels(), image.pixels()), (3, &[1.0, 0.0, 0.0][..]));
+/// assert_eq!(item.label(), Some(2));
+/// ```
 impl AsImage for ImageDatasetItem {
     fn as_image(&self) -> Result<Image> {
         let plane = self.image_width * self.image_height;
@@ -195,9 +216,11 @@ impl AsImage for ImageDatasetItem {
             expected: channels.max(1) * plane,
             got: self.image.len(),
         };
-        if !matches!(channels, 1 | 3) || channels * plane != self.image.len() {
+        if !matches!(channels, 1..=4) || channels * plane != self.image.len() {
             return Err(shape_error());
         }
+        // Grey+alpha keeps one channel, RGBA three.
+        let kept = if channels % 2 == 0 { channels - 1 } else { channels };
         // burn decodes 16-bit images to U16 and HDR ones to F32; normalise each to [0, 1].
         let bytes_or_floats: Vec<f32> = self
             .image
@@ -208,11 +231,14 @@ impl AsImage for ImageDatasetItem {
                 PixelDepth::F32(v) => v.clamp(0.0, 1.0),
             })
             .collect();
-        let mut pixels = vec![0.0; bytes_or_floats.len()];
+        let mut pixels = vec![0.0; kept * plane];
         for (i, v) in bytes_or_floats.into_iter().enumerate() {
-            pixels[(i % channels) * plane + i / channels] = v;
+            let channel = i % channels;
+            if channel < kept {
+                pixels[channel * plane + i / channels] = v;
+            }
         }
-        Image::new(channels, self.image_height, self.image_width, pixels)
+        Image::new(kept, self.image_height, self.image_width, pixels)
     }
 
     fn label(&self) -> Option<usize> {
@@ -224,6 +250,29 @@ impl AsImage for ImageDatasetItem {
 
     fn id(&self) -> Option<String> {
         Some(self.image_path.clone())
+    }
+}
+
+/// burn's MNIST items: 28×28 grey, pixel values 0–255 as floats.
+///
+/// ```
+/// use burn::data::dataset::vision::MnistItem;
+/// use poisoncam::AsImage;
+///
+/// let mut item = MnistItem { image: [[0.0; 28]; 28], label: 7 };
+/// item.image[3][5] = 255.0;
+/// let image = item.as_image().unwrap();
+/// assert_eq!((image.channels(), image.get(0, 3, 5)), (1, 1.0));
+/// assert_eq!(item.label(), Some(7));
+/// ```
+impl AsImage for MnistItem {
+    fn as_image(&self) -> Result<Image> {
+        let pixels = self.image.iter().flatten().map(|v| (v / 255.0).clamp(0.0, 1.0)).collect();
+        Image::new(1, self.image.len(), self.image[0].len(), pixels)
+    }
+
+    fn label(&self) -> Option<usize> {
+        Some(usize::from(self.label))
     }
 }
 
@@ -246,6 +295,31 @@ mod tests {
         let img = Image::from_hwc_u8(3, 1, 2, &[255, 0, 0, 0, 0, 255]).unwrap();
         assert_eq!(img.pixels(), &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
         assert_eq!(img.to_hwc_u8(), vec![255, 0, 0, 0, 0, 255]);
+    }
+
+    fn folder_item(channels: usize, values: &[u16]) -> ImageDatasetItem {
+        ImageDatasetItem {
+            image: values.iter().map(|&v| PixelDepth::U16(v)).collect(),
+            image_width: values.len() / channels,
+            image_height: 1,
+            annotation: burn::data::dataset::vision::Annotation::Label(0),
+            image_path: "x.png".into(),
+        }
+    }
+
+    #[test]
+    fn alpha_is_dropped_from_folder_items() {
+        // Grey+alpha, two pixels: grey 0 and full, alpha anything.
+        let grey = folder_item(2, &[0, 65535, 65535, 7]).as_image().unwrap();
+        assert_eq!((grey.channels(), grey.width(), grey.pixels()), (1, 2, &[0.0, 1.0][..]));
+        let rgba = folder_item(4, &[0, 65535, 0, 1, 65535, 0, 0, 2]).as_image().unwrap();
+        assert_eq!(rgba.channels(), 3);
+        assert_eq!(rgba.pixels(), &[0.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn folder_items_with_five_channels_are_errors() {
+        assert!(matches!(folder_item(5, &[0; 10]).as_image(), Err(Error::ImageShape { channels: 5, .. })));
     }
 
     #[test]

@@ -1,9 +1,99 @@
 //! Readers against burn's own dataset types and the system Fashion-MNIST files.
 
-use burn::data::dataset::vision::ImageFolderDataset;
-use burn::data::dataset::Dataset;
+use std::collections::HashSet;
+
+use burn::data::dataset::vision::{ImageFolderDataset, MnistItem};
+use burn::data::dataset::{Dataset, InMemDataset};
+use poisoncam::attack::{poison, AttackConfig, PoisonedSet};
+use poisoncam::backend::Train;
 use poisoncam::data::{collect_images, read_image_folder, FashionMnist, FASHION_MNIST_DIR};
-use poisoncam::{AsImage, Error};
+use poisoncam::detector::Stage;
+use poisoncam::{AsImage, Error, PoisonFilterConfig, PoisonFilterExt};
+
+/// 2,000 embedded images, 1% poisoned, and a filter on the training-free signal alone.
+fn poisoned_and_config() -> (PoisonedSet, PoisonFilterConfig) {
+    let set = poison(
+        &FashionMnist::embedded().unwrap().slice(0..2000),
+        &AttackConfig { rate: 0.01, seed: 4, ..AttackConfig::default() },
+    )
+    .unwrap();
+    let mut config = PoisonFilterConfig::new().seeded(3);
+    config.detector.signals.masking = false;
+    (set, config)
+}
+
+/// Every poison removed, at most 1% of the clean images, and the rest still served.
+fn assert_removed(removed: &HashSet<usize>, poisons: &HashSet<usize>, total: usize, served: usize) {
+    assert!(poisons.is_subset(removed), "missed {:?}", poisons.difference(removed).collect::<Vec<_>>());
+    let clean_removed = removed.len() - poisons.len();
+    assert!(clean_removed * 100 <= total, "removed {clean_removed} clean images");
+    assert_eq!(served, total - removed.len());
+}
+
+#[test]
+fn burn_mnist_items_are_filtered_in_one_line() {
+    let (set, config) = poisoned_and_config();
+    let items: Vec<MnistItem> = set
+        .dataset
+        .items()
+        .iter()
+        .map(|item| {
+            let mut image = [[0.0; 28]; 28];
+            for (y, row) in image.iter_mut().enumerate() {
+                for (x, v) in row.iter_mut().enumerate() {
+                    *v = (item.image.get(0, y, x) * 255.0).round();
+                }
+            }
+            MnistItem { image, label: item.label.unwrap() as u8 }
+        })
+        .collect();
+    let total = items.len();
+
+    let filtered = InMemDataset::new(items).poison_filter::<Train>(&config, &Default::default()).unwrap();
+
+    let removed: HashSet<usize> = filtered.report().removals.iter().map(|r| r.index).collect();
+    let poisons: HashSet<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
+    assert_removed(&removed, &poisons, total, filtered.len());
+}
+
+#[test]
+fn an_rgba_image_folder_is_filtered_in_one_line() {
+    let (set, config) = poisoned_and_config();
+    let dir = tempfile::tempdir().unwrap();
+    let mut poison_paths = HashSet::new();
+    for (i, item) in set.dataset.items().iter().enumerate() {
+        let class = dir.path().join(format!("class{}", item.label.unwrap()));
+        std::fs::create_dir_all(&class).unwrap();
+        // Grey replicated into RGB, with an alpha channel that varies and must not matter.
+        let rgba = image::RgbaImage::from_fn(28, 28, |x, y| {
+            let v = (item.image.get(0, y as usize, x as usize) * 255.0).round() as u8;
+            image::Rgba([v, v, v, ((x * 9 + y * 5 + i as u32) % 256) as u8])
+        });
+        let path = class.join(format!("{i:05}.png"));
+        rgba.save(&path).unwrap();
+        if set.truth.poisoned.iter().any(|(p, _)| *p == i) {
+            poison_paths.insert(path.to_string_lossy().into_owned());
+        }
+    }
+    let total = set.dataset.len();
+
+    let filtered = ImageFolderDataset::new_classification(dir.path())
+        .unwrap()
+        .poison_filter::<Train>(&config, &Default::default())
+        .unwrap();
+
+    let report = filtered.report();
+    assert!(
+        report.removals.iter().all(|r| r.stage != Stage::Unreadable),
+        "RGBA PNGs are readable: {:?}",
+        report.removals
+    );
+    let ids: Vec<String> = (0..total).map(|i| filtered.inner().get(i).unwrap().id().unwrap()).collect();
+    let removed: HashSet<usize> = report.removals.iter().map(|r| r.index).collect();
+    let poisons: HashSet<usize> = (0..total).filter(|&i| poison_paths.contains(&ids[i])).collect();
+    assert_eq!(poisons.len(), set.truth.poisoned.len());
+    assert_removed(&removed, &poisons, total, filtered.len());
+}
 
 #[test]
 fn burn_image_folder_items_read_like_our_own() {
