@@ -5,7 +5,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cluster::Clusters;
-use crate::threat::{l2_normalize, Backbone};
+use crate::embed::Embed;
+use crate::threat::l2_normalize;
 
 /// What one forward pass says about an image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,7 +19,7 @@ pub struct Activation {
 
 /// A backbone and unit centroids on one device, ready to measure batches of images.
 pub struct ActivationProbe<'a, B: Backend> {
-    backbone: &'a Backbone<B>,
+    backbone: &'a dyn Embed<B>,
     centroids: Tensor<B, 2>,
     image_shape: [usize; 3],
     batch_size: usize,
@@ -28,7 +29,7 @@ pub struct ActivationProbe<'a, B: Backend> {
 
 impl<'a, B: Backend> ActivationProbe<'a, B> {
     pub fn new(
-        backbone: &'a Backbone<B>,
+        backbone: &'a dyn Embed<B>,
         clusters: &Clusters,
         image_shape: [usize; 3],
         batch_size: usize,
@@ -60,7 +61,7 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
         for (chunk, targets) in pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)) {
             let n = targets.len();
             let images = Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, c, h, w]), &self.device);
-            let features = l2_normalize(self.backbone.forward(images));
+            let features = l2_normalize(self.backbone.features(images));
             let cosines = features.matmul(self.centroids.clone().transpose());
             let nearest = cosines.clone().argmax(1);
             let index = Tensor::<B, 1, Int>::from_data(

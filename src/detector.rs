@@ -19,14 +19,14 @@ use crate::activation::ActivationProbe;
 use crate::cam::CamConfig;
 use crate::classifier::{ClassifierConfig, ClassifierData, PoisonClassifier};
 use crate::cluster::{Clusters, KMeansConfig};
-use crate::embed::embed;
+use crate::embed::{embed, Embed};
 use crate::error::{Error, Result};
 use crate::gradcam::grad_cam;
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
 use crate::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
 use crate::score::{median_mad, PasteConfig, PasteScore, PasteTest};
-use crate::threat::{Backbone, ImageBatchSource};
+use crate::threat::ImageBatchSource;
 
 /// How candidate trigger boxes are located.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +209,7 @@ impl Costs {
 /// own resolution, where recurrence is mined). `backbone` is the threat model; the masking signal
 /// needs it, recurrence does not.
 pub fn detect<B: AutodiffBackend>(
-    backbone: Option<&Backbone<B::InnerBackend>>,
+    backbone: Option<&dyn Embed<B::InnerBackend>>,
     images: &ImageBatchSource,
     natives: &[Image],
     config: &DetectorConfig,
@@ -220,7 +220,7 @@ pub fn detect<B: AutodiffBackend>(
 
 /// [`detect`], also returning the classifier it trained.
 pub fn detect_and_fit<B: AutodiffBackend>(
-    backbone: Option<&Backbone<B::InnerBackend>>,
+    backbone: Option<&dyn Embed<B::InnerBackend>>,
     images: &ImageBatchSource,
     natives: &[Image],
     config: &DetectorConfig,
@@ -316,7 +316,7 @@ impl Detection {
 
 /// The masking signal: clusters, localisation, the paste test and the poison classifier.
 fn masking<B: AutodiffBackend>(
-    backbone: &Backbone<B::InnerBackend>,
+    backbone: &dyn Embed<B::InnerBackend>,
     images: &ImageBatchSource,
     config: &DetectorConfig,
     device: &B::Device,
@@ -348,7 +348,7 @@ fn masking<B: AutodiffBackend>(
     if !config.stages.paste {
         let started = Instant::now();
         let all: Vec<usize> = (0..n).collect();
-        search.localise(&all, "masking every sample");
+        search.localise(&all, "masking every sample")?;
         costs.record("masking", started, probe.forwards());
         let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
         return Ok((
@@ -373,7 +373,7 @@ fn masking<B: AutodiffBackend>(
     let paste_test = PasteTest::new(&config.paste, &probe, images);
     let members = clusters.members();
     let probes = probe_members(&members, config.paste.probes_per_cluster, config.paste.seed);
-    search.localise(&probes, "localising cluster probes");
+    search.localise(&probes, "localising cluster probes")?;
     search.paste(&paste_test, &probes, "paste test on probes");
     let cluster_scores: Vec<f32> = members
         .iter()
@@ -392,7 +392,7 @@ fn masking<B: AutodiffBackend>(
     let kept_members: Vec<usize> = kept_clusters.iter().flat_map(|&k| members[k].iter().copied()).collect();
     let unlocalised: Vec<usize> =
         kept_members.iter().copied().filter(|&i| search.evidence[i].trigger_box.is_none()).collect();
-    search.localise(&unlocalised, "localising kept clusters");
+    search.localise(&unlocalised, "localising kept clusters")?;
     let candidates = top_candidates(search.evidence, &kept_clusters, &members, config.paste.candidates_per_cluster);
     search.paste(&paste_test, &candidates, "paste test on candidates");
     costs.record("paste_test", started, probe.forwards() - forwards_before);
@@ -473,7 +473,7 @@ fn plausible_share(flagged: usize, n: usize, max_share: f64) -> bool {
 
 /// The borrowed state of the cluster search.
 struct Search<'a, 'b, B: Backend> {
-    backbone: &'a Backbone<B>,
+    backbone: &'a dyn Embed<B>,
     images: &'a ImageBatchSource,
     clusters: &'a Clusters,
     probe: &'a ActivationProbe<'a, B>,
@@ -484,11 +484,11 @@ struct Search<'a, 'b, B: Backend> {
 
 impl<B: Backend> Search<'_, '_, B> {
     /// Locates a trigger box in each of `indices`, toward its own cluster.
-    fn localise(&mut self, indices: &[usize], label: &str) {
+    fn localise(&mut self, indices: &[usize], label: &str) -> Result<()> {
         let bar = stage_bar(label, indices.len() as u64);
         let round = self.config.cam.images_per_round.max(1) * 4;
         for chunk in indices.chunks(round) {
-            let found = locate(self.backbone, self.clusters, self.probe, self.images, chunk, self.config, self.device);
+            let found = locate(self.backbone, self.clusters, self.probe, self.images, chunk, self.config, self.device)?;
             for (&i, (b, score)) in chunk.iter().zip(found) {
                 self.evidence[i].trigger_box = Some(b);
                 self.evidence[i].localisation_score = Some(score);
@@ -496,6 +496,7 @@ impl<B: Backend> Search<'_, '_, B> {
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
+        Ok(())
     }
 
     /// Paste-tests the located box of each of `indices`.
@@ -515,17 +516,17 @@ impl<B: Backend> Search<'_, '_, B> {
 /// The trigger box and localisation score of each of `indices`, toward its own cluster, by the
 /// configured localiser.
 pub fn locate<B: Backend>(
-    backbone: &Backbone<B>,
+    backbone: &dyn Embed<B>,
     clusters: &Clusters,
     probe: &ActivationProbe<B>,
     images: &ImageBatchSource,
     indices: &[usize],
     config: &DetectorConfig,
     device: &B::Device,
-) -> Vec<(PixelBox, f32)> {
+) -> Result<Vec<(PixelBox, f32)>> {
     let [_, _, h, w] = images.shape();
     let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
-    match config.localizer {
+    Ok(match config.localizer {
         Localizer::PoisonCam => {
             config.cam.locate(probe, images, indices, &targets).into_iter().map(|r| (r.trigger_box, r.score)).collect()
         }
@@ -538,11 +539,11 @@ pub fn locate<B: Backend>(
             config.cam.window_side(h, w),
             config.batch_size,
             device,
-        )
+        )?
         .into_iter()
         .map(|r| (r.trigger_box, r.peak))
         .collect(),
-    }
+    })
 }
 
 /// Up to `per_cluster` seeded random members of every cluster.

@@ -10,11 +10,12 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::classifier::PoisonClassifier;
 use crate::detector::{detect_and_fit, Detection, DetectorConfig, Stage};
+use crate::embed::Embed;
 use crate::error::{Error, Result};
 use crate::image::{AsImage, Image};
 use crate::report::{FilterReport, Removal};
 use crate::stream::Guard;
-use crate::threat::{warm_start, Backbone, ImageBatchSource, WarmStartConfig, WarmStartReport};
+use crate::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
 
 /// Everything the filter does, nested per stage; round-trips through JSON.
 #[derive(Config, Debug, PartialEq)]
@@ -158,21 +159,23 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         Ok((filter, guard))
     }
 
-    /// Filters `dataset` with an encoder trained elsewhere (the user's own SSL model, say).
+    /// Filters `dataset` looking through an encoder trained elsewhere (the user's own SSL model:
+    /// any burn module that implements [`Embed`]) instead of warm-starting a threat model.
     pub fn fit_with_encoder<B: AutodiffBackend>(
         dataset: D,
-        backbone: &Backbone<B::InnerBackend>,
+        encoder: &impl Embed<B::InnerBackend>,
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<Self> {
+        config.detector.check()?;
         let images = WorkingImages::read(&dataset, config.working_size)?;
-        Self::finish::<B>(dataset, images, Some(backbone), None, config, device).map(|(f, _)| f)
+        Self::finish::<B>(dataset, images, Some(encoder), None, config, device).map(|(f, _)| f)
     }
 
     fn finish<B: AutodiffBackend>(
         inner: D,
         images: WorkingImages,
-        backbone: Option<&Backbone<B::InnerBackend>>,
+        backbone: Option<&dyn Embed<B::InnerBackend>>,
         warm: Option<WarmStartReport>,
         config: &PoisonFilterConfig,
         device: &B::Device,

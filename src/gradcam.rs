@@ -11,8 +11,10 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::cam::hottest_box;
 use crate::cluster::Clusters;
+use crate::embed::Embed;
+use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
-use crate::threat::{Backbone, ImageBatchSource};
+use crate::threat::ImageBatchSource;
 
 /// A Grad-CAM map and what it locates.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,7 +36,7 @@ pub fn channel_weights<B: Backend>(pooled: Tensor<B, 2>, mu: Tensor<B, 2>) -> Te
 
 /// Grad-CAM for the images at `indices`, each toward its cluster, with boxes of `side` pixels.
 pub fn grad_cam<B: Backend>(
-    backbone: &Backbone<B>,
+    backbone: &dyn Embed<B>,
     clusters: &Clusters,
     images: &ImageBatchSource,
     indices: &[usize],
@@ -42,14 +44,16 @@ pub fn grad_cam<B: Backend>(
     side: usize,
     batch_size: usize,
     device: &B::Device,
-) -> Vec<GradCamResult> {
+) -> Result<Vec<GradCamResult>> {
     let [_, _, h, w] = images.shape();
     let dim = clusters.dim;
     let unit = clusters.unit_centroids();
     let mut out = Vec::with_capacity(indices.len());
     for (chunk, chunk_targets) in indices.chunks(batch_size.max(1)).zip(targets.chunks(batch_size.max(1))) {
         let n = chunk.len();
-        let map = backbone.feature_map(images.batch::<B>(chunk, device));
+        let Some(map) = backbone.feature_map(images.batch::<B>(chunk, device)) else {
+            return Err(Error::Config("Grad-CAM needs an encoder with a feature map (Embed::feature_map)".into()));
+        };
         let [_, f, fh, fw] = map.dims();
         let pooled = map.clone().mean_dim(3).mean_dim(2).reshape([n, f]);
         let mu: Vec<f32> = chunk_targets.iter().flat_map(|&t| unit[t * dim..(t + 1) * dim].to_vec()).collect();
@@ -65,7 +69,7 @@ pub fn grad_cam<B: Backend>(
             out.push(GradCamResult { trigger_box: hottest_box(&heat, h, w, side), heat, peak });
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

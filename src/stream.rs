@@ -284,15 +284,18 @@ impl<B: Backend> Guard<B> {
                 self.meta.detector.batch_size,
                 &self.device,
             );
-            let found =
-                locate(&self.backbone, &clusters_for_cam, &probe, &source, &flagged, &self.meta.detector, &self.device);
-            for (&i, (b, _)) in flagged.iter().zip(found) {
-                boxes[i] = Some(b);
+            // A failed localisation loses only the boxes: the classifier's verdicts stand.
+            if let Ok(found) =
+                locate(&self.backbone, &clusters_for_cam, &probe, &source, &flagged, &self.meta.detector, &self.device)
+            {
+                for (&i, (b, _)) in flagged.iter().zip(found) {
+                    boxes[i] = Some(b);
+                }
             }
         }
         (0..all.len())
             .map(|i| {
-                let removed = boxes[i].is_some();
+                let removed = flagged.binary_search(&i).is_ok();
                 Verdict {
                     removed,
                     stage: removed.then_some(Stage::Classifier),

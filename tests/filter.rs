@@ -31,7 +31,7 @@ fn masking_locates_a_strong_trigger() {
     let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
     for search in [MaskSearch::Grid, MaskSearch::CoarseToFine] {
         let config = DetectorConfig::new().with_cam(CamConfig::new().with_search(search));
-        let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &config, &device);
+        let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &config, &device).unwrap();
         let hits = boxes.iter().zip(&set.truth.poisoned).filter(|((b, _), (_, t))| box_hit(b, t)).count();
         assert!(hits * 10 >= poisons.len() * 7, "{search:?}: {hits} of {} trigger boxes located", poisons.len());
     }
@@ -125,4 +125,48 @@ fn empty_dataset_is_an_error() {
     let device = Default::default();
     let empty = ImageDataset::new(vec![]);
     assert!(matches!(PoisonFilter::fit::<Train>(empty, &small_config(), &device), Err(poisoncam::Error::NoInput(_))));
+}
+
+/// A user's own encoder: one convolution and a global average pool, not this crate's `Backbone`.
+#[derive(burn::module::Module, Debug)]
+struct OwnEncoder<B: burn::tensor::backend::Backend> {
+    conv: burn::nn::conv::Conv2d<B>,
+}
+
+impl<B: burn::tensor::backend::Backend> poisoncam::embed::Embed<B> for OwnEncoder<B> {
+    fn features(&self, images: burn::tensor::Tensor<B, 4>) -> burn::tensor::Tensor<B, 2> {
+        let map = burn::tensor::activation::relu(self.conv.forward(images));
+        let [n, f, _, _] = map.dims();
+        map.mean_dim(3).mean_dim(2).reshape([n, f])
+    }
+}
+
+#[test]
+fn fit_with_encoder_takes_any_model_that_embeds() {
+    let set = toy(false);
+    let device = Default::default();
+    let encoder = poisoncam::threat::init_model_with::<Compute, _>(4, &device, |d| OwnEncoder {
+        conv: burn::nn::conv::Conv2dConfig::new([1, 16], [3, 3]).init(d),
+    });
+    let n = set.dataset.len();
+
+    let filter =
+        PoisonFilter::fit_with_encoder::<Train>(set.dataset.clone(), &encoder, &small_config(), &device).unwrap();
+
+    let report = filter.report();
+    assert!(report.warm_start.is_none(), "the user's encoder is used as it is");
+    let embed = report.cost.iter().find(|c| c.stage == "embed").expect("masking embedded through the encoder");
+    assert!(embed.forwards_per_image >= 1.0);
+    let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
+    let removed: Vec<usize> = report.removals.iter().map(|r| r.index).collect();
+    assert!(poisons.iter().all(|p| removed.contains(p)), "every pasted poison is removed");
+    assert_eq!(filter.len() + removed.len(), n);
+
+    // Grad-CAM needs a feature map, which this encoder does not offer: a config error, not a panic.
+    let mut config = small_config();
+    config.detector.localizer = poisoncam::detector::Localizer::PatchSearch;
+    assert!(matches!(
+        PoisonFilter::fit_with_encoder::<Train>(set.dataset, &encoder, &config, &device),
+        Err(poisoncam::Error::Config(_))
+    ));
 }

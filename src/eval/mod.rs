@@ -21,6 +21,7 @@ use crate::activation::ActivationProbe;
 use crate::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 use crate::data::ImageDataset;
 use crate::detector::{detect, locate, DetectorConfig};
+use crate::embed::Embed;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
 use crate::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
@@ -269,7 +270,7 @@ fn evaluate_detector<B: AutodiffBackend>(
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(DetectionScores, Vec<usize>)> {
-    let backbone = input.model.map(|m| &m.backbone);
+    let backbone = input.model.map(|m| &m.backbone as &dyn Embed<B::InnerBackend>);
     let found = detect::<B>(backbone, input.images, input.natives, config, device)?;
     let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
     let mut direct: Vec<Option<PixelBox>> =
@@ -279,7 +280,7 @@ fn evaluate_detector<B: AutodiffBackend>(
         let probe = ActivationProbe::new(backbone, clusters, [c, h, w], config.batch_size, device);
         let missing: Vec<usize> = (0..poisons.len()).filter(|&k| direct[k].is_none()).collect();
         let rows: Vec<usize> = missing.iter().map(|&k| poisons[k]).collect();
-        let located = locate(backbone, clusters, &probe, input.images, &rows, config, device);
+        let located = locate(backbone, clusters, &probe, input.images, &rows, config, device)?;
         for (k, (b, _)) in missing.into_iter().zip(located) {
             direct[k] = Some(b);
         }
