@@ -1,7 +1,6 @@
 //! The pipeline's view of an image: `C×H×W` f32 in [0, 1], and the trait that gives it.
 
 use burn::data::dataset::vision::{ImageDatasetItem, MnistItem, PixelDepth};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -274,16 +273,6 @@ impl AsImage for MnistItem {
     fn label(&self) -> Option<usize> {
         Some(usize::from(self.label))
     }
-}
-
-/// Stacks same-shaped images into an `N×C×H×W` tensor on `device`.
-pub fn batch_tensor<B: Backend>(images: &[&Image], device: &B::Device) -> Tensor<B, 4> {
-    let (c, h, w) = images.first().map(|i| (i.channels, i.height, i.width)).unwrap_or((1, 1, 1));
-    let mut data = Vec::with_capacity(images.len() * c * h * w);
-    for image in images {
-        data.extend_from_slice(&image.pixels);
-    }
-    Tensor::from_data(TensorData::new(data, [images.len(), c, h, w]), device)
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::progress::stage_bar;
 use burn::config::Config;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -161,7 +161,7 @@ pub fn warm_start<B: AutodiffBackend>(
     let from_cache = losses.len();
 
     let steps_per_epoch = images.len().div_ceil(config.batch_size);
-    let bar = progress_bar((config.epochs.saturating_sub(from_cache) * steps_per_epoch) as u64);
+    let bar = stage_bar("warm start (steps)", (config.epochs.saturating_sub(from_cache) * steps_per_epoch) as u64);
     let started = Instant::now();
     let mut step = SslStep::new(model, optim, config, &encoder, device);
     for epoch in from_cache..config.epochs {
@@ -276,7 +276,8 @@ pub fn train_from_loader<B: AutodiffBackend>(
     }
     let model = init_model::<B>(encoder, config.seed, device);
     let mut step = SslStep::new(model, AdamConfig::new().init::<B, ThreatModel<B>>(), config, encoder, device);
-    let bar = progress_bar((config.epochs * loader.num_items().div_ceil(config.batch_size.max(1))) as u64);
+    let bar =
+        stage_bar("training (steps)", (config.epochs * loader.num_items().div_ceil(config.batch_size.max(1))) as u64);
     for epoch in 0..config.epochs {
         let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
         for batch in loader.iter() {
@@ -298,14 +299,6 @@ impl<E: burn::tensor::ElementConversion> ElemF32 for E {
     fn elem_f32(self) -> f32 {
         self.elem()
     }
-}
-
-fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("warm start {bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}") {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// A hash of every parameter value, to tell start weights apart in cache keys.
