@@ -2,15 +2,15 @@
 //! masking (grid and coarse-to-fine, images/s), the paste test (patches/s) and k-means.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use poisoncam::activation::ActivationProbe;
 use poisoncam::backend::{default_device, Compute};
-use poisoncam::cam::{CamConfig, MaskSearch};
-use poisoncam::cluster::KMeansConfig;
 use poisoncam::data::FashionMnist;
-use poisoncam::embed::embed;
+use poisoncam::detect::activation::ActivationProbe;
+use poisoncam::detect::cluster::KMeansConfig;
+use poisoncam::detect::embed::embed;
+use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
+use poisoncam::detect::paste::{PasteConfig, PasteTest};
+use poisoncam::detect::threat::{init_model, EncoderConfig, ImageBatchSource};
 use poisoncam::image::PixelBox;
-use poisoncam::score::{PasteConfig, PasteTest};
-use poisoncam::threat::{init_model, EncoderConfig, ImageBatchSource};
 use poisoncam::Image;
 
 fn embedded_images(n: usize) -> ImageBatchSource {

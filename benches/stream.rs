@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use poisoncam::backend::{default_device, Compute};
-use poisoncam::classifier::{PatchNet, PoisonClassifier};
-use poisoncam::cluster::KMeansConfig;
 use poisoncam::data::{FashionMnist, ImageItem};
-use poisoncam::detector::DetectorConfig;
-use poisoncam::embed::embed;
-use poisoncam::stream::Guard;
-use poisoncam::threat::{init_model, EncoderConfig, ImageBatchSource};
+use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
+use poisoncam::detect::cluster::KMeansConfig;
+use poisoncam::detect::embed::embed;
+use poisoncam::detect::threat::{init_model, EncoderConfig, ImageBatchSource};
+use poisoncam::detect::DetectorConfig;
+use poisoncam::filter::guard::Guard;
 
 fn stream(c: &mut Criterion) {
     let device = default_device();

@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use poisoncam::backend::{default_device, Compute, Train};
 use poisoncam::data::FashionMnist;
-use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
 use poisoncam::Image;
 
 fn embedded_images(n: usize) -> ImageBatchSource {

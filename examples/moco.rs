@@ -6,5 +6,5 @@
 mod common;
 
 fn main() -> poisoncam::Result<()> {
-    common::run(poisoncam::threat::SslMethod::MocoV2)
+    common::run(poisoncam::detect::threat::SslMethod::MocoV2)
 }

@@ -6,5 +6,5 @@
 mod common;
 
 fn main() -> poisoncam::Result<()> {
-    common::run(poisoncam::threat::SslMethod::SimClr)
+    common::run(poisoncam::detect::threat::SslMethod::SimClr)
 }

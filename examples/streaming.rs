@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use poisoncam::attack::{poison, AttackConfig};
 use poisoncam::backend::{default_device, Compute, Train};
 use poisoncam::data::FashionMnist;
-use poisoncam::stream::{Guard, ScreenExt};
+use poisoncam::filter::guard::{Guard, ScreenExt};
+use poisoncam::sim::attack::{poison, AttackConfig};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 
 fn arg(name: &str, default: usize) -> usize {

@@ -6,13 +6,13 @@
 
 use std::time::Instant;
 
-use poisoncam::activation::ActivationProbe;
 use poisoncam::backend::{default_device, Compute, Train};
-use poisoncam::cam::{CamConfig, MaskSearch};
-use poisoncam::cluster::KMeansConfig;
 use poisoncam::data::FashionMnist;
-use poisoncam::embed::embed;
-use poisoncam::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::detect::activation::ActivationProbe;
+use poisoncam::detect::cluster::KMeansConfig;
+use poisoncam::detect::embed::embed;
+use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
+use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
 use poisoncam::Image;
 
 fn main() -> poisoncam::Result<()> {

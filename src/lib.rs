@@ -1,30 +1,22 @@
 //! poisoncam removes backdoor poisons from image datasets before self-supervised training.
 //!
-//! The pipeline (DESIGN §2): a threat model warm-started on the data, embeddings, clusters,
-//! cluster activation masking, a paste test and a poison classifier. The [`attack`] simulator and
-//! the [`eval`] harness sit beside it and are never used by the detector itself.
+//! The tree reads as the pipeline:
+//! - [`image`]: the `C×H×W` view of any dataset item ([`AsImage`]);
+//! - [`data`]: readers (folders, IDX, CIFAR, the embedded Fashion-MNIST) and a burn batcher;
+//! - [`detect`]: the stages in order: recurrence, the threat model, embeddings, clusters,
+//!   localisation (masking or Grad-CAM), the paste test and the poison classifier;
+//! - [`filter`]: the `PoisonFilter` adapter, its report and the streaming guard;
+//! - [`sim`]: the attack simulator, the evaluation harness and the suspects sheet, never used by
+//!   the detector itself.
 
-pub mod activation;
-pub mod attack;
 pub mod backend;
-pub mod cam;
-pub mod classifier;
-pub mod cluster;
 pub mod data;
-pub mod detector;
-pub mod embed;
+pub mod detect;
 pub mod error;
-pub mod eval;
 pub mod filter;
-pub mod gradcam;
 pub mod image;
 pub mod progress;
-pub mod recurrence;
-pub mod report;
-pub mod score;
-pub mod stream;
-pub mod suspects;
-pub mod threat;
+pub mod sim;
 
 pub use burn;
 pub use error::{Error, Result};

@@ -84,8 +84,8 @@ fn scan_of_a_missing_or_empty_path_is_a_clear_error() {
 
 #[test]
 fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
-    use poisoncam::attack::{poison, AttackConfig};
     use poisoncam::data::FashionMnist;
+    use poisoncam::sim::attack::{poison, AttackConfig};
     let set = poison(
         &FashionMnist::embedded().unwrap().slice(0..400),
         &AttackConfig { rate: 0.03, seed: 4, ..AttackConfig::default() },

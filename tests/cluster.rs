@@ -5,8 +5,8 @@ use linfa::DatasetBase;
 use linfa_clustering::KMeans;
 use ndarray::Array2;
 use poisoncam::backend::Compute;
-use poisoncam::cluster::KMeansConfig;
-use poisoncam::embed::Embeddings;
+use poisoncam::detect::cluster::KMeansConfig;
+use poisoncam::detect::embed::Embeddings;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 

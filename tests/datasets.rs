@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 use burn::data::dataset::vision::{ImageFolderDataset, MnistItem};
 use burn::data::dataset::{Dataset, InMemDataset};
-use poisoncam::attack::{poison, AttackConfig, PoisonedSet};
 use poisoncam::backend::Train;
 use poisoncam::data::{collect_images, read_image_folder, FashionMnist, FASHION_MNIST_DIR};
-use poisoncam::detector::Stage;
+use poisoncam::detect::Stage;
+use poisoncam::sim::attack::{poison, AttackConfig, PoisonedSet};
 use poisoncam::{AsImage, Error, PoisonFilterConfig, PoisonFilterExt};
 
 /// 2,000 embedded images, 1% poisoned, and a filter on the training-free signal alone.

@@ -5,13 +5,13 @@ mod common;
 use common::{natives, small_config, source, toy};
 
 use burn::data::dataset::Dataset;
-use poisoncam::activation::ActivationProbe;
 use poisoncam::backend::{Compute, Train};
-use poisoncam::cam::{CamConfig, MaskSearch};
 use poisoncam::data::{ImageDataset, ImageItem};
-use poisoncam::detector::{detect, locate, DetectorConfig, Stage};
-use poisoncam::eval::box_hit;
-use poisoncam::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
+use poisoncam::detect::activation::ActivationProbe;
+use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
+use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
+use poisoncam::detect::{detect, locate, DetectorConfig, Stage};
+use poisoncam::sim::eval::box_hit;
 use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
 
 #[test]
@@ -22,10 +22,10 @@ fn masking_locates_a_strong_trigger() {
     // A short warm start is enough for the encoder to key on the one structure in these images.
     let warm = WarmStartConfig::new().with_epochs(3).with_batch_size(64).with_seed(1);
     let (model, _) = warm_start::<Train>(&images, &warm, None, &device).unwrap();
-    let config = DetectorConfig::new().with_kmeans(poisoncam::cluster::KMeansConfig::new().with_k(Some(10)));
+    let config = DetectorConfig::new().with_kmeans(poisoncam::detect::cluster::KMeansConfig::new().with_k(Some(10)));
     let clusters = config
         .kmeans
-        .fit::<Compute>(&poisoncam::embed::embed(&model.backbone, &images, 256, &device), &device)
+        .fit::<Compute>(&poisoncam::detect::embed::embed(&model.backbone, &images, 256, &device), &device)
         .unwrap();
     let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 512, &device);
     let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
@@ -133,7 +133,7 @@ struct OwnEncoder<B: burn::tensor::backend::Backend> {
     conv: burn::nn::conv::Conv2d<B>,
 }
 
-impl<B: burn::tensor::backend::Backend> poisoncam::embed::Embed<B> for OwnEncoder<B> {
+impl<B: burn::tensor::backend::Backend> poisoncam::detect::embed::Embed<B> for OwnEncoder<B> {
     fn features(&self, images: burn::tensor::Tensor<B, 4>) -> burn::tensor::Tensor<B, 2> {
         let map = burn::tensor::activation::relu(self.conv.forward(images));
         let [n, f, _, _] = map.dims();
@@ -145,7 +145,7 @@ impl<B: burn::tensor::backend::Backend> poisoncam::embed::Embed<B> for OwnEncode
 fn fit_with_encoder_takes_any_model_that_embeds() {
     let set = toy(false);
     let device = Default::default();
-    let encoder = poisoncam::threat::init_model_with::<Compute, _>(4, &device, |d| OwnEncoder {
+    let encoder = poisoncam::detect::threat::init_model_with::<Compute, _>(4, &device, |d| OwnEncoder {
         conv: burn::nn::conv::Conv2dConfig::new([1, 16], [3, 3]).init(d),
     });
     let n = set.dataset.len();
@@ -164,7 +164,7 @@ fn fit_with_encoder_takes_any_model_that_embeds() {
 
     // Grad-CAM needs a feature map, which this encoder does not offer: a config error, not a panic.
     let mut config = small_config();
-    config.detector.localizer = poisoncam::detector::Localizer::PatchSearch;
+    config.detector.localizer = poisoncam::detect::Localizer::PatchSearch;
     assert!(matches!(
         PoisonFilter::fit_with_encoder::<Train>(set.dataset, &encoder, &config, &device),
         Err(poisoncam::Error::Config(_))

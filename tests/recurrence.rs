@@ -5,11 +5,11 @@ mod common;
 
 use burn::data::dataset::Dataset;
 use common::{small_config, toy};
-use poisoncam::attack::{poison, AttackConfig, PoisonedSet};
 use poisoncam::backend::Train;
 use poisoncam::data::FashionMnist;
-use poisoncam::detector::Stage;
-use poisoncam::eval::box_hit;
+use poisoncam::detect::Stage;
+use poisoncam::sim::attack::{poison, AttackConfig, PoisonedSet};
+use poisoncam::sim::eval::box_hit;
 use poisoncam::{PoisonFilter, PoisonFilterConfig};
 
 fn recurrence_only() -> PoisonFilterConfig {

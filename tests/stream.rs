@@ -7,14 +7,14 @@ use std::sync::OnceLock;
 
 use common::{small_config, source, toy};
 use poisoncam::backend::{Compute, Train};
-use poisoncam::classifier::ClassifierData;
-use poisoncam::cluster::KMeansConfig;
 use poisoncam::data::{ImageDataset, ImageItem};
-use poisoncam::detector::{DetectorConfig, Stage};
-use poisoncam::embed::embed;
-use poisoncam::recurrence::RecurrenceConfig;
-use poisoncam::stream::{Guard, ScreenExt, Verdict};
-use poisoncam::threat::{warm_start, WarmStartConfig};
+use poisoncam::detect::classify::ClassifierData;
+use poisoncam::detect::cluster::KMeansConfig;
+use poisoncam::detect::embed::embed;
+use poisoncam::detect::recurrence::RecurrenceConfig;
+use poisoncam::detect::threat::{warm_start, WarmStartConfig};
+use poisoncam::detect::{DetectorConfig, Stage};
+use poisoncam::filter::guard::{Guard, ScreenExt, Verdict};
 use poisoncam::Image;
 
 /// One fit shared by the tests (fitting dominates their run time): the items, the saved guard,
@@ -141,7 +141,10 @@ fn new_samples_carrying_a_found_patch_are_removed() {
     // The box is the template's: a part of the trigger, or the trigger with some background.
     let located = verdict.trigger_box.unwrap();
     let side = f.trigger.width();
-    assert!(poisoncam::eval::box_hit(&located, &poisoncam::PixelBox { x: 2, y: 19, w: side, h: side }), "{located:?}");
+    assert!(
+        poisoncam::sim::eval::box_hit(&located, &poisoncam::PixelBox { x: 2, y: 19, w: side, h: side }),
+        "{located:?}"
+    );
     let clean = guard.screen(&ImageItem { id: "new/clean".into(), image: background(), label: None });
     assert_ne!(clean.stage, Some(Stage::Recurrence));
     assert!(guard.removals().iter().any(|(k, _)| Some(k.clone()) == id("new/carrier")));

@@ -1,8 +1,8 @@
 //! Warm start end to end on tiny data: determinism, cache resume, save/load, MoCo.
 
 use burn::backend::{Autodiff, Flex};
-use poisoncam::embed::embed;
-use poisoncam::threat::{
+use poisoncam::detect::embed::embed;
+use poisoncam::detect::threat::{
     load_model, save_model, warm_start, AugmentConfig, EncoderConfig, ImageBatchSource, SslMethod, WarmStartConfig,
 };
 use poisoncam::Image;
@@ -28,7 +28,7 @@ fn tiny_config() -> WarmStartConfig {
         .with_seed(3)
 }
 
-fn embeddings(model: &poisoncam::threat::ThreatModel<Flex>, images: &ImageBatchSource) -> Vec<f32> {
+fn embeddings(model: &poisoncam::detect::threat::ThreatModel<Flex>, images: &ImageBatchSource) -> Vec<f32> {
     embed(&model.backbone, images, 16, &Default::default()).data
 }
 
@@ -74,7 +74,7 @@ fn saved_and_loaded_encoders_give_identical_embeddings() {
     let dir = tempfile::tempdir().unwrap();
     let path = save_model(&model, dir.path().join("encoder")).unwrap();
     assert!(path.exists());
-    let fresh = poisoncam::threat::init_model::<Flex>(&config.encoder_for(&images), 99, &device);
+    let fresh = poisoncam::detect::threat::init_model::<Flex>(&config.encoder_for(&images), 99, &device);
     assert_ne!(embeddings(&fresh, &images), embeddings(&model, &images));
     let loaded = load_model(fresh, &path, &device).unwrap();
     assert_eq!(embeddings(&loaded, &images), embeddings(&model, &images));
@@ -89,7 +89,7 @@ fn moco_trains_and_moves_the_weights() {
     let config = tiny_config().with_method(SslMethod::MocoV2).with_moco_queue(16).with_epochs(1);
     let (model, report) = warm_start::<Train>(&images, &config, None, &device).unwrap();
     assert!(report.losses[0].is_finite() && report.losses[0] > 0.0);
-    let untrained = poisoncam::threat::init_model::<Flex>(&config.encoder_for(&images), config.seed, &device);
+    let untrained = poisoncam::detect::threat::init_model::<Flex>(&config.encoder_for(&images), config.seed, &device);
     assert_ne!(embeddings(&model, &images), embeddings(&untrained, &images));
 }
 

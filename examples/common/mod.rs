@@ -4,11 +4,13 @@
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
-use poisoncam::attack::{poison, triggered_test_set, AttackConfig};
 use poisoncam::backend::{default_device, Compute, Train};
 use poisoncam::data::{FashionMnist, ImageBatcher, ImageItem};
-use poisoncam::eval::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
-use poisoncam::threat::{train_from_loader, EncoderConfig, ImageBatchSource, SslMethod, ThreatModel, WarmStartConfig};
+use poisoncam::detect::threat::{
+    train_from_loader, EncoderConfig, ImageBatchSource, SslMethod, ThreatModel, WarmStartConfig,
+};
+use poisoncam::sim::attack::{poison, triggered_test_set, AttackConfig};
+use poisoncam::sim::eval::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 
 /// `--epochs N` (default 6) and `--train N` (default 5000, the demo's recipe) from the command line.

@@ -1,9 +1,9 @@
 //! Small poisoned sets shared by the integration tests.
 #![allow(dead_code)]
 
-use poisoncam::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
 use poisoncam::data::{FashionMnist, ImageDataset, ImageItem};
-use poisoncam::threat::ImageBatchSource;
+use poisoncam::detect::threat::ImageBatchSource;
+use poisoncam::sim::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
 use poisoncam::{Image, PoisonFilterConfig};
 
 /// 300 images, 10% of them poisoned with a large (7×7) trigger. `real` takes Fashion-MNIST

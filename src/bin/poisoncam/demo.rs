@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use poisoncam::attack::{poison, AttackConfig};
 use poisoncam::backend::{Device, Train};
 use poisoncam::data::FashionMnist;
-use poisoncam::detector::Stage;
-use poisoncam::eval::{removal_scores, RemovalScores};
+use poisoncam::detect::Stage;
+use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::filter::WorkingImages;
-use poisoncam::report::{write_atomic, FilterReport};
-use poisoncam::suspects::{write_suspects, Suspect};
+use poisoncam::sim::attack::{poison, AttackConfig};
+use poisoncam::sim::eval::{removal_scores, RemovalScores};
+use poisoncam::sim::suspects::{write_suspects, Suspect};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use poisoncam::attack::{AttackConfig, TriggerSource};
-use poisoncam::cam::MaskSearch;
 use poisoncam::data::{open_path, FashionMnist, ImageDataset};
-use poisoncam::detector::{DetectorConfig, Localizer, Signals};
-use poisoncam::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
-use poisoncam::threat::SslMethod;
+use poisoncam::detect::localize::masking::MaskSearch;
+use poisoncam::detect::threat::SslMethod;
+use poisoncam::detect::{DetectorConfig, Localizer, Signals};
+use poisoncam::sim::attack::{AttackConfig, TriggerSource};
+use poisoncam::sim::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
 use poisoncam::{Error, Result};
 
 #[derive(Args, Clone)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use poisoncam::backend::{default_device, Train};
-use poisoncam::eval::run_eval;
+use poisoncam::sim::eval::run_eval;
 use poisoncam::Result;
 
 #[derive(Parser)]

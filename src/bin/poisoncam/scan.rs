@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use poisoncam::backend::{Device, Train};
 use poisoncam::data::{open_path, SkippedFile};
-use poisoncam::report::{write_atomic, FilterReport};
+use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 

@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::GroundTruth;
-use crate::detector::{Detection, StageCost};
+use crate::detect::recurrence::RecurrenceSummary;
+use crate::detect::{Detection, StageCost};
 use crate::image::PixelBox;
-use crate::recurrence::RecurrenceSummary;
+use crate::sim::attack::GroundTruth;
 
 /// DESIGN §5's hit rule: the overlap covers half of the smaller box.
 pub fn box_hit(located: &PixelBox, truth: &PixelBox) -> bool {

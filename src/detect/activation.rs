@@ -4,9 +4,9 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::cluster::Clusters;
-use crate::embed::Embed;
-use crate::threat::l2_normalize;
+use crate::detect::cluster::Clusters;
+use crate::detect::embed::Embed;
+use crate::detect::threat::l2_normalize;
 
 /// What one forward pass says about an image.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detector::{Stage, StageCost};
+use crate::detect::recurrence::RecurrenceSummary;
+use crate::detect::threat::WarmStartReport;
+use crate::detect::{Stage, StageCost};
 use crate::error::{Error, Result};
-use crate::recurrence::RecurrenceSummary;
-use crate::threat::WarmStartReport;
 
 /// One removed sample (a line of the removal log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! k-nearest-neighbour classification on unit-length embeddings (cosine similarity).
 
-use crate::embed::Embeddings;
+use crate::detect::embed::Embeddings;
 
 /// Predicts a label for every query: the label with the largest summed similarity among the
 /// `k` most similar bank rows. Ties go to the smaller label.

@@ -5,8 +5,8 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::knn::knn_predict;
-use crate::embed::{embed, Embeddings};
-use crate::threat::{Backbone, ImageBatchSource};
+use crate::detect::embed::{embed, Embeddings};
+use crate::detect::threat::{Backbone, ImageBatchSource};
 
 /// Images with their true labels.
 pub struct LabeledImages<'a> {

@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::embed::Embeddings;
+use crate::detect::embed::Embeddings;
 use crate::error::{Error, Result};
 
 /// k-means settings.

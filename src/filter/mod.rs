@@ -1,6 +1,9 @@
 //! `PoisonFilter`: wraps any burn `Dataset`, finds its poisons, and is itself a `Dataset` of the
 //! samples it keeps.
 
+pub mod guard;
+pub mod report;
+
 use std::marker::PhantomData;
 use std::path::Path;
 
@@ -8,14 +11,14 @@ use burn::config::Config;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::classifier::PoisonClassifier;
-use crate::detector::{detect_and_fit, Detection, DetectorConfig, Stage};
-use crate::embed::Embed;
+use crate::detect::classify::PoisonClassifier;
+use crate::detect::embed::Embed;
+use crate::detect::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
+use crate::detect::{detect_and_fit, Detection, DetectorConfig, Stage};
 use crate::error::{Error, Result};
+use crate::filter::guard::Guard;
+use crate::filter::report::{FilterReport, Removal};
 use crate::image::{AsImage, Image};
-use crate::report::{FilterReport, Removal};
-use crate::stream::Guard;
-use crate::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
 
 /// Everything the filter does, nested per stage; round-trips through JSON.
 #[derive(Config, Debug, PartialEq)]
@@ -38,7 +41,7 @@ impl PoisonFilterConfig {
 
     /// Writes the config as JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::report::write_atomic(path, burn::config::config_to_json(self).as_bytes())
+        crate::filter::report::write_atomic(path, burn::config::config_to_json(self).as_bytes())
     }
 
     /// Sets the seed of every stage.

@@ -14,10 +14,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
+use crate::detect::paste::paste_region;
+use crate::detect::threat::{init_model_with, ImageBatchSource};
 use crate::error::{Error, Result};
 use crate::image::PixelBox;
-use crate::score::paste_region;
-use crate::threat::{init_model_with, ImageBatchSource};
 
 /// Classifier settings.
 #[derive(Config, Debug, PartialEq)]

@@ -6,6 +6,15 @@
 //!
 //! A sample is removed when either signal confirms it; each removal records which one did.
 
+pub mod activation;
+pub mod classify;
+pub mod cluster;
+pub mod embed;
+pub mod localize;
+pub mod paste;
+pub mod recurrence;
+pub mod threat;
+
 use std::time::Instant;
 
 use burn::config::Config;
@@ -15,18 +24,18 @@ use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::activation::ActivationProbe;
-use crate::cam::CamConfig;
-use crate::classifier::{ClassifierConfig, ClassifierData, PoisonClassifier};
-use crate::cluster::{Clusters, KMeansConfig};
-use crate::embed::{embed, Embed};
+use crate::detect::activation::ActivationProbe;
+use crate::detect::classify::{ClassifierConfig, ClassifierData, PoisonClassifier};
+use crate::detect::cluster::{Clusters, KMeansConfig};
+use crate::detect::embed::{embed, Embed};
+use crate::detect::localize::gradcam::grad_cam;
+use crate::detect::localize::masking::CamConfig;
+use crate::detect::paste::{median_mad, PasteConfig, PasteScore, PasteTest};
+use crate::detect::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
+use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
-use crate::gradcam::grad_cam;
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
-use crate::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
-use crate::score::{median_mad, PasteConfig, PasteScore, PasteTest};
-use crate::threat::ImageBatchSource;
 
 /// How candidate trigger boxes are located.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

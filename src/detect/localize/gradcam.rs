@@ -9,12 +9,12 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::cam::hottest_box;
-use crate::cluster::Clusters;
-use crate::embed::Embed;
+use crate::detect::cluster::Clusters;
+use crate::detect::embed::Embed;
+use crate::detect::localize::masking::hottest_box;
+use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
-use crate::threat::ImageBatchSource;
 
 /// A Grad-CAM map and what it locates.
 #[derive(Clone, Debug, PartialEq)]

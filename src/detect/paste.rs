@@ -8,9 +8,9 @@ use rand::seq::index::sample;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::activation::ActivationProbe;
+use crate::detect::activation::ActivationProbe;
+use crate::detect::threat::ImageBatchSource;
 use crate::image::PixelBox;
-use crate::threat::ImageBatchSource;
 
 /// Paste-test settings.
 #[derive(Config, Debug, PartialEq)]

@@ -15,10 +15,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::embed::{features, Embeddings};
+use crate::detect::embed::{features, Embeddings};
+use crate::detect::threat::{Backbone, ImageBatchSource, NormStatistics};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
-use crate::threat::{Backbone, ImageBatchSource, NormStatistics};
 
 /// Fine-tune settings.
 #[derive(Config, Debug, PartialEq)]
@@ -169,8 +169,8 @@ fn reference_feature<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embed::embed;
-    use crate::threat::{init_model, EncoderConfig};
+    use crate::detect::embed::embed;
+    use crate::detect::threat::{init_model, EncoderConfig};
     use burn::backend::{Autodiff, Flex};
 
     /// Smooth grey 12×12 ramps, and the same with a 4×4 checker in the corner.

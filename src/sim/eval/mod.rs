@@ -17,14 +17,14 @@ use std::time::Instant;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
-use crate::activation::ActivationProbe;
-use crate::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 use crate::data::ImageDataset;
-use crate::detector::{detect, locate, DetectorConfig};
-use crate::embed::Embed;
+use crate::detect::activation::ActivationProbe;
+use crate::detect::embed::Embed;
+use crate::detect::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
+use crate::detect::{detect, locate, DetectorConfig};
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
-use crate::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
+use crate::sim::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 
 /// A train/test split to evaluate on; both need labels.
 pub struct EvalData {
@@ -83,7 +83,7 @@ impl Default for EvalConfig {
 }
 
 /// Wall time of one step of an eval run (attack, warm starts, detection); the detector's own
-/// stages carry forwards per image as well, in [`crate::detector::StageCost`].
+/// stages carry forwards per image as well, in [`crate::detect::StageCost`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepTime {
     pub stage: String,

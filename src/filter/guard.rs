@@ -9,15 +9,15 @@ use burn::tensor::{Tensor, TensorData};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::activation::ActivationProbe;
-use crate::classifier::{PatchNet, PoisonClassifier};
-use crate::cluster::Clusters;
-use crate::detector::{locate, scale_box, DetectorConfig, Stage};
+use crate::detect::activation::ActivationProbe;
+use crate::detect::classify::{PatchNet, PoisonClassifier};
+use crate::detect::cluster::Clusters;
+use crate::detect::recurrence::PatchTemplate;
+use crate::detect::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig, ImageBatchSource};
+use crate::detect::{locate, scale_box, DetectorConfig, Stage};
 use crate::error::{Error, Result};
+use crate::filter::report::write_atomic;
 use crate::image::{AsImage, Image, PixelBox};
-use crate::recurrence::PatchTemplate;
-use crate::report::write_atomic;
-use crate::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig, ImageBatchSource};
 
 /// The guard's judgement of one sample.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

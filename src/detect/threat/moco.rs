@@ -104,8 +104,8 @@ pub fn info_nce<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::threat::encoder::EncoderConfig;
-    use crate::threat::init_model;
+    use crate::detect::threat::encoder::EncoderConfig;
+    use crate::detect::threat::init_model;
     use burn::backend::Flex;
     use rand::SeedableRng;
 

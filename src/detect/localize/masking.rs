@@ -5,9 +5,9 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::activation::ActivationProbe;
+use crate::detect::activation::ActivationProbe;
+use crate::detect::threat::ImageBatchSource;
 use crate::image::PixelBox;
-use crate::threat::ImageBatchSource;
 
 /// How the windows are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::threat::{l2_normalize, Backbone, ImageBatchSource};
+use crate::detect::threat::{l2_normalize, Backbone, ImageBatchSource};
 
 /// A model the detector looks through: the warm-started threat model, or your own encoder (an
 /// SSL checkpoint) handed to `PoisonFilter::fit_with_encoder`.
@@ -16,7 +16,7 @@ use crate::threat::{l2_normalize, Backbone, ImageBatchSource};
 /// use burn::module::Module;
 /// use burn::nn::conv::{Conv2d, Conv2dConfig};
 /// use burn::tensor::{backend::Backend, Tensor};
-/// use poisoncam::embed::Embed;
+/// use poisoncam::detect::embed::Embed;
 ///
 /// /// One convolution and a global average pool: any burn module will do.
 /// #[derive(Module, Debug)]

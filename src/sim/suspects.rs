@@ -4,9 +4,9 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
+use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
 use crate::image::PixelBox;
-use crate::threat::ImageBatchSource;
 
 /// One tile of the picture.
 pub struct Suspect {

@@ -1,0 +1,6 @@
+//! Simulation and measurement around the detector: the attack simulator, the evaluation harness
+//! and the suspects sheet. The detector never uses them.
+
+pub mod attack;
+pub mod eval;
+pub mod suspects;
