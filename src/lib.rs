@@ -16,6 +16,7 @@ pub mod error;
 pub mod filter;
 pub mod image;
 pub mod progress;
+#[cfg(feature = "eval")]
 pub mod sim;
 
 pub use burn;

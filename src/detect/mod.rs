@@ -146,11 +146,13 @@ pub struct RecurrenceHit {
     pub patch_box: PixelBox,
 }
 
-/// Wall time and forward passes per input image of one stage.
+/// Wall time of one stage (of the detector, or of an eval run), and the encoder forward passes
+/// per input image where the stage counts them (0 where it does not: training, the attack).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageCost {
     pub stage: String,
     pub seconds: f64,
+    #[serde(default)]
     pub forwards_per_image: f64,
 }
 

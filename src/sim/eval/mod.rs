@@ -21,7 +21,7 @@ use crate::data::ImageDataset;
 use crate::detect::activation::ActivationProbe;
 use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
-use crate::detect::{detect, locate, DetectorConfig};
+use crate::detect::{detect, locate, DetectorConfig, StageCost};
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
 use crate::sim::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
@@ -82,14 +82,6 @@ impl Default for EvalConfig {
     }
 }
 
-/// Wall time of one step of an eval run (attack, warm starts, detection); the detector's own
-/// stages carry forwards per image as well, in [`crate::detect::StageCost`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepTime {
-    pub stage: String,
-    pub seconds: f64,
-}
-
 /// One trained encoder's scores and its training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
@@ -122,7 +114,7 @@ pub struct EvalReport {
     pub filtered: Option<ModelResult>,
     pub clean: Option<ModelResult>,
     pub detection: Vec<VariantResult>,
-    pub cost: Vec<StepTime>,
+    pub cost: Vec<StageCost>,
 }
 
 fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>> {
@@ -134,10 +126,14 @@ fn labels_of(dataset: &ImageDataset, needed: &'static str) -> Result<Vec<usize>>
         .collect()
 }
 
-fn timed<T>(cost: &mut Vec<StepTime>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn timed<T>(cost: &mut Vec<StageCost>, stage: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let out = f()?;
-    cost.push(StepTime { stage: stage.to_string(), seconds: started.elapsed().as_secs_f64() });
+    cost.push(StageCost {
+        stage: stage.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        forwards_per_image: 0.0,
+    });
     Ok(out)
 }
 
@@ -172,7 +168,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             };
             downstream_scores(backbone, &data, 512, device)
         };
-    let evaluate = |cost: &mut Vec<StepTime>,
+    let evaluate = |cost: &mut Vec<StageCost>,
                     name: &str,
                     source: &ImageBatchSource,
                     labels: &[usize],
