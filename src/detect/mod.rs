@@ -28,8 +28,9 @@ use crate::detect::activation::ActivationProbe;
 use crate::detect::classify::{ClassifierConfig, ClassifierData, PoisonClassifier};
 use crate::detect::cluster::{Clusters, KMeansConfig};
 use crate::detect::embed::{embed, Embed};
-use crate::detect::localize::gradcam::grad_cam;
+use crate::detect::localize::gradcam::GradCam;
 use crate::detect::localize::masking::CamConfig;
+use crate::detect::localize::{Localize, Scene};
 use crate::detect::paste::{median_mad, PasteConfig, PasteScore, PasteTest};
 use crate::detect::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
 use crate::detect::threat::ImageBatchSource;
@@ -537,24 +538,13 @@ pub fn locate<B: Backend>(
 ) -> Result<Vec<(PixelBox, f32)>> {
     let [_, _, h, w] = images.shape();
     let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
-    Ok(match config.localizer {
-        Localizer::PoisonCam => {
-            config.cam.locate(probe, images, indices, &targets).into_iter().map(|r| (r.trigger_box, r.score)).collect()
-        }
-        Localizer::PatchSearch => grad_cam(
-            backbone,
-            clusters,
-            images,
-            indices,
-            &targets,
-            config.cam.window_side(h, w),
-            config.batch_size,
-            device,
-        )?
-        .into_iter()
-        .map(|r| (r.trigger_box, r.peak))
-        .collect(),
-    })
+    let gradcam = GradCam { side: config.cam.window_side(h, w), batch_size: config.batch_size };
+    let localizer: &dyn Localize<B> = match config.localizer {
+        Localizer::PoisonCam => &config.cam,
+        Localizer::PatchSearch => &gradcam,
+    };
+    let scene = Scene { encoder: backbone, clusters, probe, images, device };
+    Ok(localizer.localize(&scene, indices, &targets)?.into_iter().map(|l| (l.trigger_box, l.score)).collect())
 }
 
 /// Up to `per_cluster` seeded random members of every cluster.

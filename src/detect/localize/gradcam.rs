@@ -12,6 +12,7 @@ use burn::tensor::{Tensor, TensorData};
 use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
 use crate::detect::localize::masking::hottest_box;
+use crate::detect::localize::{Localize, Located, Scene};
 use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
@@ -70,6 +71,29 @@ pub fn grad_cam<B: Backend>(
         }
     }
     Ok(out)
+}
+
+/// Grad-CAM as a localiser: boxes of `side` pixels, `batch_size` images per forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GradCam {
+    pub side: usize,
+    pub batch_size: usize,
+}
+
+impl<B: Backend> Localize<B> for GradCam {
+    fn localize(&self, scene: &Scene<'_, B>, indices: &[usize], targets: &[usize]) -> Result<Vec<Located>> {
+        let maps = grad_cam(
+            scene.encoder,
+            scene.clusters,
+            scene.images,
+            indices,
+            targets,
+            self.side,
+            self.batch_size,
+            scene.device,
+        )?;
+        Ok(maps.into_iter().map(|r| Located { trigger_box: r.trigger_box, score: r.peak }).collect())
+    }
 }
 
 #[cfg(test)]

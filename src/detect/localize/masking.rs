@@ -6,7 +6,9 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
+use crate::detect::localize::{Localize, Located, Scene};
 use crate::detect::threat::ImageBatchSource;
+use crate::error::Result;
 use crate::image::PixelBox;
 
 /// How the windows are chosen.
@@ -320,6 +322,16 @@ fn measure_masks<B: Backend>(
             }
         })
         .collect()
+}
+
+impl<B: Backend> Localize<B> for CamConfig {
+    fn localize(&self, scene: &Scene<'_, B>, indices: &[usize], targets: &[usize]) -> Result<Vec<Located>> {
+        Ok(self
+            .locate(scene.probe, scene.images, indices, targets)
+            .into_iter()
+            .map(|r| Located { trigger_box: r.trigger_box, score: r.score })
+            .collect())
+    }
 }
 
 #[cfg(test)]
