@@ -1,23 +1,18 @@
 //! Throughput of the detector's inner loops on the compiled-in backend: cluster activation
 //! masking (grid and coarse-to-fine, images/s), the paste test (patches/s) and k-means.
 
+mod common;
+
+use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use poisoncam::backend::{default_device, Compute};
-use poisoncam::data::FashionMnist;
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
 use poisoncam::detect::paste::{PasteConfig, PasteTest};
-use poisoncam::detect::threat::{init_model, EncoderConfig, ImageBatchSource};
+use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::image::PixelBox;
-use poisoncam::Image;
-
-fn embedded_images(n: usize) -> ImageBatchSource {
-    let data = FashionMnist::embedded().expect("embedded data");
-    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
-    ImageBatchSource::with_natural_size(&images).expect("images")
-}
 
 fn detector(c: &mut Criterion) {
     let device = default_device();

@@ -1,17 +1,12 @@
 //! Throughput of the threat model on the compiled-in backend: encoder forward (images/s, 28×28,
 //! batch 256) and one warm-start epoch (SimCLR, two views, forward + backward).
 
+mod common;
+
+use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use poisoncam::backend::{default_device, Compute, Train};
-use poisoncam::data::FashionMnist;
-use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
-use poisoncam::Image;
-
-fn embedded_images(n: usize) -> ImageBatchSource {
-    let data = FashionMnist::embedded().expect("embedded data");
-    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
-    ImageBatchSource::with_natural_size(&images).expect("images")
-}
+use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
 
 fn encoder_forward(c: &mut Criterion) {
     let device = default_device();
