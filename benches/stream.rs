@@ -11,9 +11,10 @@ use poisoncam::data::{FashionMnist, ImageItem};
 use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
-use poisoncam::detect::threat::{init_model, EncoderConfig, ImageBatchSource};
+use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::detect::DetectorConfig;
 use poisoncam::filter::guard::Guard;
+use poisoncam::image::ImageBatchSource;
 
 fn stream(c: &mut Criterion) {
     let device = default_device();

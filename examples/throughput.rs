@@ -12,7 +12,8 @@ use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
-use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, ImageBatchSource, WarmStartConfig};
+use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
+use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
 fn main() -> poisoncam::Result<()> {

@@ -3,8 +3,9 @@
 use burn::backend::{Autodiff, Flex};
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::threat::{
-    load_model, save_model, warm_start, AugmentConfig, EncoderConfig, ImageBatchSource, SslMethod, WarmStartConfig,
+    load_model, save_model, warm_start, AugmentConfig, EncoderConfig, SslMethod, WarmStartConfig,
 };
+use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
 type Train = Autodiff<Flex>;

@@ -1,7 +1,7 @@
 //! Set-up shared by the benches.
 
 use poisoncam::data::FashionMnist;
-use poisoncam::detect::threat::ImageBatchSource;
+use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
 /// The first `n` embedded Fashion-MNIST images, at their own size.

@@ -6,9 +6,8 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use poisoncam::backend::{default_device, Compute, Train};
 use poisoncam::data::{FashionMnist, ImageBatcher, ImageItem};
-use poisoncam::detect::threat::{
-    train_from_loader, EncoderConfig, ImageBatchSource, SslMethod, ThreatModel, WarmStartConfig,
-};
+use poisoncam::detect::threat::{train_from_loader, EncoderConfig, SslMethod, ThreatModel, WarmStartConfig};
+use poisoncam::image::ImageBatchSource;
 use poisoncam::sim::attack::{poison, triggered_test_set, AttackConfig};
 use poisoncam::sim::eval::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};

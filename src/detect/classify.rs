@@ -15,8 +15,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::detect::paste::paste_region;
-use crate::detect::threat::{init_model_with, ImageBatchSource};
+use crate::detect::threat::init_model_with;
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
 /// Classifier settings.

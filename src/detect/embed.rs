@@ -3,7 +3,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::detect::threat::{l2_normalize, Backbone, ImageBatchSource};
+use crate::detect::threat::{l2_normalize, Backbone};
+use crate::image::ImageBatchSource;
 
 /// A model the detector looks through: the warm-started threat model, or your own encoder (an
 /// SSL checkpoint) handed to `PoisonFilter::fit_with_encoder`.

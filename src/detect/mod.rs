@@ -33,8 +33,8 @@ use crate::detect::localize::masking::CamConfig;
 use crate::detect::localize::{Localize, Scene};
 use crate::detect::paste::{median_mad, PasteConfig, PasteScore, PasteTest};
 use crate::detect::recurrence::{PatchTemplate, RecurrenceConfig, RecurrenceSummary};
-use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
 

@@ -9,7 +9,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
-use crate::detect::threat::ImageBatchSource;
+use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
 /// Paste-test settings.

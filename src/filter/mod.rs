@@ -13,11 +13,12 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::detect::classify::PoisonClassifier;
 use crate::detect::embed::Embed;
-use crate::detect::threat::{warm_start, ImageBatchSource, WarmStartConfig, WarmStartReport};
+use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect_and_fit, Detection, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::filter::guard::Guard;
 use crate::filter::report::{FilterReport, Removal};
+use crate::image::ImageBatchSource;
 use crate::image::{AsImage, Image};
 
 /// Everything the filter does, nested per stage; round-trips through JSON.

@@ -1,5 +1,10 @@
 //! The pipeline's view of an image: `C×H×W` f32 in [0, 1], and the trait that gives it.
 
+mod batch;
+
+pub(crate) use batch::Fnv;
+pub use batch::ImageBatchSource;
+
 use burn::data::dataset::vision::{ImageDatasetItem, MnistItem, PixelDepth};
 use serde::{Deserialize, Serialize};
 

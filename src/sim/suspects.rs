@@ -4,8 +4,8 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
-use crate::detect::threat::ImageBatchSource;
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
 /// One tile of the picture.

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use poisoncam::data::{FashionMnist, ImageDataset, ImageItem};
-use poisoncam::detect::threat::ImageBatchSource;
+use poisoncam::image::ImageBatchSource;
 use poisoncam::sim::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
 use poisoncam::{Image, PoisonFilterConfig};
 

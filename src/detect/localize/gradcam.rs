@@ -11,10 +11,9 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
-use crate::detect::localize::masking::hottest_box;
-use crate::detect::localize::{Localize, Located, Scene};
-use crate::detect::threat::ImageBatchSource;
+use crate::detect::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::image::{Image, PixelBox};
 
 /// A Grad-CAM map and what it locates.

@@ -6,9 +6,9 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
-use crate::detect::localize::{Localize, Located, Scene};
-use crate::detect::threat::ImageBatchSource;
+use crate::detect::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::Result;
+use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
 /// How the windows are chosen.
@@ -239,31 +239,6 @@ impl Masked {
     }
 }
 
-/// The `side × side` box with the largest heat sum, at any pixel offset (summed-area table).
-pub fn hottest_box(heat: &[f32], h: usize, w: usize, side: usize) -> PixelBox {
-    let mut table = vec![0.0f64; (h + 1) * (w + 1)];
-    for y in 0..h {
-        for x in 0..w {
-            table[(y + 1) * (w + 1) + x + 1] =
-                heat[y * w + x] as f64 + table[y * (w + 1) + x + 1] + table[(y + 1) * (w + 1) + x]
-                    - table[y * (w + 1) + x];
-        }
-    }
-    let mut best = (f64::NEG_INFINITY, 0, 0);
-    for y in 0..=h - side {
-        for x in 0..=w - side {
-            let s = table[(y + side) * (w + 1) + x + side]
-                - table[y * (w + 1) + x + side]
-                - table[(y + side) * (w + 1) + x]
-                + table[y * (w + 1) + x];
-            if s > best.0 {
-                best = (s, x, y);
-            }
-        }
-    }
-    PixelBox { x: best.1, y: best.2, w: side, h: side }
-}
-
 /// Fills `window` of a `C×H×W` image with each channel's mean.
 pub fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
     let [c, h, w] = shape;
@@ -360,18 +335,6 @@ mod tests {
         let around = nudged(&PixelBox { x: 0, y: 10, w: 7, h: 7 }, 28, 28);
         assert_eq!(around.len(), 6);
         assert!(around.iter().all(|b| b.x <= 2 && b.y >= 8 && b.y <= 12));
-    }
-
-    #[test]
-    fn hottest_box_finds_the_hot_spot() {
-        let (h, w) = (12, 10);
-        let mut heat = vec![0.1f32; h * w];
-        for y in 5..8 {
-            for x in 2..5 {
-                heat[y * w + x] = 1.0;
-            }
-        }
-        assert_eq!(hottest_box(&heat, h, w, 3), PixelBox { x: 2, y: 5, w: 3, h: 3 });
     }
 
     #[test]

@@ -10,8 +10,8 @@ use burn::tensor::backend::Backend;
 use crate::detect::activation::ActivationProbe;
 use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
-use crate::detect::threat::ImageBatchSource;
 use crate::error::Result;
+use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
 /// What a localiser looks at: the encoder, its clusters, a probe on them, and the images.
@@ -34,4 +34,56 @@ pub struct Located {
 /// Finds, in each image of `indices`, the box that holds it in cluster `targets[i]`.
 pub trait Localize<B: Backend> {
     fn localize(&self, scene: &Scene<'_, B>, indices: &[usize], targets: &[usize]) -> Result<Vec<Located>>;
+}
+
+/// The `side × side` box with the largest heat sum, at any pixel offset (summed-area table).
+pub fn hottest_box(heat: &[f32], h: usize, w: usize, side: usize) -> PixelBox {
+    // A window larger than the map is clipped to it rather than underflowing the scan.
+    let side = side.min(h).min(w);
+    if side == 0 {
+        return PixelBox { x: 0, y: 0, w: 0, h: 0 };
+    }
+    let mut table = vec![0.0f64; (h + 1) * (w + 1)];
+    for y in 0..h {
+        for x in 0..w {
+            table[(y + 1) * (w + 1) + x + 1] =
+                heat[y * w + x] as f64 + table[y * (w + 1) + x + 1] + table[(y + 1) * (w + 1) + x]
+                    - table[y * (w + 1) + x];
+        }
+    }
+    let mut best = (f64::NEG_INFINITY, 0, 0);
+    for y in 0..=h - side {
+        for x in 0..=w - side {
+            let s = table[(y + side) * (w + 1) + x + side]
+                - table[y * (w + 1) + x + side]
+                - table[(y + side) * (w + 1) + x]
+                + table[y * (w + 1) + x];
+            if s > best.0 {
+                best = (s, x, y);
+            }
+        }
+    }
+    PixelBox { x: best.1, y: best.2, w: side, h: side }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hottest_box_finds_the_hot_spot() {
+        let (h, w) = (12, 10);
+        let mut heat = vec![0.1f32; h * w];
+        for y in 5..8 {
+            for x in 2..5 {
+                heat[y * w + x] = 1.0;
+            }
+        }
+        assert_eq!(hottest_box(&heat, h, w, 3), PixelBox { x: 2, y: 5, w: 3, h: 3 });
+    }
+
+    #[test]
+    fn a_window_larger_than_the_map_is_clipped() {
+        assert_eq!(hottest_box(&[0.0, 1.0, 2.0, 3.0], 2, 2, 5), PixelBox { x: 0, y: 0, w: 2, h: 2 });
+    }
 }

@@ -3,7 +3,6 @@
 mod augment;
 mod checkpoint;
 mod encoder;
-mod images;
 mod moco;
 mod norm;
 mod simclr;
@@ -12,7 +11,6 @@ mod train;
 pub use augment::AugmentConfig;
 pub use checkpoint::{load_model, save_model, Checkpoint, CheckpointMeta};
 pub use encoder::{Backbone, BasicBlock, EncoderConfig, ProjectionHead, ThreatModel};
-pub use images::ImageBatchSource;
 pub use moco::{info_nce, MocoState};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 pub use simclr::{l2_normalize, nt_xent};

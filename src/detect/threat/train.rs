@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use super::augment::AugmentConfig;
 use super::checkpoint::{Checkpoint, CheckpointMeta};
 use super::encoder::{EncoderConfig, ThreatModel};
-use super::images::{Fnv, ImageBatchSource};
 use super::moco::{info_nce, MocoState};
 use super::simclr::nt_xent;
 use crate::error::{Error, Result};
+use crate::image::{Fnv, ImageBatchSource};
 
 /// The self-supervised objective of the warm start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

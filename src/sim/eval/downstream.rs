@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::knn::knn_predict;
 use crate::detect::embed::{embed, Embeddings};
-use crate::detect::threat::{Backbone, ImageBatchSource};
+use crate::detect::threat::Backbone;
+use crate::image::ImageBatchSource;
 
 /// Images with their true labels.
 pub struct LabeledImages<'a> {

@@ -16,8 +16,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::embed::{features, Embeddings};
-use crate::detect::threat::{Backbone, ImageBatchSource, NormStatistics};
+use crate::detect::threat::{Backbone, NormStatistics};
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::progress::stage_bar;
 
 /// Fine-tune settings.

@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageDataset;
 use crate::detect::activation::ActivationProbe;
 use crate::detect::embed::Embed;
-use crate::detect::threat::{warm_start, Backbone, ImageBatchSource, ThreatModel, WarmStartConfig, WarmStartReport};
+use crate::detect::threat::{warm_start, Backbone, ThreatModel, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect, locate, DetectorConfig, StageCost};
 use crate::error::{Error, Result};
+use crate::image::ImageBatchSource;
 use crate::image::{Image, PixelBox};
 use crate::sim::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 
