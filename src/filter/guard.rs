@@ -14,9 +14,10 @@ use crate::detect::classify::{PatchNet, PoisonClassifier};
 use crate::detect::cluster::Clusters;
 use crate::detect::recurrence::PatchTemplate;
 use crate::detect::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig};
-use crate::detect::{locate, scale_box, DetectorConfig, Stage};
+use crate::detect::{locate, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::filter::report::write_atomic;
+use crate::image::scale_box;
 use crate::image::ImageBatchSource;
 use crate::image::{AsImage, Image, PixelBox};
 

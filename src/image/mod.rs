@@ -280,6 +280,20 @@ impl AsImage for MnistItem {
     }
 }
 
+/// `b` in an image of `from = [h, w]` pixels, in an image of `to` pixels.
+pub fn scale_box(b: PixelBox, from: [usize; 2], to: [usize; 2]) -> PixelBox {
+    if from == to {
+        return b;
+    }
+    let sy = to[0] as f64 / from[0] as f64;
+    let sx = to[1] as f64 / from[1] as f64;
+    let x = (b.x as f64 * sx).floor() as usize;
+    let y = (b.y as f64 * sy).floor() as usize;
+    let x1 = ((b.x + b.w) as f64 * sx).ceil().min(to[1] as f64) as usize;
+    let y1 = ((b.y + b.h) as f64 * sy).ceil().min(to[0] as f64) as usize;
+    PixelBox { x, y, w: x1.saturating_sub(x).max(1), h: y1.saturating_sub(y).max(1) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,10 @@
 //! different places. It needs no trained model, so it works where the threat model has not learnt
 //! the backdoor.
 //!
-//! 1. [`mine`]: every textured window, at the images' native resolution and several sides, is
+//! 1. `mine`: every textured window, at the images' native resolution and several sides, is
 //!    hashed into coarse buckets; a bucket whose images mostly lie around one window gives a
 //!    candidate.
-//! 2. [`island`]: each candidate is swept over every image. It is a trigger when its carriers
+//! 2. `island`: each candidate is swept over every image. It is a trigger when its carriers
 //!    match within the noise and almost nothing else comes near (an island in patch space), the
 //!    carriers are not one image repeated, and they are not an implausible share of the data.
 //!

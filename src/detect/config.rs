@@ -1,0 +1,85 @@
+//! The detector's settings: which signals and stages run, the localiser, and every stage's own
+//! config, checked before any work.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::classify::ClassifierConfig;
+use crate::detect::cluster::KMeansConfig;
+use crate::detect::localize::masking::CamConfig;
+use crate::detect::paste::PasteConfig;
+use crate::detect::recurrence::RecurrenceConfig;
+use crate::error::{Error, Result};
+
+/// How candidate trigger boxes are located.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Localizer {
+    /// Cluster activation masking (this crate's method).
+    PoisonCam,
+    /// Grad-CAM of the cluster score, as PatchSearch does (the baseline).
+    PatchSearch,
+}
+
+/// Which stages after localisation run; `eval --stages` ablates with these.
+#[derive(Config, Debug, PartialEq)]
+pub struct StageSwitches {
+    /// The paste test with cluster-level pruning. Without it, masking alone decides: a sample is
+    /// removed when its masking score is an outlier within its cluster. Default on.
+    #[config(default = true)]
+    pub paste: bool,
+    /// The poison classifier over all samples. Needs the paste test. Default on.
+    #[config(default = true)]
+    pub classifier: bool,
+}
+
+/// Which evidence the detector gathers; `eval --signals` ablates with these.
+#[derive(Config, Debug, PartialEq)]
+pub struct Signals {
+    /// Patches that recur across images (training-free). Default on.
+    #[config(default = true)]
+    pub recurrence: bool,
+    /// Cluster activation masking on the threat model, with the paste test and classifier that
+    /// `stages` switches. Default on.
+    #[config(default = true)]
+    pub masking: bool,
+}
+
+/// Settings of every detector stage.
+#[derive(Config, Debug, PartialEq)]
+pub struct DetectorConfig {
+    #[config(default = "Signals::new()")]
+    pub signals: Signals,
+    #[config(default = "RecurrenceConfig::new()")]
+    pub recurrence: RecurrenceConfig,
+    #[config(default = "KMeansConfig::new()")]
+    pub kmeans: KMeansConfig,
+    #[config(default = "CamConfig::new()")]
+    pub cam: CamConfig,
+    #[config(default = "PasteConfig::new()")]
+    pub paste: PasteConfig,
+    #[config(default = "ClassifierConfig::new()")]
+    pub classifier: ClassifierConfig,
+    #[config(default = "Localizer::PoisonCam")]
+    pub localizer: Localizer,
+    #[config(default = "StageSwitches::new()")]
+    pub stages: StageSwitches,
+    /// Images per forward pass. Default 512.
+    #[config(default = 512)]
+    pub batch_size: usize,
+}
+
+impl DetectorConfig {
+    /// Rejects settings that cannot work, before any image is read.
+    pub fn check(&self) -> Result<()> {
+        if !self.signals.recurrence && !self.signals.masking {
+            return Err(Error::Config("every signal is off: nothing could be detected".into()));
+        }
+        if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {
+            return Err(Error::Config("the PatchSearch baseline needs the paste test".into()));
+        }
+        if self.signals.recurrence {
+            self.recurrence.check()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! What the detector found: per-sample evidence, the removals with the stage that decided each,
+//! and what every stage cost.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::cluster::Clusters;
+use crate::detect::paste::PasteScore;
+use crate::detect::recurrence::{PatchTemplate, RecurrenceSummary};
+use crate::image::PixelBox;
+
+/// The stage whose evidence removed a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The sample carries a patch that recurs, unchanged, across images.
+    Recurrence,
+    Masking,
+    Paste,
+    Classifier,
+    /// The item's image could not be read, so nothing can vouch for it (the filter's verdict).
+    Unreadable,
+}
+
+impl Stage {
+    /// The name used in the removal log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Recurrence => "recurrence",
+            Stage::Masking => "masking",
+            Stage::Paste => "paste",
+            Stage::Classifier => "classifier",
+            Stage::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Everything the detector learnt about one sample; `None` where a stage did not look at it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The threat model's cluster; 0 when masking did not run.
+    pub cluster: usize,
+    /// The recurring patch this sample carries.
+    #[serde(default)]
+    pub recurrence: Option<RecurrenceHit>,
+    pub trigger_box: Option<PixelBox>,
+    /// Masking score (PoisonCAM) or Grad-CAM peak (PatchSearch).
+    pub localisation_score: Option<f32>,
+    pub paste: Option<PasteScore>,
+    pub poison_probability: Option<f32>,
+}
+
+/// A sample's copy of a recurring patch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecurrenceHit {
+    /// Index of the patch among the detection's recurring patches.
+    pub patch: usize,
+    /// RMS distance to the patch's template.
+    pub distance: f32,
+    /// Where the patch sits, in working-size pixels.
+    pub patch_box: PixelBox,
+}
+
+/// Wall time of one stage (of the detector, or of an eval run), and the encoder forward passes
+/// per input image where the stage counts them (0 where it does not: training, the attack).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageCost {
+    pub stage: String,
+    pub seconds: f64,
+    #[serde(default)]
+    pub forwards_per_image: f64,
+}
+
+/// The detector's output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    /// The threat model's clusters; `None` when masking did not run.
+    pub clusters: Option<Clusters>,
+    /// What the recurrence stage looked at; `None` when it did not run.
+    pub recurrence: Option<RecurrenceSummary>,
+    /// The recurring patches it confirmed, for screening new samples.
+    pub templates: Vec<PatchTemplate>,
+    pub evidence: Vec<Evidence>,
+    /// Removed indices in increasing order, with the deciding stage.
+    pub removed: Vec<(usize, Stage)>,
+    /// Best paste score among each cluster's probes.
+    pub cluster_scores: Vec<f32>,
+    /// Clusters that stood out and were searched, strongest first.
+    pub kept_clusters: Vec<usize>,
+    /// Paste share a patch must move to count as a trigger, from the spread of cluster scores.
+    pub paste_threshold: f32,
+    /// Held-out balanced accuracy of the poison classifier; below the configured minimum its
+    /// verdicts are not used and only the paste test's removals stand.
+    pub classifier_validation: Option<f32>,
+    /// Samples the validated classifier flagged beyond the paste test's removals; above
+    /// `max_flagged_share` of all samples its verdicts are not used.
+    pub classifier_flagged: Option<usize>,
+    pub cost: Vec<StageCost>,
+}
+
+impl Detection {
+    /// The strength of the evidence against a sample: 1 for a recurring patch's carrier, else the
+    /// classifier's probability, the paste share or the masking score.
+    pub fn score_of(&self, index: usize) -> f32 {
+        let e = &self.evidence[index];
+        if e.recurrence.is_some() {
+            return 1.0;
+        }
+        e.poison_probability.or(e.paste.map(|p| p.moved)).or(e.localisation_score).unwrap_or(0.0)
+    }
+
+    /// The located trigger: the recurring patch where there is one, else the masking box.
+    pub fn box_of(&self, index: usize) -> Option<PixelBox> {
+        let e = &self.evidence[index];
+        e.recurrence.map(|r| r.patch_box).or(e.trigger_box)
+    }
+}
+
+/// Stage costs as they are recorded, per input image.
+pub(crate) struct Costs {
+    pub(crate) list: Vec<StageCost>,
+    pub(crate) images: usize,
+}
+
+impl Costs {
+    pub(crate) fn record(&mut self, stage: &str, started: Instant, forwards: usize) {
+        self.list.push(StageCost {
+            stage: stage.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            forwards_per_image: forwards as f64 / self.images.max(1) as f64,
+        });
+    }
+}
+
+impl Detection {
+    /// A detection that has looked at nothing yet.
+    pub(crate) fn empty(n: usize) -> Self {
+        Detection {
+            clusters: None,
+            recurrence: None,
+            templates: Vec::new(),
+            evidence: vec![Evidence::default(); n],
+            removed: Vec::new(),
+            cluster_scores: Vec::new(),
+            kept_clusters: Vec::new(),
+            paste_threshold: f32::NAN,
+            classifier_validation: None,
+            classifier_flagged: None,
+            cost: Vec::new(),
+        }
+    }
+}
