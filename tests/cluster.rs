@@ -10,8 +10,8 @@ use poisoncam::detect::embed::Embeddings;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// Five Gaussian-ish blobs in 8 dimensions, far enough apart that both implementations must find
-/// the same partition.
+/// Five tight blobs in 8 dimensions, far apart in direction, so that k-means on the unit-length
+/// points (linfa) and spherical k-means (ours) must find the same partition.
 fn blobs() -> Embeddings {
     let mut rng = StdRng::seed_from_u64(11);
     let dim = 8;
@@ -30,8 +30,16 @@ fn matches_linfa_partition_and_inertia() {
     let points = blobs();
     let ours = KMeansConfig::new().with_k(Some(5)).fit::<Compute>(&points, &Default::default()).unwrap();
 
-    let array =
-        Array2::from_shape_vec((points.len(), points.dim), points.data.iter().map(|&v| v as f64).collect()).unwrap();
+    // linfa clusters the same unit-length points.
+    let unit: Vec<f64> = points
+        .data
+        .chunks(points.dim)
+        .flat_map(|row| {
+            let norm = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            row.iter().map(move |&v| v as f64 / norm)
+        })
+        .collect();
+    let array = Array2::from_shape_vec((points.len(), points.dim), unit).unwrap();
     let dataset = DatasetBase::from(array.clone());
     let theirs = KMeans::params(5).max_n_iterations(100).fit(&dataset).unwrap();
     let their_labels = theirs.predict(&array);
@@ -44,10 +52,12 @@ fn matches_linfa_partition_and_inertia() {
     }
     assert_eq!(map.len(), 5);
 
+    // The same partition has the same mean directions: linfa's means scaled to unit length.
     let their_inertia: f64 = (0..points.len())
         .map(|i| {
             let c = theirs.centroids().row(their_labels[i]);
-            array.row(i).iter().zip(c.iter()).map(|(x, y)| (x - y).powi(2)).sum::<f64>()
+            let norm = c.iter().map(|v| v * v).sum::<f64>().sqrt();
+            array.row(i).iter().zip(c.iter()).map(|(x, y)| (x - y / norm).powi(2)).sum::<f64>()
         })
         .sum();
     let relative = (ours.inertia - their_inertia).abs() / their_inertia;

@@ -4,9 +4,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::detect::cluster::Clusters;
+use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::embed::Embed;
-use crate::detect::threat::l2_normalize;
 
 /// What one forward pass says about an image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +27,7 @@ pub struct ActivationProbe<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> ActivationProbe<'a, B> {
+    /// A probe of `clusters` through `backbone` for images of `image_shape`, `batch_size` per forward.
     pub fn new(
         backbone: &'a dyn Embed<B>,
         clusters: &Clusters,
@@ -35,8 +35,7 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
         batch_size: usize,
         device: &B::Device,
     ) -> Self {
-        let centroids =
-            Tensor::from_data(TensorData::new(clusters.unit_centroids(), [clusters.k(), clusters.dim]), device);
+        let centroids = clusters.centroid_tensor(device);
         Self {
             backbone,
             centroids,
@@ -61,15 +60,14 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
         for (chunk, targets) in pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)) {
             let n = targets.len();
             let images = Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, c, h, w]), &self.device);
-            let features = l2_normalize(self.backbone.features(images));
-            let cosines = features.matmul(self.centroids.clone().transpose());
-            let nearest = cosines.clone().argmax(1);
+            let to_centroids = cosines(self.backbone.features(images), self.centroids.clone());
+            let nearest = to_centroids.clone().argmax(1);
             let index = Tensor::<B, 1, Int>::from_data(
                 TensorData::new(targets.iter().map(|&t| t.min(k - 1) as i64).collect::<Vec<_>>(), [n]),
                 &self.device,
             )
             .reshape([n, 1]);
-            let chosen = cosines.gather(1, index);
+            let chosen = to_centroids.gather(1, index);
             let chosen: Vec<f32> = chosen.into_data().iter::<f32>().collect();
             let nearest: Vec<i64> = nearest.into_data().iter::<i64>().collect();
             out.extend(

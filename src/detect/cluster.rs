@@ -1,5 +1,10 @@
-//! k-means over the embeddings (DESIGN §3.2): k-means++ seeding, then Lloyd iterations whose
-//! nearest-centroid search is one matmul on the device.
+//! Spherical k-means over the embeddings (DESIGN §3.2): k-means++ seeding, then Lloyd iterations
+//! whose nearest-centroid search is one matmul on the device.
+//!
+//! Points and centroids live on the unit sphere, so the nearest centroid by Euclidean distance is
+//! the one with the highest cosine: the geometry the activation probe and the streaming guard use
+//! to say which cluster an image belongs to. (Plain k-means assigned by distance to non-unit means,
+//! and could disagree with the probe about an image's cluster.)
 
 use burn::config::Config;
 use burn::tensor::backend::Backend;
@@ -8,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::detect::embed::Embeddings;
+use crate::detect::threat::l2_normalize;
 use crate::error::{Error, Result};
 
 /// k-means settings.
@@ -26,32 +32,38 @@ pub struct KMeansConfig {
     #[config(default = 8192)]
     pub chunk: usize,
     #[config(default = 0)]
+    /// Seeds k-means++. Default 0.
     pub seed: u64,
 }
 
 /// A fitted clustering.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Clusters {
-    /// `k × dim`, row-major: the mean of each cluster's members.
+    /// `k × dim`, row-major: the mean direction of each cluster's members (unit length).
     pub centroids: Vec<f32>,
+    /// Length of each centroid.
     pub dim: usize,
     /// Cluster of each embedding.
     pub assignments: Vec<usize>,
-    /// Sum of squared distances to the assigned centroids.
+    /// Sum of squared distances of the unit points to their centroids (2 − 2·cosine each).
     pub inertia: f64,
+    /// Lloyd iterations run.
     pub iterations: usize,
 }
 
 impl Clusters {
+    /// The number of clusters.
     pub fn k(&self) -> usize {
         self.centroids.len() / self.dim.max(1)
     }
 
+    /// The unit centroid of `cluster`.
     pub fn centroid(&self, cluster: usize) -> &[f32] {
         &self.centroids[cluster * self.dim..(cluster + 1) * self.dim]
     }
 
-    /// Centroids scaled to unit length: the activation of DESIGN §3.3 is a cosine.
+    /// Centroids scaled to unit length: the activation of DESIGN §3.3 is a cosine. (Fitted
+    /// centroids already are; this also serves clusterings built by hand.)
     pub fn unit_centroids(&self) -> Vec<f32> {
         let mut out = self.centroids.clone();
         for row in out.chunks_mut(self.dim.max(1)) {
@@ -59,6 +71,11 @@ impl Clusters {
             row.iter_mut().for_each(|v| *v /= norm);
         }
         out
+    }
+
+    /// The unit centroids as a `k × dim` tensor on `device`.
+    pub fn centroid_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2> {
+        Tensor::from_data(TensorData::new(self.unit_centroids(), [self.k(), self.dim]), device)
     }
 
     /// Member indices of every cluster.
@@ -71,14 +88,22 @@ impl Clusters {
     }
 }
 
+/// Cosine of every feature row to every row of `centroids` (unit, from
+/// [`Clusters::centroid_tensor`]), `N × k`: its argmax along dimension 1 is a point's cluster,
+/// the same one spherical k-means assigns.
+pub fn cosines<B: Backend>(features: Tensor<B, 2>, centroids: Tensor<B, 2>) -> Tensor<B, 2> {
+    l2_normalize(features).matmul(centroids.transpose())
+}
+
 impl KMeansConfig {
     /// The cluster count used for `n` points.
     pub fn k_for(&self, n: usize) -> usize {
         self.k.unwrap_or_else(|| (n / 100).clamp(10, 1000)).min(n)
     }
 
-    /// Fits k-means to `points`.
+    /// Fits spherical k-means to the directions of `points` (each row is scaled to unit length).
     pub fn fit<B: Backend>(&self, points: &Embeddings, device: &B::Device) -> Result<Clusters> {
+        let points = &unit_rows(points);
         let n = points.len();
         let k = self.k_for(n);
         if n == 0 || k == 0 {
@@ -170,7 +195,19 @@ fn nearest<B: Backend>(
     (assignments, inertia)
 }
 
-/// Cluster means; a cluster left empty keeps its old centroid.
+/// Every row scaled to unit length (a zero row stays zero).
+fn unit_rows(points: &Embeddings) -> Embeddings {
+    let mut data = points.data.clone();
+    for row in data.chunks_mut(points.dim.max(1)) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+    Embeddings { data, dim: points.dim }
+}
+
+/// Cluster mean directions (unit length); a cluster left empty keeps its old centroid.
 fn means(points: &Embeddings, assignments: &[usize], old: &[f32], k: usize) -> Vec<f32> {
     let dim = points.dim;
     let mut sums = vec![0.0f64; k * dim];
@@ -183,9 +220,11 @@ fn means(points: &Embeddings, assignments: &[usize], old: &[f32], k: usize) -> V
     }
     let mut out = old.to_vec();
     for c in 0..k {
-        if counts[c] > 0 {
+        let sum = &sums[c * dim..(c + 1) * dim];
+        let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if counts[c] > 0 && norm > 0.0 {
             for d in 0..dim {
-                out[c * dim + d] = (sums[c * dim + d] / counts[c] as f64) as f32;
+                out[c * dim + d] = (sum[d] / norm) as f32;
             }
         }
     }
@@ -197,14 +236,15 @@ mod tests {
     use super::*;
     use crate::backend::Compute;
 
+    /// Three directions 120° apart, each point at a random length between 0.5 and 3.
     fn blobs(seed: u64) -> Embeddings {
         let mut rng = StdRng::seed_from_u64(seed);
-        let centres = [[0.0f32, 0.0], [5.0, 5.0], [-5.0, 5.0]];
         let mut data = Vec::new();
         for i in 0..300 {
-            let c = centres[i % 3];
-            data.push(c[0] + rng.random::<f32>() - 0.5);
-            data.push(c[1] + rng.random::<f32>() - 0.5);
+            let angle = (i % 3) as f32 * 2.0 * std::f32::consts::PI / 3.0 + (rng.random::<f32>() - 0.5) * 0.3;
+            let length = 0.5 + rng.random::<f32>() * 2.5;
+            data.push(length * angle.cos());
+            data.push(length * angle.sin());
         }
         Embeddings { data, dim: 2 }
     }
@@ -229,6 +269,28 @@ mod tests {
             assert_eq!(a.assignments[i], a.assignments[i % 3], "point {i}");
         }
         assert_eq!(a.members().iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 100, 100]);
+    }
+
+    #[test]
+    fn every_point_is_in_the_cluster_of_its_highest_cosine() {
+        // The probe and the guard assign by cosine to unit centroids; k-means must agree with them.
+        let points = blobs(2);
+        let clusters =
+            KMeansConfig::new().with_k(Some(5)).with_seed(1).fit::<Compute>(&points, &Default::default()).unwrap();
+        let unit = clusters.unit_centroids();
+        assert!(
+            unit.iter().zip(&clusters.centroids).all(|(a, b)| (a - b).abs() < 1e-5),
+            "fitted centroids are unit length"
+        );
+        for i in 0..points.len() {
+            let cosine = |c: usize| -> f32 {
+                let x = points.row(i);
+                let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+                x.iter().zip(&unit[c * 2..c * 2 + 2]).map(|(a, b)| a * b).sum::<f32>() / norm
+            };
+            let best = (0..clusters.k()).max_by(|&a, &b| cosine(a).total_cmp(&cosine(b))).unwrap();
+            assert!(cosine(clusters.assignments[i]) >= cosine(best) - 1e-6, "point {i}");
+        }
     }
 
     #[test]

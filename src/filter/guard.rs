@@ -5,15 +5,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
 use crate::detect::classify::{PatchNet, PoisonClassifier};
-use crate::detect::cluster::Clusters;
+use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::recurrence::PatchTemplate;
-use crate::detect::threat::{l2_normalize, load_model, save_model, Backbone, EncoderConfig};
+use crate::detect::threat::{load_model, save_model, Backbone, EncoderConfig};
 use crate::detect::{locate, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::filter::report::write_atomic;
@@ -24,15 +24,18 @@ use crate::image::{AsImage, Image, PixelBox};
 /// The guard's judgement of one sample.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// Whether the sample should be dropped.
     pub removed: bool,
     /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
     /// or `unreadable`.
     pub stage: Option<Stage>,
     /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
     pub score: f32,
+    /// The threat model's cluster, where the sample was embedded.
     pub cluster: Option<usize>,
     /// Located trigger of a removed sample, in working-size pixels.
     pub trigger_box: Option<PixelBox>,
+    /// What went wrong, for unreadable samples.
     pub error: Option<String>,
 }
 
@@ -255,17 +258,12 @@ impl<B: Backend> Guard<B> {
             Err(e) => return images.iter().map(|_| unreadable(Error::Config(e.to_string()))).collect(),
         };
         let all: Vec<usize> = (0..source.len()).collect();
-        let k = self.clusters.k();
-        let centroids = Tensor::<B, 2>::from_data(
-            TensorData::new(self.clusters.unit_centroids(), [k, self.clusters.dim]),
-            &self.device,
-        );
+        let centroids = self.clusters.centroid_tensor::<B>(&self.device);
         let mut clusters = Vec::with_capacity(all.len());
         let mut scores = Vec::with_capacity(all.len());
         for chunk in all.chunks(256) {
             let batch = source.batch::<B>(chunk, &self.device);
-            let features = l2_normalize(self.backbone.forward(batch.clone()));
-            let nearest = features.matmul(centroids.clone().transpose()).argmax(1);
+            let nearest = cosines(self.backbone.forward(batch.clone()), centroids.clone()).argmax(1);
             clusters.extend(nearest.into_data().iter::<i64>().map(|c| c as usize));
             match &self.classifier {
                 Some(classifier) => scores.extend(classifier.predict(batch)),
@@ -328,6 +326,7 @@ pub trait ScreenExt: Iterator + Sized
 where
     Self::Item: AsImage,
 {
+    /// Screens every item of this iterator, lazily.
     fn screen<B: Backend>(self, guard: &Guard<B>) -> Screened<'_, Self, B> {
         Screened { inner: self, guard }
     }
