@@ -5,6 +5,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::BackendTypes;
 
 #[cfg(not(feature = "cuda"))]
+/// The CPU backend (Flex) without the `cuda` feature.
 pub type Compute = burn::backend::Flex;
 #[cfg(feature = "cuda")]
 pub type Compute = burn::backend::Cuda;
@@ -12,6 +13,7 @@ pub type Compute = burn::backend::Cuda;
 /// `Compute` with automatic differentiation, for training.
 pub type Train = Autodiff<Compute>;
 
+/// A device of the compiled-in backend.
 pub type Device = <Compute as BackendTypes>::Device;
 
 /// The first device of the compiled-in backend.

@@ -5,46 +5,109 @@ use std::path::PathBuf;
 /// Everything that can go wrong in poisoncam, each case naming what it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file or folder could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// What was read.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: std::io::Error,
     },
 
+    /// A file is not what its format promises (IDX, CIFAR binary, checkpoint).
     #[error("{path} is not a valid {format} file: {reason}")]
-    Format { path: PathBuf, format: &'static str, reason: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The format expected.
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 
+    /// An image file could not be decoded.
     #[error("cannot decode image {path}: {reason}")]
-    Decode { path: PathBuf, reason: String },
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
 
     #[error("{what} not found at {path}; install the Debian package `{package}` (apt-get install {package})")]
-    MissingPackage { what: &'static str, path: PathBuf, package: &'static str },
+    /// Data a system package provides is not installed.
+    MissingPackage {
+        /// The data.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// The Debian package that installs it.
+        package: &'static str,
+    },
 
+    /// A folder or file holds no images.
     #[error("{path} holds no images")]
-    EmptyDataset { path: PathBuf },
+    EmptyDataset {
+        /// The folder or file.
+        path: PathBuf,
+    },
 
+    /// A stage was given nothing to work on; names the stage.
     #[error("{0} was given no input")]
     NoInput(&'static str),
 
     #[error("image has {got} values, but {channels}×{height}×{width} needs {expected}")]
-    ImageShape { channels: usize, height: usize, width: usize, expected: usize, got: usize },
+    /// Pixel values that do not fill the stated shape, or a channel count that is not supported.
+    ImageShape {
+        /// Channels stated (or inferred).
+        channels: usize,
+        /// Rows stated.
+        height: usize,
+        /// Columns stated.
+        width: usize,
+        /// Values the shape needs.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
 
+    /// A setting that cannot work, named in the message.
     #[error("invalid configuration: {0}")]
     Config(String),
 
     #[error("dataset item {index} is missing (dataset reports length {len})")]
-    MissingItem { index: usize, len: usize },
+    /// A dataset returned nothing for an index below its length.
+    MissingItem {
+        /// The index asked for.
+        index: usize,
+        /// The length the dataset reported.
+        len: usize,
+    },
 
     #[error("item {index} has no class label, but {needed} needs one")]
-    MissingLabel { index: usize, needed: &'static str },
+    /// An item without a label where evaluation needs one.
+    MissingLabel {
+        /// The item.
+        index: usize,
+        /// What needs the label.
+        needed: &'static str,
+    },
 
+    /// The simulated attack cannot be built as configured.
     #[error("cannot build the attack: {0}")]
     Attack(String),
 
     #[error("cache file {path}: {reason}")]
-    Cache { path: PathBuf, reason: String },
+    /// A cache entry could not be read or written.
+    Cache {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 
+    /// JSON could not be written or read.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

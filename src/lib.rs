@@ -9,6 +9,8 @@
 //! - [`sim`]: the attack simulator, the evaluation harness and the suspects sheet, never used by
 //!   the detector itself.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod data;
 pub mod detect;

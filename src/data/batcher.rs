@@ -10,8 +10,11 @@ use crate::image::AsImage;
 /// Resizes every item to `channels × height × width`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageBatcher {
+    /// Channels of every batch (grey is repeated to RGB, RGB becomes its luma for grey).
     pub channels: usize,
+    /// Rows every image is resized to.
     pub height: usize,
+    /// Columns every image is resized to.
     pub width: usize,
 }
 

@@ -13,14 +13,18 @@ const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// A file that could not be decoded, with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SkippedFile {
+    /// The file's path.
     pub id: String,
+    /// Why it could not be read.
     pub reason: String,
 }
 
 /// What a lenient read of a folder found: the readable images and the skipped files.
 #[derive(Clone, Debug)]
 pub struct FolderScan {
+    /// The images that could be read, labelled by their folder.
     pub dataset: ImageDataset,
+    /// The files that could not be read, with the reason.
     pub skipped: Vec<SkippedFile>,
     /// Class names by label; empty for a flat folder.
     pub classes: Vec<String>,

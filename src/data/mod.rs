@@ -26,8 +26,11 @@ use crate::image::{AsImage, Image};
 /// One image with its identifier and, where known, its class label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageItem {
+    /// A stable identifier (a path, or `name/index`).
     pub id: String,
+    /// The pixels.
     pub image: Image,
+    /// The class, where known.
     pub label: Option<usize>,
 }
 
@@ -50,14 +53,17 @@ pub struct ImageDataset {
 }
 
 impl ImageDataset {
+    /// A dataset of `items`, in order.
     pub fn new(items: Vec<ImageItem>) -> Self {
         Self { items }
     }
 
+    /// Every item, in order.
     pub fn items(&self) -> &[ImageItem] {
         &self.items
     }
 
+    /// Gives the items back.
     pub fn into_items(self) -> Vec<ImageItem> {
         self.items
     }

@@ -56,6 +56,7 @@ pub struct ClassifierConfig {
     #[config(default = 0.1)]
     pub max_flagged_share: f64,
     #[config(default = 0)]
+    /// Seeds sampling and initialisation. Default 0.
     pub seed: u64,
 }
 
@@ -69,6 +70,7 @@ pub struct PatchNet<B: Backend> {
 }
 
 impl<B: Backend> PatchNet<B> {
+    /// A freshly initialised net for images of `channels` channels.
     pub fn new(channels: usize, device: &B::Device) -> Self {
         let conv = |cin: usize, cout: usize, stride: usize| {
             Conv2dConfig::new([cin, cout], [3, 3])
@@ -82,6 +84,7 @@ impl<B: Backend> PatchNet<B> {
         }
     }
 
+    /// Logits `N×2` (clean, poisoned) for a batch of images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = images;
         for conv in &self.convs {
@@ -95,7 +98,9 @@ impl<B: Backend> PatchNet<B> {
 /// A trained ensemble.
 #[derive(Clone, Debug)]
 pub struct PoisonClassifier<B: Backend> {
+    /// The ensemble; its prediction is the mean probability.
     pub models: Vec<PatchNet<B>>,
+    /// Probability above which a sample is flagged.
     pub threshold: f32,
     /// Balanced accuracy on held-out examples drawn like the training ones.
     pub validation_accuracy: f32,
@@ -124,6 +129,7 @@ impl<B: Backend> PoisonClassifier<B> {
 
 /// Where the classifier's training examples come from.
 pub struct ClassifierData<'a> {
+    /// Every image, at the working size.
     pub images: &'a ImageBatchSource,
     /// (image, located box) of the strongest candidates: the patches that make positives.
     pub patches: &'a [(usize, PixelBox)],

@@ -47,20 +47,28 @@ pub struct Signals {
 /// Settings of every detector stage.
 #[derive(Config, Debug, PartialEq)]
 pub struct DetectorConfig {
+    /// Which evidence is gathered: recurrence, masking or both.
     #[config(default = "Signals::new()")]
     pub signals: Signals,
+    /// The training-free recurrence signal.
     #[config(default = "RecurrenceConfig::new()")]
     pub recurrence: RecurrenceConfig,
+    /// Spherical k-means over the threat model's embeddings.
     #[config(default = "KMeansConfig::new()")]
     pub kmeans: KMeansConfig,
+    /// Cluster activation masking (the PoisonCAM localiser).
     #[config(default = "CamConfig::new()")]
     pub cam: CamConfig,
+    /// The paste test that confirms a located patch.
     #[config(default = "PasteConfig::new()")]
     pub paste: PasteConfig,
+    /// The poison classifier that sweeps every sample.
     #[config(default = "ClassifierConfig::new()")]
     pub classifier: ClassifierConfig,
+    /// Masking (PoisonCAM) or Grad-CAM (the PatchSearch baseline).
     #[config(default = "Localizer::PoisonCam")]
     pub localizer: Localizer,
+    /// Which stages after localisation run.
     #[config(default = "StageSwitches::new()")]
     pub stages: StageSwitches,
     /// Images per forward pass. Default 512.

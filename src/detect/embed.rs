@@ -63,11 +63,14 @@ impl<B: Backend> Embed<B> for Backbone<B> {
 /// `N` feature vectors, row-major: unit length from [`embed`], raw from [`features`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embeddings {
+    /// `len × dim` values, row-major.
     pub data: Vec<f32>,
+    /// Length of each vector.
     pub dim: usize,
 }
 
 impl Embeddings {
+    /// The number of vectors.
     pub fn len(&self) -> usize {
         if self.dim == 0 {
             0
@@ -76,10 +79,12 @@ impl Embeddings {
         }
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Vector `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }

@@ -16,8 +16,11 @@ use crate::image::PixelBox;
 pub enum Stage {
     /// The sample carries a patch that recurs, unchanged, across images.
     Recurrence,
+    /// Masking alone: the sample's masking score is an outlier in its cluster (CAM-only runs).
     Masking,
+    /// Its located patch moved clean images toward its cluster in the paste test.
     Paste,
+    /// The validated poison classifier flagged it.
     Classifier,
     /// The item's image could not be read, so nothing can vouch for it (the filter's verdict).
     Unreadable,
@@ -44,10 +47,13 @@ pub struct Evidence {
     /// The recurring patch this sample carries.
     #[serde(default)]
     pub recurrence: Option<RecurrenceHit>,
+    /// The box the localiser found, in working-size pixels.
     pub trigger_box: Option<PixelBox>,
     /// Masking score (PoisonCAM) or Grad-CAM peak (PatchSearch).
     pub localisation_score: Option<f32>,
+    /// The paste test of its located box.
     pub paste: Option<PasteScore>,
+    /// The poison classifier's probability.
     pub poison_probability: Option<f32>,
 }
 
@@ -66,8 +72,11 @@ pub struct RecurrenceHit {
 /// per input image where the stage counts them (0 where it does not: training, the attack).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageCost {
+    /// The stage's name in reports (`embed`, `cluster_pruning`, …).
     pub stage: String,
+    /// Wall time.
     pub seconds: f64,
+    /// Encoder forwards per input image.
     #[serde(default)]
     pub forwards_per_image: f64,
 }
@@ -81,6 +90,7 @@ pub struct Detection {
     pub recurrence: Option<RecurrenceSummary>,
     /// The recurring patches it confirmed, for screening new samples.
     pub templates: Vec<PatchTemplate>,
+    /// What every stage learnt about each sample, by row.
     pub evidence: Vec<Evidence>,
     /// Removed indices in increasing order, with the deciding stage.
     pub removed: Vec<(usize, Stage)>,
@@ -96,6 +106,7 @@ pub struct Detection {
     /// Samples the validated classifier flagged beyond the paste test's removals; above
     /// `max_flagged_share` of all samples its verdicts are not used.
     pub classifier_flagged: Option<usize>,
+    /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
 }
 

@@ -38,6 +38,7 @@ pub struct PasteConfig {
     #[config(default = 256)]
     pub candidates_per_cluster: usize,
     #[config(default = 0)]
+    /// Seeds the choice of reference images. Default 0.
     pub seed: u64,
 }
 

@@ -24,8 +24,10 @@ use crate::image::{AsImage, Image};
 /// Everything the filter does, nested per stage; round-trips through JSON.
 #[derive(Config, Debug, PartialEq)]
 pub struct PoisonFilterConfig {
+    /// How the threat model is warm-started on the data.
     #[config(default = "WarmStartConfig::new()")]
     pub warm_start: WarmStartConfig,
+    /// Which signals and stages run, and how.
     #[config(default = "DetectorConfig::new()")]
     pub detector: DetectorConfig,
     /// `[height, width]` every image is resized to; `None` takes the most common size.
@@ -58,6 +60,25 @@ impl PoisonFilterConfig {
 }
 
 /// The kept samples of `inner`; see [`PoisonFilter::report`] for what was removed and why.
+///
+/// The one-line wrap, here with the training-free signal alone so that no threat model is
+/// trained:
+///
+/// ```
+/// use burn::data::dataset::Dataset;
+/// use poisoncam::backend::Train;
+/// use poisoncam::data::FashionMnist;
+/// use poisoncam::{PoisonFilterConfig, PoisonFilterExt};
+///
+/// let train = FashionMnist::embedded()?.slice(0..500);
+/// let mut config = PoisonFilterConfig::new();
+/// config.detector.signals.masking = false;
+///
+/// let train = train.poison_filter::<Train>(&config, &Default::default())?; // still a Dataset
+///
+/// assert_eq!(train.len() + train.report().removed, 500);
+/// # Ok::<(), poisoncam::Error>(())
+/// ```
 pub struct PoisonFilter<D, I> {
     inner: D,
     kept: Vec<usize>,
@@ -68,12 +89,15 @@ pub struct PoisonFilter<D, I> {
 
 /// The images of a dataset at one working size, and the items that could not be read.
 pub struct WorkingImages {
+    /// The readable images at the working size, one row each.
     pub source: ImageBatchSource,
     /// The readable images at their own size, where recurrence is mined; rows as in `source`.
     pub natives: Vec<Image>,
     /// Dataset index of each row of `source`.
     pub rows: Vec<usize>,
+    /// Every item's id (its own, or its index), by dataset index.
     pub ids: Vec<String>,
+    /// Dataset index and error of each item whose image could not be read.
     pub unreadable: Vec<(usize, String)>,
 }
 
@@ -235,6 +259,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         Ok((Self { inner, kept, report, detection, _item: PhantomData }, classifier))
     }
 
+    /// Counts, per-stage costs and every removal with its evidence.
     pub fn report(&self) -> &FilterReport {
         &self.report
     }
@@ -254,10 +279,12 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         &self.detection
     }
 
+    /// The wrapped dataset, every item included.
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
+    /// Gives the wrapped dataset back.
     pub fn into_inner(self) -> D {
         self.inner
     }
@@ -275,6 +302,7 @@ impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for PoisonFilter<D, I> {
 
 /// `dataset.poison_filter(&config, &device)?` for any dataset of [`AsImage`] items.
 pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
+    /// [`PoisonFilter::fit`] on this dataset.
     fn poison_filter<B: AutodiffBackend>(
         self,
         config: &PoisonFilterConfig,

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 /// One removed sample (a line of the removal log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Removal {
+    /// The item's index in the wrapped dataset.
     pub index: usize,
     /// The item's own id (a path, say), or its index when it has none.
     pub id: String,
@@ -31,17 +32,25 @@ pub struct Removal {
 /// The filter's report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterReport {
+    /// Items in the wrapped dataset; always `kept + removed`.
     pub total: usize,
+    /// Items the filter serves.
     pub kept: usize,
+    /// Items removed, unreadable ones included (each is in `removals`).
     pub removed: usize,
+    /// The backend the detector ran on (`flex (cpu)` or `cuda`).
     pub backend: String,
     /// `[channels, height, width]` every image was resized to.
     pub working_size: [usize; 3],
+    /// The threat model's warm start; `None` when none was trained (recurrence alone, or
+    /// `fit_with_encoder`).
     pub warm_start: Option<WarmStartReport>,
     /// What the recurrence signal looked at and the patches it found.
     #[serde(default)]
     pub recurrence: Option<RecurrenceSummary>,
+    /// Clusters whose located patches passed the paste test and were searched, strongest first.
     pub kept_clusters: Vec<usize>,
+    /// Paste share a patch had to move to count as a trigger (NaN when masking did not run).
     pub paste_threshold: f32,
     /// Held-out balanced accuracy of the poison classifier when one was trained; below the
     /// configured minimum its verdicts were not used, and only the paste test's removals stand.
@@ -50,7 +59,9 @@ pub struct FilterReport {
     /// Samples that classifier flagged; above `max_flagged_share` its verdicts were not used.
     #[serde(default)]
     pub classifier_flagged: Option<usize>,
+    /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
+    /// Every removed item, with its evidence, in increasing index order.
     pub removals: Vec<Removal>,
 }
 

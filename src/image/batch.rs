@@ -72,10 +72,12 @@ impl ImageBatchSource {
         Image::new(c, h, w, self.pixels(i).to_vec()).expect("the buffer holds whole images")
     }
 
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.shape[0]
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.shape[0] == 0
     }

@@ -22,17 +22,23 @@ pub struct Image {
 /// A rectangle in pixels: `[x, y, w, h]` with (x, y) the top-left corner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PixelBox {
+    /// Left edge.
     pub x: usize,
+    /// Top edge.
     pub y: usize,
+    /// Width.
     pub w: usize,
+    /// Height.
     pub h: usize,
 }
 
 impl PixelBox {
+    /// Pixels covered.
     pub fn area(&self) -> usize {
         self.w * self.h
     }
 
+    /// Pixels covered by both boxes.
     pub fn intersection(&self, other: &PixelBox) -> usize {
         let x0 = self.x.max(other.x);
         let y0 = self.y.max(other.y);
@@ -70,23 +76,29 @@ impl Image {
         Self::new(channels, height, width, pixels)
     }
 
+    /// 1 (grey) or 3 (RGB).
     pub fn channels(&self) -> usize {
         self.channels
     }
+    /// Rows.
     pub fn height(&self) -> usize {
         self.height
     }
+    /// Columns.
     pub fn width(&self) -> usize {
         self.width
     }
+    /// All values, channel-major (`C×H×W`), in [0, 1].
     pub fn pixels(&self) -> &[f32] {
         &self.pixels
     }
 
+    /// The value of channel `c` at row `y`, column `x` (panics outside the image, like indexing).
     pub fn get(&self, c: usize, y: usize, x: usize) -> f32 {
         self.pixels[(c * self.height + y) * self.width + x]
     }
 
+    /// Sets the value of channel `c` at row `y`, column `x` (panics outside the image).
     pub fn set(&mut self, c: usize, y: usize, x: usize, value: f32) {
         self.pixels[(c * self.height + y) * self.width + x] = value;
     }
@@ -169,6 +181,7 @@ impl Image {
 ///
 /// Implement it for your own item type to use `PoisonFilter` on any burn `Dataset`.
 pub trait AsImage {
+    /// The item's image; an error marks the item unreadable (it is then removed and logged).
     fn as_image(&self) -> Result<Image>;
 
     /// The class label, where the item has one (used by `eval`, never by the detector).

@@ -18,8 +18,11 @@ use crate::image::{Image, PixelBox};
 /// Where the trigger patch comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TriggerSource {
-    /// Smooth random colour blobs from this seed (HTBA-like).
-    Procedural { seed: u64 },
+    /// Smooth random colour blobs from `seed` (HTBA-like).
+    Procedural {
+        /// Seeds the pattern.
+        seed: u64,
+    },
     /// A PNG (or JPEG) file, resized to the trigger side.
     File(PathBuf),
 }
@@ -70,12 +73,14 @@ impl Default for AttackConfig {
 /// Which items were poisoned and where their trigger is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
+    /// The target class.
     pub target: usize,
     /// Poisoned indices, ascending, with their trigger boxes.
     pub poisoned: Vec<(usize, PixelBox)>,
 }
 
 impl GroundTruth {
+    /// Whether dataset item `index` is a poison.
     pub fn is_poisoned(&self, index: usize) -> bool {
         self.poisoned.binary_search_by_key(&index, |(i, _)| *i).is_ok()
     }
@@ -84,8 +89,11 @@ impl GroundTruth {
 /// A poisoned copy of a dataset with the trigger used and the ground truth.
 #[derive(Clone, Debug)]
 pub struct PoisonedSet {
+    /// The dataset with the poisons in place.
     pub dataset: ImageDataset,
+    /// The trigger image that was pasted.
     pub trigger: Image,
+    /// Which items are poisons and where their triggers are.
     pub truth: GroundTruth,
 }
 

@@ -12,6 +12,7 @@ use crate::image::PixelBox;
 pub struct Suspect {
     /// Row of the working images.
     pub row: usize,
+    /// The located trigger, drawn as a yellow frame.
     pub trigger_box: Option<PixelBox>,
     /// Ground truth when known (simulated attacks): frames the tile red (poison) or grey (clean).
     pub truly_poisoned: Option<bool>,

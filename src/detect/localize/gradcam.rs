@@ -21,6 +21,7 @@ use crate::image::{Image, PixelBox};
 pub struct GradCamResult {
     /// `H×W`, upsampled from the feature map.
     pub heat: Vec<f32>,
+    /// The hottest window of the map.
     pub trigger_box: PixelBox,
     /// The peak of the map: PatchSearch's ranking of candidates within a cluster.
     pub peak: f32,
@@ -75,7 +76,9 @@ pub fn grad_cam<B: Backend>(
 /// Grad-CAM as a localiser: boxes of `side` pixels, `batch_size` images per forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GradCam {
+    /// Side of the located box, in pixels.
     pub side: usize,
+    /// Images per forward pass.
     pub batch_size: usize,
 }
 

@@ -54,6 +54,7 @@ pub struct CamResult {
     pub score: f32,
     /// Whether masking that window moved the image to another cluster.
     pub leaves_cluster: bool,
+    /// Forward passes spent on this image.
     pub forwards: usize,
 }
 

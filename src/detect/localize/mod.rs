@@ -16,10 +16,15 @@ use crate::image::PixelBox;
 
 /// What a localiser looks at: the encoder, its clusters, a probe on them, and the images.
 pub struct Scene<'a, B: Backend> {
+    /// The model whose clusters are explained.
     pub encoder: &'a dyn Embed<B>,
+    /// Its clusters of the images.
     pub clusters: &'a Clusters,
+    /// Cluster activation of edited images, on the same encoder and clusters.
     pub probe: &'a ActivationProbe<'a, B>,
+    /// The images, at the working size.
     pub images: &'a ImageBatchSource,
+    /// Where the encoder runs.
     pub device: &'a B::Device,
 }
 
@@ -27,12 +32,15 @@ pub struct Scene<'a, B: Backend> {
 /// largest activation drop; Grad-CAM: the map's peak).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Located {
+    /// Where the evidence sits, in working-size pixels.
     pub trigger_box: PixelBox,
+    /// How strongly: higher is more trigger-like.
     pub score: f32,
 }
 
 /// Finds, in each image of `indices`, the box that holds it in cluster `targets[i]`.
 pub trait Localize<B: Backend> {
+    /// One box and score per index, in the order of `indices`.
     fn localize(&self, scene: &Scene<'_, B>, indices: &[usize], targets: &[usize]) -> Result<Vec<Located>>;
 }
 

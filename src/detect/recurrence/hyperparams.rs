@@ -67,6 +67,7 @@ pub struct RecurrenceConfig {
     #[config(default = 64)]
     pub max_candidates: usize,
     #[config(default = 0)]
+    /// Seeds the sampling of windows. Default 0.
     pub seed: u64,
 }
 

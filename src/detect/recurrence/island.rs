@@ -34,6 +34,7 @@ impl Sweep {
 /// Why a swept candidate is not a trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Its carriers form an island: a trigger.
     Trigger,
     /// Fewer carriers than `min_carriers`.
     TooFew,

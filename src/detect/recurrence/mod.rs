@@ -39,6 +39,7 @@ use mine::{mine, Candidate};
 /// One image carrying a recurring patch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Carrier {
+    /// Row of the image that carries it.
     pub image: usize,
     /// RMS distance of its best match to the patch's template.
     pub distance: f32,
@@ -51,6 +52,7 @@ pub struct Carrier {
 pub struct RecurringPatch {
     /// Side of the mined window the template was cut at.
     pub side: usize,
+    /// The patch's pixels, `channels × side × side`, channel-major.
     pub template: Vec<f32>,
     /// Carriers in increasing image order.
     pub carriers: Vec<Carrier>,
@@ -63,7 +65,9 @@ pub struct RecurringPatch {
 /// A recurring patch's template, enough to look for it in new images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatchTemplate {
+    /// Channels of the template.
     pub channels: usize,
+    /// Side of the square template, in native pixels.
     pub side: usize,
     /// `channels × side × side` values in [0, 1].
     pub values: Vec<f32>,
@@ -86,6 +90,7 @@ impl PatchTemplate {
 }
 
 impl RecurringPatch {
+    /// The patch's template, for screening new samples.
     pub fn template(&self) -> PatchTemplate {
         let channels = self.template.len() / (self.side * self.side).max(1);
         PatchTemplate { channels, side: self.side, values: self.template.clone() }
@@ -95,16 +100,23 @@ impl RecurringPatch {
 /// What the stage looked at and why candidates were turned down.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecurrenceSummary {
+    /// Window sides mined, in native pixels of the median image's shorter side.
     pub window_sides: Vec<usize>,
     /// Textured windows hashed, summed over the window sides.
     pub windows: usize,
+    /// Candidate patches from the hash buckets.
     pub candidates: usize,
     /// Candidates that passed the island test on a sample of the images.
     pub presweep_passed: usize,
+    /// Candidates swept over every image.
     pub swept: usize,
+    /// Swept candidates with too few carriers.
     pub too_few: usize,
+    /// Swept candidates with an implausible share of the data as carriers.
     pub too_many: usize,
+    /// Swept candidates whose carriers were not an island (other patches came near).
     pub no_island: usize,
+    /// Swept candidates whose carriers are one image repeated, not a patch pasted into several.
     pub duplicates: usize,
     /// `[window side, carriers, halo, distinct places]` of every patch found.
     pub patches: Vec<[usize; 4]>,
@@ -125,7 +137,9 @@ impl RecurrenceSummary {
 /// The recurring patches of a dataset.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Recurrence {
+    /// The confirmed patches and their carriers.
     pub patches: Vec<RecurringPatch>,
+    /// What was looked at, for reports.
     pub summary: RecurrenceSummary,
 }
 

@@ -39,10 +39,12 @@ fn cache_error(path: &Path, reason: impl ToString) -> Error {
 }
 
 impl Checkpoint {
+    /// The entry `key` under the cache folder `root`.
     pub fn new(root: impl AsRef<Path>, key: &str) -> Self {
         Self { dir: root.as_ref().join(key) }
     }
 
+    /// The entry's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

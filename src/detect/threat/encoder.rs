@@ -27,10 +27,12 @@ pub struct EncoderConfig {
 }
 
 impl EncoderConfig {
+    /// Length of the backbone's features.
     pub fn feature_dim(&self) -> usize {
         self.widths[2]
     }
 
+    /// A model of this shape, with burn's default initialisation.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ThreatModel<B> {
         let [w1, w2, w3] = self.widths;
         ThreatModel {
@@ -140,6 +142,7 @@ pub struct ProjectionHead<B: Backend> {
 }
 
 impl<B: Backend> ProjectionHead<B> {
+    /// Projections of backbone features.
     pub fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
         self.out.forward(relu(self.hidden.forward(features)))
     }
@@ -148,7 +151,9 @@ impl<B: Backend> ProjectionHead<B> {
 /// Backbone plus projection head.
 #[derive(Module, Debug)]
 pub struct ThreatModel<B: Backend> {
+    /// What the detector looks through.
     pub backbone: Backbone<B>,
+    /// Used in training only.
     pub head: ProjectionHead<B>,
 }
 

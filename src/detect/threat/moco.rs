@@ -12,6 +12,7 @@ use super::simclr::l2_normalize;
 
 /// The key encoder and the negative-key queue.
 pub struct MocoState<B: Backend> {
+    /// The momentum encoder that makes the keys.
     pub key_model: ThreatModel<B>,
     queue: Tensor<B, 2>,
     next: usize,
@@ -31,6 +32,7 @@ impl<B: Backend> MocoState<B> {
         Self { key_model: query, queue: l2_normalize(queue), next: 0 }
     }
 
+    /// The queued keys, `queue × projection`.
     pub fn queue(&self) -> Tensor<B, 2> {
         self.queue.clone()
     }

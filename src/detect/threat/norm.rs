@@ -11,9 +11,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 #[derive(Config, Debug)]
+/// Settings of [`BatchNorm2d`].
 pub struct BatchNorm2dConfig {
+    /// Channels normalised.
     pub channels: usize,
     #[config(default = 1e-5)]
+    /// Added to the variance. Default 1e-5.
     pub epsilon: f64,
     /// Weight of the newest batch in the running statistics.
     #[config(default = 0.1)]
@@ -21,6 +24,7 @@ pub struct BatchNorm2dConfig {
 }
 
 impl BatchNorm2dConfig {
+    /// A batch norm with unit scale, zero shift and fresh running statistics.
     pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
         BatchNorm2d {
             gamma: Param::from_tensor(Tensor::ones([self.channels], device)),
@@ -34,6 +38,7 @@ impl BatchNorm2dConfig {
 }
 
 #[derive(Module, Debug)]
+/// Batch normalisation over `N×C×H×W` maps, per channel.
 pub struct BatchNorm2d<B: Backend> {
     gamma: Param<Tensor<B, 1>>,
     beta: Param<Tensor<B, 1>>,
@@ -70,6 +75,7 @@ impl<B: Backend> BatchNorm2d<B> {
         self.forward_with(x, NormStatistics::ByBackend)
     }
 
+    /// Normalises `x` with the chosen statistics (and updates the running ones when training).
     pub fn forward_with(&self, x: Tensor<B, 4>, statistics: NormStatistics) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let rows = x.reshape([n * c, h * w]);

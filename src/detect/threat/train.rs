@@ -26,7 +26,9 @@ use crate::image::{Fnv, ImageBatchSource};
 /// The self-supervised objective of the warm start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SslMethod {
+    /// SimCLR: two views, NT-Xent over the batch.
     SimClr,
+    /// MoCo v2: a momentum key encoder and a queue of negatives.
     MocoV2,
 }
 
@@ -34,19 +36,25 @@ pub enum SslMethod {
 #[derive(Config, Debug, PartialEq)]
 pub struct WarmStartConfig {
     #[config(default = "SslMethod::SimClr")]
+    /// The SSL objective. Default SimCLR.
     pub method: SslMethod,
     /// `in_channels` is overwritten by the data's channel count.
     #[config(default = "EncoderConfig::new()")]
     pub encoder: EncoderConfig,
     #[config(default = "AugmentConfig::new()")]
+    /// The augmentations that make the views.
     pub augment: AugmentConfig,
     #[config(default = 10)]
+    /// Passes over the data.
     pub epochs: usize,
     #[config(default = 256)]
+    /// Images per optimiser step.
     pub batch_size: usize,
     #[config(default = 1e-3)]
+    /// Adam's learning rate.
     pub learning_rate: f64,
     #[config(default = 0.2)]
+    /// NT-Xent / InfoNCE temperature.
     pub temperature: f32,
     /// MoCo key-encoder momentum.
     #[config(default = 0.99)]
@@ -55,6 +63,7 @@ pub struct WarmStartConfig {
     #[config(default = 4096)]
     pub moco_queue: usize,
     #[config(default = 0)]
+    /// Seeds initialisation, order and augmentations.
     pub seed: u64,
     /// Where checkpoints go; `None` trains without a cache.
     #[config(default = "None")]
@@ -64,11 +73,15 @@ pub struct WarmStartConfig {
 /// What the warm start did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WarmStartReport {
+    /// Epochs the model has now had.
     pub epochs: usize,
     /// Epochs loaded from the cache instead of trained.
     pub epochs_from_cache: usize,
+    /// Mean loss of every epoch, cached ones included.
     pub losses: Vec<f32>,
+    /// Wall time of the epochs trained in this call.
     pub seconds: f64,
+    /// Images per second over those epochs.
     pub images_per_second: f64,
 }
 
@@ -202,6 +215,7 @@ pub fn warm_start<B: AutodiffBackend>(
 /// One optimiser step of SimCLR or MoCo v2: the shared core of the cached warm start and of
 /// training from a burn `DataLoader`.
 pub struct SslStep<B: AutodiffBackend, O> {
+    /// The model being trained.
     pub model: ThreatModel<B>,
     optim: O,
     moco: Option<MocoState<B::InnerBackend>>,
@@ -212,6 +226,7 @@ pub struct SslStep<B: AutodiffBackend, O> {
 }
 
 impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
+    /// A step for `model` with `optim`, set up as `config` says.
     pub fn new(
         model: ThreatModel<B>,
         optim: O,

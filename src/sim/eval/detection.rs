@@ -21,10 +21,13 @@ pub struct DetectionScores {
     /// Share of the true poisons the pipeline itself localised (probes and kept clusters).
     pub poisons_localised_by_pipeline: f64,
     #[serde(flatten)]
+    /// Removed, removed poisons, precision, recall and F1.
     pub removals: RemovalScores,
+    /// Poisons in the training set.
     pub true_poisons: usize,
     /// True poisons inside the clusters the paste test kept.
     pub poisons_in_kept_clusters: usize,
+    /// Clusters the paste test kept.
     pub kept_clusters: usize,
     /// Held-out balanced accuracy of the poison classifier, when one was trained.
     pub classifier_validation: Option<f32>,
@@ -37,16 +40,22 @@ pub struct DetectionScores {
     /// What the recurrence signal looked at and found, when it ran.
     #[serde(default)]
     pub recurrence: Option<RecurrenceSummary>,
+    /// Wall time and forwards per image of every detector stage.
     pub cost: Vec<StageCost>,
 }
 
 /// Removals against the ground truth, whichever way they were decided.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemovalScores {
+    /// Samples removed.
     pub removed: usize,
+    /// Poisons among them.
     pub removed_poisons: usize,
+    /// Poisons over removed.
     pub precision: f64,
+    /// Removed poisons over all poisons.
     pub recall: f64,
+    /// Harmonic mean of precision and recall.
     pub f1: f64,
     /// Share of the clean samples that were removed.
     pub clean_removed_rate: f64,

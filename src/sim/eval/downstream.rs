@@ -11,7 +11,9 @@ use crate::image::ImageBatchSource;
 
 /// Images with their true labels.
 pub struct LabeledImages<'a> {
+    /// The images.
     pub images: &'a ImageBatchSource,
+    /// Their labels, by row.
     pub labels: &'a [usize],
 }
 
@@ -39,13 +41,17 @@ pub struct DownstreamData<'a> {
     pub bank: LabeledImages<'a>,
     /// Which bank rows are poisons.
     pub poisoned: &'a [usize],
+    /// Held-out images and their true labels.
     pub test: LabeledImages<'a>,
     /// Non-target test images with the trigger pasted.
     pub triggered: &'a ImageBatchSource,
+    /// The attack's target class.
     pub target: usize,
+    /// Neighbours voting in the kNN classifier.
     pub k: usize,
 }
 
+/// kNN accuracy, attack success and neighbour shares of `backbone` on `data`.
 pub fn downstream_scores<B: Backend>(
     backbone: &Backbone<B>,
     data: &DownstreamData<'_>,

@@ -42,6 +42,7 @@ pub struct ImplantConfig {
     #[config(default = 1.0)]
     pub backdoor_weight: f32,
     #[config(default = 0)]
+    /// Seeds the order of the fine-tune. Default 0.
     pub seed: u64,
 }
 
@@ -53,16 +54,20 @@ pub struct ImplantReport {
     pub backdoor_losses: Vec<f32>,
     /// Mean clean term per epoch: squared distance to the warm-started features, on that scale.
     pub clean_losses: Vec<f32>,
+    /// Wall time of the fine-tune.
     pub seconds: f64,
 }
 
 /// Rows of one set, clean and with the trigger pasted, in the same order.
 pub struct TriggerPairs<'a> {
+    /// The images without the trigger.
     pub clean: &'a ImageBatchSource,
+    /// The same images with the trigger pasted.
     pub triggered: &'a ImageBatchSource,
 }
 
 impl ImplantConfig {
+    /// Rejects settings that cannot train.
     pub fn check(&self) -> Result<()> {
         if self.epochs == 0 || self.images_per_epoch == 0 || self.batch_size == 0 {
             return Err(Error::Config("implant epochs, images_per_epoch and batch_size must be positive".into()));

@@ -29,15 +29,20 @@ use crate::sim::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
 
 /// A train/test split to evaluate on; both need labels.
 pub struct EvalData {
+    /// A name for reports.
     pub name: String,
+    /// The images the threat model and the detector see.
     pub train: ImageDataset,
+    /// Held-out images for the kNN scores.
     pub test: ImageDataset,
 }
 
 /// What `eval` runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalConfig {
+    /// The simulated attack.
     pub attack: AttackConfig,
+    /// The threat model's warm start.
     pub warm_start: WarmStartConfig,
     /// Neighbours of the kNN probe. Default 20.
     pub knn_k: usize,
@@ -57,15 +62,19 @@ pub struct EvalConfig {
 /// A named detector configuration (`full`, `cam-only`, `patchsearch`, …).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DetectorVariant {
+    /// A name for reports (`full`, `masking`, `patchsearch`, …).
     pub name: String,
+    /// The detector settings of this variant.
     pub detector: DetectorConfig,
 }
 
 /// One variant's metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VariantResult {
+    /// The variant's name.
     pub name: String,
     #[serde(flatten)]
+    /// Its localisation and removal scores against the ground truth.
     pub scores: DetectionScores,
 }
 
@@ -86,25 +95,35 @@ impl Default for EvalConfig {
 /// One trained encoder's scores and its training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
+    /// kNN accuracy, attack success and neighbour shares.
     pub downstream: DownstreamScores,
+    /// How the encoder was trained.
     pub warm_start: WarmStartReport,
 }
 
 /// The implanted threat model's scores and its fine-tune.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImplantResult {
+    /// kNN accuracy, attack success and neighbour shares of the implanted model.
     pub downstream: DownstreamScores,
+    /// What the fine-tune did.
     pub implant: ImplantReport,
 }
 
 /// The eval JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
+    /// Where the images came from.
     pub data: String,
+    /// Training images.
     pub train_images: usize,
+    /// Test images.
     pub test_images: usize,
+    /// The backend everything ran on.
     pub backend: String,
+    /// The settings of the run.
     pub config: EvalConfig,
+    /// Poisons in the training set.
     pub poisoned_count: usize,
     /// `None` when no variant needed a threat model (recurrence alone) and none was trained.
     pub poisoned: Option<ModelResult>,
@@ -113,8 +132,11 @@ pub struct EvalReport {
     pub implanted: Option<ImplantResult>,
     /// Trained on what the first detector variant kept (`--downstream`).
     pub filtered: Option<ModelResult>,
+    /// A model trained on the same training set without poisons, for reference.
     pub clean: Option<ModelResult>,
+    /// One row per detector variant.
     pub detection: Vec<VariantResult>,
+    /// Wall time of every step of the run.
     pub cost: Vec<StageCost>,
 }
 
