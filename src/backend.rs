@@ -4,9 +4,10 @@
 use burn::backend::Autodiff;
 use burn::tensor::backend::BackendTypes;
 
-#[cfg(not(feature = "cuda"))]
 /// The CPU backend (Flex) without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
 pub type Compute = burn::backend::Flex;
+/// burn's CUDA backend with the `cuda` feature.
 #[cfg(feature = "cuda")]
 pub type Compute = burn::backend::Cuda;
 
