@@ -112,11 +112,12 @@ impl KMeansConfig {
         let dim = points.dim;
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut centroids = plus_plus_init(points, k, &mut rng);
+        let chunks = upload::<B>(points, self.chunk, device);
         let mut previous = f64::INFINITY;
         let mut iterations = 0;
         for _ in 0..self.max_iters.max(1) {
             iterations += 1;
-            let (assignments, inertia) = nearest::<B>(points, &centroids, dim, self.chunk, device);
+            let (assignments, inertia) = nearest::<B>(&chunks, &centroids, dim, device);
             centroids = means(points, &assignments, &centroids, k);
             if previous - inertia <= self.tolerance * previous.abs().max(1e-12) {
                 break;
@@ -124,7 +125,7 @@ impl KMeansConfig {
             previous = inertia;
         }
         // The last update moved the centroids; assign once more so the two agree.
-        let (assignments, inertia) = nearest::<B>(points, &centroids, dim, self.chunk, device);
+        let (assignments, inertia) = nearest::<B>(&chunks, &centroids, dim, device);
         Ok(Clusters { centroids, dim, assignments, inertia, iterations })
     }
 }
@@ -165,29 +166,39 @@ fn plus_plus_init(points: &Embeddings, k: usize, rng: &mut StdRng) -> Vec<f32> {
     centroids
 }
 
+/// The points on the device, in chunks of at most `chunk` rows, with their squared norms: uploaded
+/// once per fit rather than at every Lloyd iteration.
+fn upload<B: Backend>(points: &Embeddings, chunk: usize, device: &B::Device) -> Vec<(Tensor<B, 2>, Tensor<B, 2>)> {
+    let dim = points.dim;
+    (0..points.len())
+        .step_by(chunk.max(1))
+        .map(|start| {
+            let end = (start + chunk.max(1)).min(points.len());
+            let x = Tensor::<B, 2>::from_data(
+                TensorData::new(points.data[start * dim..end * dim].to_vec(), [end - start, dim]),
+                device,
+            );
+            let x_sq = x.clone().powi_scalar(2).sum_dim(1);
+            (x, x_sq)
+        })
+        .collect()
+}
+
 /// Nearest centroid of every point, by ‖x‖² − 2x·μ + ‖μ‖² with the dot products from one matmul.
 fn nearest<B: Backend>(
-    points: &Embeddings,
+    chunks: &[(Tensor<B, 2>, Tensor<B, 2>)],
     centroids: &[f32],
     dim: usize,
-    chunk: usize,
     device: &B::Device,
 ) -> (Vec<usize>, f64) {
     let k = centroids.len() / dim;
     let mu = Tensor::<B, 2>::from_data(TensorData::new(centroids.to_vec(), [k, dim]), device);
     let mu_sq = mu.clone().powi_scalar(2).sum_dim(1).reshape([1, k]);
     let mu_t = mu.transpose();
-    let mut assignments = Vec::with_capacity(points.len());
+    let mut assignments = Vec::new();
     let mut inertia = 0.0f64;
-    for start in (0..points.len()).step_by(chunk.max(1)) {
-        let end = (start + chunk.max(1)).min(points.len());
-        let rows = end - start;
-        let x = Tensor::<B, 2>::from_data(
-            TensorData::new(points.data[start * dim..end * dim].to_vec(), [rows, dim]),
-            device,
-        );
-        let x_sq = x.clone().powi_scalar(2).sum_dim(1);
-        let distances = (x_sq - x.matmul(mu_t.clone()) * 2.0 + mu_sq.clone()).clamp_min(0.0);
+    for (x, x_sq) in chunks {
+        let distances = (x_sq.clone() - x.clone().matmul(mu_t.clone()) * 2.0 + mu_sq.clone()).clamp_min(0.0);
         let (best, index) = distances.min_dim_with_indices(1);
         inertia += best.into_data().iter::<f32>().map(|d| d as f64).sum::<f64>();
         assignments.extend(index.into_data().iter::<i64>().map(|i| i as usize));
