@@ -35,8 +35,8 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("{what} not found at {path}; install the Debian package `{package}` (apt-get install {package})")]
     /// Data a system package provides is not installed.
+    #[error("{what} not found at {path}; install the Debian package `{package}` (apt-get install {package})")]
     MissingPackage {
         /// The data.
         what: &'static str,
@@ -57,8 +57,8 @@ pub enum Error {
     #[error("{0} was given no input")]
     NoInput(&'static str),
 
-    #[error("image has {got} values, but {channels}×{height}×{width} needs {expected}")]
     /// Pixel values that do not fill the stated shape, or a channel count that is not supported.
+    #[error("image has {got} values, but {channels}×{height}×{width} needs {expected}")]
     ImageShape {
         /// Channels stated (or inferred).
         channels: usize,
@@ -76,8 +76,8 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
-    #[error("dataset item {index} is missing (dataset reports length {len})")]
     /// A dataset returned nothing for an index below its length.
+    #[error("dataset item {index} is missing (dataset reports length {len})")]
     MissingItem {
         /// The index asked for.
         index: usize,
@@ -85,8 +85,8 @@ pub enum Error {
         len: usize,
     },
 
-    #[error("item {index} has no class label, but {needed} needs one")]
     /// An item without a label where evaluation needs one.
+    #[error("item {index} has no class label, but {needed} needs one")]
     MissingLabel {
         /// The item.
         index: usize,
@@ -98,8 +98,8 @@ pub enum Error {
     #[error("cannot build the attack: {0}")]
     Attack(String),
 
-    #[error("cache file {path}: {reason}")]
     /// A cache entry could not be read or written.
+    #[error("cache file {path}: {reason}")]
     Cache {
         /// The file.
         path: PathBuf,

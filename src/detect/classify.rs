@@ -55,8 +55,8 @@ pub struct ClassifierConfig {
     /// poison rate you expect. Default 0.1.
     #[config(default = 0.1)]
     pub max_flagged_share: f64,
-    #[config(default = 0)]
     /// Seeds sampling and initialisation. Default 0.
+    #[config(default = 0)]
     pub seed: u64,
 }
 

@@ -31,8 +31,8 @@ pub struct KMeansConfig {
     /// Rows per matmul on the device. Default 8192.
     #[config(default = 8192)]
     pub chunk: usize,
-    #[config(default = 0)]
     /// Seeds k-means++. Default 0.
+    #[config(default = 0)]
     pub seed: u64,
 }
 
@@ -66,10 +66,7 @@ impl Clusters {
     /// centroids already are; this also serves clusterings built by hand.)
     pub fn unit_centroids(&self) -> Vec<f32> {
         let mut out = self.centroids.clone();
-        for row in out.chunks_mut(self.dim.max(1)) {
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
+        scale_rows_to_unit(&mut out, self.dim);
         out
     }
 
@@ -209,13 +206,18 @@ fn nearest<B: Backend>(
 /// Every row scaled to unit length (a zero row stays zero).
 fn unit_rows(points: &Embeddings) -> Embeddings {
     let mut data = points.data.clone();
-    for row in data.chunks_mut(points.dim.max(1)) {
+    scale_rows_to_unit(&mut data, points.dim);
+    Embeddings { data, dim: points.dim }
+}
+
+/// Scales each `dim`-long row of `data` to unit length in place; a zero row stays zero.
+fn scale_rows_to_unit(data: &mut [f32], dim: usize) {
+    for row in data.chunks_mut(dim.max(1)) {
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         if norm > 0.0 {
             row.iter_mut().for_each(|v| *v /= norm);
         }
     }
-    Embeddings { data, dim: points.dim }
 }
 
 /// Cluster mean directions (unit length); a cluster left empty keeps its old centroid.

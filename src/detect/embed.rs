@@ -44,8 +44,7 @@ pub trait Embed<B: Backend> {
 
     /// The last convolutional feature map, `N×F×h×w`, whose spatial mean is [`Embed::features`].
     /// `None` (the default) means the model has none, and Grad-CAM refuses it with a config error.
-    fn feature_map(&self, images: Tensor<B, 4>) -> Option<Tensor<B, 4>> {
-        let _ = images;
+    fn feature_map(&self, _images: Tensor<B, 4>) -> Option<Tensor<B, 4>> {
         None
     }
 }

@@ -37,8 +37,8 @@ pub struct PasteConfig {
     /// 80 under `eval --implant`), and 32 capped the recall at 0.4.
     #[config(default = 256)]
     pub candidates_per_cluster: usize,
-    #[config(default = 0)]
     /// Seeds the choice of reference images. Default 0.
+    #[config(default = 0)]
     pub seed: u64,
 }
 

@@ -66,8 +66,8 @@ pub struct RecurrenceConfig {
     /// Candidate patches swept over every image, most supported first. Default 64.
     #[config(default = 64)]
     pub max_candidates: usize,
-    #[config(default = 0)]
     /// Seeds the sampling of windows. Default 0.
+    #[config(default = 0)]
     pub seed: u64,
 }
 

@@ -18,14 +18,14 @@ pub struct AugmentConfig {
     /// in both views more often, which is what lets a short warm start learn it.
     #[config(default = 0.2)]
     pub crop_scale_min: f64,
-    #[config(default = 1.0)]
     /// Largest crop area, as a share of the image. Default 1.
+    #[config(default = 1.0)]
     pub crop_scale_max: f64,
     /// Aspect ratios of the crop are drawn log-uniformly from [1/r, r].
     #[config(default = 1.333)]
     pub crop_ratio: f64,
-    #[config(default = 0.5)]
     /// Probability of a horizontal flip. Default 0.5.
+    #[config(default = 0.5)]
     pub flip_prob: f64,
     /// Brightness factor drawn from [1 − b, 1 + b].
     #[config(default = 0.4)]

@@ -10,13 +10,13 @@ use burn::module::{Module, Param, RunningState};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-#[derive(Config, Debug)]
 /// Settings of [`BatchNorm2d`].
+#[derive(Config, Debug)]
 pub struct BatchNorm2dConfig {
     /// Channels normalised.
     pub channels: usize,
-    #[config(default = 1e-5)]
     /// Added to the variance. Default 1e-5.
+    #[config(default = 1e-5)]
     pub epsilon: f64,
     /// Weight of the newest batch in the running statistics.
     #[config(default = 0.1)]
@@ -37,8 +37,8 @@ impl BatchNorm2dConfig {
     }
 }
 
-#[derive(Module, Debug)]
 /// Batch normalisation over `N×C×H×W` maps, per channel.
+#[derive(Module, Debug)]
 pub struct BatchNorm2d<B: Backend> {
     gamma: Param<Tensor<B, 1>>,
     beta: Param<Tensor<B, 1>>,

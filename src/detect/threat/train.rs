@@ -35,26 +35,26 @@ pub enum SslMethod {
 /// Warm-start settings; defaults are DESIGN §3.1's.
 #[derive(Config, Debug, PartialEq)]
 pub struct WarmStartConfig {
-    #[config(default = "SslMethod::SimClr")]
     /// The SSL objective. Default SimCLR.
+    #[config(default = "SslMethod::SimClr")]
     pub method: SslMethod,
     /// `in_channels` is overwritten by the data's channel count.
     #[config(default = "EncoderConfig::new()")]
     pub encoder: EncoderConfig,
-    #[config(default = "AugmentConfig::new()")]
     /// The augmentations that make the views.
+    #[config(default = "AugmentConfig::new()")]
     pub augment: AugmentConfig,
-    #[config(default = 10)]
     /// Passes over the data.
+    #[config(default = 10)]
     pub epochs: usize,
-    #[config(default = 256)]
     /// Images per optimiser step.
+    #[config(default = 256)]
     pub batch_size: usize,
-    #[config(default = 1e-3)]
     /// Adam's learning rate.
+    #[config(default = 1e-3)]
     pub learning_rate: f64,
-    #[config(default = 0.2)]
     /// NT-Xent / InfoNCE temperature.
+    #[config(default = 0.2)]
     pub temperature: f32,
     /// MoCo key-encoder momentum.
     #[config(default = 0.99)]
@@ -62,8 +62,8 @@ pub struct WarmStartConfig {
     /// MoCo queue length.
     #[config(default = 4096)]
     pub moco_queue: usize,
-    #[config(default = 0)]
     /// Seeds initialisation, order and augmentations.
+    #[config(default = 0)]
     pub seed: u64,
     /// Where checkpoints go; `None` trains without a cache.
     #[config(default = "None")]

@@ -20,8 +20,8 @@ pub struct DetectionScores {
     pub trigger_localization_acc: f64,
     /// Share of the true poisons the pipeline itself localised (probes and kept clusters).
     pub poisons_localised_by_pipeline: f64,
-    #[serde(flatten)]
     /// Removed, removed poisons, precision, recall and F1.
+    #[serde(flatten)]
     pub removals: RemovalScores,
     /// Poisons in the training set.
     pub true_poisons: usize,

@@ -41,8 +41,8 @@ pub struct ImplantConfig {
     /// way down is to pull every image toward the reference, trigger or not.
     #[config(default = 1.0)]
     pub backdoor_weight: f32,
-    #[config(default = 0)]
     /// Seeds the order of the fine-tune. Default 0.
+    #[config(default = 0)]
     pub seed: u64,
 }
 

@@ -73,8 +73,8 @@ pub struct DetectorVariant {
 pub struct VariantResult {
     /// The variant's name.
     pub name: String,
-    #[serde(flatten)]
     /// Its localisation and removal scores against the ground truth.
+    #[serde(flatten)]
     pub scores: DetectionScores,
 }
 
