@@ -5,7 +5,10 @@ mod common;
 
 use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use poisoncam::backend::{default_device, Compute};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::Cuda as Compute;
+#[cfg(not(feature = "cuda"))]
+use poisoncam::backend::Compute;
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
@@ -15,7 +18,7 @@ use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::image::PixelBox;
 
 fn detector(c: &mut Criterion) {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let images = embedded_images(2000);
     let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
     let embeddings = embed(&model.backbone, &images, 512, &device);

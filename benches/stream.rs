@@ -6,7 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use poisoncam::backend::{default_device, Compute};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::Cuda as Compute;
+#[cfg(not(feature = "cuda"))]
+use poisoncam::backend::Compute;
 use poisoncam::data::{FashionMnist, ImageItem};
 use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;
@@ -17,7 +20,7 @@ use poisoncam::filter::guard::Guard;
 use poisoncam::image::ImageBatchSource;
 
 fn stream(c: &mut Criterion) {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let data = FashionMnist::embedded().expect("embedded data");
     let items: Vec<ImageItem> = data.items().iter().take(256).cloned().collect();
     let images: Vec<_> = items.iter().map(|i| i.image.clone()).collect();

@@ -5,11 +5,14 @@ mod common;
 
 use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use poisoncam::backend::{default_device, Compute, Train};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
+#[cfg(not(feature = "cuda"))]
+use poisoncam::backend::{Compute, Train};
 use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
 
 fn encoder_forward(c: &mut Criterion) {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let images = embedded_images(256);
     let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
     let indices: Vec<usize> = (0..256).collect();
@@ -26,7 +29,7 @@ fn encoder_forward(c: &mut Criterion) {
 }
 
 fn warm_start_epoch(c: &mut Criterion) {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let images = embedded_images(1024);
     let config = WarmStartConfig::new().with_epochs(1);
     let mut group = c.benchmark_group("warm_start");

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use poisoncam::backend::{default_device, Compute, Train};
+use poisoncam::backend::{Compute, Train};
 use poisoncam::data::FashionMnist;
 use poisoncam::filter::guard::{Guard, ScreenExt};
 use poisoncam::sim::attack::{poison, AttackConfig};
@@ -17,7 +17,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() -> Result<()> {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let n = arg("--train", 3000).clamp(200, 9000);
     let all = FashionMnist::embedded()?;
     let attack = AttackConfig { rate: 0.02, ..AttackConfig::default() };

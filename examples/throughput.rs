@@ -6,7 +6,10 @@
 
 use std::time::Instant;
 
-use poisoncam::backend::{default_device, Compute, Train};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
+#[cfg(not(feature = "cuda"))]
+use poisoncam::backend::{Compute, Train};
 use poisoncam::data::FashionMnist;
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;
@@ -18,7 +21,7 @@ use poisoncam::Image;
 
 fn main() -> poisoncam::Result<()> {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let data = FashionMnist::embedded()?;
     let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
     let images = ImageBatchSource::with_natural_size(&images)?;

@@ -1,32 +1,21 @@
-//! The backend the CLI and examples run on: Flex (CPU) by default, CUDA with the `cuda` feature.
-//! Library code is generic over `Backend`; only entry points name a concrete one.
+//! The backends the command line, the examples and the tests name. Library code is generic over
+//! burn's `Backend`; only entry points pick one.
+//!
+//! Flex (CPU) is always compiled in. The `cuda` feature adds burn's CUDA backend beside it, and
+//! the command line chooses between them with `--backend`.
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::BackendTypes;
 
-/// The CPU backend (Flex) without the `cuda` feature.
-#[cfg(not(feature = "cuda"))]
+/// The CPU backend (Flex).
 pub type Compute = burn::backend::Flex;
-/// burn's CUDA backend with the `cuda` feature.
-#[cfg(feature = "cuda")]
-pub type Compute = burn::backend::Cuda;
 
-/// `Compute` with automatic differentiation, for training.
+/// [`Compute`] with automatic differentiation, for training.
 pub type Train = Autodiff<Compute>;
 
-/// A device of the compiled-in backend.
-pub type Device = <Compute as BackendTypes>::Device;
+/// burn's CUDA backend; the driver is loaded at run time, so it builds without a GPU.
+#[cfg(feature = "cuda")]
+pub type Cuda = burn::backend::Cuda;
 
-/// The first device of the compiled-in backend.
-pub fn default_device() -> Device {
-    Device::default()
-}
-
-/// A short name for reports.
-pub fn name() -> &'static str {
-    if cfg!(feature = "cuda") {
-        "cuda"
-    } else {
-        "flex (cpu)"
-    }
-}
+/// [`Cuda`] with automatic differentiation, for training.
+#[cfg(feature = "cuda")]
+pub type CudaTrain = Autodiff<Cuda>;

@@ -117,3 +117,17 @@ fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(report["warm_start"].is_null(), "recurrence alone trains no threat model");
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn the_cuda_backend_in_a_cpu_build_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(["--backend", "cuda", "scan", dir.path().to_str().unwrap(), "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`cuda` feature"), "{stderr}");
+}

@@ -5,6 +5,9 @@ mod common;
 use common::{natives, small_config, source, toy};
 
 use burn::data::dataset::Dataset;
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
+#[cfg(not(feature = "cuda"))]
 use poisoncam::backend::{Compute, Train};
 use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detect::activation::ActivationProbe;
@@ -56,6 +59,10 @@ fn adapter_keeps_exactly_what_was_not_removed() {
     assert!(filter.get(filter.len()).is_none());
     // The report says whether a classifier decided anything, and how well it validated.
     assert_eq!(report.classifier_validation, filter.detection().classifier_validation);
+    // burn's own selection serves the same items.
+    let (len, first) = (filter.len(), filter.get(0).unwrap().id);
+    let selection = filter.into_selection();
+    assert_eq!((selection.len(), selection.get(0).unwrap().id), (len, first));
 }
 
 #[test]
@@ -89,6 +96,16 @@ fn unreadable_items_are_removed_and_logged() {
         filter.report().removals.iter().filter(|r| r.stage == Stage::Unreadable).map(|r| r.index).collect();
     assert_eq!(unreadable, vec![7, 57, 107, 157, 207, 257]);
     assert_eq!(filter.report().kept + filter.report().removed, 300);
+    // Detection rows skip the unreadable items; suspicions speak in dataset indices.
+    assert_eq!(filter.dataset_index(7), Some(8));
+    assert_eq!(filter.dataset_index(294), None);
+    let suspicions = filter.suspicions();
+    for r in filter.report().removals.iter().filter(|r| r.trigger_box.is_some()) {
+        let s = suspicions.iter().find(|s| s.index == r.index).expect("every boxed removal is a suspicion");
+        assert!(s.removed);
+        assert_eq!((s.id.as_str(), Some(s.trigger_box.to_array())), (r.id.as_str(), r.trigger_box));
+    }
+    assert!(suspicions.windows(2).all(|w| w[0].score >= w[1].score), "most suspicious first");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
-use poisoncam::backend::{default_device, Compute, Train};
+use poisoncam::backend::{Compute, Train};
 use poisoncam::data::{FashionMnist, ImageBatcher, ImageItem};
 use poisoncam::detect::threat::{train_from_loader, EncoderConfig, SslMethod, ThreatModel, WarmStartConfig};
 use poisoncam::image::ImageBatchSource;
@@ -25,7 +25,7 @@ fn source(items: &[ImageItem]) -> Result<ImageBatchSource> {
 
 /// Trains an encoder on `dataset` the way a burn user would: a batcher, a loader, a loop.
 fn train<D: Dataset<ImageItem> + 'static>(dataset: D, ssl: &WarmStartConfig) -> Result<ThreatModel<Compute>> {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let loader = DataLoaderBuilder::<Compute, ImageItem, _>::new(ImageBatcher { channels: 1, height: 28, width: 28 })
         .batch_size(ssl.batch_size)
         .shuffle(ssl.seed)
@@ -34,7 +34,7 @@ fn train<D: Dataset<ImageItem> + 'static>(dataset: D, ssl: &WarmStartConfig) -> 
 }
 
 pub fn run(method: SslMethod) -> Result<()> {
-    let device = default_device();
+    let device = burn::tensor::Device::<Compute>::default();
     let epochs = arg("--epochs", 6);
     let n_train = arg("--train", 5000).clamp(100, 9000);
     let all = FashionMnist::embedded()?;

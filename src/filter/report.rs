@@ -9,6 +9,7 @@ use crate::detect::recurrence::RecurrenceSummary;
 use crate::detect::threat::WarmStartReport;
 use crate::detect::{Stage, StageCost};
 use crate::error::{Error, Result};
+use crate::image::PixelBox;
 
 /// One removed sample (a line of the removal log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,22 @@ pub struct Removal {
     pub error: Option<String>,
 }
 
+/// A sample the detector located a trigger in, whether or not it was removed; see
+/// [`crate::PoisonFilter::suspicions`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspicion {
+    /// The item's index in the wrapped dataset.
+    pub index: usize,
+    /// The item's own id, or its index.
+    pub id: String,
+    /// As in [`Removal::score`].
+    pub score: f32,
+    /// The located trigger, in working-size pixels.
+    pub trigger_box: PixelBox,
+    /// Whether the filter removed it.
+    pub removed: bool,
+}
+
 /// The filter's report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterReport {
@@ -38,7 +55,7 @@ pub struct FilterReport {
     pub kept: usize,
     /// Items removed, unreadable ones included (each is in `removals`).
     pub removed: usize,
-    /// The backend the detector ran on (`flex (cpu)` or `cuda`).
+    /// The backend the detector ran on (burn's name for it: `flex`, or `cubecl<cuda>` on a GPU).
     pub backend: String,
     /// `[channels, height, width]` every image was resized to.
     pub working_size: [usize; 3],

@@ -7,16 +7,26 @@ mod scan;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use poisoncam::backend::{default_device, Train};
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Parser, Subcommand, ValueEnum};
 use poisoncam::sim::eval::run_eval;
 use poisoncam::Result;
 
 #[derive(Parser)]
 #[command(name = "poisoncam", version, about = "Find and remove backdoor poisons in image datasets")]
 struct Cli {
+    /// Where the threat model and the detector run: `cpu` (Flex), or `cuda` in a build with the
+    /// `cuda` feature.
+    #[arg(long, global = true, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Cuda,
 }
 
 #[derive(Subcommand)]
@@ -42,16 +52,27 @@ enum Command {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let device = default_device();
-    match cli.command {
-        Command::Demo(args) => demo::run(&args, &device),
+    match cli.backend {
+        BackendArg::Cpu => run_on::<poisoncam::backend::Train>(cli.command, &Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendArg::Cuda => run_on::<poisoncam::backend::CudaTrain>(cli.command, &Default::default()),
+        #[cfg(not(feature = "cuda"))]
+        BackendArg::Cuda => {
+            Err(poisoncam::Error::Config("--backend cuda needs a build with the `cuda` feature (cargo build --features cuda,cli)".into()))
+        }
+    }
+}
+
+fn run_on<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> {
+    match command {
+        Command::Demo(args) => demo::run::<B>(&args, device),
         Command::Eval { data, json, run } => {
             let data = eval::load(&data, run.train_size)?;
-            let report = run_eval::<Train>(&data, &run.eval_config(), &device)?;
+            let report = run_eval::<B>(&data, &run.eval_config(), device)?;
             eval::print_table(&report);
             eval::write_json(&json, &report)
         }
-        Command::Scan(args) => scan::run(&args, &device),
+        Command::Scan(args) => scan::run::<B>(&args, device),
     }
 }
 

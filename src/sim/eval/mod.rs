@@ -166,8 +166,11 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let attacked = timed(&mut cost, "attack", || poison(&data.train, &config.attack))?;
     let train_labels = labels_of(&data.train, "eval")?;
     let test_labels = labels_of(&data.test, "eval")?;
-    let first = &attacked.dataset.items()[0].image;
-    let (c, h, w) = (first.channels(), first.height(), first.width());
+    let [c, h, w] = crate::image::working_size(
+        attacked.dataset.items().iter().map(|i| &i.image),
+        None,
+        crate::image::DEFAULT_MAX_SHORT_SIDE,
+    );
     let to_source = |ds: &ImageDataset| {
         let images: Vec<_> = ds.items().iter().map(|i| i.image.clone()).collect();
         ImageBatchSource::new(&images, c, h, w)
@@ -261,7 +264,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         data: data.name.clone(),
         train_images: data.train.items().len(),
         test_images: data.test.items().len(),
-        backend: crate::backend::name().to_string(),
+        backend: <B::InnerBackend as Backend>::name(device),
         config: config.clone(),
         poisoned_count: poisoned_rows.len(),
         poisoned,
