@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::idx::{idx_images_from_bytes, idx_labels_from_bytes, pair_up, read_idx_pair};
+use super::idx::read_idx_pair;
 use super::ImageDataset;
 use crate::error::{Error, Result};
 
@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 const PACKAGE: &str = "dataset-fashion-mnist";
 
+#[cfg(feature = "embedded-data")]
 static EMBEDDED_IMAGES: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+#[cfg(feature = "embedded-data")]
 static EMBEDDED_LABELS: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 
 /// The ten Fashion-MNIST class names, by label.
@@ -21,14 +23,16 @@ pub const CLASS_NAMES: [&str; 10] =
 pub struct FashionMnist;
 
 impl FashionMnist {
-    /// The 10,000-image test split compiled into the crate: works with no set-up at all.
+    /// The 10,000-image test split compiled into the crate (feature `embedded-data`, on by
+    /// default through `eval`): works with no set-up at all.
+    #[cfg(feature = "embedded-data")]
     pub fn embedded() -> Result<ImageDataset> {
         let path = Path::new("<embedded t10k-images-idx3-ubyte.gz>");
-        let bytes = super::idx::decompress_if_gz(path, EMBEDDED_IMAGES.to_vec())?;
-        let images = idx_images_from_bytes(path, bytes)?;
+        use super::idx::{decompress_if_gz, idx_images_from_bytes, idx_labels_from_bytes, pair_up};
+        let images = idx_images_from_bytes(path, decompress_if_gz(path, EMBEDDED_IMAGES.to_vec())?)?;
         let label_path = Path::new("<embedded t10k-labels-idx1-ubyte.gz>");
         let labels =
-            idx_labels_from_bytes(label_path, super::idx::decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
+            idx_labels_from_bytes(label_path, decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
         pair_up(path, images, labels)
     }
 
@@ -54,7 +58,7 @@ impl FashionMnist {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded-data"))]
 mod tests {
     use super::*;
 

@@ -4,12 +4,12 @@
 pub mod guard;
 pub mod report;
 
-use std::marker::PhantomData;
 use std::path::Path;
 
 use burn::config::Config;
+use burn::data::dataset::transform::SelectionDataset;
 use burn::data::dataset::Dataset;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::detect::classify::PoisonClassifier;
 use crate::detect::embed::Embed;
@@ -17,7 +17,7 @@ use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect_and_fit, Detection, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::filter::guard::Guard;
-use crate::filter::report::{FilterReport, Removal};
+use crate::filter::report::{FilterReport, Removal, Suspicion};
 use crate::image::ImageBatchSource;
 use crate::image::{AsImage, Image};
 
@@ -30,9 +30,14 @@ pub struct PoisonFilterConfig {
     /// Which signals and stages run, and how.
     #[config(default = "DetectorConfig::new()")]
     pub detector: DetectorConfig,
-    /// `[height, width]` every image is resized to; `None` takes the most common size.
+    /// `[height, width]` every image is resized to; `None` takes the most common size, capped
+    /// by `max_short_side`.
     #[config(default = "None")]
     pub working_size: Option<[usize; 2]>,
+    /// Largest short side of a working size the filter chooses itself (0: no cap; default
+    /// [`crate::image::DEFAULT_MAX_SHORT_SIDE`], 224). A `working_size` given explicitly is not capped.
+    #[config(default = 224)]
+    pub max_short_side: usize,
 }
 
 impl PoisonFilterConfig {
@@ -79,12 +84,17 @@ impl PoisonFilterConfig {
 /// assert_eq!(train.len() + train.report().removed, 500);
 /// # Ok::<(), poisoncam::Error>(())
 /// ```
-pub struct PoisonFilter<D, I> {
-    inner: D,
-    kept: Vec<usize>,
+///
+/// The kept samples are a burn [`SelectionDataset`] over the wrapped dataset
+/// ([`PoisonFilter::into_selection`] hands it over, to shuffle or split with burn's own tools).
+pub struct PoisonFilter<D: Dataset<I>, I: Clone + Send + Sync> {
+    kept: SelectionDataset<D, I>,
+    /// Dataset index of each detection row (the readable items, in order).
+    rows: Vec<usize>,
+    /// Every item's id, by dataset index.
+    ids: Vec<String>,
     report: FilterReport,
     detection: Detection,
-    _item: PhantomData<fn() -> I>,
 }
 
 /// The images of a dataset at one working size, and the items that could not be read.
@@ -103,7 +113,12 @@ pub struct WorkingImages {
 
 impl WorkingImages {
     /// Reads every item; a `None` inside `0..len()` is an error, an unreadable image is recorded.
-    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, working_size: Option<[usize; 2]>) -> Result<Self> {
+    /// The working size is [`crate::image::working_size`]'s choice.
+    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(
+        dataset: &D,
+        working_size: Option<[usize; 2]>,
+        max_short_side: usize,
+    ) -> Result<Self> {
         let len = dataset.len();
         let mut images = Vec::new();
         let mut rows = Vec::new();
@@ -123,33 +138,18 @@ impl WorkingImages {
         if images.is_empty() {
             return Err(Error::NoInput("the poison filter"));
         }
-        let [h, w] = working_size.unwrap_or_else(|| most_common_size(&images));
-        let channels = images.iter().map(Image::channels).max().unwrap_or(1);
+        let [channels, h, w] = crate::image::working_size(&images, working_size, max_short_side);
         let source = ImageBatchSource::new(&images, channels, h, w)?;
         Ok(Self { source, natives: images, rows, ids, unreadable })
     }
 }
 
-/// The most frequent `[height, width]`, the earliest seen on ties.
-fn most_common_size(images: &[Image]) -> [usize; 2] {
-    let mut counts: Vec<([usize; 2], usize)> = Vec::new();
-    for image in images {
-        let size = [image.height(), image.width()];
-        match counts.iter_mut().find(|(s, _)| *s == size) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((size, 1)),
-        }
-    }
-    let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    counts.iter().find(|(_, n)| *n == best).map_or([1, 1], |(s, _)| *s)
-}
-
-impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
+impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
     /// Warm-starts a threat model on `dataset` and filters it. With the masking signal off, no
     /// threat model is trained: recurrence alone decides.
     pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
         config.detector.check()?;
-        let images = WorkingImages::read(&dataset, config.working_size)?;
+        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
         if !config.detector.signals.masking {
             return Self::finish::<B>(dataset, images, None, None, config, device).map(|(f, _)| f);
         }
@@ -167,7 +167,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         if !config.detector.signals.masking {
             return Err(Error::Config("the streaming guard needs the masking signal".into()));
         }
-        let images = WorkingImages::read(&dataset, config.working_size)?;
+        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
         let encoder = config.warm_start.encoder_for(&images.source);
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
         let (filter, classifier) =
@@ -196,7 +196,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<Self> {
         config.detector.check()?;
-        let images = WorkingImages::read(&dataset, config.working_size)?;
+        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
         Self::finish::<B>(dataset, images, Some(encoder), None, config, device).map(|(f, _)| f)
     }
 
@@ -245,7 +245,7 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             total,
             kept: kept.len(),
             removed: removals.len(),
-            backend: crate::backend::name().to_string(),
+            backend: <B::InnerBackend as Backend>::name(device),
             working_size: [c, h, w],
             warm_start: warm,
             recurrence: detection.recurrence.clone(),
@@ -256,7 +256,9 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
             cost: detection.cost.clone(),
             removals,
         };
-        Ok((Self { inner, kept, report, detection, _item: PhantomData }, classifier))
+        let (rows, ids) = (images.rows, images.ids);
+        let kept = SelectionDataset::from_indices_unchecked(inner, kept);
+        Ok((Self { kept, rows, ids, report, detection }, classifier))
     }
 
     /// Counts, per-stage costs and every removal with its evidence.
@@ -271,28 +273,55 @@ impl<D: Dataset<I>, I: AsImage + Send + Sync> PoisonFilter<D, I> {
 
     /// Indices of `inner` that are kept, increasing.
     pub fn kept_indices(&self) -> &[usize] {
-        &self.kept
+        &self.kept.indices
     }
 
-    /// The detector's full evidence, rows in the order of the readable items.
+    /// The detector's full evidence, rows in the order of the readable items; see
+    /// [`PoisonFilter::dataset_index`].
     pub fn detection(&self) -> &Detection {
         &self.detection
     }
 
-    /// The wrapped dataset, every item included.
-    pub fn inner(&self) -> &D {
-        &self.inner
+    /// The dataset index of a row of [`PoisonFilter::detection`].
+    pub fn dataset_index(&self, row: usize) -> Option<usize> {
+        self.rows.get(row).copied()
     }
 
-    /// Gives the wrapped dataset back.
-    pub fn into_inner(self) -> D {
-        self.inner
+    /// Every sample the detector located a trigger in, by dataset index, most suspicious first
+    /// (ties by index).
+    pub fn suspicions(&self) -> Vec<Suspicion> {
+        let removed: std::collections::HashSet<usize> = self.report.removals.iter().map(|r| r.index).collect();
+        let mut out: Vec<Suspicion> = (0..self.rows.len())
+            .filter_map(|row| {
+                let trigger_box = self.detection.box_of(row)?;
+                let index = self.rows[row];
+                Some(Suspicion {
+                    index,
+                    id: self.ids[index].clone(),
+                    score: self.detection.score_of(row),
+                    trigger_box,
+                    removed: removed.contains(&index),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        out
+    }
+
+    /// The wrapped dataset, every item included.
+    pub fn inner(&self) -> &D {
+        &self.kept.wrapped
+    }
+
+    /// The kept samples as burn's own selection over the wrapped dataset.
+    pub fn into_selection(self) -> SelectionDataset<D, I> {
+        self.kept
     }
 }
 
-impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for PoisonFilter<D, I> {
+impl<D: Dataset<I>, I: Clone + Send + Sync> Dataset<I> for PoisonFilter<D, I> {
     fn get(&self, index: usize) -> Option<I> {
-        self.kept.get(index).and_then(|&i| self.inner.get(i))
+        self.kept.get(index)
     }
 
     fn len(&self) -> usize {
@@ -301,7 +330,7 @@ impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for PoisonFilter<D, I> {
 }
 
 /// `dataset.poison_filter(&config, &device)?` for any dataset of [`AsImage`] items.
-pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
+pub trait PoisonFilterExt<I: AsImage + Clone + Send + Sync>: Dataset<I> + Sized {
     /// [`PoisonFilter::fit`] on this dataset.
     fn poison_filter<B: AutodiffBackend>(
         self,
@@ -312,17 +341,4 @@ pub trait PoisonFilterExt<I: AsImage + Send + Sync>: Dataset<I> + Sized {
     }
 }
 
-impl<I: AsImage + Send + Sync, D: Dataset<I>> PoisonFilterExt<I> for D {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn working_size_is_the_most_common() {
-        let image = |h, w| Image::new(1, h, w, vec![0.0; h * w]).unwrap();
-        let images = vec![image(10, 12), image(28, 28), image(28, 28), image(10, 12), image(28, 28)];
-        assert_eq!(most_common_size(&images), [28, 28]);
-        assert_eq!(most_common_size(&images[..4]), [10, 12]);
-    }
-}
+impl<I: AsImage + Clone + Send + Sync, D: Dataset<I>> PoisonFilterExt<I> for D {}

@@ -1,9 +1,11 @@
 //! The pipeline's view of an image: `C×H×W` f32 in [0, 1], and the trait that gives it.
 
 mod batch;
+mod working_size;
 
 pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
+pub use working_size::{working_size, DEFAULT_MAX_SHORT_SIDE};
 
 use burn::data::dataset::vision::{ImageDatasetItem, MnistItem, PixelDepth};
 use serde::{Deserialize, Serialize};

@@ -5,13 +5,12 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 use crate::error::{Error, Result};
-use crate::image::ImageBatchSource;
-use crate::image::PixelBox;
+use crate::image::{Image, PixelBox};
 
 /// One tile of the picture.
 pub struct Suspect {
-    /// Row of the working images.
-    pub row: usize,
+    /// The image, at the size its box is measured in (the filter's working size).
+    pub image: Image,
     /// The located trigger, drawn as a yellow frame.
     pub trigger_box: Option<PixelBox>,
     /// Ground truth when known (simulated attacks): frames the tile red (poison) or grey (clean).
@@ -23,9 +22,10 @@ const POISON: Rgb<u8> = Rgb([220, 30, 30]);
 const CLEAN: Rgb<u8> = Rgb([150, 150, 150]);
 const UNKNOWN: Rgb<u8> = Rgb([40, 40, 40]);
 
-/// Renders `suspects` in a grid of `columns`, each image enlarged `scale` times.
-pub fn render_suspects(images: &ImageBatchSource, suspects: &[Suspect], columns: usize, scale: usize) -> RgbImage {
-    let [_, c, h, w] = images.shape();
+/// Renders `suspects` in a grid of `columns`, each image resized to `[h, w]` (their common size;
+/// boxes are drawn in it) and enlarged `scale` times.
+pub fn render_suspects(suspects: &[Suspect], [h, w]: [usize; 2], columns: usize, scale: usize) -> RgbImage {
+    let (h, w) = (h.max(1), w.max(1));
     let (scale, columns) = (scale.max(1), columns.max(1));
     let frame = 3;
     let (tile_w, tile_h) = (w * scale + 2 * frame, h * scale + 2 * frame);
@@ -39,7 +39,8 @@ pub fn render_suspects(images: &ImageBatchSource, suspects: &[Suspect], columns:
             None => UNKNOWN,
         };
         fill_rect(&mut out, ox, oy, tile_w, tile_h, colour);
-        let pixels = images.pixels(s.row);
+        let image = if [s.image.height(), s.image.width()] == [h, w] { s.image.clone() } else { s.image.resized(h, w) };
+        let (c, pixels) = (image.channels(), image.pixels());
         for y in 0..h * scale {
             for x in 0..w * scale {
                 let at = |ch: usize| pixels[ch.min(c - 1) * h * w + (y / scale) * w + x / scale];
@@ -55,17 +56,11 @@ pub fn render_suspects(images: &ImageBatchSource, suspects: &[Suspect], columns:
 }
 
 /// Renders and writes the picture.
-pub fn write_suspects(
-    path: &Path,
-    images: &ImageBatchSource,
-    suspects: &[Suspect],
-    columns: usize,
-    scale: usize,
-) -> Result<()> {
+pub fn write_suspects(path: &Path, suspects: &[Suspect], size: [usize; 2], columns: usize, scale: usize) -> Result<()> {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    render_suspects(images, suspects, columns, scale)
+    render_suspects(suspects, size, columns, scale)
         .save(path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
@@ -105,12 +100,13 @@ mod tests {
 
     #[test]
     fn tiles_frames_and_boxes_land_where_expected() {
-        let images = ImageBatchSource::from_raw(vec![0.5; 2 * 4 * 4], [2, 1, 4, 4]).unwrap();
+        let grey = Image::new(1, 4, 4, vec![0.5; 16]).unwrap();
+        let larger = Image::new(1, 8, 8, vec![0.5; 64]).unwrap();
         let suspects = [
-            Suspect { row: 0, trigger_box: Some(PixelBox { x: 1, y: 1, w: 2, h: 2 }), truly_poisoned: Some(true) },
-            Suspect { row: 1, trigger_box: None, truly_poisoned: Some(false) },
+            Suspect { image: grey, trigger_box: Some(PixelBox { x: 1, y: 1, w: 2, h: 2 }), truly_poisoned: Some(true) },
+            Suspect { image: larger, trigger_box: None, truly_poisoned: Some(false) },
         ];
-        let img = render_suspects(&images, &suspects, 2, 5);
+        let img = render_suspects(&suspects, [4, 4], 2, 5);
         assert_eq!((img.width(), img.height()), (2 * 26, 26));
         assert_eq!(*img.get_pixel(0, 0), POISON);
         assert_eq!(*img.get_pixel(26, 0), CLEAN);

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use poisoncam::backend::{Device, Train};
+use burn::tensor::backend::AutodiffBackend;
 use poisoncam::data::FashionMnist;
 use poisoncam::detect::Stage;
 use poisoncam::filter::report::{write_atomic, FilterReport};
-use poisoncam::filter::WorkingImages;
+use burn::data::dataset::Dataset;
+use poisoncam::image::AsImage;
 use poisoncam::sim::attack::{poison, AttackConfig};
 use poisoncam::sim::eval::{removal_scores, RemovalScores};
 use poisoncam::sim::suspects::{write_suspects, Suspect};
@@ -62,7 +63,7 @@ struct DemoReport<'a> {
     config: &'a PoisonFilterConfig,
 }
 
-pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
+pub fn run<B: AutodiffBackend>(args: &DemoArgs, device: &B::Device) -> Result<()> {
     let started = Instant::now();
     let all = FashionMnist::embedded()?;
     let images = args.images.clamp(1, all.items().len());
@@ -80,7 +81,7 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     if let Some(names) = &args.signals {
         set_signals(&mut config.detector.signals, names);
     }
-    let filter = PoisonFilter::fit::<Train>(attacked.dataset.clone(), &config, device)?;
+    let filter = PoisonFilter::fit::<B>(attacked.dataset.clone(), &config, device)?;
     let report = filter.report();
 
     let truth = Truth {
@@ -89,20 +90,17 @@ pub fn run(args: &DemoArgs, device: &Device) -> Result<()> {
     };
 
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
-    let working = WorkingImages::read(&attacked.dataset, config.working_size)?;
-    let detection = filter.detection();
-    let mut ranked: Vec<usize> = (0..working.rows.len()).filter(|&r| detection.box_of(r).is_some()).collect();
-    ranked.sort_by(|&a, &b| detection.score_of(b).total_cmp(&detection.score_of(a)).then(a.cmp(&b)));
-    let suspects: Vec<Suspect> = ranked
-        .iter()
-        .take(args.suspects)
-        .map(|&row| Suspect {
-            row,
-            trigger_box: detection.box_of(row),
-            truly_poisoned: Some(attacked.truth.is_poisoned(working.rows[row])),
-        })
-        .collect();
-    write_suspects(&args.out.join("suspects.png"), &working.source, &suspects, 8, 4)?;
+    let [_, h, w] = report.working_size;
+    let mut suspects = Vec::new();
+    for s in filter.suspicions().into_iter().take(args.suspects) {
+        let item = attacked.dataset.get(s.index).ok_or(poisoncam::Error::MissingItem { index: s.index, len: images })?;
+        suspects.push(Suspect {
+            image: item.as_image()?.resized(h, w),
+            trigger_box: Some(s.trigger_box),
+            truly_poisoned: Some(attacked.truth.is_poisoned(s.index)),
+        });
+    }
+    write_suspects(&args.out.join("suspects.png"), &suspects, [h, w], 8, 4)?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let full = DemoReport { attack: &attack, truth, wall_seconds, filter: report, config: &config };
     write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;

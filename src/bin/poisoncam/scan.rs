@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use poisoncam::backend::{Device, Train};
+use burn::tensor::backend::AutodiffBackend;
 use poisoncam::data::{open_path, SkippedFile};
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
@@ -42,7 +42,7 @@ struct ScanReport<'a> {
     config: &'a PoisonFilterConfig,
 }
 
-pub fn run(args: &ScanArgs, device: &Device) -> Result<()> {
+pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()> {
     let mut config = match &args.config {
         Some(path) => PoisonFilterConfig::read(path)?,
         None => PoisonFilterConfig::new(),
@@ -57,7 +57,7 @@ pub fn run(args: &ScanArgs, device: &Device) -> Result<()> {
     for s in &scan.skipped {
         eprintln!("skipped {}: {}", s.id, s.reason);
     }
-    let filter = PoisonFilter::fit::<Train>(scan.dataset, &config, device)?;
+    let filter = PoisonFilter::fit::<B>(scan.dataset, &config, device)?;
     let report = filter.report();
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
     let items = filter.inner().items();
