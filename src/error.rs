@@ -76,6 +76,17 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// One numeric setting out of its range (NaN, negative, zero where a count is needed, …).
+    #[error("invalid setting {name} = {value}: must be {expected}")]
+    InvalidSetting {
+        /// The setting, as a path through the config (`detector.kmeans.k`).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The range it must lie in.
+        expected: &'static str,
+    },
+
     /// A dataset returned nothing for an index below its length.
     #[error("dataset item {index} is missing (dataset reports length {len})")]
     MissingItem {

@@ -36,6 +36,18 @@ pub struct KMeansConfig {
     pub seed: u64,
 }
 
+impl KMeansConfig {
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        if let Some(k) = self.k {
+            crate::check::at_least("detector.kmeans.k", k, 1, "at least 1 (or unset to choose from N)")?;
+        }
+        crate::check::at_least("detector.kmeans.max_iters", self.max_iters, 1, "at least 1")?;
+        crate::check::non_negative("detector.kmeans.tolerance", self.tolerance)?;
+        crate::check::at_least("detector.kmeans.chunk", self.chunk, 1, "at least 1")
+    }
+}
+
 /// A fitted clustering.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Clusters {

@@ -88,6 +88,13 @@ impl DetectorConfig {
         if self.signals.recurrence {
             self.recurrence.check()?;
         }
+        if self.signals.masking {
+            crate::check::at_least("detector.batch_size", self.batch_size, 1, "at least 1")?;
+            self.kmeans.check()?;
+            self.cam.check()?;
+            self.paste.check()?;
+            self.classifier.check()?;
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
+use crate::error::Result;
 use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
 
@@ -40,6 +41,19 @@ pub struct PasteConfig {
     /// Seeds the choice of reference images. Default 0.
     #[config(default = 0)]
     pub seed: u64,
+}
+
+impl PasteConfig {
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        use crate::check::{at_least, non_negative, share};
+        at_least("detector.paste.references", self.references, 1, "at least 1")?;
+        at_least("detector.paste.probes_per_cluster", self.probes_per_cluster, 1, "at least 1")?;
+        share("detector.paste.kept_cluster_share", self.kept_cluster_share)?;
+        non_negative("detector.paste.outlier_mads", self.outlier_mads)?;
+        share("detector.paste.min_moved", self.min_moved)?;
+        at_least("detector.paste.candidates_per_cluster", self.candidates_per_cluster, 1, "at least 1")
+    }
 }
 
 /// The paste test's verdict on one patch.

@@ -142,7 +142,7 @@ fn position(rng: &mut StdRng, side: usize, extent: usize, lo: f64, hi: f64) -> u
     rng.random_range(start..=end).min(extent.saturating_sub(side))
 }
 
-fn check(config: &AttackConfig) -> Result<()> {
+pub(crate) fn check(config: &AttackConfig) -> Result<()> {
     if !(0.0..=1.0).contains(&config.rate) {
         return Err(Error::Attack(format!("rate {} is outside [0, 1]", config.rate)));
     }

@@ -41,6 +41,18 @@ pub struct CamConfig {
     pub images_per_round: usize,
 }
 
+impl CamConfig {
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        use crate::check::{at_least, positive, share};
+        positive("detector.cam.window_frac", self.window_frac)?;
+        share("detector.cam.window_frac", self.window_frac)?;
+        positive("detector.cam.stride_frac", self.stride_frac)?;
+        share("detector.cam.stride_frac", self.stride_frac)?;
+        at_least("detector.cam.images_per_round", self.images_per_round, 1, "at least 1")
+    }
+}
+
 /// What masking found in one image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CamResult {

@@ -11,6 +11,8 @@ use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::RngExt;
 
+use crate::error::{Error, Result};
+
 /// Augmentation strengths; defaults follow SimCLR's recipe for small images.
 #[derive(Config, Debug, PartialEq)]
 pub struct AugmentConfig {
@@ -39,6 +41,29 @@ pub struct AugmentConfig {
     /// Probability of turning a view grey (RGB only).
     #[config(default = 0.2)]
     pub grey_prob: f64,
+}
+
+impl AugmentConfig {
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        use crate::check::{non_negative, positive, share};
+        positive("warm_start.augment.crop_scale_min", self.crop_scale_min)?;
+        share("warm_start.augment.crop_scale_min", self.crop_scale_min)?;
+        share("warm_start.augment.crop_scale_max", self.crop_scale_max)?;
+        if self.crop_scale_max < self.crop_scale_min {
+            return Err(Error::InvalidSetting {
+                name: "warm_start.augment.crop_scale_max",
+                value: self.crop_scale_max.to_string(),
+                expected: "at least crop_scale_min",
+            });
+        }
+        positive("warm_start.augment.crop_ratio", self.crop_ratio)?;
+        share("warm_start.augment.flip_prob", self.flip_prob)?;
+        non_negative("warm_start.augment.brightness", self.brightness)?;
+        non_negative("warm_start.augment.contrast", self.contrast)?;
+        non_negative("warm_start.augment.saturation", self.saturation)?;
+        share("warm_start.augment.grey_prob", self.grey_prob)
+    }
 }
 
 /// Per-sample parameters of one augmented view.

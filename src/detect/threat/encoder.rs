@@ -27,6 +27,18 @@ pub struct EncoderConfig {
 }
 
 impl EncoderConfig {
+    /// Rejects shapes that cannot be built.
+    pub fn check(&self) -> crate::Result<()> {
+        use crate::check::at_least;
+        at_least("warm_start.encoder.in_channels", self.in_channels, 1, "at least 1")?;
+        for width in self.widths {
+            at_least("warm_start.encoder.widths", width, 1, "at least 1 each")?;
+        }
+        at_least("warm_start.encoder.projection_dim", self.projection_dim, 1, "at least 1")
+    }
+}
+
+impl EncoderConfig {
     /// Length of the backbone's features.
     pub fn feature_dim(&self) -> usize {
         self.widths[2]
