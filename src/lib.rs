@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod check;
+pub mod durable;
 pub mod data;
 pub mod detect;
 pub mod error;

@@ -67,6 +67,69 @@ fn an_interrupted_run_resumes_from_its_cache() {
 }
 
 #[test]
+fn a_shorter_run_keeps_a_longer_cached_one() {
+    let images = tiny_images(20);
+    let device = Default::default();
+    let cache = tempfile::tempdir().unwrap();
+    let cached = tiny_config().with_cache_dir(Some(cache.path().to_path_buf()));
+    let (two, _) = warm_start::<Train>(&images, &cached, None, &device).unwrap();
+    let (one, short) = warm_start::<Train>(&images, &cached.clone().with_epochs(1), None, &device).unwrap();
+    assert_eq!(short.epochs_from_cache, 0, "one epoch cannot be cut from a two-epoch model");
+    let (again, long) = warm_start::<Train>(&images, &cached, None, &device).unwrap();
+    assert_eq!(long.epochs_from_cache, 2, "the two-epoch model survived the shorter run");
+    assert_eq!(embeddings(&again, &images), embeddings(&two, &images));
+    let (_, short_again) = warm_start::<Train>(&images, &cached.with_epochs(1), None, &device).unwrap();
+    assert_eq!(short_again.epochs_from_cache, 1, "the shorter run has an entry of its own");
+    assert_ne!(embeddings(&one, &images), embeddings(&two, &images));
+}
+
+#[test]
+fn a_save_killed_half_way_resumes_from_the_last_whole_epoch() {
+    let images = tiny_images(20);
+    let device = Default::default();
+    let cache = tempfile::tempdir().unwrap();
+    let cached = tiny_config().with_cache_dir(Some(cache.path().to_path_buf()));
+    let (straight, _) = warm_start::<Train>(&images, &tiny_config(), None, &device).unwrap();
+    warm_start::<Train>(&images, &cached.clone().with_epochs(1), None, &device).unwrap();
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("one cache entry");
+    // A kill while epoch 2 was being written: its model half there, meta.json still at epoch 1.
+    std::fs::write(entry.join("model-00002.mpk"), b"half a record").unwrap();
+    let (resumed, report) = warm_start::<Train>(&images, &cached, None, &device).unwrap();
+    assert_eq!(report.epochs_from_cache, 1);
+    assert_eq!(embeddings(&resumed, &images), embeddings(&straight, &images));
+    // A meta.json naming records that are not there is no entry, not an error.
+    std::fs::write(entry.join("meta.json"), r#"{"epochs": 7, "losses": [1,1,1,1,1,1,1]}"#).unwrap();
+    let (_, fresh) = warm_start::<Train>(&images, &cached, None, &device).unwrap();
+    assert_eq!(fresh.epochs_from_cache, 0);
+}
+
+#[test]
+fn two_runs_sharing_a_cache_both_finish_with_the_same_model() {
+    let images = tiny_images(20);
+    let cache = tempfile::tempdir().unwrap();
+    let cached = tiny_config().with_cache_dir(Some(cache.path().to_path_buf()));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (images, cached) = (images.clone(), cached.clone());
+            std::thread::spawn(move || {
+                let (model, report) = warm_start::<Train>(&images, &cached, None, &Default::default()).unwrap();
+                (embeddings(&model, &images), report.epochs_from_cache)
+            })
+        })
+        .collect();
+    let results: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(results[0].0, results[1].0);
+    let mut from_cache: Vec<usize> = results.iter().map(|r| r.1).collect();
+    from_cache.sort_unstable();
+    assert_eq!(from_cache, vec![0, 2], "one trained, the other waited and loaded");
+}
+
+#[test]
 fn saved_and_loaded_encoders_give_identical_embeddings() {
     let images = tiny_images(12);
     let device = Default::default();
@@ -99,7 +162,10 @@ fn bad_settings_are_errors() {
     let images = tiny_images(4);
     let device = Default::default();
     let too_small = tiny_config().with_batch_size(1);
-    assert!(matches!(warm_start::<Train>(&images, &too_small, None, &device), Err(poisoncam::Error::Config(_))));
+    assert!(matches!(
+        warm_start::<Train>(&images, &too_small, None, &device),
+        Err(poisoncam::Error::InvalidSetting { name: "warm_start.batch_size", .. })
+    ));
     let one = tiny_images(1);
     assert!(warm_start::<Train>(&one, &tiny_config(), None, &device).is_err());
 }

@@ -1,6 +1,5 @@
 //! What the filter did: counts, stage costs and every removal, as JSON and JSONL.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::detect::recurrence::RecurrenceSummary;
 use crate::detect::threat::WarmStartReport;
 use crate::detect::{Stage, StageCost};
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub use crate::durable::write_atomic;
 use crate::image::PixelBox;
 
 /// One removed sample (a line of the removal log).
@@ -67,8 +67,10 @@ pub struct FilterReport {
     pub recurrence: Option<RecurrenceSummary>,
     /// Clusters whose located patches passed the paste test and were searched, strongest first.
     pub kept_clusters: Vec<usize>,
-    /// Paste share a patch had to move to count as a trigger (NaN when masking did not run).
-    pub paste_threshold: f32,
+    /// Paste share a patch had to move to count as a trigger; `None` when the paste test did
+    /// not run (recurrence alone, or masking without it).
+    #[serde(default)]
+    pub paste_threshold: Option<f32>,
     /// Held-out balanced accuracy of the poison classifier when one was trained; below the
     /// configured minimum its verdicts were not used, and only the paste test's removals stand.
     #[serde(default)]
@@ -76,6 +78,9 @@ pub struct FilterReport {
     /// Samples that classifier flagged; above `max_flagged_share` its verdicts were not used.
     #[serde(default)]
     pub classifier_flagged: Option<usize>,
+    /// Why the poison classifier could not be trained, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_skipped: Option<String>,
     /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
     /// Every removed item, with its evidence, in increasing index order.
@@ -99,15 +104,6 @@ impl FilterReport {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    file.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
@@ -132,9 +128,10 @@ mod tests {
             warm_start: None,
             recurrence: None,
             kept_clusters: vec![4],
-            paste_threshold: 0.2,
+            paste_threshold: None,
             classifier_validation: None,
             classifier_flagged: None,
+            classifier_skipped: None,
             cost: vec![],
             removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
         };
@@ -148,5 +145,8 @@ mod tests {
         assert_eq!(lines[0]["stage"], "paste");
         assert_eq!(lines[1]["stage"], "unreadable");
         assert_eq!(lines[1]["id"], "img/2.png");
+        // A report without a paste threshold (recurrence alone) reads back as written.
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<FilterReport>(&json).unwrap(), report);
     }
 }

@@ -1,5 +1,11 @@
-//! The warm start's cache: the model and optimiser after each epoch, written atomically, so an
-//! interrupted run resumes from its last finished epoch and a finished one is not trained again.
+//! The warm start's cache: the model and optimiser after each epoch, so an interrupted run
+//! resumes from its last finished epoch and a finished one is not trained again.
+//!
+//! An entry is a folder `root/key/` holding `model-EEEEE.mpk` and `optimizer-EEEEE.mpk` for the
+//! epoch count `EEEEE`, and `meta.json`, which names that count. The records of a new epoch are
+//! written and synced under new names before `meta.json` is replaced atomically, and only then
+//! are the previous epoch's records removed: a crash or a `kill -9` at any point leaves a
+//! `meta.json` that names a complete pair.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +15,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::encoder::ThreatModel;
+use crate::durable::{sync_dir, sync_file, write_atomic};
 use crate::error::{Error, Result};
 
 const MODEL: &str = "model";
@@ -24,7 +31,7 @@ pub struct CheckpointMeta {
     pub losses: Vec<f32>,
 }
 
-/// One cache entry: a directory `root/key/` holding `model.mpk`, `optimizer.mpk` and `meta.json`.
+/// One cache entry, the folder `root/key/`.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     dir: PathBuf,
@@ -49,50 +56,71 @@ impl Checkpoint {
         &self.dir
     }
 
-    /// The saved progress, or `None` when nothing usable is there.
+    /// The saved progress, or `None` when nothing usable is there (no entry, an unreadable
+    /// `meta.json`, or records missing for the epoch it names).
     pub fn meta(&self) -> Option<CheckpointMeta> {
         let text = std::fs::read_to_string(self.dir.join(META)).ok()?;
-        serde_json::from_str(&text).ok()
+        let meta: CheckpointMeta = serde_json::from_str(&text).ok()?;
+        let complete = [MODEL, OPTIMIZER].iter().all(|stem| self.saved(stem, meta.epochs).exists());
+        (complete && meta.losses.len() == meta.epochs).then_some(meta)
     }
 
-    /// Writes model, optimiser record and meta into a fresh directory, then swaps it in with a rename,
-    /// so a crash leaves either the old entry or the new one, never half of each.
+    fn record(&self, stem: &str, epochs: usize) -> PathBuf {
+        self.dir.join(format!("{stem}-{epochs:05}.mpk"))
+    }
+
+    /// The record of `epochs` epochs, or an entry's `stem.mpk` from before records were named by
+    /// epoch (such an entry's `meta.json` names its only epoch count).
+    fn saved(&self, stem: &str, epochs: usize) -> PathBuf {
+        let named = self.record(stem, epochs);
+        let unnamed = self.dir.join(format!("{stem}.mpk"));
+        if !named.exists() && unnamed.exists() {
+            unnamed
+        } else {
+            named
+        }
+    }
+
+    /// Saves the model and optimiser after `meta.epochs` epochs; see the module notes for why a
+    /// crash cannot leave a half entry.
     pub fn save<B: Backend, O: burn::record::Record<B>>(
         &self,
         model: &ThreatModel<B>,
         optimizer: O,
         meta: &CheckpointMeta,
     ) -> Result<()> {
-        let parent = self.dir.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let staging =
-            tempfile::Builder::new().prefix(".staging-").tempdir_in(parent).map_err(|e| Error::io(parent, e))?;
-        model.clone().save_file(staging.path().join(MODEL), &recorder()).map_err(|e| cache_error(staging.path(), e))?;
-        Recorder::<B>::record(&recorder(), optimizer, staging.path().join(OPTIMIZER))
-            .map_err(|e| cache_error(staging.path(), e))?;
-        std::fs::write(staging.path().join(META), serde_json::to_string_pretty(meta)?)
-            .map_err(|e| Error::io(staging.path(), e))?;
-        let staged = staging.keep();
-        let old = parent.join(format!(".old-{}", std::process::id()));
-        if self.dir.exists() {
-            std::fs::rename(&self.dir, &old).map_err(|e| Error::io(&self.dir, e))?;
-        }
-        std::fs::rename(&staged, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let (model_path, optimizer_path) = (self.record(MODEL, meta.epochs), self.record(OPTIMIZER, meta.epochs));
+        model.clone().save_file(model_path.with_extension(""), &recorder()).map_err(|e| cache_error(&model_path, e))?;
+        Recorder::<B>::record(&recorder(), optimizer, optimizer_path.with_extension(""))
+            .map_err(|e| cache_error(&optimizer_path, e))?;
+        sync_file(&model_path)?;
+        sync_file(&optimizer_path)?;
+        sync_dir(&self.dir)?;
+        write_atomic(&self.dir.join(META), serde_json::to_string_pretty(meta)?.as_bytes())?;
+        self.remove_other_records(meta.epochs)
+    }
+
+    fn remove_other_records(&self, keep: usize) -> Result<()> {
+        let keep: Vec<String> = [MODEL, OPTIMIZER].iter().map(|stem| format!("{stem}-{keep:05}.mpk")).collect();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".mpk") && !keep.contains(&name) {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
         }
         Ok(())
     }
 
-    /// Loads the saved weights into `model` (which fixes the architecture).
-    pub fn load_model<B: Backend>(&self, model: ThreatModel<B>, device: &B::Device) -> Result<ThreatModel<B>> {
-        let path = self.dir.join(MODEL);
+    /// Loads the saved weights of `epochs` epochs into `model` (which fixes the architecture).
+    pub fn load_model<B: Backend>(&self, model: ThreatModel<B>, epochs: usize, device: &B::Device) -> Result<ThreatModel<B>> {
+        let path = self.saved(MODEL, epochs);
         model.load_file(&path, &recorder(), device).map_err(|e| cache_error(&path, e))
     }
 
-    /// Loads the saved optimiser record.
-    pub fn load_optimizer<B: Backend, O: burn::record::Record<B>>(&self, device: &B::Device) -> Result<O> {
-        let path = self.dir.join(OPTIMIZER);
+    /// Loads the saved optimiser record of `epochs` epochs.
+    pub fn load_optimizer<B: Backend, O: burn::record::Record<B>>(&self, epochs: usize, device: &B::Device) -> Result<O> {
+        let path = self.saved(OPTIMIZER, epochs);
         Recorder::<B>::load(&recorder(), path.clone(), device).map_err(|e| cache_error(&path, e))
     }
 }

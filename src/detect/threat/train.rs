@@ -1,6 +1,6 @@
 //! The warm start: a few epochs of SimCLR or MoCo v2 on the (possibly poisoned) data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::checkpoint::{Checkpoint, CheckpointMeta};
+use crate::durable::FileLock;
 use super::encoder::{EncoderConfig, ThreatModel};
 use super::moco::{info_nce, MocoState};
 use super::simclr::nt_xent;
@@ -115,15 +116,24 @@ pub fn init_model_with<B: Backend, M: Module<B>>(
 }
 
 impl WarmStartConfig {
-    fn check(&self, images: &ImageBatchSource) -> Result<()> {
-        if self.batch_size < 2 {
-            return Err(Error::Config("batch_size must be at least 2 for a contrastive loss".into()));
+    /// Rejects settings that cannot work, before any image is read.
+    pub fn check(&self) -> Result<()> {
+        use crate::check::{at_least, positive, share};
+        at_least("warm_start.batch_size", self.batch_size, 2, "at least 2 for a contrastive loss")?;
+        positive("warm_start.learning_rate", self.learning_rate)?;
+        positive("warm_start.temperature", f64::from(self.temperature))?;
+        if self.method == SslMethod::MocoV2 {
+            share("warm_start.moco_momentum", f64::from(self.moco_momentum))?;
+            at_least("warm_start.moco_queue", self.moco_queue, 1, "at least 1")?;
         }
+        self.encoder.check()?;
+        self.augment.check()
+    }
+
+    fn check_for(&self, images: &ImageBatchSource) -> Result<()> {
+        self.check()?;
         if images.len() < 2 {
             return Err(Error::Config(format!("{} image(s) are too few to train on", images.len())));
-        }
-        if !(self.temperature > 0.0) || !(self.learning_rate > 0.0) {
-            return Err(Error::Config("temperature and learning_rate must be positive".into()));
         }
         Ok(())
     }
@@ -146,6 +156,16 @@ impl WarmStartConfig {
     }
 }
 
+/// The entry a run of `epochs` epochs resumes and extends: the key's own, unless that holds a
+/// longer run, which a shorter one must not overwrite; it then gets an entry of its own.
+fn entry_for(dir: &Path, key: &str, epochs: usize) -> Checkpoint {
+    let shared = Checkpoint::new(dir, key);
+    match shared.meta() {
+        Some(meta) if meta.epochs > epochs => Checkpoint::new(dir, &format!("{key}-e{epochs}")),
+        _ => shared,
+    }
+}
+
 /// Trains the threat model, from `start` (the user's own checkpoint) or from scratch, for
 /// `config.epochs` epochs, and returns it for inference with what was done.
 pub fn warm_start<B: AutodiffBackend>(
@@ -154,21 +174,27 @@ pub fn warm_start<B: AutodiffBackend>(
     start: Option<ThreatModel<B>>,
     device: &B::Device,
 ) -> Result<(ThreatModel<B::InnerBackend>, WarmStartReport)> {
-    config.check(images)?;
+    config.check_for(images)?;
     let encoder = config.encoder_for(images);
     let start_print = start.as_ref().map(|m| model_fingerprint(&m.valid()));
     let mut model = start.unwrap_or_else(|| init_model::<B>(&encoder, config.seed, device));
     let mut optim = AdamConfig::new().init::<B, ThreatModel<B>>();
-    let checkpoint = config.cache_dir.as_ref().map(|dir| Checkpoint::new(dir, &config.cache_key(images, start_print)));
+    // Two runs with one key share an entry: the second waits, then loads what the first saved.
+    let (checkpoint, _lock) = match &config.cache_dir {
+        Some(dir) => {
+            let key = config.cache_key(images, start_print);
+            let lock = FileLock::acquire(&dir.join(format!("{key}.lock")))?;
+            (Some(entry_for(dir, &key, config.epochs)), Some(lock))
+        }
+        None => (None, None),
+    };
 
     let mut losses = Vec::new();
-    if let Some(meta) = checkpoint.as_ref().and_then(Checkpoint::meta) {
-        if let Some(ckpt) = &checkpoint {
-            if meta.epochs <= config.epochs {
-                model = ckpt.load_model(model, device)?;
-                optim = optim.load_record(ckpt.load_optimizer::<B, _>(device)?);
-                losses = meta.losses;
-            }
+    if let Some(ckpt) = &checkpoint {
+        if let Some(meta) = ckpt.meta().filter(|m| m.epochs <= config.epochs) {
+            model = ckpt.load_model(model, meta.epochs, device)?;
+            optim = optim.load_record(ckpt.load_optimizer::<B, _>(meta.epochs, device)?);
+            losses = meta.losses;
         }
     }
     let from_cache = losses.len();
