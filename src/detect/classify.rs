@@ -60,6 +60,22 @@ pub struct ClassifierConfig {
     pub seed: u64,
 }
 
+impl ClassifierConfig {
+    /// Rejects settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        use crate::check::{at_least, positive, share};
+        at_least("detector.classifier.top_patches", self.top_patches, 1, "at least 1")?;
+        at_least("detector.classifier.examples_per_class", self.examples_per_class, 2, "at least 2")?;
+        at_least("detector.classifier.ensemble", self.ensemble, 1, "at least 1")?;
+        at_least("detector.classifier.epochs", self.epochs, 1, "at least 1")?;
+        at_least("detector.classifier.batch_size", self.batch_size, 1, "at least 1")?;
+        positive("detector.classifier.learning_rate", self.learning_rate)?;
+        share("detector.classifier.threshold", f64::from(self.threshold))?;
+        share("detector.classifier.min_validation_accuracy", f64::from(self.min_validation_accuracy))?;
+        share("detector.classifier.max_flagged_share", self.max_flagged_share)
+    }
+}
+
 /// conv(16) → conv(32, stride 2) → conv(32, stride 2) → global max pool → 2 logits. Max, not
 /// average: the question is whether a patch is present anywhere, and averaging dilutes a small
 /// patch into the background (with average pooling the net did not learn the toy trigger).
@@ -144,21 +160,27 @@ impl ClassifierConfig {
         data: &ClassifierData,
         device: &B::Device,
     ) -> Result<PoisonClassifier<B::InnerBackend>> {
-        if data.patches.is_empty() || data.clean_pool.is_empty() {
-            return Err(Error::Config("the classifier needs at least one patch and one clean image".into()));
+        if data.patches.is_empty() || data.clean_pool.len() < 2 {
+            return Err(Error::Config("the classifier needs at least one patch and two clean images".into()));
         }
-        if self.ensemble == 0 || self.batch_size == 0 {
-            return Err(Error::Config("classifier ensemble and batch_size must be positive".into()));
-        }
+        self.check()?;
+        // Held-out backgrounds are images no member trained on: the check measures what the
+        // ensemble learnt about the patch, not what it remembers of the images.
+        let mut pool = data.clean_pool.to_vec();
+        pool.shuffle(&mut StdRng::seed_from_u64(self.seed ^ 0x401d_0u64));
+        let held = (pool.len() / 5).max(1);
+        let (held_pool, train_pool) = pool.split_at(held);
+        let train_data = ClassifierData { images: data.images, patches: data.patches, clean_pool: train_pool };
+        let held_data = ClassifierData { images: data.images, patches: data.patches, clean_pool: held_pool };
         let models = (0..self.ensemble)
             .map(|member| {
                 let seed = self.seed.wrapping_add(member as u64 * 7919);
-                let (examples, labels) = self.examples(data, seed);
+                let (examples, labels) = self.examples(&train_data, seed);
                 self.train::<B>(&examples, &labels, seed, device)
             })
             .collect();
         let mut classifier = PoisonClassifier { models, threshold: self.threshold, validation_accuracy: 0.0 };
-        let (held_out, labels) = self.examples(data, self.seed ^ 0x5eed_0ff);
+        let (held_out, labels) = self.examples(&held_data, self.seed ^ 0x5eed_0ff);
         let p = classifier.predict_all(&held_out, self.batch_size, device);
         let hit = |want: i64| {
             let (mut right, mut all) = (0usize, 0usize);

@@ -99,13 +99,16 @@ pub struct Detection {
     /// Clusters that stood out and were searched, strongest first.
     pub kept_clusters: Vec<usize>,
     /// Paste share a patch must move to count as a trigger, from the spread of cluster scores.
-    pub paste_threshold: f32,
+    pub paste_threshold: Option<f32>,
     /// Held-out balanced accuracy of the poison classifier; below the configured minimum its
     /// verdicts are not used and only the paste test's removals stand.
     pub classifier_validation: Option<f32>,
     /// Samples the validated classifier flagged beyond the paste test's removals; above
     /// `max_flagged_share` of all samples its verdicts are not used.
     pub classifier_flagged: Option<usize>,
+    /// Why the poison classifier could not be trained, when it could not; the paste test's
+    /// removals stand without it.
+    pub classifier_skipped: Option<String>,
     /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
 }
@@ -155,9 +158,10 @@ impl Detection {
             removed: Vec::new(),
             cluster_scores: Vec::new(),
             kept_clusters: Vec::new(),
-            paste_threshold: f32::NAN,
+            paste_threshold: None,
             classifier_validation: None,
             classifier_flagged: None,
+            classifier_skipped: None,
             cost: Vec::new(),
         }
     }

@@ -66,9 +66,10 @@ pub(crate) fn masking<B: AutodiffBackend>(
                 evidence,
                 cluster_scores: Vec::new(),
                 kept_clusters: Vec::new(),
-                paste_threshold: f32::NAN,
+                paste_threshold: None,
                 classifier_validation: None,
                 classifier_flagged: None,
+                classifier_skipped: None,
                 cost: costs.list,
             },
             None,
@@ -111,6 +112,7 @@ pub(crate) fn masking<B: AutodiffBackend>(
     let mut classifier = None;
     let mut classifier_validation = None;
     let mut classifier_flagged = None;
+    let mut classifier_skipped = None;
     if config.stages.classifier && !removed.is_empty() {
         let started = Instant::now();
         let pasted: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
@@ -128,10 +130,18 @@ pub(crate) fn masking<B: AutodiffBackend>(
             })
             .collect();
         let data = ClassifierData { images, patches: &patches, clean_pool: &clean_pool };
-        let trained = config.classifier.fit::<B>(&data, device)?;
-        classifier_validation = Some(trained.validation_accuracy);
+        // A classifier that cannot be trained (too few clean images, say) loses only its sweep:
+        // the paste test's removals stand, and the report says why it did not run.
+        let trained = match config.classifier.fit::<B>(&data, device) {
+            Ok(trained) => Some(trained),
+            Err(e) => {
+                classifier_skipped = Some(e.to_string());
+                None
+            }
+        };
+        classifier_validation = trained.as_ref().map(|t| t.validation_accuracy);
         let mut forwards = 0;
-        if trained.validation_accuracy >= config.classifier.min_validation_accuracy {
+        if let Some(trained) = trained.filter(|t| t.validation_accuracy >= config.classifier.min_validation_accuracy) {
             let probabilities = trained.predict_all(images, config.batch_size, device);
             forwards =
                 (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
@@ -158,9 +168,10 @@ pub(crate) fn masking<B: AutodiffBackend>(
             removed,
             cluster_scores,
             kept_clusters,
-            paste_threshold,
+            paste_threshold: Some(paste_threshold),
             classifier_validation,
             classifier_flagged,
+            classifier_skipped,
             cost: costs.list,
         },
         classifier,

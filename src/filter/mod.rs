@@ -52,6 +52,19 @@ impl PoisonFilterConfig {
         crate::filter::report::write_atomic(path, burn::config::config_to_json(self).as_bytes())
     }
 
+    /// Rejects settings that cannot work, before any image is read or model trained: every
+    /// stage's own `check()` for the stages that will run, and the working size.
+    pub fn check(&self) -> Result<()> {
+        self.detector.check()?;
+        if self.detector.signals.masking {
+            self.warm_start.check()?;
+        }
+        if let Some([h, w]) = self.working_size {
+            crate::check::at_least("working_size", h.min(w), 1, "at least 1×1")?;
+        }
+        Ok(())
+    }
+
     /// Sets the seed of every stage.
     pub fn seeded(mut self, seed: u64) -> Self {
         self.warm_start.seed = seed;
@@ -148,7 +161,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
     /// Warm-starts a threat model on `dataset` and filters it. With the masking signal off, no
     /// threat model is trained: recurrence alone decides.
     pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
-        config.detector.check()?;
+        config.check()?;
         let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
         if !config.detector.signals.masking {
             return Self::finish::<B>(dataset, images, None, None, config, device).map(|(f, _)| f);
@@ -163,7 +176,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<(Self, Guard<B::InnerBackend>)> {
-        config.detector.check()?;
+        config.check()?;
         if !config.detector.signals.masking {
             return Err(Error::Config("the streaming guard needs the masking signal".into()));
         }
@@ -195,7 +208,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<Self> {
-        config.detector.check()?;
+        config.check()?;
         let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
         Self::finish::<B>(dataset, images, Some(encoder), None, config, device).map(|(f, _)| f)
     }
@@ -253,6 +266,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             paste_threshold: detection.paste_threshold,
             classifier_validation: detection.classifier_validation,
             classifier_flagged: detection.classifier_flagged,
+            classifier_skipped: detection.classifier_skipped.clone(),
             cost: detection.cost.clone(),
             removals,
         };
