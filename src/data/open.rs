@@ -6,14 +6,15 @@ use super::{read_cifar10, read_idx_pair, read_image_folder, FolderScan};
 use crate::error::{Error, Result};
 
 /// Opens `path`: `IMAGES,LABELS` is an IDX pair (plain or gzip); a directory holding `.bin`
-/// files, or a `.bin` file, is CIFAR-10 binary; any other directory is an image folder. With
-/// `lenient`, undecodable files in a folder are skipped and listed instead of failing the read.
+/// files, or a `.bin` file, is CIFAR-10 binary; any other directory is an image folder. A path
+/// that exists as written is never split at a comma. With `lenient`, undecodable files in a
+/// folder are skipped and listed instead of failing the read.
 pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
     let plain = |dataset| FolderScan { dataset, skipped: Vec::new(), classes: Vec::new() };
-    if let Some((images, labels)) = path.split_once(',') {
+    let p = Path::new(path);
+    if let Some((images, labels)) = path.split_once(',').filter(|_| !p.exists()) {
         return Ok(plain(read_idx_pair(images, labels)?));
     }
-    let p = Path::new(path);
     if !p.exists() {
         return Err(Error::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
     }
@@ -37,5 +38,15 @@ mod tests {
         assert!(matches!(open_path("/no/such/poisoncam/dir", true), Err(Error::Io { .. })));
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(open_path(dir.path().to_str().unwrap(), true), Err(Error::EmptyDataset { .. })));
+    }
+
+    #[test]
+    fn a_folder_with_a_comma_in_its_name_is_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("photos, 2026");
+        std::fs::create_dir(&folder).unwrap();
+        image::GrayImage::from_pixel(4, 4, image::Luma([9])).save(folder.join("a.png")).unwrap();
+        let scan = open_path(folder.to_str().unwrap(), true).unwrap();
+        assert_eq!(scan.dataset.items().len(), 1);
     }
 }

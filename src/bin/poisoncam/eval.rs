@@ -8,7 +8,7 @@ use poisoncam::detect::localize::masking::MaskSearch;
 use poisoncam::detect::threat::SslMethod;
 use poisoncam::detect::{DetectorConfig, Localizer, Signals};
 use poisoncam::sim::attack::{AttackConfig, TriggerSource};
-use poisoncam::sim::eval::{DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
+use poisoncam::sim::eval::{stratified_split, DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
 use poisoncam::{Error, Result};
 
 #[derive(Args, Clone)]
@@ -240,7 +240,9 @@ fn split(name: &str, all: ImageDataset, train_size: Option<usize>) -> Result<Eva
     Ok(EvalData { name: name.to_string(), train: all.slice(0..train), test: all.slice(train..n) })
 }
 
-pub fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
+/// `embedded` keeps its recorded split, the first 8,000 images for training (the test split is
+/// in no class order); any path is split stratified under the seed.
+pub fn load(data: &str, train_size: Option<usize>, seed: u64) -> Result<EvalData> {
     match data {
         "embedded" => split("fashion-mnist-embedded", FashionMnist::embedded()?, train_size.or(Some(8000))),
         "fashion-mnist" => Ok(EvalData {
@@ -248,7 +250,12 @@ pub fn load(data: &str, train_size: Option<usize>) -> Result<EvalData> {
             train: FashionMnist::system_train()?,
             test: FashionMnist::system_test()?,
         }),
-        path => split(path, open_path(path, false)?.dataset, train_size),
+        path => {
+            let all = open_path(path, false)?.dataset;
+            let n = all.items().len();
+            let (train, test) = stratified_split(&all, train_size.unwrap_or(n * 4 / 5), seed)?;
+            Ok(EvalData { name: path.to_string(), train, test })
+        }
     }
 }
 

@@ -67,7 +67,7 @@ fn run_on<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()
     match command {
         Command::Demo(args) => demo::run::<B>(&args, device),
         Command::Eval { data, json, run } => {
-            let data = eval::load(&data, run.train_size)?;
+            let data = eval::load(&data, run.train_size, run.seed)?;
             let report = run_eval::<B>(&data, &run.eval_config(), device)?;
             eval::print_table(&report);
             eval::write_json(&json, &report)

@@ -5,12 +5,14 @@ mod detection;
 mod downstream;
 mod implant;
 mod knn;
+mod split;
 
 pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, RemovalScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 pub use implant::{ImplantConfig, ImplantReport, TriggerPairs};
 pub use knn::knn_predict;
+pub use split::stratified_split;
 
 use std::time::Instant;
 
@@ -160,8 +162,25 @@ fn timed<T>(cost: &mut Vec<StageCost>, stage: &str, f: impl FnOnce() -> Result<T
     Ok(out)
 }
 
+impl EvalConfig {
+    /// Rejects settings that cannot work, before any attack is built or model trained.
+    pub fn check(&self) -> Result<()> {
+        crate::sim::attack::check(&self.attack)?;
+        self.warm_start.check()?;
+        crate::check::at_least("knn_k", self.knn_k, 1, "at least 1")?;
+        for variant in &self.variants {
+            variant.detector.check()?;
+        }
+        if let Some(implant) = &self.implant {
+            implant.check()?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the downstream evaluation.
 pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device: &B::Device) -> Result<EvalReport> {
+    config.check()?;
     let mut cost = Vec::new();
     let attacked = timed(&mut cost, "attack", || poison(&data.train, &config.attack))?;
     let train_labels = labels_of(&data.train, "eval")?;
