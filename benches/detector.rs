@@ -5,10 +5,10 @@ mod common;
 
 use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-#[cfg(feature = "cuda")]
-use poisoncam::backend::Cuda as Compute;
 #[cfg(not(feature = "cuda"))]
 use poisoncam::backend::Compute;
+#[cfg(feature = "cuda")]
+use poisoncam::backend::Cuda as Compute;
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;

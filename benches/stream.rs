@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-#[cfg(feature = "cuda")]
-use poisoncam::backend::Cuda as Compute;
 #[cfg(not(feature = "cuda"))]
 use poisoncam::backend::Compute;
+#[cfg(feature = "cuda")]
+use poisoncam::backend::Cuda as Compute;
 use poisoncam::data::{FashionMnist, ImageItem};
 use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;

@@ -5,10 +5,10 @@ mod common;
 
 use common::embedded_images;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-#[cfg(feature = "cuda")]
-use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 #[cfg(not(feature = "cuda"))]
 use poisoncam::backend::{Compute, Train};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
 
 fn encoder_forward(c: &mut Criterion) {

@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-#[cfg(feature = "cuda")]
-use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 #[cfg(not(feature = "cuda"))]
 use poisoncam::backend::{Compute, Train};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 use poisoncam::data::FashionMnist;
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::cluster::KMeansConfig;

@@ -13,9 +13,9 @@
 
 pub mod backend;
 mod check;
-pub mod durable;
 pub mod data;
 pub mod detect;
+pub mod durable;
 pub mod error;
 pub mod filter;
 pub mod image;

@@ -5,10 +5,10 @@ mod common;
 use common::{natives, small_config, source, toy};
 
 use burn::data::dataset::Dataset;
-#[cfg(feature = "cuda")]
-use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 #[cfg(not(feature = "cuda"))]
 use poisoncam::backend::{Compute, Train};
+#[cfg(feature = "cuda")]
+use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detect::activation::ActivationProbe;
 use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};

@@ -149,3 +149,129 @@ fn new_samples_carrying_a_found_patch_are_removed() {
     assert_ne!(clean.stage, Some(Stage::Recurrence));
     assert!(guard.removals().iter().any(|(k, _)| Some(k.clone()) == id("new/carrier")));
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_changed_image_under_the_same_id_is_judged_again() {
+    let f = fitted();
+    let guard = load(f.dir.path());
+    let poison = f.poisoned[0];
+    let clean = (0..f.items.len()).find(|&i| !f.before_save[i].removed).unwrap();
+    let as_same = |i: usize| ImageItem { id: "same/name.png".into(), ..f.items[i].clone() };
+    assert!(guard.screen(&as_same(poison)).removed);
+    assert_eq!(guard.removals().len(), 1);
+    assert!(!guard.screen(&as_same(clean)).removed, "the new content is judged, not the old verdict");
+    assert!(guard.removals().is_empty(), "a sample that now passes leaves the removal log");
+}
+
+#[test]
+fn the_verdict_cache_is_bounded_and_verdicts_do_not_depend_on_it() {
+    let f = fitted();
+    let guard = load(f.dir.path()).with_cache_capacity(std::num::NonZeroUsize::new(10).unwrap());
+    let verdicts: Vec<Verdict> = f.items.iter().take(60).map(|i| guard.screen(i)).collect();
+    assert_eq!(guard.cached_verdicts(), 10);
+    assert_eq!(verdicts, f.before_save[..60]);
+}
+
+#[test]
+fn an_unreadable_sample_is_tried_again_next_time() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Flaky<'a>(&'a ImageItem, AtomicBool);
+    impl poisoncam::AsImage for Flaky<'_> {
+        fn as_image(&self) -> poisoncam::Result<Image> {
+            if self.1.swap(false, Ordering::SeqCst) {
+                return Err(poisoncam::Error::Config("file still being written".into()));
+            }
+            self.0.as_image()
+        }
+        fn id(&self) -> Option<String> {
+            Some(self.0.id.clone())
+        }
+    }
+    let f = fitted();
+    let guard = load(f.dir.path());
+    let clean = (0..f.items.len()).find(|&i| !f.before_save[i].removed).unwrap();
+    let flaky = Flaky(&f.items[clean], AtomicBool::new(true));
+    assert_eq!(guard.screen(&flaky).stage, Some(Stage::Unreadable));
+    assert_eq!(guard.screen(&flaky), f.before_save[clean], "the failed read was not cached");
+    assert!(guard.removals().is_empty());
+}
+
+#[test]
+fn a_second_save_replaces_the_first_whole() {
+    let f = fitted();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(f.dir.path(), dir.path());
+    let guard = load(dir.path());
+    guard.save(dir.path()).unwrap();
+    let records = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mpk"))
+        .count();
+    let saved = load(f.dir.path());
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("guard.json")).unwrap()).unwrap();
+    let classifiers = meta["classifier_models"].as_u64().unwrap() as usize;
+    assert!(classifiers >= 1);
+    assert_eq!(records, 1 + classifiers, "the backbone and classifiers of the latest save; older ones removed");
+    assert_eq!(meta["generation"], 2);
+    let again = load(dir.path());
+    let sample: Vec<Verdict> = f.items.iter().take(20).map(|i| again.screen(i)).collect();
+    assert_eq!(sample, f.items.iter().take(20).map(|i| saved.screen(i)).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_corrupt_or_mismatched_guard_is_an_error_when_loaded() {
+    let f = fitted();
+    let broken = |edit: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(f.dir.path(), dir.path());
+        edit(dir.path());
+        Guard::<Compute>::load(dir.path(), &Default::default()).err()
+    };
+    let json = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("guard.json")).unwrap()).unwrap()
+    };
+    let write_json = |dir: &Path, v: serde_json::Value| std::fs::write(dir.join("guard.json"), v.to_string()).unwrap();
+
+    let garbage = broken(&|d| std::fs::write(d.join("guard.json"), b"{ not json").unwrap());
+    assert!(matches!(garbage, Some(poisoncam::Error::Format { .. })), "{garbage:?}");
+    let wrong_type = broken(&|d| {
+        let mut v = json(d);
+        v["dim"] = serde_json::json!("sixty-four");
+        write_json(d, v);
+    });
+    assert!(matches!(wrong_type, Some(poisoncam::Error::Format { .. })), "{wrong_type:?}");
+    let mismatched = broken(&|d| {
+        let mut v = json(d);
+        v["dim"] = serde_json::json!(32);
+        write_json(d, v);
+    });
+    assert!(matches!(mismatched, Some(poisoncam::Error::Format { .. })), "{mismatched:?}");
+    let nan = broken(&|d| {
+        let mut v = json(d);
+        v["threshold"] = serde_json::json!(7.5);
+        write_json(d, v);
+    });
+    assert!(matches!(nan, Some(poisoncam::Error::Format { .. })), "{nan:?}");
+    let truncated = broken(&|d| {
+        let backbone = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("backbone"))
+            .unwrap();
+        let bytes = std::fs::read(&backbone).unwrap();
+        std::fs::write(&backbone, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    assert!(truncated.is_some(), "a truncated record is an error");
+    let missing = broken(&|d| std::fs::remove_file(d.join("guard.json")).unwrap());
+    assert!(matches!(missing, Some(poisoncam::Error::Io { .. })), "{missing:?}");
+}

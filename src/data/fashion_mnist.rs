@@ -31,8 +31,7 @@ impl FashionMnist {
         use super::idx::{decompress_if_gz, idx_images_from_bytes, idx_labels_from_bytes, pair_up};
         let images = idx_images_from_bytes(path, decompress_if_gz(path, EMBEDDED_IMAGES.to_vec())?)?;
         let label_path = Path::new("<embedded t10k-labels-idx1-ubyte.gz>");
-        let labels =
-            idx_labels_from_bytes(label_path, decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
+        let labels = idx_labels_from_bytes(label_path, decompress_if_gz(label_path, EMBEDDED_LABELS.to_vec())?)?;
         pair_up(path, images, labels)
     }
 

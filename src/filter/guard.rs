@@ -1,12 +1,15 @@
 //! The streaming filter: a fitted detector saved to disk and applied to samples as they arrive,
 //! one at a time, from an iterator, or from a dataset that keeps growing.
 
-use std::path::Path;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use burn::tensor::backend::Backend;
 
 use dashmap::DashMap;
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::activation::ActivationProbe;
@@ -15,11 +18,11 @@ use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::recurrence::PatchTemplate;
 use crate::detect::threat::{load_model, save_model, Backbone, EncoderConfig};
 use crate::detect::{locate, DetectorConfig, Stage};
+use crate::durable::{sync_dir, write_atomic};
 use crate::error::{Error, Result};
-use crate::filter::report::write_atomic;
 use crate::image::scale_box;
-use crate::image::ImageBatchSource;
 use crate::image::{AsImage, Image, PixelBox};
+use crate::image::{Fnv, ImageBatchSource};
 
 /// The guard's judgement of one sample.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,9 +42,16 @@ pub struct Verdict {
     pub error: Option<String>,
 }
 
+/// Verdicts a guard remembers by default (see [`Guard::with_cache_capacity`]).
+pub const DEFAULT_VERDICT_CACHE: usize = 65_536;
+
 /// What `guard.json` holds beside the model records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct GuardMeta {
+    /// Names the records of this save (`backbone-G.mpk`, `classifier-G-I.mpk`); `None` in guards
+    /// saved before records were named by save (`backbone.mpk`, `classifier-I.mpk`).
+    #[serde(default)]
+    generation: Option<u64>,
     working_shape: [usize; 3],
     encoder: EncoderConfig,
     detector: DetectorConfig,
@@ -55,15 +65,21 @@ struct GuardMeta {
     templates: Vec<PatchTemplate>,
 }
 
-/// A fitted detector that screens new samples; verdicts are cached by sample id and may be
-/// requested from several threads at once.
+/// A fitted detector that screens new samples, from several threads at once if need be.
+///
+/// Verdicts are cached by the image's content, so a file that changes under the same name is
+/// judged again, and the same image under another name is not. The cache is bounded (least
+/// recently used verdicts go first). Unreadable samples are never cached: a read that failed for
+/// a passing reason is tried again next time.
 pub struct Guard<B: Backend> {
     backbone: Backbone<B>,
     clusters: Clusters,
     classifier: Option<PoisonClassifier<B>>,
     meta: GuardMeta,
     device: B::Device,
-    verdicts: DashMap<String, Verdict>,
+    verdicts: Mutex<LruCache<u64, Verdict>>,
+    /// The removal log: the latest removing verdict of each sample id.
+    removed: DashMap<String, Verdict>,
     /// Names samples without an id in the removal log.
     anonymous: AtomicUsize,
 }
@@ -81,6 +97,7 @@ impl<B: Backend> Guard<B> {
         device: &B::Device,
     ) -> Self {
         let meta = GuardMeta {
+            generation: None,
             templates,
             working_shape,
             encoder,
@@ -107,9 +124,26 @@ impl<B: Backend> Guard<B> {
             classifier,
             meta,
             device: device.clone(),
-            verdicts: DashMap::new(),
+            verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(DEFAULT_VERDICT_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            removed: DashMap::new(),
             anonymous: AtomicUsize::new(0),
         }
+    }
+
+    /// Keeps at most `capacity` verdicts (default [`DEFAULT_VERDICT_CACHE`]); the removal log is
+    /// kept whole.
+    pub fn with_cache_capacity(self, capacity: NonZeroUsize) -> Self {
+        Self { verdicts: Mutex::new(LruCache::new(capacity)), ..self }
+    }
+
+    /// Verdicts cached now.
+    pub fn cached_verdicts(&self) -> usize {
+        self.cache().len()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<u64, Verdict>> {
+        // A panic while holding the lock cannot leave a half-written verdict behind.
+        self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether the fit found poisons to learn from; without, every sample passes.
@@ -117,28 +151,44 @@ impl<B: Backend> Guard<B> {
         self.classifier.is_some() || !self.meta.templates.is_empty()
     }
 
-    /// Saves the guard into directory `dir`: `guard.json`, `backbone.mpk`, `classifier-N.mpk`.
+    /// Saves the guard into directory `dir`: `guard.json` and the model records it names. The
+    /// records of a save are written and synced under new names before `guard.json` is replaced
+    /// atomically, so a crash leaves the previous guard or this one, whole.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        save_model(&self.backbone, dir.join("backbone"))?;
+        let previous = read_meta(dir).ok().and_then(|m| m.generation);
+        let generation = previous.map_or(1, |g| g.wrapping_add(1));
+        let mut written = vec![save_model(&self.backbone, backbone_path(dir, Some(generation)))?];
         if let Some(c) = &self.classifier {
             for (i, m) in c.models.iter().enumerate() {
-                save_model(m, dir.join(format!("classifier-{i}")))?;
+                written.push(save_model(m, classifier_path(dir, Some(generation), i))?);
             }
         }
-        write_atomic(&dir.join("guard.json"), &serde_json::to_vec_pretty(&self.meta)?)
+        for path in &written {
+            crate::durable::sync_file(path)?;
+        }
+        sync_dir(dir)?;
+        let meta = GuardMeta { generation: Some(generation), ..self.meta.clone() };
+        write_atomic(&dir.join(GUARD_JSON), &serde_json::to_vec_pretty(&meta)?)?;
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "mpk") && !written.contains(&path) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
     }
 
-    /// Loads a guard saved with [`Guard::save`].
+    /// Loads a guard saved with [`Guard::save`], checking that its parts fit together: a corrupt
+    /// or mismatched guard is an error here, not a panic at the first screen.
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
-        let path = dir.join("guard.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: GuardMeta =
-            serde_json::from_str(&text).map_err(|e| Error::Cache { path: path.clone(), reason: e.to_string() })?;
-        let backbone = load_model(meta.encoder.init::<B>(device).backbone, dir.join("backbone"), device)?;
+        let meta = read_meta(dir)?;
+        validate(&meta).map_err(|reason| Error::format(dir.join(GUARD_JSON), "poisoncam guard", reason))?;
+        let backbone =
+            load_model(meta.encoder.init::<B>(device).backbone, backbone_path(dir, meta.generation), device)?;
         let channels = meta.working_shape[0];
         let models = (0..meta.classifier_models)
-            .map(|i| load_model(PatchNet::new(channels, device), dir.join(format!("classifier-{i}")), device))
+            .map(|i| load_model(PatchNet::new(channels, device), classifier_path(dir, meta.generation, i), device))
             .collect::<Result<Vec<_>>>()?;
         let classifier = (!models.is_empty()).then_some(PoisonClassifier {
             models,
@@ -160,27 +210,34 @@ impl<B: Backend> Guard<B> {
         self.screen_batch(std::slice::from_ref(item)).remove(0)
     }
 
-    /// Screens many samples with batched forward passes; cached ids are not recomputed.
+    /// Screens many samples with batched forward passes; images judged before are not
+    /// recomputed.
     pub fn screen_batch<I: AsImage>(&self, items: &[I]) -> Vec<Verdict> {
-        let ids: Vec<Option<String>> = items.iter().map(AsImage::id).collect();
-        let mut out: Vec<Option<Verdict>> =
-            ids.iter().map(|id| id.as_ref().and_then(|id| self.verdicts.get(id).map(|v| v.clone()))).collect();
         let [c, h, w] = self.meta.working_shape;
+        let mut out: Vec<Option<Verdict>> = vec![None; items.len()];
+        let mut keys = vec![None; items.len()];
         let mut todo = Vec::new();
         let mut images = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            if out[i].is_some() {
+            let image = match item.as_image() {
+                Ok(image) => image,
+                Err(e) => {
+                    out[i] = Some(unreadable(e));
+                    continue;
+                }
+            };
+            let key = content_key(&image);
+            keys[i] = Some(key);
+            if let Some(v) = self.cache().get(&key) {
+                out[i] = Some(v.clone());
                 continue;
             }
-            match item.as_image() {
-                Ok(image) => match self.carried_patch(&image) {
-                    Some(verdict) => out[i] = Some(verdict),
-                    None => {
-                        todo.push(i);
-                        images.push(image.with_channels(c).resized(h, w));
-                    }
-                },
-                Err(e) => out[i] = Some(unreadable(e)),
+            match self.carried_patch(&image) {
+                Some(verdict) => out[i] = Some(verdict),
+                None => {
+                    todo.push(i);
+                    images.push(image.with_channels(c).resized(h, w));
+                }
             }
         }
         if !todo.is_empty() {
@@ -190,14 +247,21 @@ impl<B: Backend> Guard<B> {
         }
         let verdicts: Vec<Verdict> =
             out.into_iter().map(|v| v.unwrap_or_else(|| unreadable(Error::NoInput("screen")))).collect();
-        for (id, v) in ids.iter().zip(&verdicts) {
-            match id {
+        for ((item, key), v) in items.iter().zip(keys).zip(&verdicts) {
+            if let Some(key) = key {
+                self.cache().put(key, v.clone());
+            }
+            match item.id() {
+                Some(id) if v.removed => {
+                    self.removed.insert(id, v.clone());
+                }
+                // A sample that changed and now passes leaves the log.
                 Some(id) => {
-                    self.verdicts.insert(id.clone(), v.clone());
+                    self.removed.remove(&id);
                 }
                 None if v.removed => {
                     let n = self.anonymous.fetch_add(1, Ordering::Relaxed);
-                    self.verdicts.insert(format!("#anonymous-{n}"), v.clone());
+                    self.removed.insert(format!("#anonymous-{n}"), v.clone());
                 }
                 None => {}
             }
@@ -205,8 +269,8 @@ impl<B: Backend> Guard<B> {
         verdicts
     }
 
-    /// Kept indices of a dataset; samples screened before (by id) cost nothing, so a dataset that
-    /// grows after fitting is re-screened cheaply.
+    /// Kept indices of a dataset; images screened before cost a read and a hash, not a forward
+    /// pass, so a dataset that grows after fitting is re-screened cheaply.
     pub fn screen_dataset<I: AsImage, D: burn::data::dataset::Dataset<I> + ?Sized>(
         &self,
         dataset: &D,
@@ -227,10 +291,10 @@ impl<B: Backend> Guard<B> {
         Ok(kept)
     }
 
-    /// Every removed sample screened so far, by id.
+    /// Every removed sample screened so far, by id (its latest verdict).
     pub fn removals(&self) -> Vec<(String, Verdict)> {
         let mut out: Vec<(String, Verdict)> =
-            self.verdicts.iter().filter(|e| e.value().removed).map(|e| (e.key().clone(), e.value().clone())).collect();
+            self.removed.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -307,6 +371,71 @@ impl<B: Backend> Guard<B> {
             })
             .collect()
     }
+}
+
+const GUARD_JSON: &str = "guard.json";
+
+fn backbone_path(dir: &Path, generation: Option<u64>) -> PathBuf {
+    match generation {
+        Some(g) => dir.join(format!("backbone-{g}")),
+        None => dir.join("backbone"),
+    }
+}
+
+fn classifier_path(dir: &Path, generation: Option<u64>, i: usize) -> PathBuf {
+    match generation {
+        Some(g) => dir.join(format!("classifier-{g}-{i}")),
+        None => dir.join(format!("classifier-{i}")),
+    }
+}
+
+fn read_meta(dir: &Path) -> Result<GuardMeta> {
+    let path = dir.join(GUARD_JSON);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(&path, "poisoncam guard", e.to_string()))
+}
+
+/// Why the parts of a saved guard do not fit together, if they do not.
+fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
+    let [c, h, w] = meta.working_shape;
+    if c == 0 || h == 0 || w == 0 {
+        return Err(format!("working shape {:?} is empty", meta.working_shape));
+    }
+    meta.encoder.check().map_err(|e| e.to_string())?;
+    meta.detector.check().map_err(|e| e.to_string())?;
+    if meta.encoder.in_channels != c {
+        return Err(format!("encoder takes {} channels, working shape has {c}", meta.encoder.in_channels));
+    }
+    if meta.dim != meta.encoder.feature_dim() {
+        return Err(format!("centroids of length {} for {} features", meta.dim, meta.encoder.feature_dim()));
+    }
+    if meta.centroids.is_empty() || meta.centroids.len() % meta.dim != 0 {
+        return Err(format!("{} centroid values do not make rows of {}", meta.centroids.len(), meta.dim));
+    }
+    if meta.centroids.iter().any(|v| !v.is_finite()) {
+        return Err("a centroid is not finite".into());
+    }
+    if !(0.0..=1.0).contains(&meta.threshold) {
+        return Err(format!("classifier threshold {} is outside [0, 1]", meta.threshold));
+    }
+    for t in &meta.templates {
+        if t.channels == 0 || t.side == 0 || t.values.len() != t.channels * t.side * t.side {
+            return Err(format!("a {}-channel template of side {} has {} values", t.channels, t.side, t.values.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Names an image by its content: shape and every pixel.
+fn content_key(image: &Image) -> u64 {
+    let mut hash = Fnv::default();
+    for d in [image.channels(), image.height(), image.width()] {
+        hash.write(&(d as u64).to_le_bytes());
+    }
+    for v in image.pixels() {
+        hash.write(&v.to_bits().to_le_bytes());
+    }
+    hash.0
 }
 
 fn unreadable(e: Error) -> Verdict {

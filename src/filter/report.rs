@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::detect::recurrence::RecurrenceSummary;
 use crate::detect::threat::WarmStartReport;
 use crate::detect::{Stage, StageCost};
-use crate::error::Result;
 pub use crate::durable::write_atomic;
+use crate::error::Result;
 use crate::image::PixelBox;
 
 /// One removed sample (a line of the removal log).
@@ -103,7 +103,6 @@ impl FilterReport {
         write_atomic(path, &serde_json::to_vec_pretty(self)?)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

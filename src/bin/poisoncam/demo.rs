@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use burn::data::dataset::Dataset;
 use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
 use poisoncam::data::FashionMnist;
 use poisoncam::detect::Stage;
 use poisoncam::filter::report::{write_atomic, FilterReport};
-use burn::data::dataset::Dataset;
 use poisoncam::image::AsImage;
 use poisoncam::sim::attack::{poison, AttackConfig};
 use poisoncam::sim::eval::{removal_scores, RemovalScores};
@@ -93,7 +93,8 @@ pub fn run<B: AutodiffBackend>(args: &DemoArgs, device: &B::Device) -> Result<()
     let [_, h, w] = report.working_size;
     let mut suspects = Vec::new();
     for s in filter.suspicions().into_iter().take(args.suspects) {
-        let item = attacked.dataset.get(s.index).ok_or(poisoncam::Error::MissingItem { index: s.index, len: images })?;
+        let item =
+            attacked.dataset.get(s.index).ok_or(poisoncam::Error::MissingItem { index: s.index, len: images })?;
         suspects.push(Suspect {
             image: item.as_image()?.resized(h, w),
             trigger_box: Some(s.trigger_box),

@@ -57,9 +57,9 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "cuda")]
         BackendArg::Cuda => run_on::<poisoncam::backend::CudaTrain>(cli.command, &Default::default()),
         #[cfg(not(feature = "cuda"))]
-        BackendArg::Cuda => {
-            Err(poisoncam::Error::Config("--backend cuda needs a build with the `cuda` feature (cargo build --features cuda,cli)".into()))
-        }
+        BackendArg::Cuda => Err(poisoncam::Error::Config(
+            "--backend cuda needs a build with the `cuda` feature (cargo build --features cuda,cli)".into(),
+        )),
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
 use burn::tensor::backend::AutodiffBackend;
+use clap::Args;
 use poisoncam::data::{open_path, SkippedFile};
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};

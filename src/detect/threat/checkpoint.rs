@@ -113,13 +113,22 @@ impl Checkpoint {
     }
 
     /// Loads the saved weights of `epochs` epochs into `model` (which fixes the architecture).
-    pub fn load_model<B: Backend>(&self, model: ThreatModel<B>, epochs: usize, device: &B::Device) -> Result<ThreatModel<B>> {
+    pub fn load_model<B: Backend>(
+        &self,
+        model: ThreatModel<B>,
+        epochs: usize,
+        device: &B::Device,
+    ) -> Result<ThreatModel<B>> {
         let path = self.saved(MODEL, epochs);
         model.load_file(&path, &recorder(), device).map_err(|e| cache_error(&path, e))
     }
 
     /// Loads the saved optimiser record of `epochs` epochs.
-    pub fn load_optimizer<B: Backend, O: burn::record::Record<B>>(&self, epochs: usize, device: &B::Device) -> Result<O> {
+    pub fn load_optimizer<B: Backend, O: burn::record::Record<B>>(
+        &self,
+        epochs: usize,
+        device: &B::Device,
+    ) -> Result<O> {
         let path = self.saved(OPTIMIZER, epochs);
         Recorder::<B>::load(&recorder(), path.clone(), device).map_err(|e| cache_error(&path, e))
     }

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::checkpoint::{Checkpoint, CheckpointMeta};
-use crate::durable::FileLock;
 use super::encoder::{EncoderConfig, ThreatModel};
 use super::moco::{info_nce, MocoState};
 use super::simclr::nt_xent;
+use crate::durable::FileLock;
 use crate::error::{Error, Result};
 use crate::image::{Fnv, ImageBatchSource};
 

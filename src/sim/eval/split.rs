@@ -31,11 +31,8 @@ pub fn stratified_split(all: &ImageDataset, train: usize, seed: u64) -> Result<(
     let last = classes.len() - 1;
     for (c, members) in classes.into_iter().enumerate() {
         members.shuffle(&mut rng);
-        let share = if c == last {
-            train - taken
-        } else {
-            ((members.len() * train) as f64 / n as f64).round() as usize
-        };
+        let share =
+            if c == last { train - taken } else { ((members.len() * train) as f64 / n as f64).round() as usize };
         let share = share.min(members.len()).min(train - taken);
         for &i in &members[..share] {
             is_train[i] = true;
@@ -43,7 +40,9 @@ pub fn stratified_split(all: &ImageDataset, train: usize, seed: u64) -> Result<(
         taken += share;
     }
     let pick = |keep: bool| {
-        ImageDataset::new(all.items().iter().zip(&is_train).filter(|(_, &t)| t == keep).map(|(i, _)| i.clone()).collect())
+        ImageDataset::new(
+            all.items().iter().zip(&is_train).filter(|(_, &t)| t == keep).map(|(i, _)| i.clone()).collect(),
+        )
     };
     Ok((pick(true), pick(false)))
 }
@@ -87,9 +86,6 @@ mod tests {
         assert!(stratified_split(&all, 10, 0).is_err());
         let mut items = all.items().to_vec();
         items[3].label = None;
-        assert!(matches!(
-            stratified_split(&ImageDataset::new(items), 5, 0),
-            Err(Error::MissingLabel { index: 3, .. })
-        ));
+        assert!(matches!(stratified_split(&ImageDataset::new(items), 5, 0), Err(Error::MissingLabel { index: 3, .. })));
     }
 }
