@@ -1,12 +1,14 @@
 //! Image folders: PNG/JPEG files, either flat or in one sub-folder per class.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use burn::data::dataset::{Dataset, InMemDataset};
 use serde::{Deserialize, Serialize};
 
 use super::{ImageDataset, ImageItem};
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{AsImage, Image};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -30,18 +32,53 @@ pub struct FolderScan {
     pub classes: Vec<String>,
 }
 
-/// Reads every image below `root`. Ids are paths relative to `root` with `/` separators;
-/// files inside a sub-folder get the label of that top-level sub-folder (classes sorted by name).
-///
-/// With `lenient`, undecodable files are listed in [`FolderScan::skipped`]; without, the first one
-/// is an error naming it.
-pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<FolderScan> {
+/// An image file that is decoded only when its image is asked for, so a folder of any size is
+/// listed in kilobytes and decoded one file at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// The path relative to the folder, with `/` separators.
+    pub id: String,
+    /// Where the file is.
+    pub path: PathBuf,
+    /// The class (the top-level sub-folder), where there is one.
+    pub label: Option<usize>,
+}
+
+impl AsImage for ImageFile {
+    fn as_image(&self) -> Result<Image> {
+        decode(&self.path)
+    }
+    fn label(&self) -> Option<usize> {
+        self.label
+    }
+    fn id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+}
+
+/// The image files below a folder, listed but not decoded.
+pub struct FolderListing {
+    /// Every file with an image extension, sorted by path; a burn `Dataset` whose items decode
+    /// on demand (an undecodable one is then logged unreadable by the filter).
+    pub files: InMemDataset<ImageFile>,
+    /// Folders that could not be listed (no permission, a symlink loop), with the reason.
+    pub skipped: Vec<SkippedFile>,
+    /// Class names by label; empty for a flat folder.
+    pub classes: Vec<String>,
+}
+
+/// Lists every image file below `root` (extensions png, jpg, jpeg, any case). Ids are paths
+/// relative to `root` with `/` separators; files inside a sub-folder get the label of that
+/// top-level sub-folder (classes sorted by name). Symbolic links are followed, but a folder is
+/// entered once, so a link loop ends the walk there and is reported in `skipped`.
+pub fn list_image_folder(root: impl AsRef<Path>) -> Result<FolderListing> {
     let root = root.as_ref();
     if !root.is_dir() {
         return Err(Error::io(root, std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory")));
     }
-    let mut files = Vec::new();
-    walk(root, &mut files)?;
+    let mut walk = Walk { root, files: Vec::new(), skipped: Vec::new(), seen: HashSet::new() };
+    walk.enter(root)?;
+    let Walk { mut files, skipped, .. } = walk;
     files.sort();
     let relative: Vec<Vec<String>> = files
         .iter()
@@ -56,50 +93,113 @@ pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<Folder
     let mut classes: Vec<String> = relative.iter().filter(|p| p.len() > 1).map(|p| p[0].clone()).collect();
     classes.sort();
     classes.dedup();
+    let items: Vec<ImageFile> = files
+        .into_iter()
+        .zip(&relative)
+        .map(|(path, parts)| ImageFile {
+            id: parts.join("/"),
+            path,
+            label: (parts.len() > 1).then(|| classes.binary_search(&parts[0]).ok()).flatten(),
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(Error::EmptyDataset { path: root.to_path_buf() });
+    }
+    Ok(FolderListing { files: InMemDataset::new(items), skipped, classes })
+}
 
+/// Reads every image below `root` into memory ([`list_image_folder`], then decoded).
+///
+/// With `lenient`, undecodable files are listed in [`FolderScan::skipped`]; without, the first one
+/// is an error naming it.
+pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<FolderScan> {
+    let root = root.as_ref();
+    let listing = list_image_folder(root)?;
     let mut items = Vec::new();
-    let mut skipped = Vec::new();
-    for (file, parts) in files.iter().zip(&relative) {
-        let id = parts.join("/");
-        match decode(file) {
-            Ok(image) => {
-                let label = (parts.len() > 1).then(|| classes.binary_search(&parts[0]).ok()).flatten();
-                items.push(ImageItem { id, image, label });
-            }
-            Err(err) if lenient => skipped.push(SkippedFile { id, reason: err.to_string() }),
+    let mut skipped = listing.skipped;
+    for file in listing.files.iter() {
+        match decode(&file.path) {
+            Ok(image) => items.push(ImageItem { id: file.id, image, label: file.label }),
+            Err(err) if lenient => skipped.push(SkippedFile { id: file.id, reason: err.to_string() }),
             Err(err) => return Err(err),
         }
     }
     if items.is_empty() {
         return Err(Error::EmptyDataset { path: root.to_path_buf() });
     }
-    Ok(FolderScan { dataset: ImageDataset::new(items), skipped, classes })
+    Ok(FolderScan { dataset: ImageDataset::new(items), skipped, classes: listing.classes })
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push(path);
+struct Walk<'a> {
+    root: &'a Path,
+    files: Vec<PathBuf>,
+    skipped: Vec<SkippedFile>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn enter(&mut self, dir: &Path) -> Result<()> {
+        let root = self.root;
+        let id = || dir.strip_prefix(root).unwrap_or(dir).to_string_lossy().into_owned() + "/";
+        let canonical = match std::fs::canonicalize(dir) {
+            Ok(c) => c,
+            Err(e) => return self.skip(dir, id(), e.to_string()),
+        };
+        if !self.seen.insert(canonical) {
+            return self.skip(dir, id(), "a symbolic link loop, or a folder reached twice: entered once".into());
         }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return self.skip(dir, id(), e.to_string()),
+        };
+        for entry in entries {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => return self.skip(dir, id(), e.to_string()),
+            };
+            if path.is_dir() {
+                self.enter(&path)?;
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                self.files.push(path);
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn skip(&mut self, dir: &Path, id: String, reason: String) -> Result<()> {
+        if dir == self.root {
+            return Err(Error::io(dir, std::io::Error::other(reason)));
+        }
+        self.skipped.push(SkippedFile { id, reason });
+        Ok(())
+    }
 }
 
-/// Decodes a file to grey (for grey sources) or RGB.
+/// Largest width or height a file may declare: a small file that declares 100,000 × 100,000
+/// pixels (a decompression bomb) is an error, not an out-of-memory abort. 16,384 px covers
+/// 150-megapixel photos.
+pub const MAX_DECODED_SIDE: u32 = 16_384;
+/// The most memory one decoding may take; 1 GiB holds a 16-bit RGBA image of 130 megapixels.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+
+/// Decodes a file to grey (for grey sources) or RGB; alpha is dropped, 16-bit samples are
+/// scaled to [0, 1], and CMYK JPEGs are converted to RGB by the decoder. Within
+/// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`].
 pub fn decode(path: &Path) -> Result<Image> {
-    let decoded = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| Error::io(path, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     if decoded.color().has_color() {
         Image::from_hwc_u8(3, h, w, decoded.to_rgb8().as_raw())

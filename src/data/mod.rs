@@ -13,9 +13,12 @@ mod open;
 pub use batcher::ImageBatcher;
 pub use cifar::read_cifar10;
 pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
-pub use folder::{decode as decode_file, read_image_folder, FolderScan, SkippedFile};
+pub use folder::{
+    decode as decode_file, list_image_folder, read_image_folder, FolderListing, FolderScan, ImageFile, SkippedFile,
+    MAX_DECODED_SIDE, MAX_DECODE_BYTES,
+};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair};
-pub use open::open_path;
+pub use open::{open_for_scan, open_path, Opened};
 
 use burn::data::dataset::Dataset;
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{read_cifar10, read_idx_pair, read_image_folder, FolderScan};
+use super::{list_image_folder, read_cifar10, read_idx_pair, read_image_folder, FolderListing, FolderScan};
 use crate::error::{Error, Result};
 
 /// Opens `path`: `IMAGES,LABELS` is an IDX pair (plain or gzip); a directory holding `.bin`
@@ -10,10 +10,27 @@ use crate::error::{Error, Result};
 /// that exists as written is never split at a comma. With `lenient`, undecodable files in a
 /// folder are skipped and listed instead of failing the read.
 pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
+    match open_for_scan(path)? {
+        Opened::Folder(_) => read_image_folder(path, lenient),
+        Opened::Loaded(scan) => Ok(scan),
+    }
+}
+
+/// What [`open_for_scan`] found.
+pub enum Opened {
+    /// An image folder, listed: its files are decoded one at a time, when the filter reads them.
+    Folder(FolderListing),
+    /// An IDX pair or CIFAR-10 binary, read whole (both are compact).
+    Loaded(FolderScan),
+}
+
+/// Opens `path` as [`open_path`] does, but lists an image folder instead of decoding it, so
+/// memory stays bounded by what the filter keeps per image.
+pub fn open_for_scan(path: &str) -> Result<Opened> {
     let plain = |dataset| FolderScan { dataset, skipped: Vec::new(), classes: Vec::new() };
     let p = Path::new(path);
     if let Some((images, labels)) = path.split_once(',').filter(|_| !p.exists()) {
-        return Ok(plain(read_idx_pair(images, labels)?));
+        return Ok(Opened::Loaded(plain(read_idx_pair(images, labels)?)));
     }
     if !p.exists() {
         return Err(Error::io(p, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
@@ -24,9 +41,9 @@ pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
             .unwrap_or(false)
     };
     if p.is_file() || holds_bin(p) {
-        return Ok(plain(read_cifar10(p)?));
+        return Ok(Opened::Loaded(plain(read_cifar10(p)?)));
     }
-    read_image_folder(p, lenient)
+    list_image_folder(p).map(Opened::Folder)
 }
 
 #[cfg(test)]
