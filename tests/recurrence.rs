@@ -62,6 +62,36 @@ fn poisons_stored_as_jpeg_are_still_removed() {
 }
 
 #[test]
+fn boxes_come_back_in_the_pixels_of_the_images_as_read() {
+    let set = embedded(2000, AttackConfig { rate: 0.01, seed: 1, ..AttackConfig::default() });
+    // The same images, stored at twice their size (nearest neighbour, so every pixel is a 2×2
+    // block); read back at 28 px, they are the originals.
+    let doubled = |image: &poisoncam::Image| {
+        let (h, w) = (image.height(), image.width());
+        let pixels = (0..4 * h * w).map(|i| image.pixels()[(i / (2 * w) / 2) * w + (i % (2 * w)) / 2]).collect();
+        poisoncam::Image::new(1, 2 * h, 2 * w, pixels).unwrap()
+    };
+    let items =
+        set.dataset.items().iter().map(|i| poisoncam::data::ImageItem { image: doubled(&i.image), ..i.clone() });
+    let mut config = recurrence_only();
+    config.max_native_short_side = 28;
+    let filter =
+        PoisonFilter::fit::<Train>(poisoncam::data::ImageDataset::new(items.collect()), &config, &Default::default())
+            .unwrap();
+    let report = filter.report();
+    assert_eq!(report.working_size, [1, 28, 28]);
+    assert!(report.removed >= set.truth.poisoned.len() * 95 / 100, "{} removed", report.removed);
+    for r in &report.removals {
+        let ([x, y, w, h], original) = (r.trigger_box.unwrap(), r.original_box.unwrap());
+        assert_eq!(original, [2 * x, 2 * y, 2 * w, 2 * h], "{r:?}");
+        let (_, truth) = set.truth.poisoned.iter().find(|(i, _)| *i == r.index).expect("only poisons are removed");
+        let at_double = poisoncam::PixelBox { x: 2 * truth.x, y: 2 * truth.y, w: 2 * truth.w, h: 2 * truth.h };
+        let [ox, oy, ow, oh] = original;
+        assert!(box_hit(&poisoncam::PixelBox { x: ox, y: oy, w: ow, h: oh }, &at_double), "{r:?}");
+    }
+}
+
+#[test]
 fn clean_data_loses_nothing() {
     let set = embedded(2000, AttackConfig { rate: 0.0, ..AttackConfig::default() });
     let device = Default::default();

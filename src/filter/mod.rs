@@ -3,6 +3,9 @@
 
 pub mod guard;
 pub mod report;
+mod working;
+
+pub use working::WorkingImages;
 
 use std::path::Path;
 
@@ -18,8 +21,7 @@ use crate::detect::{detect_and_fit, Detection, DetectorConfig, Stage};
 use crate::error::{Error, Result};
 use crate::filter::guard::Guard;
 use crate::filter::report::{FilterReport, Removal, Suspicion};
-use crate::image::ImageBatchSource;
-use crate::image::{AsImage, Image};
+use crate::image::{scale_box, AsImage};
 
 /// Everything the filter does, nested per stage; round-trips through JSON.
 #[derive(Config, Debug, PartialEq)]
@@ -38,13 +40,30 @@ pub struct PoisonFilterConfig {
     /// [`crate::image::DEFAULT_MAX_SHORT_SIDE`], 224). A `working_size` given explicitly is not capped.
     #[config(default = 224)]
     pub max_short_side: usize,
+    /// Largest short side at which recurrence mines an image (0: no cap). Larger images are
+    /// scaled down as they are read, which bounds memory (a 4000×3000 photo is 144 MB as f32;
+    /// at 512 px it is 4 MB) and recurrence's time; a pasted trigger scales with its image.
+    /// Default 512.
+    #[config(default = 512)]
+    pub max_native_short_side: usize,
 }
 
 impl PoisonFilterConfig {
     /// Reads a config saved as JSON (by [`PoisonFilterConfig::write`] or burn's `Config::save`).
+    /// Settings left out take their defaults, so `{"warm_start": {"epochs": 3}}` is a whole
+    /// config; a setting the config does not have (a typo, say) or a value of the wrong type is
+    /// an error naming it, as is any value `check()` rejects.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::load_binary(text.as_bytes()).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let bad = |reason: String| Error::Config(format!("{}: {reason}", path.display()));
+        let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut merged: serde_json::Value = serde_json::from_str(&burn::config::config_to_json(&Self::new()))?;
+        if let Some(unknown) = merge_known(&mut merged, given, "") {
+            return Err(bad(format!("unknown setting `{unknown}`")));
+        }
+        let config = Self::load_binary(merged.to_string().as_bytes()).map_err(|e| bad(e.to_string()))?;
+        config.check()?;
+        Ok(config)
     }
 
     /// Writes the config as JSON, atomically.
@@ -65,6 +84,19 @@ impl PoisonFilterConfig {
         Ok(())
     }
 
+    /// Reads `dataset` at this config's sizes, then checks what needs the image count.
+    fn read_images<I: AsImage, D: Dataset<I>>(&self, dataset: &D) -> Result<WorkingImages> {
+        let images = WorkingImages::read(dataset, self.working_size, self.max_short_side, self.max_native_short_side)?;
+        if let Some(k) = self.detector.kmeans.k.filter(|&k| self.detector.signals.masking && k > images.rows.len()) {
+            return Err(Error::InvalidSetting {
+                name: "detector.kmeans.k",
+                value: k.to_string(),
+                expected: "at most the number of readable images",
+            });
+        }
+        Ok(images)
+    }
+
     /// Sets the seed of every stage.
     pub fn seeded(mut self, seed: u64) -> Self {
         self.warm_start.seed = seed;
@@ -74,6 +106,29 @@ impl PoisonFilterConfig {
         d.paste.seed = seed;
         d.classifier.seed = seed;
         self
+    }
+}
+
+/// Writes `given` over `defaults`, object by object; returns the first key path of `given` that
+/// `defaults` does not have.
+fn merge_known(defaults: &mut serde_json::Value, given: serde_json::Value, prefix: &str) -> Option<String> {
+    match (defaults, given) {
+        (serde_json::Value::Object(defaults), serde_json::Value::Object(given)) => {
+            for (key, value) in given {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let Some(slot) = defaults.get_mut(&key) else {
+                    return Some(path);
+                };
+                if let Some(unknown) = merge_known(slot, value, &path) {
+                    return Some(unknown);
+                }
+            }
+            None
+        }
+        (slot, value) => {
+            *slot = value;
+            None
+        }
     }
 }
 
@@ -110,59 +165,12 @@ pub struct PoisonFilter<D: Dataset<I>, I: Clone + Send + Sync> {
     detection: Detection,
 }
 
-/// The images of a dataset at one working size, and the items that could not be read.
-pub struct WorkingImages {
-    /// The readable images at the working size, one row each.
-    pub source: ImageBatchSource,
-    /// The readable images at their own size, where recurrence is mined; rows as in `source`.
-    pub natives: Vec<Image>,
-    /// Dataset index of each row of `source`.
-    pub rows: Vec<usize>,
-    /// Every item's id (its own, or its index), by dataset index.
-    pub ids: Vec<String>,
-    /// Dataset index and error of each item whose image could not be read.
-    pub unreadable: Vec<(usize, String)>,
-}
-
-impl WorkingImages {
-    /// Reads every item; a `None` inside `0..len()` is an error, an unreadable image is recorded.
-    /// The working size is [`crate::image::working_size`]'s choice.
-    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(
-        dataset: &D,
-        working_size: Option<[usize; 2]>,
-        max_short_side: usize,
-    ) -> Result<Self> {
-        let len = dataset.len();
-        let mut images = Vec::new();
-        let mut rows = Vec::new();
-        let mut ids = Vec::with_capacity(len);
-        let mut unreadable = Vec::new();
-        for index in 0..len {
-            let item = dataset.get(index).ok_or(Error::MissingItem { index, len })?;
-            ids.push(item.id().unwrap_or_else(|| index.to_string()));
-            match item.as_image() {
-                Ok(image) => {
-                    images.push(image);
-                    rows.push(index);
-                }
-                Err(e) => unreadable.push((index, e.to_string())),
-            }
-        }
-        if images.is_empty() {
-            return Err(Error::NoInput("the poison filter"));
-        }
-        let [channels, h, w] = crate::image::working_size(&images, working_size, max_short_side);
-        let source = ImageBatchSource::new(&images, channels, h, w)?;
-        Ok(Self { source, natives: images, rows, ids, unreadable })
-    }
-}
-
 impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
     /// Warm-starts a threat model on `dataset` and filters it. With the masking signal off, no
     /// threat model is trained: recurrence alone decides.
     pub fn fit<B: AutodiffBackend>(dataset: D, config: &PoisonFilterConfig, device: &B::Device) -> Result<Self> {
         config.check()?;
-        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
+        let images = config.read_images(&dataset)?;
         if !config.detector.signals.masking {
             return Self::finish::<B>(dataset, images, None, None, config, device).map(|(f, _)| f);
         }
@@ -180,7 +188,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         if !config.detector.signals.masking {
             return Err(Error::Config("the streaming guard needs the masking signal".into()));
         }
-        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
+        let images = config.read_images(&dataset)?;
         let encoder = config.warm_start.encoder_for(&images.source);
         let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
         let (filter, classifier) =
@@ -209,7 +217,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<Self> {
         config.check()?;
-        let images = WorkingImages::read(&dataset, config.working_size, config.max_short_side)?;
+        let images = config.read_images(&dataset)?;
         Self::finish::<B>(dataset, images, Some(encoder), None, config, device).map(|(f, _)| f)
     }
 
@@ -223,16 +231,19 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
     ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
         let (detection, classifier) =
             detect_and_fit::<B>(backbone, &images.source, &images.natives, &config.detector, device)?;
+        let [_, _, h, w] = images.source.shape();
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()
             .map(|&(row, stage)| {
                 let index = images.rows[row];
+                let trigger_box = detection.box_of(row);
                 Removal {
                     index,
                     id: images.ids[index].clone(),
                     score: detection.score_of(row),
-                    trigger_box: detection.box_of(row).map(|b| b.to_array()),
+                    trigger_box: trigger_box.map(|b| b.to_array()),
+                    original_box: trigger_box.map(|b| scale_box(b, [h, w], images.original_sizes[row]).to_array()),
                     stage,
                     error: None,
                 }
@@ -243,6 +254,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             id: images.ids[*index].clone(),
             score: 1.0,
             trigger_box: None,
+            original_box: None,
             stage: Stage::Unreadable,
             error: Some(error.clone()),
         }));
@@ -283,6 +295,11 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
     /// Writes the removal log, one JSON object per line.
     pub fn write_removal_log(&self, path: &Path) -> Result<()> {
         self.report.write_removal_log(path)
+    }
+
+    /// Ids of the kept items (their own, or their index), in order.
+    pub fn kept_ids(&self) -> impl Iterator<Item = &str> {
+        self.kept.indices.iter().map(|&i| self.ids[i].as_str())
     }
 
     /// Indices of `inner` that are kept, increasing.

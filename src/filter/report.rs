@@ -23,6 +23,9 @@ pub struct Removal {
     /// The located trigger, `[x, y, w, h]` in working-size pixels.
     #[serde(rename = "box")]
     pub trigger_box: Option<[usize; 4]>,
+    /// The same box in the pixels of the image as read (the original file's), for drawing on it.
+    #[serde(default)]
+    pub original_box: Option<[usize; 4]>,
     /// The stage that decided.
     pub stage: Stage,
     /// What went wrong, for unreadable items.
@@ -115,6 +118,7 @@ mod tests {
             id: format!("img/{index}.png"),
             score: 0.9,
             trigger_box: Some([1, 2, 7, 7]),
+            original_box: Some([2, 4, 14, 14]),
             stage,
             error: None,
         };

@@ -28,11 +28,13 @@ pub fn working_size<'a>(
     }
     let best = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
     let most_common = counts.iter().find(|(_, n)| *n == best).map_or([1, 1], |(s, _)| *s);
-    let [h, w] = requested.unwrap_or_else(|| capped(most_common, max_short_side));
+    let [h, w] = requested.unwrap_or_else(|| capped_size(most_common, max_short_side));
     [channels, h, w]
 }
 
-fn capped([h, w]: [usize; 2], max_short_side: usize) -> [usize; 2] {
+/// `[h, w]` scaled down, aspect ratio kept, so that its short side is at most `max_short_side`
+/// (0: no cap).
+pub fn capped_size([h, w]: [usize; 2], max_short_side: usize) -> [usize; 2] {
     let short = h.min(w);
     if short <= max_short_side || max_short_side == 0 {
         return [h, w];
