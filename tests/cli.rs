@@ -49,9 +49,8 @@ fn scan_writes_outputs_and_reports_corrupt_files() {
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(skipped, vec!["boots/broken.png", "shirts/truncated.jpg"]);
-    assert_eq!(report["total"], 60);
+    assert_eq!(report["skipped"], serde_json::json!([]), "every file could be listed");
+    assert_eq!(report["total"], 62);
     assert_eq!(report["working_size"], serde_json::json!([1, 28, 28]));
 
     let kept: Vec<String> = std::fs::read_to_string(out.join("kept.txt")).unwrap().lines().map(String::from).collect();
@@ -60,11 +59,16 @@ fn scan_writes_outputs_and_reports_corrupt_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(kept.len() + removed.len(), 60);
+    assert_eq!(kept.len() + removed.len(), 62);
     assert!(kept.contains(&"boots/00.png".to_string()) || removed.iter().any(|r| r["id"] == "boots/00.png"));
     for r in &removed {
         assert!(r["index"].is_u64() && r["id"].is_string() && r["score"].is_number());
     }
+    // The corrupt files are removed as unreadable, with the decoder's reason.
+    let unreadable: Vec<&str> =
+        removed.iter().filter(|r| r["stage"] == "unreadable").map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(unreadable, vec!["boots/broken.png", "shirts/truncated.jpg"]);
+    assert!(removed.iter().filter(|r| r["stage"] == "unreadable").all(|r| r["error"].is_string()));
 }
 
 #[test]

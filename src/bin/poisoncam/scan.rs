@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
+use burn::data::dataset::Dataset;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
-use poisoncam::data::{open_path, SkippedFile};
+use poisoncam::data::{open_for_scan, Opened, SkippedFile};
+use poisoncam::detect::Stage;
 use poisoncam::filter::report::{write_atomic, FilterReport};
+use poisoncam::AsImage;
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 
@@ -35,7 +38,8 @@ pub struct ScanArgs {
 #[derive(Serialize)]
 struct ScanReport<'a> {
     path: &'a str,
-    /// Files skipped because they could not be decoded; they are in neither output list.
+    /// Folders that could not be listed (no permission, a link loop) and, for formats read
+    /// whole, records that could not be decoded; they are in neither output list.
     skipped: &'a [SkippedFile],
     #[serde(flatten)]
     filter: &'a FilterReport,
@@ -53,25 +57,40 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()
     if let Some(names) = &args.signals {
         set_signals(&mut config.detector.signals, names);
     }
-    let scan = open_path(&args.path, true)?;
-    for s in &scan.skipped {
+    config.check()?;
+    match open_for_scan(&args.path)? {
+        Opened::Folder(listing) => filter_and_write::<B, _, _>(args, &config, listing.files, &listing.skipped, device),
+        Opened::Loaded(scan) => filter_and_write::<B, _, _>(args, &config, scan.dataset, &scan.skipped, device),
+    }
+}
+
+/// Filters `dataset` and writes the three outputs; every input is kept, removed (unreadable
+/// files too, with the decoder's message) or listed as skipped (folders that could not be read).
+fn filter_and_write<B: AutodiffBackend, I: AsImage + Clone + Send + Sync, D: Dataset<I>>(
+    args: &ScanArgs,
+    config: &PoisonFilterConfig,
+    dataset: D,
+    skipped: &[SkippedFile],
+    device: &B::Device,
+) -> Result<()> {
+    for s in skipped {
         eprintln!("skipped {}: {}", s.id, s.reason);
     }
-    let filter = PoisonFilter::fit::<B>(scan.dataset, &config, device)?;
+    let filter = PoisonFilter::fit::<B>(dataset, config, device)?;
     let report = filter.report();
     filter.write_removal_log(&args.out.join("removed.jsonl"))?;
-    let items = filter.inner().items();
-    let kept: String = filter.kept_indices().iter().map(|&i| format!("{}\n", items[i].id)).collect();
+    let kept: String = filter.kept_ids().map(|id| format!("{id}\n")).collect();
     write_atomic(&args.out.join("kept.txt"), kept.as_bytes())?;
-    let full = ScanReport { path: &args.path, skipped: &scan.skipped, filter: report, config: &config };
+    let full = ScanReport { path: &args.path, skipped, filter: report, config };
     write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
+    let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
     println!(
-        "{}: {} images, kept {}, removed {}, skipped {} unreadable files; wrote {}",
+        "{}: {} images, kept {}, removed {} (of which {unreadable} unreadable), skipped {} folders; wrote {}",
         args.path,
         report.total,
         report.kept,
         report.removed,
-        scan.skipped.len(),
+        skipped.len(),
         args.out.display()
     );
     Ok(())
