@@ -81,6 +81,8 @@ fn a_loaded_guard_judges_as_the_saved_one() {
     assert!(f.before_save.iter().any(|v| v.removed), "some poisons are caught");
     assert!(f.before_save.iter().any(|v| !v.removed), "not everything is removed");
     assert!(f.before_save.iter().filter(|v| v.removed).all(|v| v.trigger_box.is_some()));
+    // The items are at the working size, so both boxes agree.
+    assert!(f.before_save.iter().all(|v| v.original_box == v.trigger_box));
     let loaded = load(f.dir.path());
     let after: Vec<Verdict> = f.items.iter().map(|i| loaded.screen(i)).collect();
     assert_eq!(after, f.before_save);
@@ -145,6 +147,14 @@ fn new_samples_carrying_a_found_patch_are_removed() {
         poisoncam::sim::eval::box_hit(&located, &poisoncam::PixelBox { x: 2, y: 19, w: side, h: side }),
         "{located:?}"
     );
+    // The same carrier stored at twice the size: its box comes back in its own pixels.
+    let mut large = background();
+    large.paste(&f.trigger, 2, 19);
+    let large = large.resized(56, 56);
+    let verdict = guard.screen(&ImageItem { id: "new/large".into(), image: large, label: None });
+    if let (Some(b), Some(o)) = (verdict.trigger_box, verdict.original_box) {
+        assert!(o.x + o.w <= 56 && o.y + o.h <= 56 && o.w >= b.w, "{o:?} is in 56-px pixels, {b:?} in 28");
+    }
     let clean = guard.screen(&ImageItem { id: "new/clean".into(), image: background(), label: None });
     assert_ne!(clean.stage, Some(Stage::Recurrence));
     assert!(guard.removals().iter().any(|(k, _)| Some(k.clone()) == id("new/carrier")));

@@ -38,6 +38,9 @@ pub struct Verdict {
     pub cluster: Option<usize>,
     /// Located trigger of a removed sample, in working-size pixels.
     pub trigger_box: Option<PixelBox>,
+    /// The same box in the pixels of the sample's own image.
+    #[serde(default)]
+    pub original_box: Option<PixelBox>,
     /// What went wrong, for unreadable samples.
     pub error: Option<String>,
 }
@@ -235,14 +238,15 @@ impl<B: Backend> Guard<B> {
             match self.carried_patch(&image) {
                 Some(verdict) => out[i] = Some(verdict),
                 None => {
-                    todo.push(i);
+                    todo.push((i, [image.height(), image.width()]));
                     images.push(image.with_channels(c).resized(h, w));
                 }
             }
         }
         if !todo.is_empty() {
-            for (i, v) in todo.iter().zip(self.judge(&images)) {
-                out[*i] = Some(v);
+            for (&(i, size), mut v) in todo.iter().zip(self.judge(&images)) {
+                v.original_box = v.trigger_box.map(|b| scale_box(b, [h, w], size));
+                out[i] = Some(v);
             }
         }
         let verdicts: Vec<Verdict> =
@@ -310,6 +314,7 @@ impl<B: Backend> Guard<B> {
             score: 1.0 - distance / radius,
             cluster: None,
             trigger_box: Some(scale_box(found, [image.height(), image.width()], [h, w])),
+            original_box: Some(found),
             error: None,
         })
     }
@@ -366,6 +371,7 @@ impl<B: Backend> Guard<B> {
                     score: scores[i],
                     cluster: Some(clusters[i]),
                     trigger_box: boxes[i],
+                    original_box: None,
                     error: None,
                 }
             })
@@ -445,6 +451,7 @@ fn unreadable(e: Error) -> Verdict {
         score: 1.0,
         cluster: None,
         trigger_box: None,
+        original_box: None,
         error: Some(e.to_string()),
     }
 }
