@@ -207,6 +207,22 @@ fn empty_tiny_and_repeated_folders() {
     let s = read_outputs(&out);
     assert_eq!(s.kept.len() + s.removed.len(), 1000);
     assert!(s.removed.is_empty(), "copies of one image are not poisons: {} removed", s.removed.len());
+    // With the threat model too: identical embeddings make one cluster, not twins to flip between.
+    let config = dir.path().join("one-epoch.json");
+    std::fs::write(&config, r#"{"warm_start": {"epochs": 1, "batch_size": 128}}"#).unwrap();
+    let output = poisoncam(&[
+        "scan",
+        same.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--cache",
+        dir.path().join("cache").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let s = read_outputs(&out);
+    assert_eq!(s.kept.len(), 1000, "{} removed", s.removed.len());
 }
 
 #[test]
@@ -263,7 +279,9 @@ fn bad_numbers_in_flags_are_clear_errors() {
         assert!(!err.contains("panicked"), "{flag} {value}: {err}");
         assert!(err.contains("error"), "{flag} {value}: {err}");
     }
-    for (flag, value) in [("--rate", "nan"), ("--rate", "2"), ("--images", "-3"), ("--epochs", "-1")] {
+    for (flag, value) in
+        [("--rate", "nan"), ("--rate", "2"), ("--images", "-3"), ("--images", "0"), ("--images", "20000"), ("--epochs", "-1")]
+    {
         let output = poisoncam(&["demo", "--out", dir.path().to_str().unwrap(), flag, value]);
         assert!(!output.status.success(), "demo {flag} {value} was accepted");
         assert!(!stderr(&output).contains("panicked"), "demo {flag} {value}: {}", stderr(&output));

@@ -121,6 +121,8 @@ impl KMeansConfig {
         let dim = points.dim;
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut centroids = plus_plus_init(points, k, &mut rng);
+        // Fewer distinct directions than k give fewer clusters (see `plus_plus_init`).
+        let k = centroids.len() / dim;
         let chunks = upload::<B>(points, self.chunk, device);
         let mut previous = f64::INFINITY;
         let mut iterations = 0;
@@ -143,18 +145,24 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
+/// Squared distance below which two unit points are one direction.
+const SAME_POINT: f32 = 1e-9;
+
 /// k-means++: each next seed is drawn with probability proportional to its squared distance from
-/// the seeds so far.
+/// the seeds so far. When every point already coincides with a seed, it stops early: seeding the
+/// same direction twice would split identical points between twin clusters, and a paste test
+/// between twins measures float noise, not a trigger (1,000 copies of one image lost 26% to it).
 fn plus_plus_init(points: &Embeddings, k: usize, rng: &mut StdRng) -> Vec<f32> {
     let n = points.len();
     let mut centroids = Vec::with_capacity(k * points.dim);
     centroids.extend_from_slice(points.row(rng.random_range(0..n)));
     let mut closest: Vec<f32> = (0..n).map(|i| squared_distance(points.row(i), &centroids[..points.dim])).collect();
     while centroids.len() < k * points.dim {
+        if closest.iter().all(|&d| d < SAME_POINT) {
+            break;
+        }
         let total: f64 = closest.iter().map(|&d| d as f64).sum();
-        let chosen = if total <= 0.0 {
-            rng.random_range(0..n)
-        } else {
+        let chosen = {
             let mut target = rng.random::<f64>() * total;
             let mut chosen = n - 1;
             for (i, &d) in closest.iter().enumerate() {
@@ -281,6 +289,21 @@ mod tests {
         assert_eq!(config.k_for(8000), 80);
         assert_eq!(config.k_for(500_000), 1000);
         assert_eq!(config.k_for(4), 4);
+    }
+
+    #[test]
+    fn copies_of_few_points_get_one_cluster_each_not_twins() {
+        let config = KMeansConfig::new().with_k(Some(10));
+        let same = Embeddings { data: [0.6f32, 0.8].repeat(50), dim: 2 };
+        let fitted = config.fit::<Compute>(&same, &Default::default()).unwrap();
+        assert_eq!(fitted.k(), 1);
+        assert!(fitted.assignments.iter().all(|&a| a == 0));
+        // Two directions, each at several lengths: two clusters, whatever k asks for.
+        let two = Embeddings { data: [1.0f32, 0.0, 0.0, 2.0, 3.0, 0.0, 0.0, 0.5].repeat(20), dim: 2 };
+        let fitted = config.fit::<Compute>(&two, &Default::default()).unwrap();
+        assert_eq!(fitted.k(), 2);
+        assert_ne!(fitted.assignments[0], fitted.assignments[1]);
+        assert_eq!(fitted.assignments[0], fitted.assignments[2]);
     }
 
     #[test]

@@ -66,7 +66,14 @@ struct DemoReport<'a> {
 pub fn run<B: AutodiffBackend>(args: &DemoArgs, device: &B::Device) -> Result<()> {
     let started = Instant::now();
     let all = FashionMnist::embedded()?;
-    let images = args.images.clamp(1, all.items().len());
+    let images = args.images;
+    if images < 2 || images > all.items().len() {
+        return Err(poisoncam::Error::InvalidSetting {
+            name: "--images",
+            value: images.to_string(),
+            expected: "between 2 and 10,000 (the embedded images)",
+        });
+    }
     let attack = AttackConfig { rate: args.rate, seed: args.seed, ..AttackConfig::default() };
     let attacked = poison(&all.slice(0..images), &attack)?;
     println!(
