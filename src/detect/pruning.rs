@@ -60,17 +60,10 @@ pub(crate) fn masking<B: AutodiffBackend>(
         return Ok((
             Detection {
                 clusters: Some(clusters),
-                recurrence: None,
-                templates: Vec::new(),
                 removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
                 evidence,
-                cluster_scores: Vec::new(),
-                kept_clusters: Vec::new(),
-                paste_threshold: None,
-                classifier_validation: None,
-                classifier_flagged: None,
-                classifier_skipped: None,
                 cost: costs.list,
+                ..Detection::empty(0)
             },
             None,
         ));
