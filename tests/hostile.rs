@@ -279,9 +279,14 @@ fn bad_numbers_in_flags_are_clear_errors() {
         assert!(!err.contains("panicked"), "{flag} {value}: {err}");
         assert!(err.contains("error"), "{flag} {value}: {err}");
     }
-    for (flag, value) in
-        [("--rate", "nan"), ("--rate", "2"), ("--images", "-3"), ("--images", "0"), ("--images", "20000"), ("--epochs", "-1")]
-    {
+    for (flag, value) in [
+        ("--rate", "nan"),
+        ("--rate", "2"),
+        ("--images", "-3"),
+        ("--images", "0"),
+        ("--images", "20000"),
+        ("--epochs", "-1"),
+    ] {
         let output = poisoncam(&["demo", "--out", dir.path().to_str().unwrap(), flag, value]);
         assert!(!output.status.success(), "demo {flag} {value} was accepted");
         assert!(!stderr(&output).contains("panicked"), "demo {flag} {value}: {}", stderr(&output));

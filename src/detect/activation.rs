@@ -2,10 +2,11 @@
 //! centroid, measured for many edited images at once. Masking and the paste test both reduce to it.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::embed::Embed;
+use crate::image::PixelBox;
 
 /// What one forward pass says about an image.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,6 +15,18 @@ pub struct Activation {
     pub toward: f32,
     /// The image's nearest centroid (by cosine).
     pub nearest: usize,
+}
+
+/// One copy of an uploaded image with a window filled by the image's channel means (`None`:
+/// the image as it is), measured toward one cluster.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaskedCopy {
+    /// The image's position in the uploaded batch.
+    pub image: usize,
+    /// The window to fill.
+    pub window: Option<PixelBox>,
+    /// The cluster to measure toward.
+    pub toward: usize,
 }
 
 /// A backbone and unit centroids on one device, ready to measure batches of images.
@@ -55,29 +68,126 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
     pub fn measure(&self, pixels: &[f32], toward: &[usize]) -> Vec<Activation> {
         let [c, h, w] = self.image_shape;
         let size = c * h * w;
-        let k = self.centroids.dims()[0];
         let mut out = Vec::with_capacity(toward.len());
         for (chunk, targets) in pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)) {
             let n = targets.len();
             let images = Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, c, h, w]), &self.device);
-            let to_centroids = cosines(self.backbone.features(images), self.centroids.clone());
-            let nearest = to_centroids.clone().argmax(1);
-            let index = Tensor::<B, 1, Int>::from_data(
-                TensorData::new(targets.iter().map(|&t| t.min(k - 1) as i64).collect::<Vec<_>>(), [n]),
-                &self.device,
-            )
-            .reshape([n, 1]);
-            let chosen = to_centroids.gather(1, index);
-            let chosen: Vec<f32> = chosen.into_data().iter::<f32>().collect();
-            let nearest: Vec<i64> = nearest.into_data().iter::<i64>().collect();
-            out.extend(
-                chosen
-                    .into_iter()
-                    .zip(nearest)
-                    .map(|(toward, nearest)| Activation { toward, nearest: nearest as usize }),
-            );
-            self.forwards.set(self.forwards.get() + n);
+            out.extend(self.activations(images, targets));
         }
         out
+    }
+
+    /// Measures masked copies of `originals` (consecutive `C×H×W` images) built on the device:
+    /// the originals are uploaded once, and each batch of copies is gathered and masked there,
+    /// so no copy of an image crosses from the host. `fill` holds each original's channel means.
+    pub fn measure_masked(&self, originals: &[f32], fill: &[f32], copies: &[MaskedCopy]) -> Vec<Activation> {
+        let [c, h, w] = self.image_shape;
+        let n = originals.len() / (c * h * w).max(1);
+        let uploaded = Tensor::<B, 4>::from_data(TensorData::new(originals.to_vec(), [n, c, h, w]), &self.device);
+        let means = Tensor::<B, 4>::from_data(TensorData::new(fill.to_vec(), [n, c, 1, 1]), &self.device);
+        let mut out = Vec::with_capacity(copies.len());
+        for chunk in copies.chunks(self.batch_size) {
+            let batch = masked_batch(&uploaded, &means, chunk, [h, w], &self.device);
+            let toward: Vec<usize> = chunk.iter().map(|copy| copy.toward).collect();
+            out.extend(self.activations(batch, &toward));
+        }
+        out
+    }
+
+    fn activations(&self, images: Tensor<B, 4>, targets: &[usize]) -> Vec<Activation> {
+        let n = targets.len();
+        let k = self.centroids.dims()[0];
+        let to_centroids = cosines(self.backbone.features(images), self.centroids.clone());
+        let nearest = to_centroids.clone().argmax(1);
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(targets.iter().map(|&t| t.min(k - 1) as i64).collect::<Vec<_>>(), [n]),
+            &self.device,
+        )
+        .reshape([n, 1]);
+        let chosen: Vec<f32> = to_centroids.gather(1, index).into_data().iter::<f32>().collect();
+        let nearest: Vec<i64> = nearest.into_data().iter::<i64>().collect();
+        self.forwards.set(self.forwards.get() + n);
+        chosen
+            .into_iter()
+            .zip(nearest)
+            .map(|(toward, nearest)| Activation { toward, nearest: nearest as usize })
+            .collect()
+    }
+}
+
+/// The copies as one `M×C×H×W` batch: each the uploaded image it names, with its window set to
+/// that image's channel means. Only indices and window corners are uploaded.
+pub fn masked_batch<B: Backend>(
+    uploaded: &Tensor<B, 4>,
+    means: &Tensor<B, 4>,
+    copies: &[MaskedCopy],
+    [h, w]: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let m = copies.len();
+    let c = uploaded.dims()[1];
+    let ints = |f: &dyn Fn(&MaskedCopy) -> i64| {
+        Tensor::<B, 1, Int>::from_data(TensorData::new(copies.iter().map(f).collect::<Vec<i64>>(), [m]), device)
+    };
+    let rows = ints(&|copy| copy.image as i64);
+    let base = uploaded.clone().select(0, rows.clone());
+    let fill = means.clone().select(0, rows).expand([m, c, h, w]);
+    // An unmasked copy gets an empty window.
+    let corner = |f: fn(&PixelBox) -> usize| move |copy: &MaskedCopy| copy.window.as_ref().map_or(0, |b| f(b) as i64);
+    let edge = |lo: Tensor<B, 1, Int>, hi: Tensor<B, 1, Int>, along: usize, shape: [usize; 4]| -> Tensor<B, 4, Bool> {
+        let at = Tensor::<B, 1, Int>::arange(0..along as i64, device);
+        let at = if shape[3] == 1 { at.reshape([1, 1, along, 1]) } else { at.reshape([1, 1, 1, along]) };
+        let at = at.expand([m, 1, shape[2], shape[3]]);
+        let lo = lo.reshape([m, 1, 1, 1]).expand([m, 1, shape[2], shape[3]]);
+        let hi = hi.reshape([m, 1, 1, 1]).expand([m, 1, shape[2], shape[3]]);
+        at.clone().greater_equal(lo).bool_and(at.lower(hi))
+    };
+    let x0 = ints(&corner(|b| b.x));
+    let x1 = ints(&corner(|b| b.x + b.w));
+    let y0 = ints(&corner(|b| b.y));
+    let y1 = ints(&corner(|b| b.y + b.h));
+    let inside_x = edge(x0, x1, w, [m, 1, 1, w]).expand([m, c, h, w]);
+    let inside_y = edge(y0, y1, h, [m, 1, h, 1]).expand([m, c, h, w]);
+    base.mask_where(inside_x.bool_and(inside_y), fill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Compute;
+    use crate::detect::localize::masking::{channel_means, mask_window};
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    #[test]
+    fn masked_batches_built_on_the_device_equal_the_host_built_ones() {
+        let (n, c, h, w) = (3, 3, 9, 7);
+        let mut rng = StdRng::seed_from_u64(5);
+        let originals: Vec<f32> = (0..n * c * h * w).map(|_| rng.random::<f32>()).collect();
+        let size = c * h * w;
+        let fill: Vec<f32> = originals.chunks(size).flat_map(|image| channel_means(image, c)).collect();
+        let mut copies = vec![MaskedCopy { image: 1, window: None, toward: 0 }];
+        for _ in 0..40 {
+            let (bw, bh) = (rng.random_range(1..=w), rng.random_range(1..=h));
+            let window = PixelBox { x: rng.random_range(0..=w - bw), y: rng.random_range(0..=h - bh), w: bw, h: bh };
+            copies.push(MaskedCopy { image: rng.random_range(0..n), window: Some(window), toward: 0 });
+        }
+        copies.push(MaskedCopy { image: 2, window: Some(PixelBox { x: 0, y: 0, w, h }), toward: 0 });
+
+        let device = Default::default();
+        let uploaded = Tensor::<Compute, 4>::from_data(TensorData::new(originals.clone(), [n, c, h, w]), &device);
+        let means = Tensor::<Compute, 4>::from_data(TensorData::new(fill.clone(), [n, c, 1, 1]), &device);
+        let on_device: Vec<f32> =
+            masked_batch(&uploaded, &means, &copies, [h, w], &device).into_data().iter::<f32>().collect();
+
+        let mut on_host = Vec::new();
+        for copy in &copies {
+            let start = on_host.len();
+            on_host.extend_from_slice(&originals[copy.image * size..(copy.image + 1) * size]);
+            if let Some(window) = &copy.window {
+                mask_window(&mut on_host[start..], [c, h, w], window, &fill[copy.image * c..(copy.image + 1) * c]);
+            }
+        }
+        assert_eq!(on_device, on_host, "bit for bit");
     }
 }

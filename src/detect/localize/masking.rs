@@ -5,7 +5,7 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::activation::ActivationProbe;
+use crate::detect::activation::{ActivationProbe, MaskedCopy};
 use crate::detect::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::Result;
 use crate::image::ImageBatchSource;
@@ -110,7 +110,7 @@ impl CamConfig {
             .flat_map(|y| positions(w, side, stride).into_iter().map(move |x| PixelBox { x, y, w: side, h: side }))
             .collect();
         let per_image = vec![windows; indices.len()];
-        let measured = measure_masks(probe, images, indices, clusters, &per_image);
+        let measured = measure_masks(probe, images, indices, clusters, &per_image, None);
         measured.into_iter().map(|m| m.summarise(h, w, side, None)).collect()
     }
 
@@ -133,7 +133,9 @@ impl CamConfig {
             refined = !coarse;
             let windows: Vec<Vec<PixelBox>> =
                 regions.iter().map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) }).collect();
-            let measured = measure_masks(probe, images, indices, clusters, &windows);
+            // The unmasked images were measured at the first level.
+            let bases: Option<Vec<f32>> = merged.iter().map(|m| m.as_ref().map(|m| m.base)).collect();
+            let measured = measure_masks(probe, images, indices, clusters, &windows, bases.as_deref());
             for ((region, slot), m) in regions.iter_mut().zip(merged.iter_mut()).zip(measured) {
                 *region = m.windows[m.strongest()];
                 match slot {
@@ -269,44 +271,47 @@ pub fn channel_means(pixels: &[f32], channels: usize) -> Vec<f32> {
     pixels.chunks(size.max(1)).map(|ch| ch.iter().sum::<f32>() / size.max(1) as f32).collect()
 }
 
-/// Runs the unmasked image and each of its masked copies through the probe in one batch.
+/// Runs each image's masked copies through the probe, built on the device from one upload of
+/// the images; the unmasked image too, unless its activation is known from an earlier level.
 fn measure_masks<B: Backend>(
     probe: &ActivationProbe<B>,
     images: &ImageBatchSource,
     indices: &[usize],
     clusters: &[usize],
     windows: &[Vec<PixelBox>],
+    bases: Option<&[f32]>,
 ) -> Vec<Masked> {
-    let [_, c, h, w] = images.shape();
-    let mut pixels = Vec::new();
-    let mut toward = Vec::new();
-    for ((&i, &cluster), ws) in indices.iter().zip(clusters).zip(windows) {
+    let [_, c, _, _] = images.shape();
+    let mut originals = Vec::new();
+    let mut fill = Vec::new();
+    let mut copies = Vec::new();
+    for (row, ((&i, &cluster), ws)) in indices.iter().zip(clusters).zip(windows).enumerate() {
         let original = images.pixels(i);
-        let fill = channel_means(original, c);
-        pixels.extend_from_slice(original);
-        toward.push(cluster);
-        for window in ws {
-            let start = pixels.len();
-            pixels.extend_from_slice(original);
-            mask_window(&mut pixels[start..], [c, h, w], window, &fill);
-            toward.push(cluster);
+        fill.extend(channel_means(original, c));
+        originals.extend_from_slice(original);
+        if bases.is_none() {
+            copies.push(MaskedCopy { image: row, window: None, toward: cluster });
         }
+        copies.extend(ws.iter().map(|&b| MaskedCopy { image: row, window: Some(b), toward: cluster }));
     }
-    let activations = probe.measure(&pixels, &toward);
+    let activations = probe.measure_masked(&originals, &fill, &copies);
     let mut cursor = activations.into_iter();
-    indices
+    clusters
         .iter()
-        .zip(clusters)
         .zip(windows)
-        .map(|((_, &cluster), ws)| {
-            let base = cursor.next().map(|a| a.toward).unwrap_or(0.0);
+        .enumerate()
+        .map(|(row, (&cluster, ws))| {
+            let base = match bases {
+                Some(known) => known[row],
+                None => cursor.next().map(|a| a.toward).unwrap_or(0.0),
+            };
             let masked: Vec<_> = cursor.by_ref().take(ws.len()).collect();
             Masked {
                 base,
                 windows: ws.clone(),
                 drops: masked.iter().map(|a| base - a.toward).collect(),
                 left: masked.iter().map(|a| a.nearest != cluster).collect(),
-                forwards: ws.len() + 1,
+                forwards: ws.len() + usize::from(bases.is_none()),
             }
         })
         .collect()
