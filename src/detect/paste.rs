@@ -105,29 +105,54 @@ impl PasteTest {
         patch: &PixelBox,
         cluster: usize,
     ) -> PasteScore {
+        self.score_many(probe, images, &[(source, *patch, cluster)])[0]
+    }
+
+    /// [`PasteTest::score`] for many `(source, patch, cluster)` candidates, their pasted
+    /// references measured in shared batches: candidates with few references outside their
+    /// cluster no longer pay for a forward pass of their own.
+    pub fn score_many<B: Backend>(
+        &self,
+        probe: &ActivationProbe<B>,
+        images: &ImageBatchSource,
+        candidates: &[(usize, PixelBox, usize)],
+    ) -> Vec<PasteScore> {
         let [_, c, h, w] = images.shape();
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (source as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let donor = images.pixels(source);
         let mut pixels = Vec::new();
-        let mut count = 0;
-        for (&r, &rc) in self.references.iter().zip(&self.reference_clusters) {
-            if rc == cluster || r == source {
-                continue;
+        let mut toward = Vec::new();
+        let mut counts = Vec::with_capacity(candidates.len());
+        for &(source, patch, cluster) in candidates {
+            let mut rng = StdRng::seed_from_u64(self.seed ^ (source as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let donor = images.pixels(source);
+            let mut count = 0;
+            for (&r, &rc) in self.references.iter().zip(&self.reference_clusters) {
+                if rc == cluster || r == source {
+                    continue;
+                }
+                let start = pixels.len();
+                pixels.extend_from_slice(images.pixels(r));
+                let x = rng.random_range(0..=w - patch.w);
+                let y = rng.random_range(0..=h - patch.h);
+                paste_region(&mut pixels[start..], donor, [c, h, w], &patch, x, y);
+                count += 1;
             }
-            let start = pixels.len();
-            pixels.extend_from_slice(images.pixels(r));
-            let x = rng.random_range(0..=w - patch.w);
-            let y = rng.random_range(0..=h - patch.h);
-            paste_region(&mut pixels[start..], donor, [c, h, w], patch, x, y);
-            count += 1;
+            toward.extend(std::iter::repeat_n(cluster, count));
+            counts.push(count);
         }
-        if count == 0 {
-            return PasteScore { moved: 0.0, pull: 0.0 };
-        }
-        let measured = probe.measure(&pixels, &vec![cluster; count]);
-        let moved = measured.iter().filter(|a| a.nearest == cluster).count() as f32 / count as f32;
-        let pull = measured.iter().map(|a| a.toward).sum::<f32>() / count as f32;
-        PasteScore { moved, pull }
+        let mut cursor = probe.measure(&pixels, &toward).into_iter();
+        candidates
+            .iter()
+            .zip(counts)
+            .map(|(&(_, _, cluster), count)| {
+                let mine: Vec<_> = cursor.by_ref().take(count).collect();
+                if count == 0 {
+                    return PasteScore { moved: 0.0, pull: 0.0 };
+                }
+                let moved = mine.iter().filter(|a| a.nearest == cluster).count() as f32 / count as f32;
+                let pull = mine.iter().map(|a| a.toward).sum::<f32>() / count as f32;
+                PasteScore { moved, pull }
+            })
+            .collect()
     }
 }
 
@@ -167,6 +192,34 @@ pub fn median_mad(values: &[f32]) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_scored_together_score_as_alone() {
+        use crate::backend::Compute;
+        use crate::detect::cluster::KMeansConfig;
+        use crate::detect::embed::embed;
+        use crate::detect::threat::{init_model, EncoderConfig};
+        let device = Default::default();
+        let model = init_model::<Compute>(&EncoderConfig::new(), 1, &device);
+        let mut rng = StdRng::seed_from_u64(2);
+        let pixels: Vec<f32> = (0..40 * 12 * 12).map(|_| rng.random::<f32>()).collect();
+        let images = ImageBatchSource::from_raw(pixels, [40, 1, 12, 12]).unwrap();
+        let clusters = KMeansConfig::new()
+            .with_k(Some(3))
+            .fit::<Compute>(&embed(&model.backbone, &images, 16, &device), &device)
+            .unwrap();
+        // A batch of 7 puts the batch edges elsewhere together than alone.
+        let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 12, 12], 7, &device);
+        let test = PasteTest::new(&PasteConfig::new().with_references(10), &probe, &images);
+        let b = |x, y, side| PixelBox { x, y, w: side, h: side };
+        let candidates = [(0, b(1, 2, 3), 0), (5, b(6, 0, 4), 1), (9, b(0, 0, 12), 2), (9, b(3, 3, 3), 0)];
+        let together = test.score_many(&probe, &images, &candidates);
+        let alone: Vec<PasteScore> = candidates
+            .iter()
+            .map(|&(source, patch, cluster)| test.score(&probe, &images, source, &patch, cluster))
+            .collect();
+        assert_eq!(together, alone);
+    }
 
     #[test]
     fn paste_copies_the_region() {

@@ -211,13 +211,21 @@ impl<B: Backend> Search<'_, '_, B> {
 
     /// Paste-tests the located box of each of `indices`.
     fn paste(&mut self, test: &PasteTest, indices: &[usize], label: &str) {
-        let bar = stage_bar(label, indices.len() as u64);
-        for &i in indices {
-            if let (Some(b), None) = (self.evidence[i].trigger_box, self.evidence[i].paste) {
-                let cluster = self.evidence[i].cluster;
-                self.evidence[i].paste = Some(test.score(self.probe, self.images, i, &b, cluster));
+        let todo: Vec<(usize, PixelBox, usize)> = indices
+            .iter()
+            .filter_map(|&i| match (self.evidence[i].trigger_box, self.evidence[i].paste) {
+                (Some(b), None) => Some((i, b, self.evidence[i].cluster)),
+                _ => None,
+            })
+            .collect();
+        let bar = stage_bar(label, todo.len() as u64);
+        // Enough candidates per call to fill whole batches even when few references lie outside
+        // a candidate's cluster.
+        for chunk in todo.chunks(16) {
+            for (&(i, _, _), score) in chunk.iter().zip(test.score_many(self.probe, self.images, chunk)) {
+                self.evidence[i].paste = Some(score);
             }
-            bar.inc(1);
+            bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
     }
