@@ -25,6 +25,15 @@ pub(crate) fn share(name: &'static str, value: f64) -> Result<()> {
     }
 }
 
+/// A finite value in `(0, 1]`: a share that must not be empty.
+pub(crate) fn fraction(name: &'static str, value: f64) -> Result<()> {
+    if value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(invalid(name, value, "above 0 and at most 1"))
+    }
+}
+
 /// A finite value at or above zero.
 pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() && value >= 0.0 {
@@ -55,6 +64,8 @@ mod tests {
         }
         assert!(share("s", 1.0).is_ok() && share("s", 0.0).is_ok());
         assert!(share("s", f64::NAN).is_err() && share("s", 1.5).is_err() && share("s", -0.1).is_err());
+        assert!(fraction("f", 1.0).is_ok() && fraction("f", 0.01).is_ok());
+        assert!(fraction("f", 0.0).is_err() && fraction("f", f64::NAN).is_err() && fraction("f", 1.01).is_err());
         assert!(non_negative("n", 0.0).is_ok() && non_negative("n", -0.0).is_ok());
         assert!(non_negative("n", f64::NAN).is_err() && non_negative("n", -2.0).is_err());
         assert!(at_least("k", 1, 1, "1 or more").is_ok());

@@ -114,7 +114,11 @@ pub fn list_image_folder(root: impl AsRef<Path>) -> Result<FolderListing> {
 /// is an error naming it.
 pub fn read_image_folder(root: impl AsRef<Path>, lenient: bool) -> Result<FolderScan> {
     let root = root.as_ref();
-    let listing = list_image_folder(root)?;
+    decode_listing(root, list_image_folder(root)?, lenient)
+}
+
+/// Decodes every file of a listing of `root`, as [`read_image_folder`] does.
+pub(crate) fn decode_listing(root: &Path, listing: FolderListing, lenient: bool) -> Result<FolderScan> {
     let mut items = Vec::new();
     let mut skipped = listing.skipped;
     for file in listing.files.iter() {

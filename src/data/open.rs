@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::{list_image_folder, read_cifar10, read_idx_pair, read_image_folder, FolderListing, FolderScan};
+use super::folder::decode_listing;
+use super::{list_image_folder, read_cifar10, read_idx_pair, FolderListing, FolderScan};
 use crate::error::{Error, Result};
 
 /// Opens `path`: `IMAGES,LABELS` is an IDX pair (plain or gzip); a directory holding `.bin`
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 /// folder are skipped and listed instead of failing the read.
 pub fn open_path(path: &str, lenient: bool) -> Result<FolderScan> {
     match open_for_scan(path)? {
-        Opened::Folder(_) => read_image_folder(path, lenient),
+        Opened::Folder(listing) => decode_listing(Path::new(path), listing, lenient),
         Opened::Loaded(scan) => Ok(scan),
     }
 }

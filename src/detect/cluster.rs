@@ -162,18 +162,15 @@ fn plus_plus_init(points: &Embeddings, k: usize, rng: &mut StdRng) -> Vec<f32> {
             break;
         }
         let total: f64 = closest.iter().map(|&d| d as f64).sum();
-        let chosen = {
-            let mut target = rng.random::<f64>() * total;
-            let mut chosen = n - 1;
-            for (i, &d) in closest.iter().enumerate() {
-                target -= d as f64;
-                if target < 0.0 {
-                    chosen = i;
-                    break;
-                }
+        let mut target = rng.random::<f64>() * total;
+        let mut chosen = n - 1;
+        for (i, &d) in closest.iter().enumerate() {
+            target -= d as f64;
+            if target < 0.0 {
+                chosen = i;
+                break;
             }
-            chosen
-        };
+        }
         let seed = points.row(chosen).to_vec();
         for (i, best) in closest.iter_mut().enumerate() {
             *best = best.min(squared_distance(points.row(i), &seed));

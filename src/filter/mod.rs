@@ -38,7 +38,7 @@ pub struct PoisonFilterConfig {
     pub working_size: Option<[usize; 2]>,
     /// Largest short side of a working size the filter chooses itself (0: no cap; default
     /// [`crate::image::DEFAULT_MAX_SHORT_SIDE`], 224). A `working_size` given explicitly is not capped.
-    #[config(default = 224)]
+    #[config(default = "crate::image::DEFAULT_MAX_SHORT_SIDE")]
     pub max_short_side: usize,
     /// Largest short side at which recurrence mines an image (0: no cap). Larger images are
     /// scaled down as they are read, which bounds memory (a 4000×3000 photo is 144 MB as f32;

@@ -46,9 +46,8 @@ pub struct AugmentConfig {
 impl AugmentConfig {
     /// Rejects settings that cannot work.
     pub fn check(&self) -> Result<()> {
-        use crate::check::{non_negative, positive, share};
-        positive("warm_start.augment.crop_scale_min", self.crop_scale_min)?;
-        share("warm_start.augment.crop_scale_min", self.crop_scale_min)?;
+        use crate::check::{fraction, non_negative, positive, share};
+        fraction("warm_start.augment.crop_scale_min", self.crop_scale_min)?;
         share("warm_start.augment.crop_scale_max", self.crop_scale_max)?;
         if self.crop_scale_max < self.crop_scale_min {
             return Err(Error::InvalidSetting {
