@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::conv::conv2d;
 use super::norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 
 /// Shape of the threat model.
@@ -102,11 +103,11 @@ impl<B: Backend> BasicBlock<B> {
 
     fn forward(&self, x: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
         let skip = match &self.shortcut {
-            Some((conv, norm)) => norm.forward_with(conv.forward(x.clone()), stats),
+            Some((conv, norm)) => norm.forward_with(conv2d(conv, x.clone()), stats),
             None => x.clone(),
         };
-        let y = relu(self.norm1.forward_with(self.conv1.forward(x), stats));
-        let y = self.norm2.forward_with(self.conv2.forward(y), stats);
+        let y = relu(self.norm1.forward_with(conv2d(&self.conv1, x), stats));
+        let y = self.norm2.forward_with(conv2d(&self.conv2, y), stats);
         relu(y + skip)
     }
 }
@@ -126,7 +127,7 @@ impl<B: Backend> Backbone<B> {
     }
 
     fn feature_map_with(&self, images: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
-        let mut x = relu(self.stem_norm.forward_with(self.stem.forward(images), stats));
+        let mut x = relu(self.stem_norm.forward_with(conv2d(&self.stem, images), stats));
         for block in &self.blocks {
             x = block.forward(x, stats);
         }

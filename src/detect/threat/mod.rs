@@ -2,6 +2,7 @@
 
 mod augment;
 mod checkpoint;
+pub mod conv;
 mod encoder;
 mod moco;
 mod norm;

@@ -1,0 +1,317 @@
+//! The convolution's gradients on the host, as im2col and two GEMMs per image.
+//!
+//! burn's generic weight gradient is itself a convolution whose kernel is the whole output map
+//! (28×28 in the warm start), which Flex runs at a few GFLOP/s; written as im2col and
+//! `dW += dY·colsᵀ`, `dcols = Wᵀ·dY` and col2im, the same work is plain SGEMM. Each image's
+//! columns are built and consumed while they are in cache, and images run in parallel.
+
+use rayon::prelude::*;
+
+/// The shape of one 2-D convolution: groups 1, dilation 1, symmetric padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub channels_in: usize,
+    /// Output channels.
+    pub channels_out: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Zero padding on each side, along height and width.
+    pub padding: [usize; 2],
+}
+
+impl ConvShape {
+    /// Output height and width; `None` when the kernel does not fit the padded input.
+    pub fn output(&self) -> Option<[usize; 2]> {
+        let side = |d: usize| {
+            let padded = self.input[d] + 2 * self.padding[d];
+            (padded >= self.kernel[d] && self.stride[d] > 0).then(|| (padded - self.kernel[d]) / self.stride[d] + 1)
+        };
+        Some([side(0)?, side(1)?])
+    }
+
+    fn patch_len(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// The half-open range of output positions along one axis whose input tap `offset` (kernel
+/// index) falls inside the image, so the inner loops need no bounds tests.
+fn valid_outputs(offset: usize, stride: usize, padding: usize, input: usize, output: usize) -> (usize, usize) {
+    // in = out·stride + offset − padding must satisfy 0 ≤ in < input.
+    let low = padding.saturating_sub(offset).div_ceil(stride);
+    let high = if input + padding > offset { (input + padding - offset).div_ceil(stride) } else { 0 };
+    (low.min(output), high.min(output).max(low.min(output)))
+}
+
+/// `cols[(c,i,j), (oh,ow)] = x[c, oh·s+i−p, ow·s+j−p]`, zero outside the image.
+fn im2col(x: &[f32], shape: &ConvShape, out: [usize; 2], cols: &mut [f32]) {
+    let [h, w] = shape.input;
+    let [kh, kw] = shape.kernel;
+    let [sh, sw] = shape.stride;
+    let [ph, pw] = shape.padding;
+    let positions = out[0] * out[1];
+    for (row, col) in cols.chunks_exact_mut(positions).enumerate() {
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &x[c * h * w..][..h * w];
+        col.fill(0.0);
+        let (oh_lo, oh_hi) = valid_outputs(i, sh, ph, h, out[0]);
+        let (ow_lo, ow_hi) = valid_outputs(j, sw, pw, w, out[1]);
+        for oh in oh_lo..oh_hi {
+            let line = &plane[(oh * sh + i - ph) * w..][..w];
+            let dst = &mut col[oh * out[1]..][ow_lo..ow_hi];
+            if sw == 1 {
+                // Unit stride, the common case, is a plain copy.
+                dst.copy_from_slice(&line[ow_lo + j - pw..][..dst.len()]);
+            } else {
+                for (ow, d) in (ow_lo..ow_hi).zip(dst) {
+                    *d = line[ow * sw + j - pw];
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each column entry back onto the input pixel it came from.
+fn col2im(cols: &[f32], shape: &ConvShape, out: [usize; 2], dx: &mut [f32]) {
+    let [h, w] = shape.input;
+    let [kh, kw] = shape.kernel;
+    let [sh, sw] = shape.stride;
+    let [ph, pw] = shape.padding;
+    let positions = out[0] * out[1];
+    dx.fill(0.0);
+    for (row, col) in cols.chunks_exact(positions).enumerate() {
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &mut dx[c * h * w..][..h * w];
+        let (oh_lo, oh_hi) = valid_outputs(i, sh, ph, h, out[0]);
+        let (ow_lo, ow_hi) = valid_outputs(j, sw, pw, w, out[1]);
+        for oh in oh_lo..oh_hi {
+            let line = &mut plane[(oh * sh + i - ph) * w..][..w];
+            let src = &col[oh * out[1]..][ow_lo..ow_hi];
+            if sw == 1 {
+                let dst = &mut line[ow_lo + j - pw..][..src.len()];
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            } else {
+                for (ow, s) in (ow_lo..ow_hi).zip(src) {
+                    line[ow * sw + j - pw] += s;
+                }
+            }
+        }
+    }
+}
+
+/// A row-major or transposed view of a matrix held in a slice.
+#[derive(Clone, Copy)]
+struct Matrix<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Matrix<'a> {
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    fn transposed(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst (m×n, row-major) = lhs·rhs`, or `dst + lhs·rhs` when `accumulate`.
+fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool, parallelism: gemm::Parallelism) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(rhs.rows == k && dst.len() >= m * n && lhs.fits() && rhs.fits(), "gemm operands out of shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertion above keeps every index the GEMM touches inside the three slices
+    // (dst is m×n row-major; lhs and rhs are within their slices by `fits`), `dst` is borrowed
+    // mutably and so aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y = conv(x, weight)`: `x` is `N×C×H×W` and `weight` `O×C×kh×kw`, contiguous row-major;
+/// `y` is `N×O×oh×ow`.
+pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let out = shape.output().expect("checked by the caller");
+    let positions = out[0] * out[1];
+    let patch = shape.patch_len();
+    let o = shape.channels_out;
+    let image_len = shape.channels_in * shape.input[0] * shape.input[1];
+    assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
+    let w = Matrix::row_major(weight, o, patch);
+    let parallelism = within_images(shape.batch);
+    let mut y = vec![0f32; shape.batch * o * positions];
+    y.par_chunks_mut(o * positions).enumerate().for_each_init(
+        || vec![0f32; patch * positions],
+        |cols, (index, y_image)| {
+            im2col(&x[index * image_len..][..image_len], shape, out, cols);
+            gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false, parallelism);
+        },
+    );
+    y
+}
+
+/// Images run in parallel; a batch smaller than the thread pool (one masked image, a test)
+/// lets each GEMM use the threads instead.
+fn within_images(batch: usize) -> gemm::Parallelism {
+    if batch < rayon::current_num_threads() {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// Per-thread scratch: one image's columns and the thread's share of the weight gradient.
+struct Scratch {
+    cols: Vec<f32>,
+    weight_grad: Vec<f32>,
+}
+
+/// The gradients of `y = conv(x, weight)` given `dy`: `(dx, dweight)`, each only when asked for.
+///
+/// `x` is `N×C×H×W`, `weight` `O×C×kh×kw` and `dy` `N×O×oh×ow`, all contiguous row-major.
+pub fn conv2d_backward(
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    shape: &ConvShape,
+    want_dx: bool,
+    want_dweight: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let out = shape.output().expect("the forward pass produced this output");
+    let positions = out[0] * out[1];
+    let patch = shape.patch_len();
+    let (o, n) = (shape.channels_out, shape.batch);
+    let image_len = shape.channels_in * shape.input[0] * shape.input[1];
+    assert!(x.len() == n * image_len && weight.len() == o * patch && dy.len() == n * o * positions);
+    let w = Matrix::row_major(weight, o, patch);
+    let parallelism = within_images(n);
+
+    let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
+    let new_scratch = || Scratch { cols: vec![0f32; patch * positions], weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }] };
+    let per_image = |scratch: &mut Scratch, index: usize, dx_image: Option<&mut [f32]>| {
+        let grad = Matrix::row_major(&dy[index * o * positions..][..o * positions], o, positions);
+        if want_dweight {
+            im2col(&x[index * image_len..][..image_len], shape, out, &mut scratch.cols);
+            let cols = Matrix::row_major(&scratch.cols, patch, positions);
+            gemm_into(&mut scratch.weight_grad, grad, cols.transposed(), true, parallelism);
+        }
+        if let Some(dx_image) = dx_image {
+            gemm_into(&mut scratch.cols, w.transposed(), grad, false, parallelism);
+            col2im(&scratch.cols, shape, out, dx_image);
+        }
+    };
+    let weight_grad = if want_dx {
+        dx.par_chunks_mut(image_len)
+            .enumerate()
+            .fold(new_scratch, |mut scratch, (index, dx_image)| {
+                per_image(&mut scratch, index, Some(dx_image));
+                scratch
+            })
+            .map(|scratch| scratch.weight_grad)
+            .reduce(Vec::new, add_into)
+    } else {
+        (0..n)
+            .into_par_iter()
+            .fold(new_scratch, |mut scratch, index| {
+                per_image(&mut scratch, index, None);
+                scratch
+            })
+            .map(|scratch| scratch.weight_grad)
+            .reduce(Vec::new, add_into)
+    };
+    let weight_grad = want_dweight.then(|| if weight_grad.is_empty() { vec![0f32; o * patch] } else { weight_grad });
+    (want_dx.then_some(dx), weight_grad)
+}
+
+fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    if a.is_empty() {
+        return b;
+    }
+    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_outputs_match_a_bounds_test() {
+        for (stride, padding, input, kernel) in [(1, 1, 5, 3), (2, 1, 6, 3), (3, 2, 7, 5), (2, 0, 4, 1), (1, 0, 3, 3)] {
+            let output = (input + 2 * padding - kernel) / stride + 1;
+            for offset in 0..kernel {
+                let (low, high) = valid_outputs(offset, stride, padding, input, output);
+                for out in 0..output {
+                    let at = (out * stride + offset) as isize - padding as isize;
+                    let inside = (0..input as isize).contains(&at);
+                    assert_eq!(inside, (low..high).contains(&out), "s{stride} p{padding} in{input} k{kernel} off{offset} out{out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> = <x, col2im(c)> for any x and c.
+        let shape = ConvShape { batch: 1, channels_in: 2, channels_out: 1, input: [5, 6], kernel: [3, 2], stride: [2, 1], padding: [1, 1] };
+        let out = shape.output().unwrap();
+        let x: Vec<f32> = (0..2 * 5 * 6).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
+        let c: Vec<f32> = (0..shape.patch_len() * out[0] * out[1]).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
+        let mut cols = vec![0f32; c.len()];
+        im2col(&x, &shape, out, &mut cols);
+        let mut back = vec![0f32; x.len()];
+        col2im(&c, &shape, out, &mut back);
+        let lhs: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
+        let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+        assert_eq!(lhs, rhs);
+    }
+
+    #[test]
+    fn a_kernel_larger_than_the_padded_input_has_no_output() {
+        let shape = ConvShape { batch: 1, channels_in: 1, channels_out: 1, input: [2, 2], kernel: [5, 5], stride: [1, 1], padding: [1, 1] };
+        assert_eq!(shape.output(), None);
+    }
+}
