@@ -19,3 +19,13 @@ pub type Cuda = burn::backend::Cuda;
 /// [`Cuda`] with automatic differentiation, for training.
 #[cfg(feature = "cuda")]
 pub type CudaTrain = Autodiff<Cuda>;
+
+/// `value` as a `U` when it is one, otherwise `value` back: how the threat model's layers pick
+/// their Flex host kernels for a backend chosen at run time.
+pub(crate) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    let boxed: Box<dyn std::any::Any> = Box::new(value);
+    match boxed.downcast::<U>() {
+        Ok(value) => Ok(*value),
+        Err(boxed) => Err(*boxed.downcast::<T>().unwrap_or_else(|_| unreachable!("it was a T"))),
+    }
+}

@@ -10,8 +10,6 @@
 
 pub mod host;
 
-use std::any::Any;
-
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
@@ -24,6 +22,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
+use crate::backend::cast;
 use host::ConvShape;
 
 /// `conv.forward(x)`; on Flex computed as im2col and SGEMM on the host, with the matching
@@ -63,15 +62,6 @@ fn symmetric_padding<B: Backend>(conv: &Conv2d<B>) -> Option<[usize; 2]> {
         PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
         _ => None,
-    }
-}
-
-/// `value` as a `U` when it is one (the backend chosen at run time), otherwise `value` back.
-fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
-    let boxed: Box<dyn Any> = Box::new(value);
-    match boxed.downcast::<U>() {
-        Ok(value) => Ok(*value),
-        Err(boxed) => Err(*boxed.downcast::<T>().unwrap_or_else(|_| unreachable!("it was a T"))),
     }
 }
 

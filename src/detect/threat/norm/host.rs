@@ -1,0 +1,109 @@
+//! Batch-statistics normalisation on the host, for Flex under autodiff.
+//!
+//! Written as tensor ops, a training batch norm is about five full-size passes forward and eight
+//! backward, each a separate Flex kernel with its own allocation. Here the statistics take one
+//! pass per channel, the output one pass, and the backward two (sums per channel, then the input
+//! gradient), with the statistics accumulated in f64.
+
+use rayon::prelude::*;
+
+/// A normalised batch and what its backward pass needs.
+pub struct Normalised {
+    /// `γ·x̂ + β`, `N×C×HW`.
+    pub y: Vec<f32>,
+    /// `(x − mean) / sqrt(var + ε)`, `N×C×HW`.
+    pub x_hat: Vec<f32>,
+    /// Per-channel batch mean.
+    pub mean: Vec<f32>,
+    /// Per-channel biased batch variance.
+    pub var: Vec<f32>,
+    /// Per-channel `1 / sqrt(var + ε)`.
+    pub inv_std: Vec<f32>,
+}
+
+/// Normalises `x` (`N×C×HW`, row-major) with its own per-channel statistics.
+pub fn forward(x: &[f32], [n, c, hw]: [usize; 3], gamma: &[f32], beta: &[f32], epsilon: f64) -> Normalised {
+    assert!(x.len() == n * c * hw && gamma.len() == c && beta.len() == c);
+    let count = (n * hw) as f64;
+    let plane = |image: usize, channel: usize| &x[(image * c + channel) * hw..][..hw];
+    let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|channel| {
+            let sum: f64 = (0..n).map(|i| plane(i, channel).iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let mean = sum / count;
+            let squares: f64 =
+                (0..n).map(|i| plane(i, channel).iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum();
+            (mean, squares / count)
+        })
+        .unzip();
+    let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (v + epsilon).sqrt()) as f32).collect();
+    let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    let mut y = vec![0f32; x.len()];
+    let mut x_hat = vec![0f32; x.len()];
+    y.par_chunks_mut(hw).zip(x_hat.par_chunks_mut(hw)).zip(x.par_chunks(hw)).enumerate().for_each(
+        |(row, ((y, x_hat), x))| {
+            let channel = row % c;
+            let (m, s, g, b) = (mean[channel], inv_std[channel], gamma[channel], beta[channel]);
+            for ((y, h), &v) in y.iter_mut().zip(x_hat.iter_mut()).zip(x) {
+                *h = (v - m) * s;
+                *y = *h * g + b;
+            }
+        },
+    );
+    Normalised { y, x_hat, mean, var: var.iter().map(|&v| v as f32).collect(), inv_std }
+}
+
+/// The gradients `(dx, dγ, dβ)` of [`forward`] given `dy`.
+pub fn backward(
+    dy: &[f32],
+    x_hat: &[f32],
+    [n, c, hw]: [usize; 3],
+    gamma: &[f32],
+    inv_std: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert!(dy.len() == n * c * hw && x_hat.len() == dy.len() && gamma.len() == c && inv_std.len() == c);
+    let at = |image: usize, channel: usize| (image * c + channel) * hw;
+    let (dgamma, dbeta): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|channel| {
+            (0..n).fold((0f64, 0f64), |(dg, db), i| {
+                let (dy, h) = (&dy[at(i, channel)..][..hw], &x_hat[at(i, channel)..][..hw]);
+                let row_dg: f32 = dy.iter().zip(h).map(|(d, h)| d * h).sum();
+                let row_db: f32 = dy.iter().sum();
+                (dg + row_dg as f64, db + row_db as f64)
+            })
+        })
+        .unzip();
+    let count = (n * hw) as f64;
+    let mut dx = vec![0f32; dy.len()];
+    dx.par_chunks_mut(hw).zip(dy.par_chunks(hw)).zip(x_hat.par_chunks(hw)).enumerate().for_each(
+        |(row, ((dx, dy), h))| {
+            let channel = row % c;
+            let scale = gamma[channel] * inv_std[channel];
+            let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
+            for ((dx, &d), &h) in dx.iter_mut().zip(dy).zip(h) {
+                *dx = scale * (d - mean_dy - h * mean_dy_h);
+            }
+        },
+    );
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, to_f32(dgamma), to_f32(dbeta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_has_zero_mean_and_unit_variance_per_channel() {
+        let (n, c, hw) = (3, 2, 5);
+        let x: Vec<f32> = (0..n * c * hw).map(|i| ((i * 37 % 17) as f32) * 0.5 + (i % c) as f32 * 10.0).collect();
+        let out = forward(&x, [n, c, hw], &[1.0, 1.0], &[0.0, 0.0], 0.0);
+        for channel in 0..c {
+            let values: Vec<f32> = (0..n).flat_map(|i| out.y[(i * c + channel) * hw..][..hw].to_vec()).collect();
+            let mean = values.iter().sum::<f32>() / values.len() as f32;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / values.len() as f32;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "channel {channel}: mean {mean}, var {var}");
+        }
+    }
+}
