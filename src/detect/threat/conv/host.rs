@@ -130,8 +130,8 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `dst (m×n, row-major) = lhs·rhs`, or `dst + lhs·rhs` when `accumulate`.
-fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool, parallelism: gemm::Parallelism) {
+/// `dst (m×n, row-major) = lhs·rhs`, or `dst + lhs·rhs` when `accumulate`, on this thread.
+fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(rhs.rows == k && dst.len() >= m * n && lhs.fits() && rhs.fits(), "gemm operands out of shape");
     if m == 0 || n == 0 {
@@ -166,7 +166,8 @@ fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool, parall
             false,
             false,
             false,
-            parallelism,
+            // Images run in parallel instead; one thread per GEMM also keeps each sum's order fixed.
+            gemm::Parallelism::None,
         );
     }
 }
@@ -181,29 +182,18 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
     let image_len = shape.channels_in * shape.input[0] * shape.input[1];
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
     let w = Matrix::row_major(weight, o, patch);
-    let parallelism = within_images(shape.batch);
     let mut y = vec![0f32; shape.batch * o * positions];
     y.par_chunks_mut(o * positions).enumerate().for_each_init(
         || vec![0f32; patch * positions],
         |cols, (index, y_image)| {
             im2col(&x[index * image_len..][..image_len], shape, out, cols);
-            gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false, parallelism);
+            gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false);
         },
     );
     y
 }
 
-/// Images run in parallel; a batch smaller than the thread pool (one masked image, a test)
-/// lets each GEMM use the threads instead.
-fn within_images(batch: usize) -> gemm::Parallelism {
-    if batch < rayon::current_num_threads() {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
-/// Per-thread scratch: one image's columns and the thread's share of the weight gradient.
+/// One task's scratch: an image's columns and the task's share of the weight gradient.
 struct Scratch {
     cols: Vec<f32>,
     weight_grad: Vec<f32>,
@@ -227,7 +217,6 @@ pub fn conv2d_backward(
     let image_len = shape.channels_in * shape.input[0] * shape.input[1];
     assert!(x.len() == n * image_len && weight.len() == o * patch && dy.len() == n * o * positions);
     let w = Matrix::row_major(weight, o, patch);
-    let parallelism = within_images(n);
 
     let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
     let new_scratch = || Scratch { cols: vec![0f32; patch * positions], weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }] };
@@ -236,40 +225,47 @@ pub fn conv2d_backward(
         if want_dweight {
             im2col(&x[index * image_len..][..image_len], shape, out, &mut scratch.cols);
             let cols = Matrix::row_major(&scratch.cols, patch, positions);
-            gemm_into(&mut scratch.weight_grad, grad, cols.transposed(), true, parallelism);
+            gemm_into(&mut scratch.weight_grad, grad, cols.transposed(), true);
         }
         if let Some(dx_image) = dx_image {
-            gemm_into(&mut scratch.cols, w.transposed(), grad, false, parallelism);
+            gemm_into(&mut scratch.cols, w.transposed(), grad, false);
             col2im(&scratch.cols, shape, out, dx_image);
         }
     };
-    let weight_grad = if want_dx {
-        dx.par_chunks_mut(image_len)
+    // Fixed chunks of images, each summing its own share of the weight gradient, and the shares
+    // added in chunk order: the sum's order, and so its bits, do not depend on how rayon
+    // schedules the chunks or on the number of threads (runs are deterministic under a seed).
+    let shares: Vec<Vec<f32>> = if want_dx {
+        dx.par_chunks_mut(IMAGES_PER_SHARE * image_len)
             .enumerate()
-            .fold(new_scratch, |mut scratch, (index, dx_image)| {
-                per_image(&mut scratch, index, Some(dx_image));
-                scratch
+            .map(|(chunk, dx_chunk)| {
+                let mut scratch = new_scratch();
+                for (k, dx_image) in dx_chunk.chunks_mut(image_len).enumerate() {
+                    per_image(&mut scratch, chunk * IMAGES_PER_SHARE + k, Some(dx_image));
+                }
+                scratch.weight_grad
             })
-            .map(|scratch| scratch.weight_grad)
-            .reduce(Vec::new, add_into)
+            .collect()
     } else {
-        (0..n)
+        (0..n.div_ceil(IMAGES_PER_SHARE))
             .into_par_iter()
-            .fold(new_scratch, |mut scratch, index| {
-                per_image(&mut scratch, index, None);
-                scratch
+            .map(|chunk| {
+                let mut scratch = new_scratch();
+                for index in chunk * IMAGES_PER_SHARE..((chunk + 1) * IMAGES_PER_SHARE).min(n) {
+                    per_image(&mut scratch, index, None);
+                }
+                scratch.weight_grad
             })
-            .map(|scratch| scratch.weight_grad)
-            .reduce(Vec::new, add_into)
+            .collect()
     };
-    let weight_grad = want_dweight.then(|| if weight_grad.is_empty() { vec![0f32; o * patch] } else { weight_grad });
+    let weight_grad = want_dweight.then(|| shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]));
     (want_dx.then_some(dx), weight_grad)
 }
 
+/// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.
+const IMAGES_PER_SHARE: usize = 8;
+
 fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    if a.is_empty() {
-        return b;
-    }
     a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
     a
 }
@@ -307,6 +303,24 @@ mod tests {
         let lhs: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
         let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
         assert_eq!(lhs, rhs);
+    }
+
+    #[test]
+    fn gradients_are_bit_identical_whatever_the_thread_count() {
+        let shape = ConvShape { batch: 37, channels_in: 3, channels_out: 5, input: [9, 8], kernel: [3, 3], stride: [1, 1], padding: [1, 1] };
+        let [oh, ow] = shape.output().unwrap();
+        let values = |len: usize, step: usize| -> Vec<f32> { (0..len).map(|i| ((i * step % 1009) as f32 / 1009.0 - 0.5) * 3.7).collect() };
+        let x = values(37 * 3 * 9 * 8, 31);
+        let w = values(5 * 3 * 9, 17);
+        let dy = values(37 * 5 * oh * ow, 13);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| conv2d_backward(&x, &w, &dy, &shape, true, true))
+        };
+        let one = run(1);
+        for threads in [2, 3, 5] {
+            assert!(run(threads) == one, "{threads} threads gave different bits");
+        }
     }
 
     #[test]
