@@ -50,29 +50,48 @@ fn valid_outputs(offset: usize, stride: usize, padding: usize, input: usize, out
     (low.min(output), high.min(output).max(low.min(output)))
 }
 
+/// Where one row of the columns reads: the channel plane, the kernel offset, and the output rows
+/// and columns whose tap lands inside the image.
+struct Tap {
+    plane: std::ops::Range<usize>,
+    offset: [usize; 2],
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+impl ConvShape {
+    fn tap(&self, out: [usize; 2], row: usize) -> Tap {
+        let [h, w] = self.input;
+        let [kh, kw] = self.kernel;
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let (oh_lo, oh_hi) = valid_outputs(i, self.stride[0], self.padding[0], h, out[0]);
+        let (ow_lo, ow_hi) = valid_outputs(j, self.stride[1], self.padding[1], w, out[1]);
+        Tap { plane: c * h * w..(c + 1) * h * w, offset: [i, j], rows: oh_lo..oh_hi, cols: ow_lo..ow_hi }
+    }
+
+    /// The input row and first column that output row `oh`, column `ow_lo` of `tap` reads.
+    fn source(&self, tap: &Tap, oh: usize) -> (usize, usize) {
+        let row = oh * self.stride[0] + tap.offset[0] - self.padding[0];
+        (row * self.input[1], tap.cols.start * self.stride[1] + tap.offset[1] - self.padding[1])
+    }
+}
+
 /// `cols[(c,i,j), (oh,ow)] = x[c, oh·s+i−p, ow·s+j−p]`, zero outside the image.
 fn im2col(x: &[f32], shape: &ConvShape, out: [usize; 2], cols: &mut [f32]) {
-    let [h, w] = shape.input;
-    let [kh, kw] = shape.kernel;
-    let [sh, sw] = shape.stride;
-    let [ph, pw] = shape.padding;
-    let positions = out[0] * out[1];
-    for (row, col) in cols.chunks_exact_mut(positions).enumerate() {
-        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
-        let plane = &x[c * h * w..][..h * w];
+    let sw = shape.stride[1];
+    for (row, col) in cols.chunks_exact_mut(out[0] * out[1]).enumerate() {
+        let tap = shape.tap(out, row);
+        let plane = &x[tap.plane.clone()];
         col.fill(0.0);
-        let (oh_lo, oh_hi) = valid_outputs(i, sh, ph, h, out[0]);
-        let (ow_lo, ow_hi) = valid_outputs(j, sw, pw, w, out[1]);
-        for oh in oh_lo..oh_hi {
-            let line = &plane[(oh * sh + i - ph) * w..][..w];
-            let dst = &mut col[oh * out[1]..][ow_lo..ow_hi];
+        for oh in tap.rows.clone() {
+            let (line, first) = shape.source(&tap, oh);
+            let line = &plane[line..][..shape.input[1]];
+            let dst = &mut col[oh * out[1]..][tap.cols.clone()];
             if sw == 1 {
                 // Unit stride, the common case, is a plain copy.
-                dst.copy_from_slice(&line[ow_lo + j - pw..][..dst.len()]);
+                dst.copy_from_slice(&line[first..][..dst.len()]);
             } else {
-                for (ow, d) in (ow_lo..ow_hi).zip(dst) {
-                    *d = line[ow * sw + j - pw];
-                }
+                dst.iter_mut().enumerate().for_each(|(k, d)| *d = line[first + k * sw]);
             }
         }
     }
@@ -80,27 +99,20 @@ fn im2col(x: &[f32], shape: &ConvShape, out: [usize; 2], cols: &mut [f32]) {
 
 /// The adjoint of [`im2col`]: adds each column entry back onto the input pixel it came from.
 fn col2im(cols: &[f32], shape: &ConvShape, out: [usize; 2], dx: &mut [f32]) {
-    let [h, w] = shape.input;
-    let [kh, kw] = shape.kernel;
-    let [sh, sw] = shape.stride;
-    let [ph, pw] = shape.padding;
-    let positions = out[0] * out[1];
+    let sw = shape.stride[1];
     dx.fill(0.0);
-    for (row, col) in cols.chunks_exact(positions).enumerate() {
-        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
-        let plane = &mut dx[c * h * w..][..h * w];
-        let (oh_lo, oh_hi) = valid_outputs(i, sh, ph, h, out[0]);
-        let (ow_lo, ow_hi) = valid_outputs(j, sw, pw, w, out[1]);
-        for oh in oh_lo..oh_hi {
-            let line = &mut plane[(oh * sh + i - ph) * w..][..w];
-            let src = &col[oh * out[1]..][ow_lo..ow_hi];
+    for (row, col) in cols.chunks_exact(out[0] * out[1]).enumerate() {
+        let tap = shape.tap(out, row);
+        let plane = &mut dx[tap.plane.clone()];
+        for oh in tap.rows.clone() {
+            let (line, first) = shape.source(&tap, oh);
+            let line = &mut plane[line..][..shape.input[1]];
+            let src = &col[oh * out[1]..][tap.cols.clone()];
             if sw == 1 {
-                let dst = &mut line[ow_lo + j - pw..][..src.len()];
+                let dst = &mut line[first..][..src.len()];
                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
             } else {
-                for (ow, s) in (ow_lo..ow_hi).zip(src) {
-                    line[ow * sw + j - pw] += s;
-                }
+                src.iter().enumerate().for_each(|(k, s)| line[first + k * sw] += s);
             }
         }
     }
