@@ -29,3 +29,9 @@ pub(crate) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {
         Err(boxed) => Err(*boxed.downcast::<T>().unwrap_or_else(|_| unreachable!("it was a T"))),
     }
 }
+
+/// `value` as a `U` where the caller has already matched the backend (the way back after
+/// [`cast`]).
+pub(crate) fn cast_back<T: 'static, U: 'static>(value: T) -> U {
+    cast(value).unwrap_or_else(|_| unreachable!("the backend was matched by an earlier cast"))
+}

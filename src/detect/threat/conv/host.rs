@@ -39,6 +39,10 @@ impl ConvShape {
     fn patch_len(&self) -> usize {
         self.channels_in * self.kernel[0] * self.kernel[1]
     }
+
+    fn image_len(&self) -> usize {
+        self.channels_in * self.input[0] * self.input[1]
+    }
 }
 
 /// The half-open range of output positions along one axis whose input tap `offset` (kernel
@@ -190,8 +194,7 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> 
     let out = shape.output().expect("checked by the caller");
     let positions = out[0] * out[1];
     let patch = shape.patch_len();
-    let o = shape.channels_out;
-    let image_len = shape.channels_in * shape.input[0] * shape.input[1];
+    let (o, image_len) = (shape.channels_out, shape.image_len());
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
     let w = Matrix::row_major(weight, o, patch);
     let mut y = vec![0f32; shape.batch * o * positions];
@@ -225,8 +228,7 @@ pub fn conv2d_backward(
     let out = shape.output().expect("the forward pass produced this output");
     let positions = out[0] * out[1];
     let patch = shape.patch_len();
-    let (o, n) = (shape.channels_out, shape.batch);
-    let image_len = shape.channels_in * shape.input[0] * shape.input[1];
+    let (o, n, image_len) = (shape.channels_out, shape.batch, shape.image_len());
     assert!(x.len() == n * image_len && weight.len() == o * patch && dy.len() == n * o * positions);
     let w = Matrix::row_major(weight, o, patch);
 
@@ -247,29 +249,24 @@ pub fn conv2d_backward(
     // Fixed chunks of images, each summing its own share of the weight gradient, and the shares
     // added in chunk order: the sum's order, and so its bits, do not depend on how rayon
     // schedules the chunks or on the number of threads (runs are deterministic under a seed).
-    let shares: Vec<Vec<f32>> = if want_dx {
-        dx.par_chunks_mut(IMAGES_PER_SHARE * image_len)
-            .enumerate()
-            .map(|(chunk, dx_chunk)| {
-                let mut scratch = new_scratch();
-                for (k, dx_image) in dx_chunk.chunks_mut(image_len).enumerate() {
-                    per_image(&mut scratch, chunk * IMAGES_PER_SHARE + k, Some(dx_image));
-                }
-                scratch.weight_grad
-            })
-            .collect()
+    let dx_chunks: Vec<Option<&mut [f32]>> = if want_dx {
+        dx.chunks_mut(IMAGES_PER_SHARE * image_len).map(Some).collect()
     } else {
-        (0..n.div_ceil(IMAGES_PER_SHARE))
-            .into_par_iter()
-            .map(|chunk| {
-                let mut scratch = new_scratch();
-                for index in chunk * IMAGES_PER_SHARE..((chunk + 1) * IMAGES_PER_SHARE).min(n) {
-                    per_image(&mut scratch, index, None);
-                }
-                scratch.weight_grad
-            })
-            .collect()
+        (0..n.div_ceil(IMAGES_PER_SHARE)).map(|_| None).collect()
     };
+    let shares: Vec<Vec<f32>> = dx_chunks
+        .into_par_iter()
+        .enumerate()
+        .map(|(chunk, mut dx_chunk)| {
+            let mut scratch = new_scratch();
+            let first = chunk * IMAGES_PER_SHARE;
+            for index in first..(first + IMAGES_PER_SHARE).min(n) {
+                let dx_image = dx_chunk.as_deref_mut().map(|dx| &mut dx[(index - first) * image_len..][..image_len]);
+                per_image(&mut scratch, index, dx_image);
+            }
+            scratch.weight_grad
+        })
+        .collect();
     let weight_grad = want_dweight.then(|| shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]));
     (want_dx.then_some(dx), weight_grad)
 }

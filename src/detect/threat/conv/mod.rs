@@ -22,7 +22,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
-use crate::backend::cast;
+use crate::backend::{cast, cast_back};
 use host::ConvShape;
 
 /// `conv.forward(x)`; on Flex computed as im2col and SGEMM on the host, with the matching
@@ -31,26 +31,25 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let Some(padding) = symmetric_padding(conv) else {
         return conv.forward(x);
     };
-    if conv.groups != 1 || conv.dilation != [1, 1] || conv.bias.is_some() || x.dtype() != DType::F32 {
+    let weight = conv.weight.val();
+    let host_shaped = conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_none();
+    if !host_shaped || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return conv.forward(x);
     }
     let options = ConvOptions::new(conv.stride, padding, [1, 1], 1);
-    let weight = conv.weight.val();
     let x = match cast::<_, Tensor<Flex, 4>>(x) {
         Ok(x) => {
-            let weight = cast::<_, Tensor<Flex, 4>>(weight).unwrap_or_else(|_| unreachable!("B is Flex here"));
+            let weight: Tensor<Flex, 4> = cast_back(weight);
             let y = host_forward(x.into_primitive().tensor(), weight.into_primitive().tensor(), &options);
-            let y: Tensor<Flex, 4> = Tensor::from_primitive(TensorPrimitive::Float(y));
-            return cast(y).unwrap_or_else(|_| unreachable!("B is Flex here"));
+            return cast_back(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(y)));
         }
         Err(x) => x,
     };
     match cast::<_, Tensor<Autodiff<Flex>, 4>>(x) {
         Ok(x) => {
-            let weight = cast::<_, Tensor<Autodiff<Flex>, 4>>(weight).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex> here"));
+            let weight: Tensor<Autodiff<Flex>, 4> = cast_back(weight);
             let y = host_conv_with_gradients(x.into_primitive().tensor(), weight.into_primitive().tensor(), options);
-            let y: Tensor<Autodiff<Flex>, 4> = Tensor::from_primitive(TensorPrimitive::Float(y));
-            cast(y).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex> here"))
+            cast_back(Tensor::<Autodiff<Flex>, 4>::from_primitive(TensorPrimitive::Float(y)))
         }
         Err(x) => conv.forward(x),
     }
@@ -94,8 +93,10 @@ fn host_conv_with_gradients(x: FlexAutodiff, weight: FlexAutodiff, options: Conv
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let y = host_forward(x.primitive.clone(), weight.primitive.clone(), &options);
-            prep.finish((x.primitive, weight.primitive, options), y)
+            // Made contiguous once, for the forward pass and the saved state alike.
+            let (x, weight) = (x.primitive.to_contiguous(), weight.primitive.to_contiguous());
+            let y = host_forward(x.clone(), weight.clone(), &options);
+            prep.finish((x, weight, options), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(host_forward(x.primitive, weight.primitive, &options)),
     }
@@ -144,10 +145,7 @@ fn gradients(
     let (x_shape, w_shape) = (x.layout().shape().clone(), weight.layout().shape().clone());
     let (x, weight, dy) = (x.to_contiguous(), weight.to_contiguous(), dy.to_contiguous());
     let (Some(xs), Some(ws), Some(dys)) = (x.as_slice::<f32>(), weight.as_slice::<f32>(), dy.as_slice::<f32>()) else {
-        // Not f32 after all: burn's own gradients.
-        let dx = want_dx.then(|| Flex::conv2d_x_backward(x.clone(), weight.clone(), dy.clone(), options.clone()));
-        let dw = want_dweight.then(|| Flex::conv2d_weight_backward(x.clone(), weight.clone(), dy.clone(), options.clone()));
-        return (dx, dw);
+        unreachable!("conv2d takes this path for f32 only")
     };
     let (dx, dweight) = host::conv2d_backward(xs, ws, dys, &shape, want_dx, want_dweight);
     (dx.map(|v| flex_tensor(v, x_shape)), dweight.map(|v| flex_tensor(v, w_shape)))

@@ -12,7 +12,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
 use super::host;
-use crate::backend::cast;
+use crate::backend::{cast, cast_back};
 
 /// The normalised batch and the batch's mean and variance (untracked), when `B` is Flex under
 /// autodiff and the data f32; otherwise `x` back, for the tensor-op path.
@@ -27,10 +27,7 @@ pub fn normalise_with_batch_statistics<B: Backend>(
         return Err(x);
     }
     let x = cast::<_, Tensor<Autodiff<Flex>, 4>>(x)?;
-    let (Ok(gamma), Ok(beta)) = (cast::<_, Tensor<Autodiff<Flex>, 1>>(gamma), cast::<_, Tensor<Autodiff<Flex>, 1>>(beta))
-    else {
-        unreachable!("gamma and beta live on the same backend as x")
-    };
+    let (gamma, beta): (Tensor<Autodiff<Flex>, 1>, Tensor<Autodiff<Flex>, 1>) = (cast_back(gamma), cast_back(beta));
     let [n, c, h, w] = x.dims();
     let device = x.device();
     let (y, mean, var) = normalise(
@@ -42,11 +39,7 @@ pub fn normalise_with_batch_statistics<B: Backend>(
     );
     let y: Tensor<Autodiff<Flex>, 4> = Tensor::from_primitive(TensorPrimitive::Float(y));
     let stat = |values: Vec<f32>| Tensor::<Autodiff<Flex>, 1>::from_data(TensorData::new(values, [c]), &device);
-    Ok((back(y), back(stat(mean)), back(stat(var))))
-}
-
-fn back<T: 'static, U: 'static>(value: T) -> U {
-    cast(value).unwrap_or_else(|_| unreachable!("B is Autodiff<Flex> here"))
+    Ok((cast_back(y), cast_back(stat(mean)), cast_back(stat(var))))
 }
 
 type FlexAutodiff = FloatTensor<Autodiff<Flex>>;
@@ -89,7 +82,7 @@ fn normalise(
     shape: [usize; 3],
     epsilon: f64,
 ) -> (FlexAutodiff, Vec<f32>, Vec<f32>) {
-    let values = |t: &FlexTensor| t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default();
+    let values = |t: &FlexTensor| t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_else(|| unreachable!("checked for f32"));
     let (gamma_values, beta_values) = (values(&gamma.primitive), values(&beta.primitive));
     let x_contiguous = x.primitive.to_contiguous();
     let Some(x_values) = x_contiguous.as_slice::<f32>() else { unreachable!("checked for f32") };
