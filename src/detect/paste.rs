@@ -1,5 +1,10 @@
 //! The paste test (DESIGN §3.4): paste a located patch into reference images and count how many
-//! it drags into the candidate's cluster. A trigger drags many; a patch of clean content few.
+//! it drags into one cluster. A trigger drags many; a patch of clean content few.
+//!
+//! The cluster counted is the one the patch drags most references into, not always the
+//! candidate's own: poisons split over several clusters, and a trigger on a poison in a small
+//! side cluster drags references into the backdoor's main cluster. Counted only toward its own,
+//! such a poison scored like clean content.
 
 use burn::config::Config;
 use burn::tensor::backend::Backend;
@@ -59,8 +64,12 @@ impl PasteConfig {
 /// The paste test's verdict on one patch.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PasteScore {
-    /// Share of references outside the cluster that the patch moved into it.
+    /// Share of the references outside cluster `into` that the patch moved into it.
     pub moved: f32,
+    /// The cluster the patch moved the largest share of references into; the candidate's own
+    /// cluster when none beats it.
+    #[serde(default)]
+    pub into: usize,
     /// Mean cosine of the patched references to the cluster's centroid.
     pub pull: f32,
 }
@@ -120,6 +129,7 @@ impl PasteTest {
         let [_, c, h, w] = images.shape();
         let mut pixels = Vec::new();
         let mut toward = Vec::new();
+        let mut origins = Vec::new();
         let mut counts = Vec::with_capacity(candidates.len());
         for &(source, patch, cluster) in candidates {
             let mut rng = StdRng::seed_from_u64(self.seed ^ (source as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -134,26 +144,60 @@ impl PasteTest {
                 let x = rng.random_range(0..=w - patch.w);
                 let y = rng.random_range(0..=h - patch.h);
                 paste_region(&mut pixels[start..], donor, [c, h, w], &patch, x, y);
+                origins.push(rc);
                 count += 1;
             }
             toward.extend(std::iter::repeat_n(cluster, count));
             counts.push(count);
         }
-        let mut cursor = probe.measure(&pixels, &toward).into_iter();
+        let mut cursor = probe.measure(&pixels, &toward).into_iter().zip(origins);
         candidates
             .iter()
             .zip(counts)
             .map(|(&(_, _, cluster), count)| {
                 let mine: Vec<_> = cursor.by_ref().take(count).collect();
                 if count == 0 {
-                    return PasteScore { moved: 0.0, pull: 0.0 };
+                    return PasteScore { moved: 0.0, into: cluster, pull: 0.0 };
                 }
-                let moved = mine.iter().filter(|a| a.nearest == cluster).count() as f32 / count as f32;
-                let pull = mine.iter().map(|a| a.toward).sum::<f32>() / count as f32;
-                PasteScore { moved, pull }
+                let landed: Vec<(usize, usize)> = mine.iter().map(|(a, origin)| (*origin, a.nearest)).collect();
+                let (into, moved) = strongest_pull(cluster, &landed);
+                let pull = mine.iter().map(|(a, _)| a.toward).sum::<f32>() / count as f32;
+                PasteScore { moved, into, pull }
             })
             .collect()
     }
+}
+
+/// The cluster that the most pasted references moved into, and the share they make of the
+/// references that did not start there; `landed` holds each pasted reference's (cluster before,
+/// cluster after). `own` wins ties, then the lower index, so the result does not depend on order.
+fn strongest_pull(own: usize, landed: &[(usize, usize)]) -> (usize, f32) {
+    use std::collections::BTreeMap;
+    let mut arrived = BTreeMap::<usize, usize>::new();
+    let mut started = BTreeMap::<usize, usize>::new();
+    for &(before, after) in landed {
+        *started.entry(before).or_default() += 1;
+        if after != before {
+            *arrived.entry(after).or_default() += 1;
+        }
+    }
+    let share = |cluster: usize| {
+        let eligible = landed.len() - started.get(&cluster).copied().unwrap_or(0);
+        let moved = arrived.get(&cluster).copied().unwrap_or(0);
+        if eligible == 0 {
+            0.0
+        } else {
+            moved as f32 / eligible as f32
+        }
+    };
+    let mut best = (own, share(own));
+    for &cluster in arrived.keys() {
+        let s = share(cluster);
+        if s > best.1 {
+            best = (cluster, s);
+        }
+    }
+    best
 }
 
 /// Copies `region` of `donor` into `target` (both `C×H×W`) with its top-left corner at (x, y).
@@ -241,8 +285,28 @@ mod tests {
 
     #[test]
     fn rank_key_orders_by_moved_first() {
-        let a = PasteScore { moved: 0.5, pull: 0.1 };
-        let b = PasteScore { moved: 0.4, pull: 0.9 };
+        let a = PasteScore { moved: 0.5, into: 0, pull: 0.1 };
+        let b = PasteScore { moved: 0.4, into: 0, pull: 0.9 };
         assert!(a.rank_key() > b.rank_key());
+    }
+
+    #[test]
+    fn a_patch_is_scored_by_the_cluster_it_drags_most_references_into() {
+        // Own cluster 1; of eight references, four moved into cluster 3 and one into cluster 1.
+        let landed = [(0, 3), (0, 3), (2, 3), (2, 3), (0, 1), (0, 0), (2, 2), (3, 3)];
+        let (into, moved) = strongest_pull(1, &landed);
+        assert_eq!(into, 3);
+        // The reference that started in cluster 3 is no evidence either way.
+        assert!((moved - 4.0 / 7.0).abs() < 1e-6);
+        assert_eq!(strongest_pull(1, &landed[4..7]), (1, 1.0 / 3.0));
+    }
+
+    #[test]
+    fn the_own_cluster_wins_a_tie_and_staying_put_is_no_pull() {
+        let landed = [(0, 1), (0, 2), (0, 0), (3, 3)];
+        assert_eq!(strongest_pull(2, &landed), (2, 0.25));
+        assert_eq!(strongest_pull(5, &landed), (1, 0.25));
+        assert_eq!(strongest_pull(5, &[(0, 0), (4, 4)]), (5, 0.0));
+        assert_eq!(strongest_pull(5, &[]), (5, 0.0));
     }
 }
