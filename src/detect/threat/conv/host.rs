@@ -142,7 +142,9 @@ impl<'a> Matrix<'a> {
     }
 
     fn fits(&self) -> bool {
-        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
     }
 }
 
@@ -233,7 +235,10 @@ pub fn conv2d_backward(
     let w = Matrix::row_major(weight, o, patch);
 
     let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
-    let new_scratch = || Scratch { cols: vec![0f32; patch * positions], weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }] };
+    let new_scratch = || Scratch {
+        cols: vec![0f32; patch * positions],
+        weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }],
+    };
     let per_image = |scratch: &mut Scratch, index: usize, dx_image: Option<&mut [f32]>| {
         let grad = Matrix::row_major(&dy[index * o * positions..][..o * positions], o, positions);
         if want_dweight {
@@ -267,7 +272,8 @@ pub fn conv2d_backward(
             scratch.weight_grad
         })
         .collect();
-    let weight_grad = want_dweight.then(|| shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]));
+    let weight_grad =
+        want_dweight.then(|| shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]));
     (want_dx.then_some(dx), weight_grad)
 }
 
@@ -292,7 +298,11 @@ mod tests {
                 for out in 0..output {
                     let at = (out * stride + offset) as isize - padding as isize;
                     let inside = (0..input as isize).contains(&at);
-                    assert_eq!(inside, (low..high).contains(&out), "s{stride} p{padding} in{input} k{kernel} off{offset} out{out}");
+                    assert_eq!(
+                        inside,
+                        (low..high).contains(&out),
+                        "s{stride} p{padding} in{input} k{kernel} off{offset} out{out}"
+                    );
                 }
             }
         }
@@ -301,7 +311,15 @@ mod tests {
     #[test]
     fn col2im_is_the_adjoint_of_im2col() {
         // <im2col(x), c> = <x, col2im(c)> for any x and c.
-        let shape = ConvShape { batch: 1, channels_in: 2, channels_out: 1, input: [5, 6], kernel: [3, 2], stride: [2, 1], padding: [1, 1] };
+        let shape = ConvShape {
+            batch: 1,
+            channels_in: 2,
+            channels_out: 1,
+            input: [5, 6],
+            kernel: [3, 2],
+            stride: [2, 1],
+            padding: [1, 1],
+        };
         let out = shape.output().unwrap();
         let x: Vec<f32> = (0..2 * 5 * 6).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
         let c: Vec<f32> = (0..shape.patch_len() * out[0] * out[1]).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
@@ -316,9 +334,19 @@ mod tests {
 
     #[test]
     fn gradients_are_bit_identical_whatever_the_thread_count() {
-        let shape = ConvShape { batch: 37, channels_in: 3, channels_out: 5, input: [9, 8], kernel: [3, 3], stride: [1, 1], padding: [1, 1] };
+        let shape = ConvShape {
+            batch: 37,
+            channels_in: 3,
+            channels_out: 5,
+            input: [9, 8],
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+        };
         let [oh, ow] = shape.output().unwrap();
-        let values = |len: usize, step: usize| -> Vec<f32> { (0..len).map(|i| ((i * step % 1009) as f32 / 1009.0 - 0.5) * 3.7).collect() };
+        let values = |len: usize, step: usize| -> Vec<f32> {
+            (0..len).map(|i| ((i * step % 1009) as f32 / 1009.0 - 0.5) * 3.7).collect()
+        };
         let x = values(37 * 3 * 9 * 8, 31);
         let w = values(5 * 3 * 9, 17);
         let dy = values(37 * 5 * oh * ow, 13);
@@ -334,7 +362,15 @@ mod tests {
 
     #[test]
     fn a_kernel_larger_than_the_padded_input_has_no_output() {
-        let shape = ConvShape { batch: 1, channels_in: 1, channels_out: 1, input: [2, 2], kernel: [5, 5], stride: [1, 1], padding: [1, 1] };
+        let shape = ConvShape {
+            batch: 1,
+            channels_in: 1,
+            channels_out: 1,
+            input: [2, 2],
+            kernel: [5, 5],
+            stride: [1, 1],
+            padding: [1, 1],
+        };
         assert_eq!(shape.output(), None);
     }
 }

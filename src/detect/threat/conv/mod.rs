@@ -87,10 +87,7 @@ impl Backward<Flex, 2> for HostConvBackward {
 }
 
 fn host_conv_with_gradients(x: FlexAutodiff, weight: FlexAutodiff, options: ConvOptions<2>) -> FlexAutodiff {
-    match HostConvBackward
-        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()])
-        .compute_bound()
-        .stateful()
+    match HostConvBackward.prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()]).compute_bound().stateful()
     {
         OpsKind::Tracked(prep) => {
             // Made contiguous once, for the forward pass and the saved state alike.
@@ -161,7 +158,15 @@ mod tests {
 
     type T = Autodiff<Flex>;
 
-    fn compare(batch: usize, cin: usize, cout: usize, input: [usize; 2], kernel: [usize; 2], stride: usize, padding: [usize; 2]) {
+    fn compare(
+        batch: usize,
+        cin: usize,
+        cout: usize,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: usize,
+        padding: [usize; 2],
+    ) {
         let device = Default::default();
         <T as Backend>::seed(&device, 7);
         let conv: Conv2d<T> = Conv2dConfig::new([cin, cout], kernel)
@@ -185,7 +190,10 @@ mod tests {
         let close = |a: Tensor<Flex, 4>, b: Tensor<Flex, 4>, what: &str| {
             let scale = b.clone().abs().max().into_scalar().max(1e-6);
             let error = (a - b).abs().max().into_scalar() / scale;
-            assert!(error < 1e-4, "{what}: relative error {error} for {cin}->{cout} {input:?} k{kernel:?} s{stride} p{padding:?}");
+            assert!(
+                error < 1e-4,
+                "{what}: relative error {error} for {cin}->{cout} {input:?} k{kernel:?} s{stride} p{padding:?}"
+            );
         };
         close(ours.0, burns.0, "forward");
         let inference = conv.valid();

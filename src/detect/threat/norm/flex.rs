@@ -82,7 +82,9 @@ fn normalise(
     shape: [usize; 3],
     epsilon: f64,
 ) -> (FlexAutodiff, Vec<f32>, Vec<f32>) {
-    let values = |t: &FlexTensor| t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_else(|| unreachable!("checked for f32"));
+    let values = |t: &FlexTensor| {
+        t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_else(|| unreachable!("checked for f32"))
+    };
     let (gamma_values, beta_values) = (values(&gamma.primitive), values(&beta.primitive));
     let x_contiguous = x.primitive.to_contiguous();
     let Some(x_values) = x_contiguous.as_slice::<f32>() else { unreachable!("checked for f32") };

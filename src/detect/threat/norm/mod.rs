@@ -157,7 +157,9 @@ mod tests {
         let x_theirs = x.clone().require_grad();
         let grads_ours = (ours.forward(x_ours.clone()) * weights.clone()).sum().backward();
         let grads_theirs = (theirs.forward(x_theirs.clone()) * weights).sum().backward();
-        let close = |a: Tensor<Flex, 1>, b: Tensor<Flex, 1>| a.into_data().assert_approx_eq::<f32>(&b.into_data(), Tolerance::default());
+        let close = |a: Tensor<Flex, 1>, b: Tensor<Flex, 1>| {
+            a.into_data().assert_approx_eq::<f32>(&b.into_data(), Tolerance::default())
+        };
         let flat = |t: Tensor<Flex, 4>| t.flatten::<1>(0, 3);
         close(flat(x_ours.grad(&grads_ours).unwrap()), flat(x_theirs.grad(&grads_theirs).unwrap()));
         close(ours.gamma.grad(&grads_ours).unwrap(), theirs.gamma.grad(&grads_theirs).unwrap());
