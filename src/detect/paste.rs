@@ -38,6 +38,12 @@ pub struct PasteConfig {
     /// And it must move at least this share of the references. Default 0.05.
     #[config(default = 0.05)]
     pub min_moved: f64,
+    /// Score a patch by the cluster it drags the largest share of references into (true), or
+    /// only by its own cluster (false: PatchSearch's rule, which the baseline keeps). Default true:
+    /// with its own cluster alone, poisons outside the backdoor's main cluster scored like clean
+    /// content, and clean clusters passed the outlier threshold (docs/detector.md, 2026-11-27).
+    #[config(default = true)]
+    pub into_any_cluster: bool,
     /// In each kept cluster, this many members with the largest masking scores are paste-tested.
     /// Default 256: a backdoored threat model gathers all the poisons in the kept cluster (80 of
     /// 80 under `eval --implant`), and 32 capped the recall at 0.4.
@@ -86,6 +92,7 @@ impl PasteScore {
 pub struct PasteTest {
     references: Vec<usize>,
     reference_clusters: Vec<usize>,
+    into_any_cluster: bool,
     seed: u64,
 }
 
@@ -101,7 +108,7 @@ impl PasteTest {
         }
         let reference_clusters =
             probe.measure(&pixels, &vec![0; references.len()]).into_iter().map(|a| a.nearest).collect();
-        Self { references, reference_clusters, seed: config.seed }
+        Self { references, reference_clusters, into_any_cluster: config.into_any_cluster, seed: config.seed }
     }
 
     /// Pastes the `patch` of image `source` into every reference outside `cluster` at seeded
@@ -160,7 +167,11 @@ impl PasteTest {
                     return PasteScore { moved: 0.0, into: cluster, pull: 0.0 };
                 }
                 let landed: Vec<(usize, usize)> = mine.iter().map(|(a, origin)| (*origin, a.nearest)).collect();
-                let (into, moved) = strongest_pull(cluster, &landed);
+                let (into, moved) = if self.into_any_cluster {
+                    strongest_pull(cluster, &landed)
+                } else {
+                    (cluster, pull_share(cluster, &landed))
+                };
                 let pull = mine.iter().map(|(a, _)| a.toward).sum::<f32>() / count as f32;
                 PasteScore { moved, into, pull }
             })
@@ -172,32 +183,28 @@ impl PasteTest {
 /// references that did not start there; `landed` holds each pasted reference's (cluster before,
 /// cluster after). `own` wins ties, then the lower index, so the result does not depend on order.
 fn strongest_pull(own: usize, landed: &[(usize, usize)]) -> (usize, f32) {
-    use std::collections::BTreeMap;
-    let mut arrived = BTreeMap::<usize, usize>::new();
-    let mut started = BTreeMap::<usize, usize>::new();
-    for &(before, after) in landed {
-        *started.entry(before).or_default() += 1;
-        if after != before {
-            *arrived.entry(after).or_default() += 1;
-        }
-    }
-    let share = |cluster: usize| {
-        let eligible = landed.len() - started.get(&cluster).copied().unwrap_or(0);
-        let moved = arrived.get(&cluster).copied().unwrap_or(0);
-        if eligible == 0 {
-            0.0
-        } else {
-            moved as f32 / eligible as f32
-        }
-    };
-    let mut best = (own, share(own));
-    for &cluster in arrived.keys() {
-        let s = share(cluster);
-        if s > best.1 {
-            best = (cluster, s);
+    let mut reached: Vec<usize> = landed.iter().filter(|(before, after)| before != after).map(|&(_, a)| a).collect();
+    reached.sort_unstable();
+    reached.dedup();
+    let mut best = (own, pull_share(own, landed));
+    for cluster in reached {
+        let share = pull_share(cluster, landed);
+        if share > best.1 {
+            best = (cluster, share);
         }
     }
     best
+}
+
+/// The share of the pasted references that did not start in `cluster` and ended there.
+fn pull_share(cluster: usize, landed: &[(usize, usize)]) -> f32 {
+    let eligible = landed.iter().filter(|&&(before, _)| before != cluster).count();
+    let moved = landed.iter().filter(|&&(before, after)| before != cluster && after == cluster).count();
+    if eligible == 0 {
+        0.0
+    } else {
+        moved as f32 / eligible as f32
+    }
 }
 
 /// Copies `region` of `donor` into `target` (both `C×H×W`) with its top-left corner at (x, y).

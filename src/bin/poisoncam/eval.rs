@@ -191,6 +191,8 @@ impl RunArgs {
         };
         d.kmeans.seed = self.seed;
         d.paste.seed = self.seed;
+        // The baseline keeps PatchSearch's paste test, which counts only the candidate's cluster.
+        d.paste.into_any_cluster = localizer == Localizer::PoisonCam;
         d.classifier.seed = self.seed;
         d
     }
