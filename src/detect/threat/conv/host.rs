@@ -1,4 +1,4 @@
-//! The convolution's gradients on the host, as im2col and two GEMMs per image.
+//! The convolution and its gradients on the host, as im2col and GEMMs per image.
 //!
 //! burn's generic weight gradient is itself a convolution whose kernel is the whole output map
 //! (28×28 in the warm start), which Flex runs at a few GFLOP/s; written as im2col and
@@ -43,6 +43,22 @@ impl ConvShape {
     fn image_len(&self) -> usize {
         self.channels_in * self.input[0] * self.input[1]
     }
+
+    /// Where row `row` of the columns reads, for an output of `out`.
+    fn tap(&self, out: [usize; 2], row: usize) -> Tap {
+        let [h, w] = self.input;
+        let [kh, kw] = self.kernel;
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let (oh_lo, oh_hi) = valid_outputs(i, self.stride[0], self.padding[0], h, out[0]);
+        let (ow_lo, ow_hi) = valid_outputs(j, self.stride[1], self.padding[1], w, out[1]);
+        Tap { plane: c * h * w..(c + 1) * h * w, offset: [i, j], rows: oh_lo..oh_hi, cols: ow_lo..ow_hi }
+    }
+
+    /// The input row and first column that output row `oh`, column `ow_lo` of `tap` reads.
+    fn source(&self, tap: &Tap, oh: usize) -> (usize, usize) {
+        let row = oh * self.stride[0] + tap.offset[0] - self.padding[0];
+        (row * self.input[1], tap.cols.start * self.stride[1] + tap.offset[1] - self.padding[1])
+    }
 }
 
 /// The half-open range of output positions along one axis whose input tap `offset` (kernel
@@ -61,23 +77,6 @@ struct Tap {
     offset: [usize; 2],
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
-}
-
-impl ConvShape {
-    fn tap(&self, out: [usize; 2], row: usize) -> Tap {
-        let [h, w] = self.input;
-        let [kh, kw] = self.kernel;
-        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
-        let (oh_lo, oh_hi) = valid_outputs(i, self.stride[0], self.padding[0], h, out[0]);
-        let (ow_lo, ow_hi) = valid_outputs(j, self.stride[1], self.padding[1], w, out[1]);
-        Tap { plane: c * h * w..(c + 1) * h * w, offset: [i, j], rows: oh_lo..oh_hi, cols: ow_lo..ow_hi }
-    }
-
-    /// The input row and first column that output row `oh`, column `ow_lo` of `tap` reads.
-    fn source(&self, tap: &Tap, oh: usize) -> (usize, usize) {
-        let row = oh * self.stride[0] + tap.offset[0] - self.padding[0];
-        (row * self.input[1], tap.cols.start * self.stride[1] + tap.offset[1] - self.padding[1])
-    }
 }
 
 /// `cols[(c,i,j), (oh,ow)] = x[c, oh·s+i−p, ow·s+j−p]`, zero outside the image.
@@ -289,6 +288,17 @@ fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    fn shape(
+        batch: usize,
+        [channels_in, channels_out]: [usize; 2],
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> ConvShape {
+        ConvShape { batch, channels_in, channels_out, input, kernel, stride, padding }
+    }
+
     #[test]
     fn valid_outputs_match_a_bounds_test() {
         for (stride, padding, input, kernel) in [(1, 1, 5, 3), (2, 1, 6, 3), (3, 2, 7, 5), (2, 0, 4, 1), (1, 0, 3, 3)] {
@@ -311,15 +321,7 @@ mod tests {
     #[test]
     fn col2im_is_the_adjoint_of_im2col() {
         // <im2col(x), c> = <x, col2im(c)> for any x and c.
-        let shape = ConvShape {
-            batch: 1,
-            channels_in: 2,
-            channels_out: 1,
-            input: [5, 6],
-            kernel: [3, 2],
-            stride: [2, 1],
-            padding: [1, 1],
-        };
+        let shape = shape(1, [2, 1], [5, 6], [3, 2], [2, 1], [1, 1]);
         let out = shape.output().unwrap();
         let x: Vec<f32> = (0..2 * 5 * 6).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
         let c: Vec<f32> = (0..shape.patch_len() * out[0] * out[1]).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
@@ -334,15 +336,7 @@ mod tests {
 
     #[test]
     fn gradients_are_bit_identical_whatever_the_thread_count() {
-        let shape = ConvShape {
-            batch: 37,
-            channels_in: 3,
-            channels_out: 5,
-            input: [9, 8],
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-        };
+        let shape = shape(37, [3, 5], [9, 8], [3, 3], [1, 1], [1, 1]);
         let [oh, ow] = shape.output().unwrap();
         let values = |len: usize, step: usize| -> Vec<f32> {
             (0..len).map(|i| ((i * step % 1009) as f32 / 1009.0 - 0.5) * 3.7).collect()
@@ -362,15 +356,7 @@ mod tests {
 
     #[test]
     fn a_kernel_larger_than_the_padded_input_has_no_output() {
-        let shape = ConvShape {
-            batch: 1,
-            channels_in: 1,
-            channels_out: 1,
-            input: [2, 2],
-            kernel: [5, 5],
-            stride: [1, 1],
-            padding: [1, 1],
-        };
+        let shape = shape(1, [1, 1], [2, 2], [5, 5], [1, 1], [1, 1]);
         assert_eq!(shape.output(), None);
     }
 }

@@ -110,9 +110,7 @@ impl<B: Backend> BatchNorm2d<B> {
         let shift = self.beta.val() - mean * scale.clone();
         (rows * per_row(scale, n) + per_row(shift, n)).reshape([n, c, h, w])
     }
-}
 
-impl<B: Backend> BatchNorm2d<B> {
     fn update_running(&self, mean: Tensor<B, 1>, var: Tensor<B, 1>) {
         let m = self.momentum;
         self.running_mean.update(self.running_mean.value_sync() * (1.0 - m) + mean * m);
