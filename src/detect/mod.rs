@@ -32,6 +32,7 @@ use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
 use crate::detect::localize::gradcam::GradCam;
 use crate::detect::localize::{Localize, Scene};
+use crate::detect::recurrence::{HeldImages, ImageRows};
 use crate::error::{Error, Result};
 use crate::image::{scale_box, Image, ImageBatchSource, PixelBox};
 
@@ -56,33 +57,63 @@ pub fn detect_and_fit<B: AutodiffBackend>(
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
-    config.check()?;
-    if images.is_empty() {
-        return Err(Error::NoInput("the detector"));
-    }
     if natives.len() != images.len() {
         return Err(Error::Config(format!("{} native images for {} working images", natives.len(), images.len())));
     }
-    let n = images.len();
+    let held = HeldImages(natives);
+    let input = DetectorInput { images: Some(images), shape: images.shape(), natives: &held };
+    detect_input::<B>(backbone, &input, |r| Ok(natives[r].clone()), config, device)
+}
+
+/// What the detector looks at: the images at the working size (needed by the masking signal
+/// only; `shape` is their `[N, C, H, W]` either way) and the same images as recurrence reads
+/// them, by row, with the boxes it finds in each row's own pixels.
+pub struct DetectorInput<'a> {
+    /// The working copies, or `None` when masking does not run and none were built.
+    pub images: Option<&'a ImageBatchSource>,
+    /// `[N, C, H, W]` of the working size.
+    pub shape: [usize; 4],
+    /// The images recurrence streams over, rows as in `images`.
+    pub natives: &'a dyn ImageRows,
+}
+
+/// Runs the detector on `input`; `read_capped` gives a row at a size the exhaustive miner can
+/// hold (small images are held all at once; photos are streamed instead).
+pub fn detect_input<B: AutodiffBackend>(
+    backbone: Option<&dyn Embed<B::InnerBackend>>,
+    input: &DetectorInput,
+    read_capped: impl Fn(usize) -> Result<Image>,
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
+    config.check()?;
+    let [n, _, h, w] = input.shape;
+    if n == 0 {
+        return Err(Error::NoInput("the detector"));
+    }
+    if input.natives.len() != n {
+        return Err(Error::Config(format!("{} native images for {n} working images", input.natives.len())));
+    }
     let started = Instant::now();
-    let recurrence = if config.signals.recurrence { Some(config.recurrence.find(natives)?) } else { None };
+    let recurrence =
+        if config.signals.recurrence { Some(config.recurrence.find_rows(input.natives, read_capped)?) } else { None };
     let recurrence_seconds = started.elapsed().as_secs_f64();
     let (mut detection, classifier) = if config.signals.masking {
         let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;
+        let images = input.images.ok_or_else(|| Error::Config("the masking signal needs the working images".into()))?;
         pruning::masking::<B>(backbone, images, config, device)?
     } else {
         (Detection::empty(n), None)
     };
     if let Some(found) = recurrence {
-        let [_, _, h, w] = images.shape();
         let mut carriers = Vec::new();
         for (patch, carrier) in found.carriers() {
-            let native = &natives[carrier.image];
-            let patch_box = scale_box(carrier.patch_box, [native.height(), native.width()], [h, w]);
+            let patch_box = scale_box(carrier.patch_box, input.natives.size(carrier.image), [h, w]);
             detection.evidence[carrier.image].recurrence =
                 Some(RecurrenceHit { patch, distance: carrier.distance, patch_box });
             carriers.push(carrier.image);
         }
+        carriers.dedup();
         detection.removed.retain(|(i, _)| carriers.binary_search(i).is_err());
         detection.removed.extend(carriers.into_iter().map(|i| (i, Stage::Recurrence)));
         detection.removed.sort_by_key(|&(i, _)| i);

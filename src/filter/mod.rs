@@ -5,7 +5,7 @@ pub mod guard;
 pub mod report;
 mod working;
 
-pub use working::WorkingImages;
+pub use working::{DatasetRows, ReadPlan, WorkingImages};
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use crate::detect::classify::PoisonClassifier;
 use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
-use crate::detect::{detect_and_fit, Detection, DetectorConfig, Stage};
+use crate::detect::{detect_input, Detection, DetectorConfig, DetectorInput, Stage};
 use crate::error::{Error, Result};
 use crate::filter::guard::Guard;
 use crate::filter::report::{FilterReport, Removal, Suspicion};
@@ -86,7 +86,7 @@ impl PoisonFilterConfig {
 
     /// Reads `dataset` at this config's sizes, then checks what needs the image count.
     fn read_images<I: AsImage, D: Dataset<I>>(&self, dataset: &D) -> Result<WorkingImages> {
-        let images = WorkingImages::read(dataset, self.working_size, self.max_short_side, self.max_native_short_side)?;
+        let images = WorkingImages::read(dataset, &self.read_plan())?;
         if let Some(k) = self.detector.kmeans.k.filter(|&k| self.detector.signals.masking && k > images.rows.len()) {
             return Err(Error::InvalidSetting {
                 name: "detector.kmeans.k",
@@ -95,6 +95,17 @@ impl PoisonFilterConfig {
             });
         }
         Ok(images)
+    }
+
+    /// How the filter reads a dataset under this config.
+    pub fn read_plan(&self) -> ReadPlan {
+        ReadPlan {
+            working_size: self.working_size,
+            max_short_side: self.max_short_side,
+            max_native_short_side: self.max_native_short_side,
+            stream_from_side: self.detector.recurrence.pyramid.min_image_side,
+            working_copies: self.detector.signals.masking,
+        }
     }
 
     /// Sets the seed of every stage.
@@ -174,7 +185,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         if !config.detector.signals.masking {
             return Self::finish::<B>(dataset, images, None, None, config, device).map(|(f, _)| f);
         }
-        let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
+        let (model, warm) = warm_start::<B>(images.working()?, &config.warm_start, None, device)?;
         Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device).map(|(f, _)| f)
     }
 
@@ -189,8 +200,8 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             return Err(Error::Config("the streaming guard needs the masking signal".into()));
         }
         let images = config.read_images(&dataset)?;
-        let encoder = config.warm_start.encoder_for(&images.source);
-        let (model, warm) = warm_start::<B>(&images.source, &config.warm_start, None, device)?;
+        let encoder = config.warm_start.encoder_for(images.working()?);
+        let (model, warm) = warm_start::<B>(images.working()?, &config.warm_start, None, device)?;
         let (filter, classifier) =
             Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
         let clusters =
@@ -229,9 +240,13 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
+        let plan = config.read_plan();
+        let rows = images.rows(&inner, &plan);
+        let input = DetectorInput { images: images.source.as_ref(), shape: images.shape, natives: &rows };
         let (detection, classifier) =
-            detect_and_fit::<B>(backbone, &images.source, &images.natives, &config.detector, device)?;
-        let [_, _, h, w] = images.source.shape();
+            detect_input::<B>(backbone, &input, |r| rows.read_capped(r), &config.detector, device)?;
+        drop(rows);
+        let [_, _, h, w] = images.shape;
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()
@@ -265,7 +280,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             is_removed[r.index] = true;
         }
         let kept: Vec<usize> = (0..total).filter(|&i| !is_removed[i]).collect();
-        let [_, c, h, w] = images.source.shape();
+        let [_, c, h, w] = images.shape;
         let report = FilterReport {
             total,
             kept: kept.len(),

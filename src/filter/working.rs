@@ -3,16 +3,36 @@
 
 use burn::data::dataset::Dataset;
 
+use crate::detect::recurrence::ImageRows;
 use crate::error::{Error, Result};
-use crate::image::{capped_size, AsImage, Image, ImageBatchSource};
+use crate::image::{capped_size, working_size_of, AsImage, Image, ImageBatchSource};
+
+/// How the filter reads a dataset: the working size, which images it may hold, and whether the
+/// masking signal needs working copies.
+pub struct ReadPlan {
+    /// `[height, width]` asked for, or `None` for the most common size capped at `max_short_side`.
+    pub working_size: Option<[usize; 2]>,
+    /// Cap on the short side of a working size chosen from the images (0: none).
+    pub max_short_side: usize,
+    /// Cap on the short side of an image held for the exhaustive recurrence miner.
+    pub max_native_short_side: usize,
+    /// Images whose short side is at least this are not held: recurrence streams them from the
+    /// dataset (the photo-scale index reads each when it needs it).
+    pub stream_from_side: usize,
+    /// Build the working copies (the masking signal needs them).
+    pub working_copies: bool,
+}
 
 /// The images of a dataset at one working size, and the items that could not be read.
 pub struct WorkingImages {
-    /// The readable images at the working size, one row each.
-    pub source: ImageBatchSource,
-    /// The readable images at their own size, or scaled down to a short side of
-    /// `max_native_short_side`; recurrence is mined here. Rows as in `source`.
-    pub natives: Vec<Image>,
+    /// The readable images at the working size, one row each; built only when masking runs.
+    pub source: Option<ImageBatchSource>,
+    /// `[N, C, H, W]` of the working size.
+    pub shape: [usize; 4],
+    /// The readable images smaller than the plan's `stream_from_side`, at their own size or scaled
+    /// down to `max_native_short_side`; `None` for the larger ones, which are read again when
+    /// needed. Rows as in `source`.
+    pub natives: Vec<Option<Image>>,
     /// `[height, width]` of each readable image as read, before any scaling; rows as in `source`.
     pub original_sizes: Vec<[usize; 2]>,
     /// Dataset index of each row of `source`.
@@ -25,17 +45,13 @@ pub struct WorkingImages {
 
 impl WorkingImages {
     /// Reads every item once; a `None` inside `0..len()` is an error, an unreadable image is
-    /// recorded. Each image is scaled to its capped native size as it is read, so the full-size
-    /// decode of one item is all that is held beyond the capped copies. The working size is
-    /// [`crate::image::working_size`]'s choice over the capped images.
-    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(
-        dataset: &D,
-        working_size: Option<[usize; 2]>,
-        max_short_side: usize,
-        max_native_short_side: usize,
-    ) -> Result<Self> {
+    /// recorded. Only small images are held (scaled to their capped native size as read); the
+    /// working size is [`crate::image::working_size`]'s choice over the capped sizes, and the
+    /// working copies are built by a second read, one image at a time.
+    pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
         let len = dataset.len();
         let mut natives = Vec::new();
+        let mut shapes = Vec::new();
         let mut original_sizes = Vec::new();
         let mut rows = Vec::new();
         let mut ids = Vec::with_capacity(len);
@@ -46,20 +62,108 @@ impl WorkingImages {
             match item.as_image() {
                 Ok(image) => {
                     let size = [image.height(), image.width()];
-                    let [h, w] = capped_size(size, max_native_short_side);
-                    natives.push(if [h, w] == size { image } else { image.resized(h, w) });
+                    let capped = capped_size(size, plan.max_native_short_side);
+                    shapes.push((image.channels(), capped));
+                    let small = size[0].min(size[1]) < plan.stream_from_side;
+                    natives
+                        .push(small.then(|| if capped == size { image } else { image.resized(capped[0], capped[1]) }));
                     original_sizes.push(size);
                     rows.push(index);
                 }
                 Err(e) => unreadable.push((index, e.to_string())),
             }
         }
-        if natives.is_empty() {
+        if rows.is_empty() {
             return Err(Error::NoInput("the poison filter"));
         }
-        let [channels, h, w] = crate::image::working_size(&natives, working_size, max_short_side);
-        let source = ImageBatchSource::new(&natives, channels, h, w)?;
-        Ok(Self { source, natives, original_sizes, rows, ids, unreadable })
+        let [channels, h, w] = working_size_of(shapes, plan.working_size, plan.max_short_side);
+        let mut images =
+            Self { source: None, shape: [rows.len(), channels, h, w], natives, original_sizes, rows, ids, unreadable };
+        if plan.working_copies {
+            images.source = Some(images.working_copies(dataset, plan)?);
+        }
+        Ok(images)
+    }
+
+    /// The working copies; an error when the plan did not build them.
+    pub fn working(&self) -> Result<&ImageBatchSource> {
+        self.source.as_ref().ok_or_else(|| Error::Config("the working copies were not built (masking is off)".into()))
+    }
+
+    fn working_copies<I: AsImage, D: Dataset<I> + ?Sized>(
+        &self,
+        dataset: &D,
+        plan: &ReadPlan,
+    ) -> Result<ImageBatchSource> {
+        let [n, c, h, w] = self.shape;
+        let mut data = Vec::with_capacity(n * c * h * w);
+        let rows = self.rows(dataset, plan);
+        for row in 0..n {
+            data.extend_from_slice(rows.read_capped(row)?.with_channels(c).resized(h, w).pixels());
+        }
+        ImageBatchSource::from_raw(data, self.shape)
+    }
+
+    /// The readable images by row, for recurrence: held ones from memory, the rest from `dataset`.
+    pub fn rows<'a, I: AsImage, D: Dataset<I> + ?Sized>(
+        &'a self,
+        dataset: &'a D,
+        plan: &ReadPlan,
+    ) -> DatasetRows<'a, I, D> {
+        DatasetRows {
+            dataset,
+            images: self,
+            max_native_short_side: plan.max_native_short_side,
+            item: std::marker::PhantomData,
+        }
+    }
+}
+
+/// [`WorkingImages`]' rows over their dataset.
+pub struct DatasetRows<'a, I, D: ?Sized> {
+    dataset: &'a D,
+    images: &'a WorkingImages,
+    max_native_short_side: usize,
+    item: std::marker::PhantomData<fn() -> I>,
+}
+
+impl<I: AsImage, D: Dataset<I> + ?Sized> DatasetRows<'_, I, D> {
+    /// Row `row` scaled to its capped native size, as the exhaustive miner and the working
+    /// copies take it.
+    pub fn read_capped(&self, row: usize) -> Result<Image> {
+        if let Some(image) = &self.images.natives[row] {
+            return Ok(image.clone());
+        }
+        let image = self.read(row)?;
+        let [h, w] = capped_size([image.height(), image.width()], self.max_native_short_side);
+        Ok(image.resized(h, w))
+    }
+}
+
+impl<I: AsImage, D: Dataset<I> + ?Sized> ImageRows for DatasetRows<'_, I, D> {
+    fn len(&self) -> usize {
+        self.images.rows.len()
+    }
+
+    fn size(&self, row: usize) -> [usize; 2] {
+        match &self.images.natives[row] {
+            Some(image) => [image.height(), image.width()],
+            None => self.images.original_sizes[row],
+        }
+    }
+
+    fn read(&self, row: usize) -> Result<Image> {
+        if let Some(image) = &self.images.natives[row] {
+            return Ok(image.clone());
+        }
+        let index = self.images.rows[row];
+        let len = self.dataset.len();
+        let image = self.dataset.get(index).ok_or(Error::MissingItem { index, len })?.as_image()?;
+        // The item changed between reads; its boxes would not fit it.
+        if [image.height(), image.width()] != self.images.original_sizes[row] {
+            return Err(Error::Config(format!("item {index} changed size while it was filtered")));
+        }
+        Ok(image)
     }
 }
 
@@ -67,6 +171,7 @@ impl WorkingImages {
 mod tests {
     use super::*;
     use crate::data::{ImageDataset, ImageItem};
+    use crate::detect::recurrence::ImageRows;
 
     #[test]
     fn large_images_are_capped_and_their_original_size_kept() {
@@ -76,10 +181,24 @@ mod tests {
             label: None,
         };
         let data = ImageDataset::new(vec![item("big", 900, 1200), item("small", 30, 40), item("big2", 900, 1200)]);
-        let working = WorkingImages::read(&data, None, 60, 300).unwrap();
+        let plan = |stream_from_side| ReadPlan {
+            working_size: None,
+            max_short_side: 60,
+            max_native_short_side: 300,
+            stream_from_side,
+            working_copies: true,
+        };
+        let working = WorkingImages::read(&data, &plan(10_000)).unwrap();
         assert_eq!(working.original_sizes, vec![[900, 1200], [30, 40], [900, 1200]]);
-        assert_eq!([working.natives[0].height(), working.natives[0].width()], [300, 400]);
-        assert_eq!([working.natives[1].height(), working.natives[1].width()], [30, 40], "small ones stay");
-        assert_eq!(working.source.shape(), [3, 1, 60, 80]);
+        let held = |w: &WorkingImages, i: usize| w.natives[i].as_ref().map(|n| [n.height(), n.width()]);
+        assert_eq!(held(&working, 0), Some([300, 400]));
+        assert_eq!(held(&working, 1), Some([30, 40]), "small ones stay");
+        assert_eq!(working.source.as_ref().unwrap().shape(), [3, 1, 60, 80]);
+        let streamed = WorkingImages::read(&data, &plan(96)).unwrap();
+        assert_eq!((held(&streamed, 0), held(&streamed, 1)), (None, Some([30, 40])), "photos are not held");
+        assert_eq!(streamed.source.as_ref().unwrap().pixels(0), working.source.as_ref().unwrap().pixels(0));
+        let rows = streamed.rows(&data, &plan(96));
+        assert_eq!(rows.size(0), [900, 1200]);
+        assert_eq!(rows.read(2).unwrap().height(), 900, "read again at its own size");
     }
 }

@@ -5,7 +5,7 @@ mod working_size;
 
 pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
-pub use working_size::{capped_size, working_size, DEFAULT_MAX_SHORT_SIDE};
+pub use working_size::{capped_size, working_size, working_size_of, DEFAULT_MAX_SHORT_SIDE};
 
 use burn::data::dataset::vision::{ImageDatasetItem, MnistItem, PixelDepth};
 use serde::{Deserialize, Serialize};

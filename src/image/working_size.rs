@@ -16,11 +16,20 @@ pub fn working_size<'a>(
     requested: Option<[usize; 2]>,
     max_short_side: usize,
 ) -> [usize; 3] {
+    working_size_of(images.into_iter().map(|i| (i.channels(), [i.height(), i.width()])), requested, max_short_side)
+}
+
+/// [`working_size`] from `(channels, [height, width])` of each image, so that it can be chosen
+/// without holding the images.
+pub fn working_size_of(
+    shapes: impl IntoIterator<Item = (usize, [usize; 2])>,
+    requested: Option<[usize; 2]>,
+    max_short_side: usize,
+) -> [usize; 3] {
     let mut channels = 1;
     let mut counts: Vec<([usize; 2], usize)> = Vec::new();
-    for image in images {
-        channels = channels.max(image.channels());
-        let size = [image.height(), image.width()];
+    for (c, size) in shapes {
+        channels = channels.max(c);
         match counts.iter_mut().find(|(s, _)| *s == size) {
             Some((_, n)) => *n += 1,
             None => counts.push((size, 1)),

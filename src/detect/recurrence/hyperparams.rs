@@ -2,6 +2,7 @@
 
 use burn::config::Config;
 
+use super::pyramid::PyramidConfig;
 use crate::error::{Error, Result};
 
 /// How recurring patches are mined and when one counts as a pasted trigger.
@@ -69,6 +70,10 @@ pub struct RecurrenceConfig {
     /// Seeds the sampling of windows. Default 0.
     #[config(default = 0)]
     pub seed: u64,
+    /// The photo-scale index, used when the images' median shorter side reaches its
+    /// `min_image_side`; `min_carriers`, `max_carrier_share` and `max_halo` above apply to it too.
+    #[config(default = "PyramidConfig::new()")]
+    pub pyramid: PyramidConfig,
 }
 
 impl RecurrenceConfig {
@@ -114,7 +119,7 @@ impl RecurrenceConfig {
         if self.min_carriers < 2 {
             return bad(format!("min_carriers {} must be at least 2: one image cannot recur", self.min_carriers));
         }
-        Ok(())
+        self.pyramid.check()
     }
 
     /// Window sides in pixels for images whose most common shorter side is `side`, deduplicated.

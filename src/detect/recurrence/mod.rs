@@ -17,6 +17,7 @@
 mod hyperparams;
 mod island;
 mod mine;
+pub mod pyramid;
 mod windows;
 
 use std::borrow::Cow;
@@ -31,7 +32,7 @@ pub use hyperparams::RecurrenceConfig;
 pub use island::Verdict;
 
 use crate::error::{Error, Result};
-use crate::image::{Image, PixelBox};
+use crate::image::{scale_box, Image, PixelBox};
 use crate::progress::stage_bar;
 use island::{carrier_box, island, patch_extent, verdict, Sweep};
 use mine::{mine, Candidate};
@@ -60,6 +61,9 @@ pub struct RecurringPatch {
     pub halo: usize,
     /// Distinct places the patch sits at among its carriers.
     pub distinct_places: usize,
+    /// Verified windows the patch was joined from (1 for the exhaustive miner): a pasted patch
+    /// gives many, one per sub-window, table and level that its copies share.
+    pub support: usize,
 }
 
 /// A recurring patch's template, enough to look for it in new images.
@@ -120,6 +124,22 @@ pub struct RecurrenceSummary {
     pub duplicates: usize,
     /// `[window side, carriers, halo, distinct places]` of every patch found.
     pub patches: Vec<[usize; 4]>,
+    /// Entries the photo-scale index held (0 when the images were mined exhaustively).
+    #[serde(default)]
+    pub index_entries: usize,
+    /// Bytes those entries took.
+    #[serde(default)]
+    pub index_bytes: usize,
+    /// Images read a second time to verify what the index named.
+    #[serde(default)]
+    pub verified_images: usize,
+    /// Verified windows behind each patch, in the order of `patches` (photo-scale index only).
+    #[serde(default)]
+    pub patch_support: Vec<usize>,
+    /// Rows of images that share a window together with its surroundings: one photo repeated
+    /// (at another size, or cropped), reported and never removed for recurrence.
+    #[serde(default)]
+    pub duplicate_groups: Vec<Vec<usize>>,
 }
 
 impl RecurrenceSummary {
@@ -153,10 +173,73 @@ impl Recurrence {
     }
 }
 
+/// Images read by row, possibly from disk each time: what recurrence streams over.
+pub trait ImageRows: Sync {
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `[height, width]` of row `row` as read, without reading its pixels.
+    fn size(&self, row: usize) -> [usize; 2];
+    /// The image of row `row`.
+    fn read(&self, row: usize) -> Result<Image>;
+}
+
+/// Images held in memory, as [`ImageRows`].
+pub struct HeldImages<'a>(pub &'a [Image]);
+
+impl ImageRows for HeldImages<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn size(&self, row: usize) -> [usize; 2] {
+        [self.0[row].height(), self.0[row].width()]
+    }
+    fn read(&self, row: usize) -> Result<Image> {
+        Ok(self.0[row].clone())
+    }
+}
+
 impl RecurrenceConfig {
+    /// Whether images of these sizes are indexed by the photo-scale pyramid rather than mined
+    /// exhaustively: their median shorter side reaches `pyramid.min_image_side`.
+    pub fn uses_pyramid(&self, rows: &dyn ImageRows) -> bool {
+        let mut sides: Vec<usize> = (0..rows.len()).map(|r| rows.size(r).into_iter().min().unwrap_or(0)).collect();
+        sides.sort_unstable();
+        sides.get(sides.len() / 2).is_some_and(|&s| s >= self.pyramid.min_image_side)
+    }
+
+    /// Finds the patches that recur across the images of `rows`: photos through the index
+    /// ([`pyramid`]), which reads each image once and again only where the index points; small
+    /// images by the exhaustive miner below, which holds them all (`read_capped` gives each).
+    pub fn find_rows(&self, rows: &dyn ImageRows, read_capped: impl Fn(usize) -> Result<Image>) -> Result<Recurrence> {
+        self.check()?;
+        if rows.is_empty() {
+            return Err(Error::NoInput("the recurrence stage"));
+        }
+        if self.uses_pyramid(rows) {
+            return pyramid::find(rows, self);
+        }
+        let images: Vec<Image> = (0..rows.len()).map(read_capped).collect::<Result<_>>()?;
+        let mut found = self.find_exhaustive(&images)?;
+        // Boxes in each row's own pixels, whatever size the miner held it at.
+        for carrier in found.patches.iter_mut().flat_map(|p| p.carriers.iter_mut()) {
+            let image = &images[carrier.image];
+            carrier.patch_box = scale_box(carrier.patch_box, [image.height(), image.width()], rows.size(carrier.image));
+        }
+        Ok(found)
+    }
+
     /// Finds the patches that recur across `images` (any sizes; grey images are compared as RGB
     /// when the set mixes both).
     pub fn find(&self, images: &[Image]) -> Result<Recurrence> {
+        self.find_rows(&HeldImages(images), |r| Ok(images[r].clone()))
+    }
+
+    /// The exhaustive miner: every textured window at the images' own resolution.
+    fn find_exhaustive(&self, images: &[Image]) -> Result<Recurrence> {
         self.check()?;
         if images.is_empty() {
             return Err(Error::NoInput("the recurrence stage"));
@@ -334,6 +417,7 @@ fn build_patch(
         template: candidate.template.clone(),
         halo: outer.saturating_sub(carriers.len()),
         distinct_places: places.len(),
+        support: 1,
         carriers,
     }
 }

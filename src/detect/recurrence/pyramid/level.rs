@@ -1,0 +1,137 @@
+//! One pyramid level of an image: the RGB image box-averaged by an integer factor, with the
+//! block sums every window's key and descriptor are read from in O(1).
+
+use crate::image::Image;
+
+/// An image reduced by `factor` (each level pixel the mean of `factor × factor` native pixels),
+/// always three channels so that grey and colour images share one key space.
+pub struct Level {
+    pub height: usize,
+    pub width: usize,
+    /// `3 × height × width`, channel-major.
+    pub pixels: Vec<f32>,
+    /// Inclusive-prefix sums per channel, `3 × (height + 1) × (width + 1)`.
+    sums: Vec<f64>,
+}
+
+impl Level {
+    /// `image` reduced by `factor`; `None` when the level would be smaller than `min_side`.
+    pub fn new(image: &Image, factor: usize, min_side: usize) -> Option<Level> {
+        let (height, width) = (image.height() / factor, image.width() / factor);
+        if height < min_side || width < min_side {
+            return None;
+        }
+        let channels = image.channels();
+        let area = (factor * factor) as f32;
+        let mut pixels = vec![0.0f32; 3 * height * width];
+        for c in 0..3 {
+            // A grey image stands for all three channels.
+            let source = c.min(channels - 1);
+            let plane = &image.pixels()[source * image.height() * image.width()..];
+            for y in 0..height {
+                let out = &mut pixels[(c * height + y) * width..(c * height + y + 1) * width];
+                for dy in 0..factor {
+                    let row = &plane[(y * factor + dy) * image.width()..];
+                    for (x, o) in out.iter_mut().enumerate() {
+                        *o += row[x * factor..(x + 1) * factor].iter().sum::<f32>();
+                    }
+                }
+                out.iter_mut().for_each(|v| *v /= area);
+            }
+        }
+        let (sh, sw) = (height + 1, width + 1);
+        let mut sums = vec![0.0f64; 3 * sh * sw];
+        for c in 0..3 {
+            for y in 0..height {
+                let mut row = 0.0f64;
+                for x in 0..width {
+                    row += f64::from(pixels[(c * height + y) * width + x]);
+                    sums[(c * sh + y + 1) * sw + x + 1] = sums[(c * sh + y) * sw + x + 1] + row;
+                }
+            }
+        }
+        Some(Level { height, width, pixels, sums })
+    }
+
+    /// Mean of channel `c` over the `side × side` block at (`x`, `y`).
+    #[inline]
+    pub fn block_mean(&self, c: usize, x: usize, y: usize, side: usize) -> f32 {
+        let sw = self.width + 1;
+        let base = c * (self.height + 1) * sw;
+        let at = |yy: usize, xx: usize| self.sums[base + yy * sw + xx];
+        let sum = at(y + side, x + side) - at(y, x + side) - at(y + side, x) + at(y, x);
+        (sum / (side * side) as f64) as f32
+    }
+
+    /// The window's `grid × grid` block means per channel, `3 × grid × grid` values: the key
+    /// (grid 2) and the descriptor (grid 4) of the `side` window at (`x`, `y`).
+    pub fn block_means(&self, x: usize, y: usize, side: usize, grid: usize, out: &mut Vec<f32>) {
+        out.clear();
+        let block = side / grid;
+        for c in 0..3 {
+            for by in 0..grid {
+                for bx in 0..grid {
+                    out.push(self.block_mean(c, x + bx * block, y + by * block, block));
+                }
+            }
+        }
+    }
+
+    /// The window's level pixels, `3 × side × side`.
+    pub fn window(&self, x: usize, y: usize, side: usize, out: &mut Vec<f32>) {
+        out.clear();
+        for c in 0..3 {
+            for row in y..y + side {
+                let start = (c * self.height + row) * self.width + x;
+                out.extend_from_slice(&self.pixels[start..start + side]);
+            }
+        }
+    }
+}
+
+/// How far the blocks of a key differ: the standard deviation over its blocks, averaged over
+/// channels. A window whose blocks are all alike carries no pattern and collides with every
+/// other flat or smooth window.
+pub fn spread(key: &[f32]) -> f32 {
+    let per = key.len() / 3;
+    let mut total = 0.0;
+    for c in key.chunks(per) {
+        let mean = c.iter().sum::<f32>() / per as f32;
+        total += (c.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / per as f32).sqrt();
+    }
+    total / 3.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_level_averages_blocks_and_its_sums_agree() {
+        let pixels: Vec<f32> = (0..3 * 8 * 12).map(|i| (i % 17) as f32 / 17.0).collect();
+        let image = Image::new(3, 8, 12, pixels).unwrap();
+        let level = Level::new(&image, 2, 2).unwrap();
+        assert_eq!((level.height, level.width), (4, 6));
+        let direct = (image.get(1, 2, 4) + image.get(1, 2, 5) + image.get(1, 3, 4) + image.get(1, 3, 5)) / 4.0;
+        assert!((level.pixels[(4 + 1) * 6 + 2] - direct).abs() < 1e-6);
+        let mean: f32 = (1..3)
+            .flat_map(|y| (2..4).map(move |x| (y, x)))
+            .map(|(y, x)| level.pixels[(2 * 4 + y) * 6 + x])
+            .sum::<f32>()
+            / 4.0;
+        assert!((level.block_mean(2, 2, 1, 2) - mean).abs() < 1e-5);
+        assert!(Level::new(&image, 4, 3).is_none(), "2×3 is below the smallest side");
+    }
+
+    #[test]
+    fn grey_stands_for_every_channel_and_flat_keys_have_no_spread() {
+        let image = Image::new(1, 4, 4, vec![0.25; 16]).unwrap();
+        let level = Level::new(&image, 1, 1).unwrap();
+        assert!(level.pixels.iter().all(|&v| v == 0.25));
+        let mut key = Vec::new();
+        level.block_means(0, 0, 4, 2, &mut key);
+        assert_eq!(key.len(), 12);
+        assert_eq!(spread(&key), 0.0);
+        assert!(spread(&[0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]) > 0.4);
+    }
+}

@@ -1,0 +1,100 @@
+//! Photo-scale recurrence: index once, verify only what the index names.
+//!
+//! A trigger pasted into photos sits at any place, at any sub-pixel phase of a grid, and is
+//! stored as JPEG. Keys made of a window's every value split its copies; keys made of a few
+//! coarse block means gather them (docs/recurrence.md, 2026-12-01). So:
+//!
+//! 1. **Index** (one pass, streamed): each image is reduced to pyramid levels (box means by
+//!    `factors`); every `window` at stride 1 gets a key from its 2×2 block means in `tables`
+//!    offset tables and a 32-bit signature of its 4×4 block means. One key in `sample_every` is
+//!    kept, chosen by the key's hash, so all copies keep the same keys; each image keeps at most
+//!    `max_entries_per_image` distinct keys, 16 bytes each. The decoded image is dropped.
+//! 2. **Cores**: the entries sorted by key; a bucket with between `min_carriers` and
+//!    `max_carrier_share` of the images whose signatures gather around one window (an island in
+//!    signature space) is a core.
+//! 3. **Verify** (a second pass over only the images the cores name): each core's windows are
+//!    compared in pixels; agreeing copies whose surroundings differ are carriers, copies whose
+//!    surroundings agree too are one image repeated (a duplicate group). Cores sharing carriers
+//!    are merged into one patch.
+//!
+//! Cost: the index pass is O(pixels × tables / 4) key computations (each O(1) from block sums)
+//! and holds at most `16 × max_entries_per_image` bytes per image; sorting the entries is
+//! O(E log E). Verification reads the images named by cores, not every image, and sweeps no
+//! template over any image. Memory beyond the index is one decoded image per worker thread.
+
+mod index;
+mod level;
+mod params;
+mod verify;
+
+pub use params::PyramidConfig;
+
+use rayon::prelude::*;
+
+use super::{ImageRows, Recurrence, RecurrenceConfig, RecurrenceSummary};
+use crate::error::{Error, Result};
+use crate::progress::stage_bar;
+use index::{cores, index_image, Entry, Tables};
+use level::Level;
+
+/// Images indexed per parallel chunk: enough to keep both cores busy, few enough that the
+/// decoded images held at once stay a handful.
+const CHUNK: usize = 32;
+
+/// The recurring patches of the images of `rows`, found by the index.
+pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrence> {
+    let p = &config.pyramid;
+    let n = rows.len();
+    if n == 0 {
+        return Err(Error::NoInput("the recurrence stage"));
+    }
+    let tables = Tables::new(p, config.seed);
+    let bar = stage_bar("recurrence index", n as u64);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut windows = 0;
+    let all: Vec<usize> = (0..n).collect();
+    for chunk in all.chunks(CHUNK) {
+        let indexed: Vec<(Vec<Entry>, usize)> = chunk
+            .par_iter()
+            .map(|&row| match rows.read(row) {
+                Ok(image) => {
+                    let got = index_image(&image, row as u32, p, &tables);
+                    (got.entries, got.windows)
+                }
+                // Unreadable rows were reported by whoever listed them; they carry nothing.
+                Err(_) => (Vec::new(), 0),
+            })
+            .collect();
+        for (e, w) in indexed {
+            entries.extend(e);
+            windows += w;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let index_entries = entries.len();
+    let max_carriers = (config.max_carrier_share * n as f64).floor() as usize;
+    let mut found = cores(&mut entries, config.min_carriers, max_carriers, config.max_halo, p);
+    drop(entries);
+    // The largest cores first; a trigger gives many, and past this many the rest repeat them.
+    found.sort_by(|a, b| b.entries.len().cmp(&a.entries.len()).then_with(|| a.entries[0].key.cmp(&b.entries[0].key)));
+    found.truncate(MAX_CORES);
+    let checked = verify::verify(rows, &found, config.min_carriers, max_carriers, p);
+    let summary = RecurrenceSummary {
+        window_sides: p.factors.iter().map(|f| f * p.window).collect(),
+        windows,
+        candidates: found.len(),
+        presweep_passed: found.len() - checked.rejected - checked.flat,
+        index_entries,
+        index_bytes: index_entries * std::mem::size_of::<Entry>(),
+        verified_images: checked.images_read,
+        duplicate_groups: checked.duplicate_groups,
+        patch_support: checked.patches.iter().map(|p| p.support).collect(),
+        patches: checked.patches.iter().map(|p| [p.side, p.carriers.len(), p.halo, p.distinct_places]).collect(),
+        ..RecurrenceSummary::default()
+    };
+    Ok(Recurrence { patches: checked.patches, summary })
+}
+
+/// Most cores verified: each names a few to a few hundred images.
+const MAX_CORES: usize = 4096;

@@ -1,0 +1,287 @@
+//! The verification pass: only the images a core names are read again. Each core's windows are
+//! compared pixel by pixel with their mean; the copies that agree within the match radius are its
+//! carriers, unless they also agree in their surroundings (one image repeated: a duplicate group,
+//! reported, never removed). Verified cores that share carriers are one patch.
+
+use rayon::prelude::*;
+
+use super::index::{unpack, Core};
+use super::params::PyramidConfig;
+use super::Level;
+use crate::detect::recurrence::{Carrier, ImageRows, RecurringPatch};
+use crate::image::{Image, PixelBox};
+
+/// One core's window in one image, read back from its pixels.
+struct Seen {
+    core: usize,
+    image: usize,
+    factor: usize,
+    x: usize,
+    y: usize,
+    window: Vec<f32>,
+    /// 4×4 block means of the region three windows wide around it; `None` where that region
+    /// leaves the image.
+    context: Option<Vec<f32>>,
+    /// RMS distance to itself shifted by `SHIFT` level pixels, the nearest of eight directions.
+    self_distance: f32,
+}
+
+/// Level pixels a window is shifted by to see whether it is distinctive.
+const SHIFT: usize = 2;
+
+/// What verification found.
+pub struct Verified {
+    pub patches: Vec<RecurringPatch>,
+    /// Images that were read again.
+    pub images_read: usize,
+    /// Rows of each group of images that share a window together with its surroundings.
+    pub duplicate_groups: Vec<Vec<usize>>,
+    /// Cores whose pixels did not agree within the match radius.
+    pub rejected: usize,
+    /// Cores that agreed but were mostly one flat colour.
+    pub flat: usize,
+}
+
+/// Verifies `cores` on the images of `rows`; a patch needs `min_carriers` images and at most
+/// `max_carriers`.
+pub fn verify(
+    rows: &dyn ImageRows,
+    cores: &[Core],
+    min_carriers: usize,
+    max_carriers: usize,
+    config: &PyramidConfig,
+) -> Verified {
+    let mut wanted: Vec<(usize, usize, u32)> = cores
+        .iter()
+        .enumerate()
+        .flat_map(|(c, core)| core.entries.iter().map(move |e| (e.image as usize, c, e.place)))
+        .collect();
+    wanted.sort_unstable();
+    let by_image: Vec<&[(usize, usize, u32)]> = wanted.chunk_by(|a, b| a.0 == b.0).collect();
+    let images_read = by_image.len();
+    let seen: Vec<Seen> = by_image
+        .par_iter()
+        .flat_map_iter(|group| {
+            // An image that cannot be read now (changed since the index) loses its windows only.
+            let image = rows.read(group[0].0).ok();
+            read_windows(image.as_ref(), group, config)
+        })
+        .collect();
+    let mut per_core: Vec<Vec<&Seen>> = vec![Vec::new(); cores.len()];
+    for s in &seen {
+        per_core[s.core].push(s);
+    }
+    let mut verified: Vec<Vec<&Seen>> = Vec::new();
+    let mut duplicate_groups = Vec::new();
+    let (mut rejected, mut flat) = (0, 0);
+    for members in per_core {
+        let carriers = agreeing(&members, config.match_radius);
+        if carriers.len() < min_carriers {
+            rejected += usize::from(!members.is_empty());
+            continue;
+        }
+        let (one, two) = colour_shares(&mean_of(&carriers), FLAT_TOLERANCE);
+        if one > config.max_flat_share
+            || two > config.max_two_colour_share
+            || median(carriers.iter().map(|s| s.self_distance)) < config.min_self_distance
+        {
+            flat += 1;
+            continue;
+        }
+        if repeated(&carriers, config.context_radius) {
+            let mut group: Vec<usize> = carriers.iter().map(|s| s.image).collect();
+            group.dedup();
+            duplicate_groups.push(group);
+            continue;
+        }
+        verified.push(carriers);
+    }
+    duplicate_groups.sort();
+    duplicate_groups.dedup();
+    let patches = merge(verified, cores, config.merge_overlap)
+        .into_iter()
+        .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
+        .collect();
+    Verified { patches, images_read, duplicate_groups, rejected, flat }
+}
+
+fn read_windows(image: Option<&Image>, group: &[(usize, usize, u32)], config: &PyramidConfig) -> Vec<Seen> {
+    let Some(image) = image else { return Vec::new() };
+    let side = config.window;
+    let mut levels: Vec<Option<Level>> = (0..config.factors.len()).map(|_| None).collect();
+    let mut out = Vec::new();
+    for &(row, core, place) in group {
+        let (li, x, y) = unpack(place);
+        let Some(&factor) = config.factors.get(li) else { continue };
+        if levels[li].is_none() {
+            levels[li] = Level::new(image, factor, side);
+        }
+        let Some(level) = levels[li].as_ref() else { continue };
+        if x + side > level.width || y + side > level.height {
+            continue;
+        }
+        let mut window = Vec::new();
+        level.window(x, y, side, &mut window);
+        let context =
+            (x >= side && y >= side && x + 2 * side <= level.width && y + 2 * side <= level.height).then(|| {
+                let mut c = Vec::new();
+                level.block_means(x - side, y - side, 3 * side, 4, &mut c);
+                c
+            });
+        let self_distance = shifted_distance(level, x, y, side, &window);
+        out.push(Seen { core, image: row, factor, x, y, window, context, self_distance });
+    }
+    out
+}
+
+/// The nearest the window at (`x`, `y`) comes to its neighbours `SHIFT` pixels away: an edge
+/// or a smooth gradient matches itself along its direction, a pasted pattern does not.
+fn shifted_distance(level: &Level, x: usize, y: usize, side: usize, window: &[f32]) -> f32 {
+    let mut best = f32::INFINITY;
+    let mut other = Vec::new();
+    for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+        let (sx, sy) = (x as isize + dx * SHIFT as isize, y as isize + dy * SHIFT as isize);
+        if sx < 0 || sy < 0 || sx as usize + side > level.width || sy as usize + side > level.height {
+            continue;
+        }
+        level.window(sx as usize, sy as usize, side, &mut other);
+        best = best.min(rms(window, &other));
+    }
+    best
+}
+
+fn rms(a: &[f32], b: &[f32]) -> f32 {
+    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len().max(1) as f32).sqrt()
+}
+
+/// Pixels this close on every channel count as one colour (about 15/255).
+const FLAT_TOLERANCE: f32 = 0.06;
+
+fn median(values: impl Iterator<Item = f32>) -> f32 {
+    let mut v: Vec<f32> = values.collect();
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The mean window of `set`.
+fn mean_of(set: &[&Seen]) -> Vec<f32> {
+    let mut m = vec![0.0f32; set.first().map_or(0, |s| s.window.len())];
+    for s in set {
+        m.iter_mut().zip(&s.window).for_each(|(a, b)| *a += b);
+    }
+    m.iter_mut().for_each(|v| *v /= set.len().max(1) as f32);
+    m
+}
+
+/// The shares of a `3 × s × s` window's pixels within `tolerance` (on every channel) of its most
+/// common colour, and of its two most common colours together (the second counted among the
+/// pixels the first left).
+fn colour_shares(window: &[f32], tolerance: f32) -> (f64, f64) {
+    let plane = window.len() / 3;
+    let close = |i: usize, j: usize| (0..3).all(|c| (window[c * plane + i] - window[c * plane + j]).abs() <= tolerance);
+    let count = |i: usize, left: &[bool]| (0..plane).filter(|&j| left[j] && close(i, j)).count();
+    let all = vec![true; plane];
+    let Some(first) = (0..plane).max_by_key(|&i| (count(i, &all), std::cmp::Reverse(i))) else { return (0.0, 0.0) };
+    let left: Vec<bool> = (0..plane).map(|j| !close(first, j)).collect();
+    let one = plane - left.iter().filter(|&&l| l).count();
+    let two = one + (0..plane).filter(|&i| left[i]).map(|i| count(i, &left)).max().unwrap_or(0);
+    (one as f64 / plane as f64, two as f64 / plane as f64)
+}
+
+/// The windows within `radius` of the members' mean, the mean taken again over those (one
+/// refinement, so that a few natural look-alikes in the bucket do not drag it).
+fn agreeing<'a>(members: &[&'a Seen], radius: f32) -> Vec<&'a Seen> {
+    let mean = mean_of(members);
+    let first: Vec<&Seen> = members.iter().copied().filter(|s| rms(&s.window, &mean) <= 2.0 * radius).collect();
+    let mean = mean_of(&first);
+    members.iter().copied().filter(|s| rms(&s.window, &mean) <= radius).collect()
+}
+
+/// Whether most carriers share their surroundings with another carrier: the window recurs
+/// because the image does.
+fn repeated(carriers: &[&Seen], radius: f32) -> bool {
+    let twinned = carriers
+        .iter()
+        .filter(|a| {
+            carriers.iter().any(|b| {
+                b.image != a.image && matches!((&a.context, &b.context), (Some(x), Some(y)) if rms(x, y) <= radius)
+            })
+        })
+        .count();
+    2 * twinned >= carriers.len()
+}
+
+/// Joins verified cores that share carriers into patches: a trigger gives many cores (its
+/// sub-windows, tables and levels), each holding part of its copies.
+fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<RecurringPatch> {
+    let sets: Vec<Vec<usize>> = verified.iter().map(|v| v.iter().map(|s| s.image).collect()).collect();
+    let mut parent: Vec<usize> = (0..verified.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for a in 0..sets.len() {
+        for b in a + 1..sets.len() {
+            let shared = sets[a].iter().filter(|i| sets[b].binary_search(i).is_ok()).count();
+            if shared as f64 >= overlap * sets[a].len().min(sets[b].len()) as f64 {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra.max(rb)] = ra.min(rb);
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut slot = vec![usize::MAX; verified.len()];
+    for v in 0..verified.len() {
+        let r = root(&mut parent, v);
+        if slot[r] == usize::MAX {
+            slot[r] = groups.len();
+            groups.push(Vec::new());
+        }
+        groups[slot[r]].push(v);
+    }
+    groups.into_iter().map(|g| patch_of(&g, &verified, cores)).collect()
+}
+
+/// One patch from verified cores `group`: each carrier's box is the union of its windows.
+fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> RecurringPatch {
+    let mut seen: Vec<&Seen> = group.iter().flat_map(|&v| verified[v].iter().copied()).collect();
+    seen.sort_by_key(|s| (s.image, s.factor, s.x, s.y));
+    let largest = group.iter().copied().max_by_key(|&v| (verified[v].len(), std::cmp::Reverse(v))).unwrap_or(0);
+    let template_from = &verified[largest];
+    let mean = mean_of(template_from);
+    let side_level = (mean.len() / 3).isqrt();
+    let factor = template_from[0].factor;
+    let side = side_level * factor;
+    let template = Image::new(3, side_level, side_level, mean.clone())
+        .map(|i| i.resized(side, side).pixels().to_vec())
+        .unwrap_or_default();
+    let mut carriers: Vec<Carrier> = Vec::new();
+    let mut places: Vec<(usize, usize)> = Vec::new();
+    for by_image in seen.chunk_by(|a, b| a.image == b.image) {
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        let mut distance = f32::INFINITY;
+        for s in by_image {
+            let w = side_level * s.factor;
+            x0 = x0.min(s.x * s.factor);
+            y0 = y0.min(s.y * s.factor);
+            x1 = x1.max(s.x * s.factor + w);
+            y1 = y1.max(s.y * s.factor + w);
+            if s.factor == factor && s.window.len() == mean.len() {
+                distance = distance.min(rms(&s.window, &mean));
+            }
+        }
+        places.push((x0, y0));
+        carriers.push(Carrier {
+            image: by_image[0].image,
+            distance: if distance.is_finite() { distance } else { 0.0 },
+            patch_box: PixelBox { x: x0, y: y0, w: x1 - x0, h: y1 - y0 },
+        });
+    }
+    places.sort_unstable();
+    places.dedup();
+    let halo = group.iter().map(|&v| cores[verified[v][0].core].halo).max().unwrap_or(0);
+    RecurringPatch { side, template, carriers, halo, distinct_places: places.len(), support: group.len() }
+}

@@ -1,0 +1,130 @@
+//! The photo-scale recurrence index on a generated photo-like fixture: colour images of 192 px
+//! with smooth shapes and grain, a published HTBA trigger pasted at 48 px, every image stored as
+//! JPEG q75.
+
+use std::path::Path;
+
+use image::codecs::jpeg::JpegEncoder;
+use poisoncam::detect::recurrence::RecurrenceConfig;
+use poisoncam::Image;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const SIDE: usize = 192;
+
+/// Smooth coloured blobs over a gradient, with grain: no two images share content.
+fn photo(rng: &mut StdRng, h: usize, w: usize) -> Image {
+    let blobs: Vec<[f32; 6]> = (0..7)
+        .map(|_| {
+            let r = rng.random_range(10.0..60.0f32);
+            [
+                rng.random_range(0.0..w as f32),
+                rng.random_range(0.0..h as f32),
+                r,
+                rng.random(),
+                rng.random(),
+                rng.random(),
+            ]
+        })
+        .collect();
+    let base: [f32; 3] = [rng.random(), rng.random(), rng.random()];
+    let mut pixels = vec![0.0f32; 3 * h * w];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut v = base[c] * (0.6 + 0.4 * x as f32 / w as f32);
+                for b in &blobs {
+                    let d2 = ((x as f32 - b[0]).powi(2) + (y as f32 - b[1]).powi(2)) / (b[2] * b[2]);
+                    v += (b[3 + c] - v) * (-d2).exp();
+                }
+                pixels[(c * h + y) * w + x] = (v + rng.random_range(-0.04..0.04)).clamp(0.0, 1.0);
+            }
+        }
+    }
+    Image::new(3, h, w, pixels).unwrap()
+}
+
+fn jpeg(image: &Image, quality: u8) -> Image {
+    let (h, w) = (image.height(), image.width());
+    let mut bytes = Vec::new();
+    JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode(&image.to_hwc_u8(), w as u32, h as u32, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let decoded = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    Image::from_hwc_u8(3, h, w, decoded.as_raw()).unwrap()
+}
+
+fn trigger(side: usize) -> Image {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/htba/trigger_14.png");
+    let rgb = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    let (w, h) = rgb.dimensions();
+    Image::from_hwc_u8(3, h as usize, w as usize, rgb.as_raw()).unwrap().resized(side, side)
+}
+
+/// 60 photos, the first 12 carrying the trigger at 48 px somewhere in their middle half, as
+/// JPEG q75; and the same photos without it.
+fn fixture() -> (Vec<Image>, Vec<Image>) {
+    let mut rng = StdRng::seed_from_u64(11);
+    let clean: Vec<Image> = (0..60).map(|_| photo(&mut rng, SIDE, SIDE)).collect();
+    let patch = trigger(48);
+    let poisoned: Vec<Image> = clean
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let mut image = image.clone();
+            if i < 12 {
+                let (lo, hi) = (SIDE / 4, 3 * SIDE / 4 - 48);
+                image.paste(&patch, rng.random_range(lo..=hi), rng.random_range(lo..=hi));
+            }
+            jpeg(&image, 75)
+        })
+        .collect();
+    (poisoned, clean.iter().map(|i| jpeg(i, 75)).collect())
+}
+
+#[test]
+fn a_jpeg_stored_htba_trigger_is_found_in_photos_and_nothing_in_their_clean_twins() {
+    let (poisoned, clean) = fixture();
+    let config = RecurrenceConfig::new();
+    let found = config.find(&poisoned).unwrap();
+    let mut carriers: Vec<usize> = found.carriers().iter().map(|(_, c)| c.image).collect();
+    carriers.dedup();
+    assert!(found.summary.index_entries > 0, "the photo-scale index ran: {:?}", found.summary);
+    assert!(carriers.iter().all(|&i| i < 12), "only poisons: {carriers:?}");
+    assert!(carriers.len() >= 10, "most of the 12 poisons: {carriers:?} {:?}", found.summary);
+    for (_, c) in found.carriers() {
+        let b = c.patch_box;
+        assert!(b.x + b.w > SIDE / 4 && b.x < 3 * SIDE / 4 && b.y + b.h > SIDE / 4, "{b:?} lies in the middle half");
+    }
+    let none = config.find(&clean).unwrap();
+    assert!(none.patches.is_empty(), "{:?}", none.summary);
+}
+
+#[test]
+fn verification_reads_only_the_images_the_index_names() {
+    let (poisoned, _) = fixture();
+    let found = RecurrenceConfig::new().find(&poisoned).unwrap();
+    let verified = found.summary.verified_images;
+    assert!(verified > 0 && verified * 2 < poisoned.len(), "{verified} of {} read again", poisoned.len());
+}
+
+#[test]
+fn shifted_crops_of_one_photo_are_not_removed() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let big = photo(&mut rng, SIDE + 40, SIDE + 40);
+    let crop = |dx: usize, dy: usize| {
+        let mut pixels = Vec::with_capacity(3 * SIDE * SIDE);
+        for c in 0..3 {
+            for y in 0..SIDE {
+                for x in 0..SIDE {
+                    pixels.push(big.get(c, y + dy, x + dx));
+                }
+            }
+        }
+        jpeg(&Image::new(3, SIDE, SIDE, pixels).unwrap(), 75)
+    };
+    let mut images: Vec<Image> = (0..8).map(|k| crop(k * 5, (k * 3) % 40)).collect();
+    images.extend((0..40).map(|_| jpeg(&photo(&mut rng, SIDE, SIDE), 75)));
+    let found = RecurrenceConfig::new().find(&images).unwrap();
+    assert!(found.patches.is_empty(), "crops are one photo, not a pasted patch: {:?}", found.summary);
+}
