@@ -12,7 +12,8 @@ use rand::{RngExt, SeedableRng};
 
 const SIDE: usize = 192;
 
-/// Smooth coloured blobs over a gradient, with grain: no two images share content.
+/// Smooth coloured blobs over a gradient, with grain and small shapes: no two images share
+/// content.
 fn photo(rng: &mut StdRng, h: usize, w: usize) -> Image {
     let blobs: Vec<[f32; 6]> = (0..7)
         .map(|_| {
@@ -38,6 +39,19 @@ fn photo(rng: &mut StdRng, h: usize, w: usize) -> Image {
                     v += (b[3 + c] - v) * (-d2).exp();
                 }
                 pixels[(c * h + y) * w + x] = (v + rng.random_range(-0.04..0.04)).clamp(0.0, 1.0);
+            }
+        }
+    }
+    // Clutter: small shapes in random colours, so that windows carry edges and texture.
+    for _ in 0..h * w / 300 {
+        let (side_y, side_x) = (rng.random_range(3..14), rng.random_range(3..14));
+        let (y0, x0) = (rng.random_range(0..h - side_y), rng.random_range(0..w - side_x));
+        let colour: [f32; 3] = [rng.random(), rng.random(), rng.random()];
+        for y in y0..y0 + side_y {
+            for x in x0..x0 + side_x {
+                for (c, v) in colour.iter().enumerate() {
+                    pixels[(c * h + y) * w + x] = *v;
+                }
             }
         }
     }
@@ -127,4 +141,9 @@ fn shifted_crops_of_one_photo_are_not_removed() {
     images.extend((0..40).map(|_| jpeg(&photo(&mut rng, SIDE, SIDE), 75)));
     let found = RecurrenceConfig::new().find(&images).unwrap();
     assert!(found.patches.is_empty(), "crops are one photo, not a pasted patch: {:?}", found.summary);
+    let groups = &found.summary.duplicate_groups;
+    assert!(
+        groups.iter().any(|g| g.len() >= 5 && g.iter().all(|&i| i < 8)),
+        "the crops are reported together: {groups:?}"
+    );
 }

@@ -296,6 +296,12 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             classifier_skipped: detection.classifier_skipped.clone(),
             cost: detection.cost.clone(),
             removals,
+            duplicates: detection
+                .recurrence
+                .iter()
+                .flat_map(|r| &r.duplicate_groups)
+                .map(|g| g.iter().map(|&row| images.ids[images.rows[row]].clone()).collect())
+                .collect(),
         };
         let (rows, ids) = (images.rows, images.ids);
         let kept = SelectionDataset::from_indices_unchecked(inner, kept);

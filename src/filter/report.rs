@@ -88,6 +88,11 @@ pub struct FilterReport {
     pub cost: Vec<StageCost>,
     /// Every removed item, with its evidence, in increasing index order.
     pub removals: Vec<Removal>,
+    /// Ids of each group of items that share a window together with its surroundings: one
+    /// photo repeated (another size, a shifted crop). Reported for a person to look at; never
+    /// removed for recurrence.
+    #[serde(default)]
+    pub duplicates: Vec<Vec<String>>,
 }
 
 impl FilterReport {
@@ -137,6 +142,7 @@ mod tests {
             classifier_skipped: None,
             cost: vec![],
             removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
+            duplicates: vec![],
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/removed.jsonl");

@@ -208,23 +208,32 @@ mod tests {
         assert!(indexed.entries.iter().all(|e| e.image == 4));
     }
 
+    /// Random colours in 4×4 tiles: block means that differ, as a pattern's do.
+    fn tiles(seed: u64, h: usize, w: usize) -> Image {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (th, tw) = (h.div_ceil(4), w.div_ceil(4));
+        let colours: Vec<f32> = (0..3 * th * tw).map(|_| rng.random::<f32>()).collect();
+        let pixels = (0..3 * h * w).map(|i| colours[((i / (h * w)) * th + (i / w) % h / 4) * tw + i % w / 4]).collect();
+        Image::new(3, h, w, pixels).unwrap()
+    }
+
     #[test]
     fn copies_of_a_patch_share_keys_wherever_they_sit() {
-        let config = PyramidConfig::new().with_factors(vec![1]).with_sample_every(1);
+        let config =
+            PyramidConfig::new().with_factors(vec![1]).with_sample_every(1).with_max_entries_per_image(usize::MAX);
         let tables = Tables::new(&config, 0);
-        let patch = noise(9, 3, 12, 12);
+        let patch = tiles(9, 12, 12);
         let keys = |seed: u64, x: usize, y: usize| {
-            let mut image = Image::new(3, 40, 40, vec![0.5; 4800]).unwrap();
-            image.paste(&noise(seed, 3, 40, 40), 0, 0);
+            let mut image = tiles(seed, 40, 40);
             image.paste(&patch, x, y);
             let mut k: Vec<u32> = index_image(&image, 0, &config, &tables).entries.iter().map(|e| e.key).collect();
             k.sort_unstable();
             k
         };
-        let (a, b) = (keys(1, 3, 5), keys(2, 20, 17));
+        let (a, b) = (keys(1, 3, 5), keys(2, 21, 18));
         let shared = a.iter().filter(|k| b.binary_search(k).is_ok()).count();
-        // The 5×5 windows inside the patch, in every table.
-        assert!(shared >= 25 * config.tables, "{shared}");
+        // The 5×5 windows inside the patch, in every table (a few coincide within one image).
+        assert!(shared >= 20 * config.tables, "{shared}");
         let other = keys(3, 30, 30);
         let unrelated = keys(4, 28, 1).iter().filter(|k| other.binary_search(k).is_ok()).count();
         assert!(unrelated < shared / 2, "{unrelated} against {shared}");

@@ -38,8 +38,9 @@ pub struct PyramidConfig {
     pub min_spread: f32,
     /// One key in this many is kept, chosen by the key's own hash so that every copy of a
     /// patch keeps the same keys. A pasted trigger gives thousands of keys; this bounds the
-    /// index. Default 64.
-    #[config(default = 64)]
+    /// index. At 64, 16 copies of a trigger shared too few keys (recall 0.56); at 16 the cores
+    /// overflowed their cap and chance patches appeared. Default 32.
+    #[config(default = 32)]
     pub sample_every: u32,
     /// Most index entries kept per image (the smallest keys), which bounds the index at 16 bytes
     /// an entry whatever the image's size. Default 600 (≈ 9.6 KB).
@@ -78,12 +79,12 @@ pub struct PyramidConfig {
     #[config(default = 0.1)]
     pub min_self_distance: f32,
     /// Fewest verified windows a patch must be joined from. A pasted patch's copies share many
-    /// windows (its sub-windows, in several tables and levels); a chance coincidence of natural
-    /// content is mostly one. Default 2.
+    /// windows (its sub-windows, in several tables and levels) at fixed offsets from each other;
+    /// a chance coincidence of natural content is mostly one. Default 2.
     #[config(default = 2)]
     pub min_support: usize,
     /// Merged into one patch when two verified windows share this share of the smaller one's
-    /// carriers. Default 0.5.
+    /// carriers at one offset from each other (within two level pixels). Default 0.5.
     #[config(default = 0.5)]
     pub merge_overlap: f64,
 }

@@ -19,11 +19,45 @@ struct Seen {
     x: usize,
     y: usize,
     window: Vec<f32>,
-    /// 4×4 block means of the region three windows wide around it; `None` where that region
-    /// leaves the image.
-    context: Option<Vec<f32>>,
+    /// The mean colour of each block of the ring around the window (see [`surroundings`]);
+    /// `None` for a block that leaves the image.
+    context: Vec<Option<[f32; 3]>>,
     /// RMS distance to itself shifted by `SHIFT` level pixels, the nearest of eight directions.
     self_distance: f32,
+}
+
+/// Windows across the region around a window whose likeness tells one image repeated from a
+/// patch pasted into different images: wide enough that a trigger of up to twice the window fills
+/// a small part of it.
+const CONTEXT: usize = 6;
+
+/// Blocks of the region a side.
+const RING_GRID: usize = 6;
+
+/// The region `CONTEXT` windows wide centred on the window, as `RING_GRID`² blocks, each block's
+/// mean colour, less the blocks within a window of it (where a pasted patch larger than the
+/// window still lies). Centred on the window, so that the same content around it lands in the
+/// same blocks whatever the crop; blocks that leave the image are `None`.
+fn surroundings(level: &Level, x: usize, y: usize, side: usize) -> Vec<Option<[f32; 3]>> {
+    let block = CONTEXT * side / RING_GRID;
+    let origin = |at: usize| at as isize + side as isize / 2 - (CONTEXT * side) as isize / 2;
+    let (ox, oy) = (origin(x), origin(y));
+    let mut ring = Vec::with_capacity(RING_GRID * RING_GRID);
+    for by in 0..RING_GRID {
+        for bx in 0..RING_GRID {
+            let (bx0, by0) = (ox + (bx * block) as isize, oy + (by * block) as isize);
+            let overlaps =
+                |b0: isize, at: usize| b0 < (at + 2 * side) as isize && b0 + (block + side) as isize > at as isize;
+            let inside =
+                bx0 >= 0 && by0 >= 0 && bx0 as usize + block <= level.width && by0 as usize + block <= level.height;
+            if overlaps(bx0, x) && overlaps(by0, y) || !inside {
+                ring.push(None);
+                continue;
+            }
+            ring.push(Some(std::array::from_fn(|c| level.block_mean(c, bx0 as usize, by0 as usize, block))));
+        }
+    }
+    ring
 }
 
 /// Level pixels a window is shifted by to see whether it is distinctive.
@@ -74,8 +108,24 @@ pub fn verify(
     let mut verified: Vec<Vec<&Seen>> = Vec::new();
     let mut duplicate_groups = Vec::new();
     let (mut rejected, mut flat) = (0, 0);
+    let debug = std::env::var_os("POISONCAM_DEBUG_CORES").is_some();
     for members in per_core {
         let carriers = agreeing(&members, config.match_radius);
+        if debug && !members.is_empty() {
+            let mean = mean_of(&members);
+            let (one, two) = colour_shares(&mean, FLAT_TOLERANCE);
+            let d: Vec<String> = members
+                .iter()
+                .map(|s| format!("{}:{:.3}:{:.3}", s.image, rms(&s.window, &mean), s.self_distance))
+                .collect();
+            eprintln!(
+                "CORE\t{}\t{}\t{}\t{one:.2}\t{two:.2}\t{}",
+                members[0].factor,
+                members.len(),
+                carriers.len(),
+                d.join(",")
+            );
+        }
         if carriers.len() < min_carriers {
             rejected += usize::from(!members.is_empty());
             continue;
@@ -98,10 +148,15 @@ pub fn verify(
     }
     duplicate_groups.sort();
     duplicate_groups.dedup();
-    let patches = merge(verified, cores, config.merge_overlap)
+    let patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap)
         .into_iter()
         .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
         .collect();
+    // A trigger larger than the surroundings looked at shares them across its copies; those
+    // groups are explained by the patch, not by a repeated photo.
+    let mut carriers: Vec<usize> = patches.iter().flat_map(|p| p.carriers.iter().map(|c| c.image)).collect();
+    carriers.sort_unstable();
+    duplicate_groups.retain(|g| 2 * g.iter().filter(|i| carriers.binary_search(i).is_ok()).count() < g.len());
     Verified { patches, images_read, duplicate_groups, rejected, flat }
 }
 
@@ -122,12 +177,7 @@ fn read_windows(image: Option<&Image>, group: &[(usize, usize, u32)], config: &P
         }
         let mut window = Vec::new();
         level.window(x, y, side, &mut window);
-        let context =
-            (x >= side && y >= side && x + 2 * side <= level.width && y + 2 * side <= level.height).then(|| {
-                let mut c = Vec::new();
-                level.block_means(x - side, y - side, 3 * side, 4, &mut c);
-                c
-            });
+        let context = surroundings(level, x, y, side);
         let self_distance = shifted_distance(level, x, y, side, &window);
         out.push(Seen { core, image: row, factor, x, y, window, context, self_distance });
     }
@@ -202,14 +252,73 @@ fn agreeing<'a>(members: &[&'a Seen], radius: f32) -> Vec<&'a Seen> {
 fn repeated(carriers: &[&Seen], radius: f32) -> bool {
     let twinned = carriers
         .iter()
-        .filter(|a| {
-            carriers.iter().any(|b| {
-                b.image != a.image && matches!((&a.context, &b.context), (Some(x), Some(y)) if rms(x, y) <= radius)
-            })
-        })
+        .filter(|a| carriers.iter().any(|b| b.image != a.image && same_ring(&a.context, &b.context, radius)))
         .count();
     2 * twinned >= carriers.len()
 }
+
+/// Images that two verified cores share with one offset between their windows: the parts of one
+/// pasted patch keep their places relative to each other in every copy, two chance look-alikes
+/// do not. Both lists are in image order, one window an image.
+fn aligned(a: &[&Seen], b: &[&Seen]) -> usize {
+    let mut offsets: Vec<(isize, isize)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].image.cmp(&b[j].image) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let at = |s: &Seen| ((s.x * s.factor) as isize, (s.y * s.factor) as isize);
+                let ((ax, ay), (bx, by)) = (at(a[i]), at(b[j]));
+                offsets.push((bx - ax, by - ay));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    if offsets.is_empty() {
+        return 0;
+    }
+    let median = |mut v: Vec<isize>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (mx, my) = (median(offsets.iter().map(|o| o.0).collect()), median(offsets.iter().map(|o| o.1).collect()));
+    // A level pixel of the coarser window either way: copies differ by their phase on the grid.
+    let tolerance = 2 * a[0].factor.max(b[0].factor) as isize;
+    offsets.iter().filter(|(x, y)| (x - mx).abs() <= tolerance && (y - my).abs() <= tolerance).count()
+}
+
+/// Fewest ring blocks two windows must both have for their surroundings to be compared.
+const MIN_RING_BLOCKS: usize = 6;
+
+/// A ring flatter than this (the spread of its block colours) shows nothing of the image it is
+/// in: a white page or a black sky is alike in every image.
+const MIN_CONTEXT_SPREAD: f32 = 0.02;
+
+/// Whether two rings of surroundings are one image's: over the blocks both have, close, and close
+/// against how much the ring itself varies (two pages of white with a little text are close, yet
+/// not the same page). A flat ring is no evidence either way.
+fn same_ring(a: &[Option<[f32; 3]>], b: &[Option<[f32; 3]>], radius: f32) -> bool {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (p, q) in a.iter().zip(b) {
+        if let (Some(p), Some(q)) = (p, q) {
+            x.extend_from_slice(p);
+            y.extend_from_slice(q);
+        }
+    }
+    if x.len() < 3 * MIN_RING_BLOCKS {
+        return false;
+    }
+    let d = rms(&x, &y);
+    let mean = x.iter().sum::<f32>() / x.len() as f32;
+    let varies = (x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / x.len() as f32).sqrt();
+    varies >= MIN_CONTEXT_SPREAD && d <= radius && d <= RING_LIKENESS * varies
+}
+
+/// Largest difference between two rings, as a share of the ring's own variation, that still
+/// makes them one image: JPEG moves block means by far less than a tenth of a photo's variation.
+const RING_LIKENESS: f32 = 0.25;
 
 /// Joins verified cores that share carriers into patches: a trigger gives many cores (its
 /// sub-windows, tables and levels), each holding part of its copies.
@@ -225,8 +334,7 @@ fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<Recurri
     }
     for a in 0..sets.len() {
         for b in a + 1..sets.len() {
-            let shared = sets[a].iter().filter(|i| sets[b].binary_search(i).is_ok()).count();
-            if shared as f64 >= overlap * sets[a].len().min(sets[b].len()) as f64 {
+            if aligned(&verified[a], &verified[b]) as f64 >= overlap * sets[a].len().min(sets[b].len()) as f64 {
                 let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
                 parent[ra.max(rb)] = ra.min(rb);
             }
