@@ -26,4 +26,4 @@ for f in files:
     else: im.save(path)
     truth[f'{cls}/{name}.{ext}'] = [x, y, px] if p else None
 json.dump(truth, open(f'{out}.truth.json', 'w'))
-print('poisoned', sum(v is not None for v in truth.values()), 'of', len(truth))
+print("poisoned", sum(v is not None for v in truth.values()), 'of', len(truth))

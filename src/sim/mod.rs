@@ -3,4 +3,5 @@
 
 pub mod attack;
 pub mod eval;
+pub mod photo;
 pub mod suspects;

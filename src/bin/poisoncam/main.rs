@@ -2,6 +2,7 @@
 
 mod demo;
 mod eval;
+mod photo_eval;
 mod scan;
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     },
     /// Filter your own data: writes DIR/removed.jsonl, DIR/kept.txt and DIR/report.json.
     Scan(scan::ScanArgs),
+    /// Poison one class of a photo folder HTBA-style, write it to disk (one format, random
+    /// names), filter it through scan's folder path and score the result as JSON.
+    EvalPhotos(photo_eval::PhotoEvalArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -73,6 +77,7 @@ fn run_on<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()
             eval::write_json(&json, &report)
         }
         Command::Scan(args) => scan::run::<B>(&args, device),
+        Command::EvalPhotos(args) => photo_eval::run::<B>(&args, device),
     }
 }
 
