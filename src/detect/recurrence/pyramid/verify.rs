@@ -108,24 +108,8 @@ pub fn verify(
     let mut verified: Vec<Vec<&Seen>> = Vec::new();
     let mut duplicate_groups = Vec::new();
     let (mut rejected, mut flat) = (0, 0);
-    let debug = std::env::var_os("POISONCAM_DEBUG_CORES").is_some();
     for members in per_core {
         let carriers = agreeing(&members, config.match_radius);
-        if debug && !members.is_empty() {
-            let mean = mean_of(&members);
-            let (one, two) = colour_shares(&mean, FLAT_TOLERANCE);
-            let d: Vec<String> = members
-                .iter()
-                .map(|s| format!("{}:{:.3}:{:.3}", s.image, rms(&s.window, &mean), s.self_distance))
-                .collect();
-            eprintln!(
-                "CORE\t{}\t{}\t{}\t{one:.2}\t{two:.2}\t{}",
-                members[0].factor,
-                members.len(),
-                carriers.len(),
-                d.join(",")
-            );
-        }
         if carriers.len() < min_carriers {
             rejected += usize::from(!members.is_empty());
             continue;
@@ -320,6 +304,10 @@ fn same_ring(a: &[Option<[f32; 3]>], b: &[Option<[f32; 3]>], radius: f32) -> boo
 /// makes them one image: JPEG moves block means by far less than a tenth of a photo's variation.
 const RING_LIKENESS: f32 = 0.25;
 
+/// Least share of the median carrier's windows that a carrier must match. Measured on trigger 14:
+/// copies matched 3–21 windows of their patch (median 14), natural intruders 1.
+const CARRIER_SUPPORT_SHARE: f64 = 0.15;
+
 /// Joins verified cores that share carriers into patches: a trigger gives many cores (its
 /// sub-windows, tables and levels), each holding part of its copies.
 fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<RecurringPatch> {
@@ -368,7 +356,12 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> Recurri
         .unwrap_or_default();
     let mut carriers: Vec<Carrier> = Vec::new();
     let mut places: Vec<(usize, usize)> = Vec::new();
-    for by_image in seen.chunk_by(|a, b| a.image == b.image) {
+    // A copy of a well-supported patch matches many of its windows; an image that matches one or
+    // two of them matched a part that is plain (an edge on black), not the patch.
+    let mut counts: Vec<usize> = seen.chunk_by(|a, b| a.image == b.image).map(<[&Seen]>::len).collect();
+    counts.sort_unstable();
+    let needed = ((counts[counts.len() / 2] as f64 * CARRIER_SUPPORT_SHARE).ceil() as usize).max(1);
+    for by_image in seen.chunk_by(|a, b| a.image == b.image).filter(|g| g.len() >= needed) {
         let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
         let mut distance = f32::INFINITY;
         for s in by_image {
@@ -392,4 +385,58 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> Recurri
     places.dedup();
     let halo = group.iter().map(|&v| cores[verified[v][0].core].halo).max().unwrap_or(0);
     RecurringPatch { side, template, carriers, halo, distinct_places: places.len(), support: group.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(core: usize, image: usize, x: usize, context: Vec<Option<[f32; 3]>>) -> Seen {
+        Seen { core, image, factor: 2, x, y: 10, window: vec![0.5; 192], context, self_distance: 1.0 }
+    }
+
+    fn cores_of(n: usize) -> Vec<Core> {
+        (0..n).map(|_| Core { entries: Vec::new(), halo: 0 }).collect()
+    }
+
+    #[test]
+    fn an_image_that_matches_one_window_of_a_well_supported_patch_is_not_its_carrier() {
+        // Eight windows of one patch, each at its own offset, in images 0–5; image 9 matches one.
+        let all: Vec<Vec<Seen>> = (0..8)
+            .map(|c| {
+                let mut v: Vec<Seen> = (0..6).map(|i| seen(c, i, 20 + 2 * c, Vec::new())).collect();
+                if c == 3 {
+                    v.push(seen(c, 9, 40, Vec::new()));
+                }
+                v
+            })
+            .collect();
+        let verified: Vec<Vec<&Seen>> = all.iter().map(|v| v.iter().collect()).collect();
+        let patches = merge(verified, &cores_of(8), 0.5);
+        assert_eq!(patches.len(), 1);
+        assert_eq!(patches[0].support, 8);
+        let carriers: Vec<usize> = patches[0].carriers.iter().map(|c| c.image).collect();
+        assert_eq!(carriers, (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn windows_at_changing_offsets_are_not_one_patch() {
+        let a: Vec<Seen> = (0..6).map(|i| seen(0, i, 20, Vec::new())).collect();
+        let b: Vec<Seen> = (0..6).map(|i| seen(1, i, 20 + 7 * i, Vec::new())).collect();
+        let verified = vec![a.iter().collect(), b.iter().collect()];
+        assert_eq!(merge(verified, &cores_of(2), 0.5).len(), 2);
+    }
+
+    #[test]
+    fn shared_surroundings_make_a_duplicate_only_where_they_vary() {
+        let ring = |v: f32| (0..36).map(|k| Some([v + (k % 5) as f32 * 0.1; 3])).collect::<Vec<_>>();
+        let flat = |v: f32| (0..36).map(|_| Some([v; 3])).collect::<Vec<_>>();
+        assert!(same_ring(&ring(0.1), &ring(0.11), 0.06));
+        assert!(!same_ring(&ring(0.1), &ring(0.3), 0.06), "different surroundings");
+        assert!(!same_ring(&flat(0.95), &flat(0.96), 0.06), "two white pages are no evidence");
+        let repeated: Vec<Seen> = (0..6).map(|i| seen(0, i, 20, ring(0.1))).collect();
+        assert!(super::repeated(&repeated.iter().collect::<Vec<_>>(), 0.06));
+        let pasted: Vec<Seen> = (0..6).map(|i| seen(0, i, 20, ring(0.1 * i as f32))).collect();
+        assert!(!super::repeated(&pasted.iter().collect::<Vec<_>>(), 0.06));
+    }
 }
