@@ -18,6 +18,8 @@ one() { # name set target trigger rate seed [extra flags]
   echo "$name: $(tail -1 "$out/$name.txt") | peak_kb $(grep Maximum "$out/$name.time" | awk '{print $NF}')"
   rm -rf "$out/w_$name"
 }
+one src_clean src textures 10 0 0
+one aside_clean aside other 11 0 0
 for seed in 0 1 2; do
   for rate in 0.5 1.0; do
     one "src_t10_r${rate}_s$seed" src textures 10 "$rate" "$seed"
@@ -31,5 +33,3 @@ for seed in 0 1 2; do
   one "src_blend0.8_scale0.2_t10_s$seed" src textures 10 1.0 "$seed" --blend 0.8 --trigger-scale-jitter 0.2
   one "aside_blend0.8_scale0.2_t13_s$seed" aside other 13 1.0 "$seed" --blend 0.8 --trigger-scale-jitter 0.2
 done
-one src_clean src textures 10 0 0
-one aside_clean aside other 11 0 0

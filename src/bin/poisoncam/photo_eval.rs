@@ -10,10 +10,10 @@ use clap::{Args, ValueEnum};
 use poisoncam::data::list_image_folder;
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::sim::photo::{PhotoAttack, PhotoScore, StoredAs};
-use poisoncam::{Error, PoisonFilter, PoisonFilterConfig, Result};
+use poisoncam::{Error, PoisonFilter, Result};
 use serde::Serialize;
 
-use crate::eval::{set_signals, SignalName};
+use crate::eval::SignalName;
 
 #[derive(Args)]
 pub struct PhotoEvalArgs {
@@ -89,17 +89,8 @@ struct PhotoEvalReport<'a> {
 }
 
 pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => PoisonFilterConfig::read(path)?,
-        None => PoisonFilterConfig::new(),
-    };
-    if config.warm_start.cache_dir.is_none() {
-        config.warm_start.cache_dir = Some(args.cache.clone());
-    }
-    if let Some(names) = &args.signals {
-        set_signals(&mut config.detector.signals, names);
-    }
-    config = config.seeded(args.seed);
+    let config = crate::scan::filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
+    let config = config.seeded(args.seed);
     config.check()?;
     let attack = PhotoAttack {
         trigger: args.trigger.clone(),

@@ -46,18 +46,29 @@ struct ScanReport<'a> {
     config: &'a PoisonFilterConfig,
 }
 
-pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()> {
-    let mut config = match &args.config {
+/// The filter's config from `--config` (defaults otherwise), with the cache folder and the
+/// signals the flags name, checked.
+pub fn filter_config(
+    path: Option<&std::path::Path>,
+    cache: &std::path::Path,
+    signals: Option<&[SignalName]>,
+) -> Result<PoisonFilterConfig> {
+    let mut config = match path {
         Some(path) => PoisonFilterConfig::read(path)?,
         None => PoisonFilterConfig::new(),
     };
     if config.warm_start.cache_dir.is_none() {
-        config.warm_start.cache_dir = Some(args.cache.clone());
+        config.warm_start.cache_dir = Some(cache.to_path_buf());
     }
-    if let Some(names) = &args.signals {
+    if let Some(names) = signals {
         set_signals(&mut config.detector.signals, names);
     }
     config.check()?;
+    Ok(config)
+}
+
+pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()> {
+    let config = filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
     match open_for_scan(&args.path)? {
         Opened::Folder(listing) => filter_and_write::<B, _, _>(args, &config, listing.files, &listing.skipped, device),
         Opened::Loaded(scan) => filter_and_write::<B, _, _>(args, &config, scan.dataset, &scan.skipped, device),
