@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-fn invalid(name: &'static str, value: impl ToString, expected: &'static str) -> Error {
+pub(crate) fn invalid(name: &'static str, value: impl ToString, expected: &'static str) -> Error {
     Error::InvalidSetting { name, value: value.to_string(), expected }
 }
 

@@ -57,9 +57,6 @@ pub fn detect_and_fit<B: AutodiffBackend>(
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
-    if natives.len() != images.len() {
-        return Err(Error::Config(format!("{} native images for {} working images", natives.len(), images.len())));
-    }
     let held = HeldImages(natives);
     let input = DetectorInput { images: Some(images), shape: images.shape(), natives: &held };
     detect_input::<B>(backbone, &input, |r| Ok(natives[r].clone()), config, device)

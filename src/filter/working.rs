@@ -65,8 +65,7 @@ impl WorkingImages {
                     let capped = capped_size(size, plan.max_native_short_side);
                     shapes.push((image.channels(), capped));
                     let small = size[0].min(size[1]) < plan.stream_from_side;
-                    natives
-                        .push(small.then(|| if capped == size { image } else { image.resized(capped[0], capped[1]) }));
+                    natives.push(small.then(|| capped_to(image, plan.max_native_short_side)));
                     original_sizes.push(size);
                     rows.push(index);
                 }
@@ -131,12 +130,19 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> DatasetRows<'_, I, D> {
     /// Row `row` scaled to its capped native size, as the exhaustive miner and the working
     /// copies take it.
     pub fn read_capped(&self, row: usize) -> Result<Image> {
-        if let Some(image) = &self.images.natives[row] {
-            return Ok(image.clone());
-        }
-        let image = self.read(row)?;
-        let [h, w] = capped_size([image.height(), image.width()], self.max_native_short_side);
-        Ok(image.resized(h, w))
+        // A held image was capped as it was read, so capping it again keeps it as it is.
+        Ok(capped_to(self.read(row)?, self.max_native_short_side))
+    }
+}
+
+/// `image` scaled down to a short side of `max_short_side` where it is larger.
+fn capped_to(image: Image, max_short_side: usize) -> Image {
+    let size = [image.height(), image.width()];
+    let [h, w] = capped_size(size, max_short_side);
+    if [h, w] == size {
+        image
+    } else {
+        image.resized(h, w)
     }
 }
 

@@ -52,11 +52,12 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
     let bar = stage_bar("recurrence index", n as u64);
     let mut entries: Vec<Entry> = Vec::new();
     let mut windows = 0;
-    let all: Vec<usize> = (0..n).collect();
-    for chunk in all.chunks(CHUNK) {
+    for start in (0..n).step_by(CHUNK) {
+        let chunk = start..(start + CHUNK).min(n);
         let indexed: Vec<(Vec<Entry>, usize)> = chunk
-            .par_iter()
-            .map(|&row| match rows.read(row) {
+            .clone()
+            .into_par_iter()
+            .map(|row| match rows.read(row) {
                 Ok(image) => {
                     let got = index_image(&image, row as u32, p, &tables);
                     (got.entries, got.windows)

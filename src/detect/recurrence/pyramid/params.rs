@@ -2,7 +2,7 @@
 
 use burn::config::Config;
 
-use crate::check::{at_least, fraction, positive};
+use crate::check::{at_least, fraction, invalid, positive};
 use crate::error::Result;
 
 /// How the photo-scale recurrence index keys, samples and verifies windows.
@@ -94,18 +94,14 @@ impl PyramidConfig {
     pub fn check(&self) -> Result<()> {
         at_least("recurrence.pyramid.min_image_side", self.min_image_side, 1, "at least 1")?;
         if self.factors.is_empty() || self.factors.contains(&0) {
-            return Err(crate::error::Error::InvalidSetting {
-                name: "recurrence.pyramid.factors",
-                value: format!("{:?}", self.factors),
-                expected: "one or more factors of at least 1",
-            });
+            return Err(invalid(
+                "recurrence.pyramid.factors",
+                format!("{:?}", self.factors),
+                "one or more factors of at least 1",
+            ));
         }
         if self.window < 4 || self.window % 4 != 0 {
-            return Err(crate::error::Error::InvalidSetting {
-                name: "recurrence.pyramid.window",
-                value: self.window.to_string(),
-                expected: "a multiple of 4, at least 4",
-            });
+            return Err(invalid("recurrence.pyramid.window", self.window.to_string(), "a multiple of 4, at least 4"));
         }
         positive("recurrence.pyramid.cell", f64::from(self.cell))?;
         at_least("recurrence.pyramid.tables", self.tables, 1, "at least 1")?;
@@ -113,11 +109,11 @@ impl PyramidConfig {
         at_least("recurrence.pyramid.sample_every", self.sample_every as usize, 1, "at least 1")?;
         at_least("recurrence.pyramid.max_entries_per_image", self.max_entries_per_image, 1, "at least 1")?;
         if self.signature_outer <= self.signature_radius || self.signature_outer > 32 {
-            return Err(crate::error::Error::InvalidSetting {
-                name: "recurrence.pyramid.signature_outer",
-                value: self.signature_outer.to_string(),
-                expected: "above signature_radius and at most 32",
-            });
+            return Err(invalid(
+                "recurrence.pyramid.signature_outer",
+                self.signature_outer.to_string(),
+                "above signature_radius and at most 32",
+            ));
         }
         positive("recurrence.pyramid.match_radius", f64::from(self.match_radius))?;
         positive("recurrence.pyramid.context_radius", f64::from(self.context_radius))?;

@@ -311,7 +311,6 @@ const CARRIER_SUPPORT_SHARE: f64 = 0.15;
 /// Joins verified cores that share carriers into patches: a trigger gives many cores (its
 /// sub-windows, tables and levels), each holding part of its copies.
 fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<RecurringPatch> {
-    let sets: Vec<Vec<usize>> = verified.iter().map(|v| v.iter().map(|s| s.image).collect()).collect();
     let mut parent: Vec<usize> = (0..verified.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
         while parent[i] != i {
@@ -320,9 +319,9 @@ fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<Recurri
         }
         i
     }
-    for a in 0..sets.len() {
-        for b in a + 1..sets.len() {
-            if aligned(&verified[a], &verified[b]) as f64 >= overlap * sets[a].len().min(sets[b].len()) as f64 {
+    for a in 0..verified.len() {
+        for b in a + 1..verified.len() {
+            if aligned(&verified[a], &verified[b]) as f64 >= overlap * verified[a].len().min(verified[b].len()) as f64 {
                 let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
                 parent[ra.max(rb)] = ra.min(rb);
             }
