@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
-use poisoncam::detect::recurrence::RecurrenceConfig;
+use poisoncam::detect::recurrence::{ImageRows, RecurrenceConfig};
 use poisoncam::Image;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -146,4 +146,65 @@ fn shifted_crops_of_one_photo_are_not_removed() {
         groups.iter().any(|g| g.len() >= 5 && g.iter().all(|&i| i < 8)),
         "the crops are reported together: {groups:?}"
     );
+}
+
+/// Held images that count how often each row is read, as a dataset on disk would be decoded.
+struct Counted<'a> {
+    images: &'a [Image],
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl ImageRows for Counted<'_> {
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+    fn size(&self, row: usize) -> [usize; 2] {
+        [self.images[row].height(), self.images[row].width()]
+    }
+    fn read(&self, row: usize) -> poisoncam::Result<Image> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.images[row].clone())
+    }
+    fn fingerprint(&self, row: usize) -> Option<u64> {
+        Some(self.images[row].fingerprint())
+    }
+}
+
+#[test]
+fn a_killed_index_resumes_from_its_cache_and_finds_the_same_patches() {
+    let (poisoned, _) = fixture();
+    let cache = tempfile::tempdir().unwrap();
+    let config = RecurrenceConfig::new().with_cache_dir(Some(cache.path().to_path_buf()));
+    let run = || {
+        let rows = Counted { images: &poisoned, reads: Default::default() };
+        let found = config.find_rows(&rows, |r| Ok(poisoned[r].clone())).unwrap();
+        (found, rows.reads.into_inner())
+    };
+    let (first, first_reads) = run();
+    assert!(first_reads >= poisoned.len(), "the first run indexes every image");
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .expect("an index file");
+    // A kill in the middle of the second chunk's record: the first chunk survives whole.
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() - 100]).unwrap();
+    let (resumed, resumed_reads) = run();
+    assert_eq!(resumed.summary, first.summary);
+    assert_eq!(resumed.carriers().len(), first.carriers().len());
+    let verified = first.summary.verified_images;
+    assert!(
+        resumed_reads < first_reads && resumed_reads > verified,
+        "indexed only the torn chunk again: {resumed_reads} reads against {first_reads}"
+    );
+    let (again, again_reads) = run();
+    assert_eq!(again.summary, first.summary);
+    assert_eq!(again_reads, verified, "a whole index is read back, and only verification decodes");
+    // Another image set does not reuse the entry.
+    let mut other = poisoned.clone();
+    other.swap(0, 1);
+    let rows = Counted { images: &other, reads: Default::default() };
+    config.find_rows(&rows, |r| Ok(other[r].clone())).unwrap();
+    assert!(rows.reads.into_inner() >= other.len());
 }

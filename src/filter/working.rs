@@ -35,6 +35,8 @@ pub struct WorkingImages {
     pub natives: Vec<Option<Image>>,
     /// `[height, width]` of each readable image as read, before any scaling; rows as in `source`.
     pub original_sizes: Vec<[usize; 2]>,
+    /// [`Image::fingerprint`] of each readable image as read; rows as in `source`.
+    pub fingerprints: Vec<u64>,
     /// Dataset index of each row of `source`.
     pub rows: Vec<usize>,
     /// Every item's id (its own, or its index), by dataset index.
@@ -53,6 +55,7 @@ impl WorkingImages {
         let mut natives = Vec::new();
         let mut shapes = Vec::new();
         let mut original_sizes = Vec::new();
+        let mut fingerprints = Vec::new();
         let mut rows = Vec::new();
         let mut ids = Vec::with_capacity(len);
         let mut unreadable = Vec::new();
@@ -62,6 +65,7 @@ impl WorkingImages {
             match item.as_image() {
                 Ok(image) => {
                     let size = [image.height(), image.width()];
+                    fingerprints.push(image.fingerprint());
                     let capped = capped_size(size, plan.max_native_short_side);
                     shapes.push((image.channels(), capped));
                     let small = size[0].min(size[1]) < plan.stream_from_side;
@@ -76,8 +80,16 @@ impl WorkingImages {
             return Err(Error::NoInput("the poison filter"));
         }
         let [channels, h, w] = working_size_of(shapes, plan.working_size, plan.max_short_side);
-        let mut images =
-            Self { source: None, shape: [rows.len(), channels, h, w], natives, original_sizes, rows, ids, unreadable };
+        let mut images = Self {
+            source: None,
+            shape: [rows.len(), channels, h, w],
+            natives,
+            original_sizes,
+            fingerprints,
+            rows,
+            ids,
+            unreadable,
+        };
         if plan.working_copies {
             images.source = Some(images.working_copies(dataset, plan)?);
         }
@@ -170,6 +182,10 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> ImageRows for DatasetRows<'_, I, D> {
             return Err(Error::Config(format!("item {index} changed size while it was filtered")));
         }
         Ok(image)
+    }
+
+    fn fingerprint(&self, row: usize) -> Option<u64> {
+        Some(self.images.fingerprints[row])
     }
 }
 

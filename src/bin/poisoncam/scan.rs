@@ -25,7 +25,8 @@ pub struct ScanArgs {
     /// A `PoisonFilterConfig` as JSON; defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where warm-start checkpoints are cached (an interrupted scan resumes from here).
+    /// Where warm-start checkpoints and the photo index are cached (an interrupted scan resumes
+    /// from here).
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
     /// Evidence to gather: recurrence, masking or both (the default). Recurrence alone trains no
@@ -68,7 +69,13 @@ pub fn filter_config(
 }
 
 pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()> {
-    let config = filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
+    let mut config = filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
+    // A scan of photos can run for hours; its index resumes from the cache as the warm start
+    // does. (eval-photos leaves it off, so that its timings are of the index being built.)
+    let recurrence = &mut config.detector.recurrence;
+    if recurrence.cache_dir.is_none() {
+        recurrence.cache_dir = Some(args.cache.clone());
+    }
     match open_for_scan(&args.path)? {
         Opened::Folder(listing) => filter_and_write::<B, _, _>(args, &config, listing.files, &listing.skipped, device),
         Opened::Loaded(scan) => filter_and_write::<B, _, _>(args, &config, scan.dataset, &scan.skipped, device),

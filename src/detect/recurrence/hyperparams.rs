@@ -74,6 +74,10 @@ pub struct RecurrenceConfig {
     /// `min_image_side`; `min_carriers`, `max_carrier_share` and `max_halo` above apply to it too.
     #[config(default = "PyramidConfig::new()")]
     pub pyramid: PyramidConfig,
+    /// Where the photo-scale index is cached as it is built, so that an interrupted run resumes
+    /// from its last indexed chunk; `None` builds it without a cache. Default `None`.
+    #[config(default = "None")]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl RecurrenceConfig {

@@ -185,6 +185,11 @@ pub trait ImageRows: Sync {
     fn size(&self, row: usize) -> [usize; 2];
     /// The image of row `row`.
     fn read(&self, row: usize) -> Result<Image>;
+    /// [`Image::fingerprint`] of row `row` as read, when it is known without reading the row
+    /// again; the index is cached only when every row has one.
+    fn fingerprint(&self, _row: usize) -> Option<u64> {
+        None
+    }
 }
 
 /// Images held in memory, as [`ImageRows`].
@@ -199,6 +204,9 @@ impl ImageRows for HeldImages<'_> {
     }
     fn read(&self, row: usize) -> Result<Image> {
         Ok(self.0[row].clone())
+    }
+    fn fingerprint(&self, row: usize) -> Option<u64> {
+        Some(self.0[row].fingerprint())
     }
 }
 

@@ -17,11 +17,15 @@
 //!    surroundings agree too are one image repeated (a duplicate group). Cores sharing carriers
 //!    are merged into one patch.
 //!
+//! The index is cached as it is built (`cache.rs`), one record per chunk of images, when
+//! `cache_dir` is set and every row has a fingerprint.
+//!
 //! Cost: the index pass is O(pixels × tables / 4) key computations (each O(1) from block sums)
 //! and holds at most `16 × max_entries_per_image` bytes per image; sorting the entries is
 //! O(E log E). Verification reads the images named by cores, not every image, and sweeps no
 //! template over any image. Memory beyond the index is one decoded image per worker thread.
 
+mod cache;
 mod index;
 mod level;
 mod params;
@@ -34,6 +38,7 @@ use rayon::prelude::*;
 use super::{ImageRows, Recurrence, RecurrenceConfig, RecurrenceSummary};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
+use cache::IndexCache;
 use index::{cores, index_image, Entry, Tables};
 use level::Level;
 
@@ -49,10 +54,14 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
         return Err(Error::NoInput("the recurrence stage"));
     }
     let tables = Tables::new(p, config.seed);
+    let (mut cache, resumed) = match open_cache(rows, config)? {
+        Some((cache, resumed)) => (Some(cache), resumed),
+        None => (None, cache::Resumed::default()),
+    };
     let bar = stage_bar("recurrence index", n as u64);
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut windows = 0;
-    for start in (0..n).step_by(CHUNK) {
+    bar.inc(resumed.rows as u64);
+    let (mut entries, mut windows) = (resumed.entries, resumed.windows);
+    for start in (resumed.rows..n).step_by(CHUNK) {
         let chunk = start..(start + CHUNK).min(n);
         let indexed: Vec<(Vec<Entry>, usize)> = chunk
             .clone()
@@ -66,13 +75,20 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
                 Err(_) => (Vec::new(), 0),
             })
             .collect();
+        let before = entries.len();
+        let mut chunk_windows = 0;
         for (e, w) in indexed {
             entries.extend(e);
-            windows += w;
+            chunk_windows += w;
+        }
+        windows += chunk_windows;
+        if let Some(cache) = &mut cache {
+            cache.append(chunk.start, chunk.len(), chunk_windows, &entries[before..])?;
         }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    drop(cache);
     let index_entries = entries.len();
     let max_carriers = (config.max_carrier_share * n as f64).floor() as usize;
     let mut found = cores(&mut entries, config.min_carriers, max_carriers, config.max_halo, p);
@@ -95,6 +111,17 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
         ..RecurrenceSummary::default()
     };
     Ok(Recurrence { patches: checked.patches, summary })
+}
+
+/// The cache entry of this index, when there is a cache folder and every row a fingerprint.
+fn open_cache(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Option<(IndexCache, cache::Resumed)>> {
+    let Some(dir) = &config.cache_dir else { return Ok(None) };
+    let Some(prints) = (0..rows.len()).map(|r| rows.fingerprint(r)).collect::<Option<Vec<u64>>>() else {
+        return Ok(None);
+    };
+    // The index depends on the pyramid settings and on the seed of its tables, nothing else.
+    let settings = format!("{}\n{}", config.pyramid, config.seed);
+    IndexCache::open(dir, &cache::key(&settings, &prints), rows.len()).map(Some)
 }
 
 /// Most cores verified: each names a few to a few hundred images.
