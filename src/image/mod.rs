@@ -72,8 +72,12 @@ impl Image {
             return Err(Error::ImageShape { channels, height, width, expected: plane * channels, got: bytes.len() });
         }
         let mut pixels = vec![0.0; bytes.len()];
-        for (i, &b) in bytes.iter().enumerate() {
-            pixels[(i % channels) * plane + i / channels] = f32::from(b) / 255.0;
+        // One plane at a time, through a table of the 256 values: this runs on every decoded photo.
+        let value: [f32; 256] = std::array::from_fn(|b| b as f32 / 255.0);
+        for (c, out) in pixels.chunks_exact_mut(plane.max(1)).enumerate() {
+            for (o, pixel) in out.iter_mut().zip(bytes.chunks_exact(channels.max(1))) {
+                *o = value[usize::from(pixel[c])];
+            }
         }
         Self::new(channels, height, width, pixels)
     }

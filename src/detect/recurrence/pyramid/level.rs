@@ -3,6 +3,25 @@
 
 use crate::image::Image;
 
+/// The levels of `image` at each of `factors` (`None` where smaller than `min_side`), each built
+/// from the finest earlier level whose factor divides its own, so that the native pixels are
+/// summed once rather than once a level.
+pub fn levels(image: &Image, factors: &[usize], min_side: usize) -> Vec<Option<Level>> {
+    let mut out: Vec<Option<Level>> = Vec::with_capacity(factors.len());
+    for (i, &factor) in factors.iter().enumerate() {
+        let finer = (0..i)
+            .filter(|&j| factor % factors[j] == 0 && factors[j] < factor)
+            .max_by_key(|&j| factors[j])
+            .and_then(|j| out[j].as_ref().map(|l| (l, factor / factors[j])));
+        let level = match finer {
+            Some((level, by)) => level.coarser(by, min_side),
+            None => Level::new(image, factor, min_side),
+        };
+        out.push(level);
+    }
+    out
+}
+
 /// An image reduced by `factor` (each level pixel the mean of `factor × factor` native pixels),
 /// always three channels so that grey and colour images share one key space.
 pub struct Level {
@@ -22,23 +41,53 @@ impl Level {
             return None;
         }
         let channels = image.channels();
+        let planes = (0..3).map(|c| {
+            // A grey image stands for all three channels.
+            let source = c.min(channels - 1) * image.height() * image.width();
+            &image.pixels()[source..source + image.height() * image.width()]
+        });
+        Some(Level::reduced(planes, image.width(), height, width, factor))
+    }
+
+    /// This level reduced again by `factor` (a level of `self`'s factor times `factor`); `None`
+    /// when it would be smaller than `min_side`. The same means as from the image, from a
+    /// factor² smaller source.
+    pub fn coarser(&self, factor: usize, min_side: usize) -> Option<Level> {
+        let (height, width) = (self.height / factor, self.width / factor);
+        if height < min_side || width < min_side {
+            return None;
+        }
+        let plane = self.height * self.width;
+        let planes = (0..3).map(|c| &self.pixels[c * plane..(c + 1) * plane]);
+        Some(Level::reduced(planes, self.width, height, width, factor))
+    }
+
+    /// Box means by `factor` of three planes `source_width` wide, into `height × width`.
+    fn reduced<'a>(
+        planes: impl Iterator<Item = &'a [f32]>,
+        source_width: usize,
+        height: usize,
+        width: usize,
+        factor: usize,
+    ) -> Level {
         let area = (factor * factor) as f32;
         let mut pixels = vec![0.0f32; 3 * height * width];
-        for c in 0..3 {
-            // A grey image stands for all three channels.
-            let source = c.min(channels - 1);
-            let plane = &image.pixels()[source * image.height() * image.width()..];
+        for (c, plane) in planes.enumerate() {
             for y in 0..height {
                 let out = &mut pixels[(c * height + y) * width..(c * height + y + 1) * width];
                 for dy in 0..factor {
-                    let row = &plane[(y * factor + dy) * image.width()..];
-                    for (x, o) in out.iter_mut().enumerate() {
-                        *o += row[x * factor..(x + 1) * factor].iter().sum::<f32>();
+                    let row = &plane[(y * factor + dy) * source_width..][..width * factor];
+                    for (o, block) in out.iter_mut().zip(row.chunks_exact(factor)) {
+                        *o += block.iter().sum::<f32>();
                     }
                 }
                 out.iter_mut().for_each(|v| *v /= area);
             }
         }
+        Level::with_sums(height, width, pixels)
+    }
+
+    fn with_sums(height: usize, width: usize, pixels: Vec<f32>) -> Level {
         let (sh, sw) = (height + 1, width + 1);
         let mut sums = vec![0.0f64; 3 * sh * sw];
         for c in 0..3 {
@@ -50,7 +99,7 @@ impl Level {
                 }
             }
         }
-        Some(Level { height, width, pixels, sums })
+        Level { height, width, pixels, sums }
     }
 
     /// Mean of channel `c` over the `side × side` block at (`x`, `y`).
@@ -105,6 +154,20 @@ pub fn spread(key: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_built_from_finer_levels_equal_levels_from_the_image() {
+        let pixels: Vec<f32> = (0..3 * 37 * 53).map(|i| ((i * 7919) % 251) as f32 / 251.0).collect();
+        let image = Image::new(3, 37, 53, pixels).unwrap();
+        let built = levels(&image, &[2, 4, 8, 3], 2);
+        for (level, factor) in built.iter().zip([2, 4, 8, 3]) {
+            let (level, direct) = (level.as_ref().unwrap(), Level::new(&image, factor, 2).unwrap());
+            assert_eq!((level.height, level.width), (direct.height, direct.width));
+            let worst = level.pixels.iter().zip(&direct.pixels).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-5, "factor {factor}: {worst}");
+        }
+        assert!(levels(&image, &[2, 32], 2)[1].is_none());
+    }
 
     #[test]
     fn a_level_averages_blocks_and_its_sums_agree() {

@@ -5,8 +5,8 @@
 //! coarse block means gather them (docs/recurrence.md, 2026-12-01). So:
 //!
 //! 1. **Index** (one pass, streamed): each image is reduced to pyramid levels (box means by
-//!    `factors`); every `window` at stride 1 gets a key from its 2×2 block means in `tables`
-//!    offset tables and a 32-bit signature of its 4×4 block means. One key in `sample_every` is
+//!    `factors`); every `window` at stride 1 gets a key from its 2×2 block means, centred per
+//!    channel, in `tables` offset tables and a 32-bit signature of its 4×4 block means. One key in `sample_every` is
 //!    kept, chosen by the key's hash, so all copies keep the same keys; each image keeps at most
 //!    `max_entries_per_image` distinct keys, 16 bytes each. The decoded image is dropped.
 //! 2. **Cores**: the entries sorted by key; a bucket with between `min_carriers` and
@@ -15,7 +15,7 @@
 //! 3. **Verify** (a second pass over only the images the cores name): each core's windows are
 //!    compared in pixels; agreeing copies whose surroundings differ are carriers, copies whose
 //!    surroundings agree too are one image repeated (a duplicate group). Cores sharing carriers
-//!    are merged into one patch.
+//!    are merged into one patch, unless its carriers are frames of one scene (`scene.rs`).
 //!
 //! The index is cached as it is built (`cache.rs`), one record per chunk of images, when
 //! `cache_dir` is set and every row has a fingerprint.
@@ -26,9 +26,11 @@
 //! template over any image. Memory beyond the index is one decoded image per worker thread.
 
 mod cache;
+mod distance;
 mod index;
 mod level;
 mod params;
+mod scene;
 mod verify;
 
 pub use params::PyramidConfig;
@@ -40,7 +42,6 @@ use crate::error::{Error, Result};
 use crate::progress::stage_bar;
 use cache::IndexCache;
 use index::{cores, index_image, Entry, Tables};
-use level::Level;
 
 /// Images indexed per parallel chunk: enough to keep both cores busy, few enough that the
 /// decoded images held at once stay a handful.

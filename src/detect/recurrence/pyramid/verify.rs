@@ -5,9 +5,11 @@
 
 use rayon::prelude::*;
 
+use super::distance::{fitted_rms, rms};
 use super::index::{unpack, Core};
+use super::level::{levels, Level};
 use super::params::PyramidConfig;
-use super::Level;
+use super::scene::{shared_scene, Thumbnail};
 use crate::detect::recurrence::{Carrier, ImageRows, RecurringPatch};
 use crate::image::{Image, PixelBox};
 
@@ -93,14 +95,18 @@ pub fn verify(
     wanted.sort_unstable();
     let by_image: Vec<&[(usize, usize, u32)]> = wanted.chunk_by(|a, b| a.0 == b.0).collect();
     let images_read = by_image.len();
-    let seen: Vec<Seen> = by_image
+    let read: Vec<(Vec<Seen>, Option<Thumbnail>)> = by_image
         .par_iter()
-        .flat_map_iter(|group| {
+        .map(|group| {
             // An image that cannot be read now (changed since the index) loses its windows only.
             let image = rows.read(group[0].0).ok();
-            read_windows(image.as_ref(), group, config)
+            (read_windows(image.as_ref(), group, config), image.as_ref().map(Thumbnail::new))
         })
         .collect();
+    let (seen, thumbnails): (Vec<Vec<Seen>>, Vec<Option<Thumbnail>>) = read.into_iter().unzip();
+    let seen: Vec<Seen> = seen.into_iter().flatten().collect();
+    let thumbnail_of =
+        |row: usize| by_image.binary_search_by_key(&row, |g| g[0].0).ok().and_then(|i| thumbnails[i].as_ref());
     let mut per_core: Vec<Vec<&Seen>> = vec![Vec::new(); cores.len()];
     for s in &seen {
         per_core[s.core].push(s);
@@ -130,31 +136,39 @@ pub fn verify(
         }
         verified.push(carriers);
     }
-    duplicate_groups.sort();
-    duplicate_groups.dedup();
-    let patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap)
+    let mut patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap)
         .into_iter()
         .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
         .collect();
+    // A patch whose carriers are frames of one scene (a fixed camera, one photo cropped) is the
+    // scene recurring, not a patch pasted into it.
+    patches.retain(|p| {
+        let frames: Vec<(&Thumbnail, PixelBox)> =
+            p.carriers.iter().filter_map(|c| Some((thumbnail_of(c.image)?, c.patch_box))).collect();
+        let scene = shared_scene(&frames);
+        if scene {
+            duplicate_groups.push(p.carriers.iter().map(|c| c.image).collect());
+        }
+        !scene
+    });
     // A trigger larger than the surroundings looked at shares them across its copies; those
     // groups are explained by the patch, not by a repeated photo.
     let mut carriers: Vec<usize> = patches.iter().flat_map(|p| p.carriers.iter().map(|c| c.image)).collect();
     carriers.sort_unstable();
     duplicate_groups.retain(|g| 2 * g.iter().filter(|i| carriers.binary_search(i).is_ok()).count() < g.len());
+    duplicate_groups.sort();
+    duplicate_groups.dedup();
     Verified { patches, images_read, duplicate_groups, rejected, flat }
 }
 
 fn read_windows(image: Option<&Image>, group: &[(usize, usize, u32)], config: &PyramidConfig) -> Vec<Seen> {
     let Some(image) = image else { return Vec::new() };
     let side = config.window;
-    let mut levels: Vec<Option<Level>> = (0..config.factors.len()).map(|_| None).collect();
+    let levels = levels(image, &config.factors, side);
     let mut out = Vec::new();
     for &(row, core, place) in group {
         let (li, x, y) = unpack(place);
         let Some(&factor) = config.factors.get(li) else { continue };
-        if levels[li].is_none() {
-            levels[li] = Level::new(image, factor, side);
-        }
         let Some(level) = levels[li].as_ref() else { continue };
         if x + side > level.width || y + side > level.height {
             continue;
@@ -182,10 +196,6 @@ fn shifted_distance(level: &Level, x: usize, y: usize, side: usize, window: &[f3
         best = best.min(rms(window, &other));
     }
     best
-}
-
-fn rms(a: &[f32], b: &[f32]) -> f32 {
-    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len().max(1) as f32).sqrt()
 }
 
 /// Pixels this close on every channel count as one colour (about 15/255).
@@ -223,12 +233,14 @@ fn colour_shares(window: &[f32], tolerance: f32) -> (f64, f64) {
 }
 
 /// The windows within `radius` of the members' mean, the mean taken again over those (one
-/// refinement, so that a few natural look-alikes in the bucket do not drag it).
+/// refinement, so that a few natural look-alikes in the bucket do not drag it). Distances are
+/// after a fitted gain and offsets: with raw distances a trigger blended at 80% and rescaled
+/// ±20% kept 0.23 of its kept-aside poisons, with fitted ones 0.85 (docs/recurrence.md).
 fn agreeing<'a>(members: &[&'a Seen], radius: f32) -> Vec<&'a Seen> {
     let mean = mean_of(members);
-    let first: Vec<&Seen> = members.iter().copied().filter(|s| rms(&s.window, &mean) <= 2.0 * radius).collect();
+    let first: Vec<&Seen> = members.iter().copied().filter(|s| fitted_rms(&s.window, &mean) <= 2.0 * radius).collect();
     let mean = mean_of(&first);
-    members.iter().copied().filter(|s| rms(&s.window, &mean) <= radius).collect()
+    members.iter().copied().filter(|s| fitted_rms(&s.window, &mean) <= radius).collect()
 }
 
 /// Whether most carriers share their surroundings with another carrier: the window recurs
@@ -370,7 +382,7 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> Recurri
             x1 = x1.max(s.x * s.factor + w);
             y1 = y1.max(s.y * s.factor + w);
             if s.factor == factor && s.window.len() == mean.len() {
-                distance = distance.min(rms(&s.window, &mean));
+                distance = distance.min(fitted_rms(&s.window, &mean));
             }
         }
         places.push((x0, y0));
