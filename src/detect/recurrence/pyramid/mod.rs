@@ -60,7 +60,7 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
         None => (None, cache::Resumed::default()),
     };
     let bar = stage_bar("recurrence index", n as u64);
-    bar.inc(resumed.rows as u64);
+    bar.resume(resumed.rows as u64);
     let (mut entries, mut windows) = (resumed.entries, resumed.windows);
     for start in (resumed.rows..n).step_by(CHUNK) {
         let chunk = start..(start + CHUNK).min(n);

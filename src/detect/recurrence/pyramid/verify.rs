@@ -9,7 +9,7 @@ use super::distance::{fitted_rms, rms};
 use super::index::{unpack, Core};
 use super::level::{levels, Level};
 use super::params::PyramidConfig;
-use super::scene::{shared_scene, Thumbnail};
+use super::scene::{one_place, shared_scene, Thumbnail};
 use crate::detect::recurrence::{Carrier, ImageRows, RecurringPatch};
 use crate::image::{Image, PixelBox};
 
@@ -140,12 +140,13 @@ pub fn verify(
         .into_iter()
         .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
         .collect();
-    // A patch whose carriers are frames of one scene (a fixed camera, one photo cropped) is the
-    // scene recurring, not a patch pasted into it.
+    // A patch at one place whose carriers are frames of one scene (a fixed camera) is the scene
+    // recurring, not a patch pasted into it.
     patches.retain(|p| {
+        let boxes: Vec<PixelBox> = p.carriers.iter().map(|c| c.patch_box).collect();
         let frames: Vec<(&Thumbnail, PixelBox)> =
             p.carriers.iter().filter_map(|c| Some((thumbnail_of(c.image)?, c.patch_box))).collect();
-        let scene = shared_scene(&frames);
+        let scene = one_place(&boxes) && shared_scene(&frames);
         if scene {
             duplicate_groups.push(p.carriers.iter().map(|c| c.image).collect());
         }
