@@ -1,4 +1,4 @@
-//! Image folders: PNG/JPEG files, either flat or in one sub-folder per class.
+//! Image folders: PNG, JPEG, WebP and TIFF files, either flat or in one sub-folder per class.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use super::{ImageDataset, ImageItem};
 use crate::error::{Error, Result};
 use crate::image::{AsImage, Image};
 
-const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "tif", "tiff"];
 
 /// A file that could not be decoded, with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub struct FolderListing {
     pub classes: Vec<String>,
 }
 
-/// Lists every image file below `root` (extensions png, jpg, jpeg, any case). Ids are paths
+/// Lists every image file below `root` (extensions png, jpg, jpeg, webp, tif, tiff, any case). Ids are paths
 /// relative to `root` with `/` separators; files inside a sub-folder get the label of that
 /// top-level sub-folder (classes sorted by name). Symbolic links are followed, but a folder is
 /// entered once, so a link loop ends the walk there and is reported in `skipped`.
@@ -191,7 +191,9 @@ pub const MAX_DECODED_SIDE: u32 = 16_384;
 pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 
 /// Decodes a file to grey (for grey sources) or RGB; alpha is dropped, 16-bit samples are
-/// scaled to [0, 1], and CMYK JPEGs are converted to RGB by the decoder. Within
+/// scaled to [0, 1], and CMYK JPEGs are converted to RGB by the decoder. Pixels are kept in the
+/// order they are stored: an EXIF orientation is not applied, as PIL's `Image.open` and
+/// torchvision's loader do not apply it, so boxes point where a trainer sees the patch. Within
 /// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`].
 pub fn decode(path: &Path) -> Result<Image> {
     let mut reader = image::ImageReader::open(path)
@@ -222,6 +224,22 @@ mod tests {
             image::RgbImage::from_pixel(w, h, image::Rgb([255, 0, 0])).save(path).unwrap();
         } else {
             image::GrayImage::from_pixel(w, h, image::Luma([128])).save(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn webp_and_tiff_files_are_listed_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let picture = image::RgbImage::from_fn(6, 4, |x, y| image::Rgb([40 * x as u8, 60 * y as u8, 200]));
+        let webp = std::fs::File::create(dir.path().join("a.webp")).unwrap();
+        picture.write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(webp)).unwrap();
+        picture.save(dir.path().join("b.TIFF")).unwrap();
+        let scan = read_image_folder(dir.path(), false).unwrap();
+        let ids: Vec<&str> = scan.dataset.items().iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["a.webp", "b.TIFF"]);
+        for item in scan.dataset.items() {
+            let expected = Image::from_hwc_u8(3, 4, 6, picture.as_raw()).unwrap();
+            assert_eq!(item.image, expected, "{} decodes losslessly", item.id);
         }
     }
 

@@ -17,7 +17,7 @@ use crate::eval::{set_signals, SignalName};
 
 #[derive(Args)]
 pub struct ScanArgs {
-    /// An image folder (class sub-folders or flat; PNG/JPEG, any sizes), `IMAGES,LABELS` for an
+    /// An image folder (class sub-folders or flat; PNG, JPEG, WebP or TIFF, any sizes), `IMAGES,LABELS` for an
     /// IDX pair, or CIFAR-10 binary (a `.bin` file or a folder of them).
     pub path: String,
     #[arg(long)]
