@@ -86,8 +86,9 @@ fn scan_of_a_missing_or_empty_path_is_a_clear_error() {
     }
 }
 
-#[test]
-fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
+/// 400 embedded images as PNG files `NNN.png` in `dir/data`, 3% with a pasted trigger; the
+/// file names of the poisons.
+fn poisoned_folder(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
     use poisoncam::data::FashionMnist;
     use poisoncam::sim::attack::{poison, AttackConfig};
     let set = poison(
@@ -95,13 +96,19 @@ fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
         &AttackConfig { rate: 0.03, seed: 4, ..AttackConfig::default() },
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     for (i, item) in set.dataset.items().iter().enumerate() {
         let bytes: Vec<u8> = item.image.pixels().iter().map(|v| (v * 255.0).round() as u8).collect();
         image::GrayImage::from_raw(28, 28, bytes).unwrap().save(data.join(format!("{i:03}.png"))).unwrap();
     }
+    (data, set.truth.poisoned.iter().map(|(i, _)| format!("{i:03}.png")).collect())
+}
+
+#[test]
+fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, expected) = poisoned_folder(dir.path());
     let out = dir.path().join("out");
     let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
         .args(["scan", data.to_str().unwrap(), "--signals", "recurrence", "--out", out.to_str().unwrap()])
@@ -114,12 +121,64 @@ fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let ids: Vec<&str> = removed.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    let expected: Vec<String> = set.truth.poisoned.iter().map(|(i, _)| format!("{i:03}.png")).collect();
     assert_eq!(ids, expected);
     assert!(removed.iter().all(|r| r["stage"] == "recurrence" && r["box"].is_array()));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(report["warm_start"].is_null(), "recurrence alone trains no threat model");
+}
+
+/// Runs `poisoncam scan --signals recurrence` with `args`; its `kept.filelist` lines and report.
+fn scan_list(args: &[&str], out: &Path) -> (Vec<String>, serde_json::Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(["scan", "--signals", "recurrence", "--out", out.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = std::fs::read_to_string(out.join("kept.filelist")).unwrap().lines().map(String::from).collect();
+    let report = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    (lines, report)
+}
+
+#[test]
+fn a_file_list_in_gives_the_kept_file_list_out_and_keep_and_report_only_change_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, poisons) = poisoned_folder(dir.path());
+    // The list sits beside the folder and names its files relatively, with a label each.
+    let list = dir.path().join("train.txt");
+    let written: Vec<String> = (0..400).map(|i| format!("data/{i:03}.png {}", i % 10)).collect();
+    std::fs::write(&list, written.join("\n")).unwrap();
+    let out = dir.path().join("out");
+    let (kept, report) = scan_list(&["--filelist", list.to_str().unwrap()], &out);
+    let root = std::fs::canonicalize(&data).unwrap();
+    let expected: Vec<String> = (0..400)
+        .filter(|i| !poisons.contains(&format!("{i:03}.png")))
+        .map(|i| format!("{}/{i:03}.png {}", root.display(), i % 10))
+        .collect();
+    assert_eq!(kept, expected, "every clean file, absolute, with its label");
+    assert_eq!(report["report_only"], false);
+    // Read back as a list, the kept list scans to itself: nothing more is removed.
+    let round = dir.path().join("kept.txt");
+    std::fs::write(&round, kept.join("\n")).unwrap();
+    let (again, _) = scan_list(&["--filelist", round.to_str().unwrap()], &dir.path().join("out2"));
+    assert_eq!(again, kept);
+
+    // A person clears two removals: they are kept and named in the report.
+    let keep = dir.path().join("keep.txt");
+    let cleared = [format!("data/{}", poisons[0]), format!("data/{}", poisons[1])];
+    std::fs::write(&keep, cleared.join("\n")).unwrap();
+    let (kept, report) = scan_list(&["--filelist", list.to_str().unwrap(), "--keep", keep.to_str().unwrap()], &out);
+    assert_eq!(kept.len(), expected.len() + 2);
+    assert_eq!(report["cleared"], serde_json::json!(cleared));
+
+    // Report only: every input kept, the removals still reported.
+    let (kept, report) = scan_list(&[data.to_str().unwrap(), "--report-only"], &out);
+    assert_eq!(kept.len(), 400);
+    assert!(kept[0].ends_with("/000.png"), "a folder's files are listed too: {}", kept[0]);
+    assert_eq!(report["report_only"], true);
+    assert_eq!(report["removals"].as_array().unwrap().len(), poisons.len());
+    assert_eq!(std::fs::read_to_string(out.join("kept.txt")).unwrap().lines().count(), 400);
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -6,6 +6,7 @@
 mod batcher;
 mod cifar;
 mod fashion_mnist;
+mod filelist;
 mod folder;
 mod idx;
 mod open;
@@ -13,6 +14,7 @@ mod open;
 pub use batcher::ImageBatcher;
 pub use cifar::read_cifar10;
 pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
+pub use filelist::{filelist_line, read_filelist};
 pub use folder::{
     decode as decode_file, list_image_folder, read_image_folder, FolderListing, FolderScan, ImageFile, SkippedFile,
     MAX_DECODED_SIDE, MAX_DECODE_BYTES,

@@ -1,12 +1,13 @@
 //! `poisoncam scan PATH --out DIR`: filter a user's own images and write what was kept and why
 //! the rest was removed.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
-use poisoncam::data::{open_for_scan, Opened, SkippedFile};
+use poisoncam::data::{filelist_line, open_for_scan, read_filelist, Opened, SkippedFile};
 use poisoncam::detect::Stage;
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::AsImage;
@@ -17,9 +18,22 @@ use crate::eval::{set_signals, SignalName};
 
 #[derive(Args)]
 pub struct ScanArgs {
-    /// An image folder (class sub-folders or flat; PNG, JPEG, WebP or TIFF, any sizes), `IMAGES,LABELS` for an
-    /// IDX pair, or CIFAR-10 binary (a `.bin` file or a folder of them).
-    pub path: String,
+    /// An image folder (class sub-folders or flat; PNG, JPEG, WebP or TIFF, any sizes),
+    /// `IMAGES,LABELS` for an IDX pair, or CIFAR-10 binary (a `.bin` file or a folder of them).
+    #[arg(required_unless_present = "filelist", conflicts_with = "filelist")]
+    pub path: Option<String>,
+    /// A file list instead of PATH: `path [label]` lines, relative to the list's folder or
+    /// absolute, as SSL trainers read them. `kept.filelist` is written in the same form.
+    #[arg(long)]
+    pub filelist: Option<PathBuf>,
+    /// Ids (one a line, as in `kept.txt` or `removed.jsonl`) that a person looked at and
+    /// cleared: they are kept whatever the evidence, and listed as cleared in the report.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Write every output but remove nothing: the kept lists hold every input, and the report
+    /// and `removed.jsonl` say what would have been removed.
+    #[arg(long)]
+    pub report_only: bool,
     #[arg(long)]
     pub out: PathBuf,
     /// A `PoisonFilterConfig` as JSON; defaults otherwise.
@@ -39,6 +53,10 @@ pub struct ScanArgs {
 #[derive(Serialize)]
 struct ScanReport<'a> {
     path: &'a str,
+    /// Nothing was removed (`--report-only`): `removals` say what would have been.
+    report_only: bool,
+    /// Ids the filter would remove that `--keep` cleared; they are kept.
+    cleared: Vec<&'a str>,
     /// Folders that could not be listed (no permission, a link loop) and, for formats read
     /// whole, records that could not be decoded; they are in neither output list.
     skipped: &'a [SkippedFile],
@@ -76,40 +94,92 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()
     if recurrence.cache_dir.is_none() {
         recurrence.cache_dir = Some(args.cache.clone());
     }
-    match open_for_scan(&args.path)? {
-        Opened::Folder(listing) => filter_and_write::<B, _, _>(args, &config, listing.files, &listing.skipped, device),
-        Opened::Loaded(scan) => filter_and_write::<B, _, _>(args, &config, scan.dataset, &scan.skipped, device),
+    let cleared = match &args.keep {
+        Some(path) => read_ids(path)?,
+        None => HashSet::new(),
+    };
+    let out = Outputs { args, config: &config, cleared: &cleared };
+    if let Some(list) = &args.filelist {
+        let files = read_filelist(list)?;
+        let lines = files.iter().map(|f| filelist_line(&f)).collect();
+        return out.filter_and_write::<B, _, _>(&list.display().to_string(), files, &[], Some(lines), device);
+    }
+    let path = args.path.as_deref().unwrap_or_default();
+    match open_for_scan(path)? {
+        Opened::Folder(listing) => {
+            let lines = listing.files.iter().map(|f| filelist_line(&f)).collect();
+            out.filter_and_write::<B, _, _>(path, listing.files, &listing.skipped, Some(lines), device)
+        }
+        Opened::Loaded(scan) => out.filter_and_write::<B, _, _>(path, scan.dataset, &scan.skipped, None, device),
     }
 }
 
-/// Filters `dataset` and writes the three outputs; every input is kept, removed (unreadable
-/// files too, with the decoder's message) or listed as skipped (folders that could not be read).
-fn filter_and_write<B: AutodiffBackend, I: AsImage + Clone + Send + Sync, D: Dataset<I>>(
-    args: &ScanArgs,
-    config: &PoisonFilterConfig,
-    dataset: D,
-    skipped: &[SkippedFile],
-    device: &B::Device,
-) -> Result<()> {
-    for s in skipped {
-        eprintln!("skipped {}: {}", s.id, s.reason);
+/// The ids of a `--keep` file: one a line, blank lines ignored.
+fn read_ids(path: &Path) -> Result<HashSet<String>> {
+    let text = std::fs::read_to_string(path).map_err(|source| poisoncam::Error::Io { path: path.to_path_buf(), source })?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+/// What a scan writes, and the review flags that change it.
+struct Outputs<'a> {
+    args: &'a ScanArgs,
+    config: &'a PoisonFilterConfig,
+    cleared: &'a HashSet<String>,
+}
+
+impl Outputs<'_> {
+    /// Filters `dataset` and writes the outputs; every input is kept, removed (unreadable files
+    /// too, with the decoder's message) or listed as skipped (folders that could not be read).
+    /// `lines` are the inputs' file-list lines by dataset index, for `kept.filelist`.
+    fn filter_and_write<B: AutodiffBackend, I: AsImage + Clone + Send + Sync, D: Dataset<I>>(
+        &self,
+        path: &str,
+        dataset: D,
+        skipped: &[SkippedFile],
+        lines: Option<Vec<String>>,
+        device: &B::Device,
+    ) -> Result<()> {
+        let args = self.args;
+        for s in skipped {
+            eprintln!("skipped {}: {}", s.id, s.reason);
+        }
+        let filter = PoisonFilter::fit::<B>(dataset, self.config, device)?;
+        let report = filter.report();
+        filter.write_removal_log(&args.out.join("removed.jsonl"))?;
+        // Every input by dataset index, and whether it leaves the data.
+        let mut all: Vec<(usize, &str, bool)> =
+            filter.kept_indices().iter().zip(filter.kept_ids()).map(|(&i, id)| (i, id, false)).collect();
+        let cleared: Vec<&str> =
+            report.removals.iter().map(|r| r.id.as_str()).filter(|id| self.cleared.contains(*id)).collect();
+        all.extend(
+            report
+                .removals
+                .iter()
+                .map(|r| (r.index, r.id.as_str(), !args.report_only && !cleared.contains(&r.id.as_str()))),
+        );
+        all.sort_unstable_by_key(|&(i, ..)| i);
+        let kept: Vec<(usize, &str)> = all.iter().filter(|(.., out)| !out).map(|&(i, id, _)| (i, id)).collect();
+        let text: String = kept.iter().map(|(_, id)| format!("{id}\n")).collect();
+        write_atomic(&args.out.join("kept.txt"), text.as_bytes())?;
+        if let Some(lines) = &lines {
+            let text: String = kept.iter().map(|&(i, _)| format!("{}\n", lines[i])).collect();
+            write_atomic(&args.out.join("kept.filelist"), text.as_bytes())?;
+        }
+        let removed = all.len() - kept.len();
+        let full =
+            ScanReport { path, report_only: args.report_only, cleared, skipped, filter: report, config: self.config };
+        write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
+        let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
+        let verb = if args.report_only { "would remove" } else { "removed" };
+        println!(
+            "{path}: {} images, kept {}, {verb} {} (of which {unreadable} unreadable), cleared {}, skipped {} folders; wrote {}",
+            report.total,
+            kept.len(),
+            if args.report_only { report.removed } else { removed },
+            full.cleared.len(),
+            skipped.len(),
+            args.out.display()
+        );
+        Ok(())
     }
-    let filter = PoisonFilter::fit::<B>(dataset, config, device)?;
-    let report = filter.report();
-    filter.write_removal_log(&args.out.join("removed.jsonl"))?;
-    let kept: String = filter.kept_ids().map(|id| format!("{id}\n")).collect();
-    write_atomic(&args.out.join("kept.txt"), kept.as_bytes())?;
-    let full = ScanReport { path: &args.path, skipped, filter: report, config };
-    write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
-    let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
-    println!(
-        "{}: {} images, kept {}, removed {} (of which {unreadable} unreadable), skipped {} folders; wrote {}",
-        args.path,
-        report.total,
-        report.kept,
-        report.removed,
-        skipped.len(),
-        args.out.display()
-    );
-    Ok(())
 }
