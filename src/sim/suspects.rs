@@ -13,7 +13,8 @@ pub struct Suspect {
     pub image: Image,
     /// The located trigger, drawn as a yellow frame.
     pub trigger_box: Option<PixelBox>,
-    /// Ground truth when known (simulated attacks): frames the tile red (poison) or grey (clean).
+    /// Frames the tile red (`Some(true)`: a poison, where the truth is known, or a removal in a
+    /// scan's `removed.png`) or grey (`Some(false)`: clean, or suspected and kept).
     pub truly_poisoned: Option<bool>,
 }
 

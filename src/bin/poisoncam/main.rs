@@ -4,6 +4,7 @@ mod demo;
 mod eval;
 mod photo_eval;
 mod scan;
+mod sheet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

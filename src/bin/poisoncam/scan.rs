@@ -116,7 +116,8 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()
 
 /// The ids of a `--keep` file: one a line, blank lines ignored.
 fn read_ids(path: &Path) -> Result<HashSet<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| poisoncam::Error::Io { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| poisoncam::Error::Io { path: path.to_path_buf(), source })?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
@@ -169,6 +170,7 @@ impl Outputs<'_> {
         let full =
             ScanReport { path, report_only: args.report_only, cleared, skipped, filter: report, config: self.config };
         write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
+        crate::sheet::write_removed_sheet(&args.out.join("removed.png"), &filter)?;
         let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
         let verb = if args.report_only { "would remove" } else { "removed" };
         println!(
