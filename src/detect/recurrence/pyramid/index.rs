@@ -116,9 +116,10 @@ pub fn index_image(image: &Image, row: u32, config: &PyramidConfig, tables: &Tab
     let mut windows = 0;
     for (li, level) in levels(image, &config.factors, side).into_iter().enumerate() {
         let Some(level) = level else { continue };
+        let map = level.block_map(side / 2);
         for y in 0..=(level.height - side).min(0x3fff) {
             for x in 0..=(level.width - side).min(0x3fff) {
-                level.block_means(x, y, side, 2, &mut key);
+                map.key(x, y, side / 2, &mut key);
                 windows += 1;
                 if spread(&key) < config.min_spread {
                     continue;

@@ -3,6 +3,28 @@
 
 use crate::image::Image;
 
+/// Block means of a level by corner; see [`Level::block_map`].
+pub struct BlockMap {
+    height: usize,
+    width: usize,
+    values: Vec<f32>,
+}
+
+impl BlockMap {
+    /// The means of the 2×2 blocks of `block` side at (`x`, `y`), as [`Level::block_means`]
+    /// with grid 2 gives them.
+    #[inline]
+    pub fn key(&self, x: usize, y: usize, block: usize, out: &mut Vec<f32>) {
+        out.clear();
+        for c in 0..3 {
+            let plane = &self.values[c * self.height * self.width..];
+            for (dx, dy) in [(0, 0), (block, 0), (0, block), (block, block)] {
+                out.push(plane[(y + dy) * self.width + x + dx]);
+            }
+        }
+    }
+}
+
 /// The levels of `image` at each of `factors` (`None` where smaller than `min_side`), each built
 /// from the finest earlier level whose factor divides its own, so that the native pixels are
 /// summed once rather than once a level.
@@ -126,6 +148,20 @@ impl Level {
         }
     }
 
+    /// The mean of every `block × block` block, by its corner: `3 × (height − block + 1) ×
+    /// (width − block + 1)`. The index reads a key's four blocks from here instead of the sums,
+    /// as each block is shared by four windows.
+    pub fn block_map(&self, block: usize) -> BlockMap {
+        let (height, width) = ((self.height + 1).saturating_sub(block), (self.width + 1).saturating_sub(block));
+        let mut values = Vec::with_capacity(3 * height * width);
+        for c in 0..3 {
+            for y in 0..height {
+                values.extend((0..width).map(|x| self.block_mean(c, x, y, block)));
+            }
+        }
+        BlockMap { height, width, values }
+    }
+
     /// The window's level pixels, `3 × side × side`.
     pub fn window(&self, x: usize, y: usize, side: usize, out: &mut Vec<f32>) {
         out.clear();
@@ -154,6 +190,19 @@ pub fn spread(key: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_map_gives_the_keys_the_sums_give() {
+        let pixels: Vec<f32> = (0..3 * 21 * 17).map(|i| ((i * 7919) % 251) as f32 / 251.0).collect();
+        let level = Level::new(&Image::new(3, 21, 17, pixels).unwrap(), 1, 8).unwrap();
+        let map = level.block_map(4);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (x, y) in [(0, 0), (9, 13), (3, 5)] {
+            level.block_means(x, y, 8, 2, &mut a);
+            map.key(x, y, 4, &mut b);
+            assert_eq!(a, b);
+        }
+    }
 
     #[test]
     fn levels_built_from_finer_levels_equal_levels_from_the_image() {
