@@ -97,7 +97,8 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
     // The largest cores first; a trigger gives many, and past this many the rest repeat them.
     found.sort_by(|a, b| b.entries.len().cmp(&a.entries.len()).then_with(|| a.entries[0].key.cmp(&b.entries[0].key)));
     found.truncate(MAX_CORES);
-    let checked = verify::verify(rows, &found, config.min_carriers, max_carriers, p);
+    let bounds = verify::Bounds { min_carriers: config.min_carriers, max_carriers, max_halo: config.max_halo };
+    let checked = verify::verify(rows, &found, &bounds, p);
     let summary = RecurrenceSummary {
         window_sides: p.factors.iter().map(|f| f * p.window).collect(),
         windows,

@@ -78,15 +78,18 @@ pub struct Verified {
     pub flat: usize,
 }
 
-/// Verifies `cores` on the images of `rows`; a patch needs `min_carriers` images and at most
-/// `max_carriers`.
-pub fn verify(
-    rows: &dyn ImageRows,
-    cores: &[Core],
-    min_carriers: usize,
-    max_carriers: usize,
-    config: &PyramidConfig,
-) -> Verified {
+/// What makes a verified patch a trigger: between `min_carriers` and `max_carriers` images, and
+/// a halo (bucket entries just outside the signature radius) of at most `max_halo` of them.
+#[derive(Clone, Copy)]
+pub struct Bounds {
+    pub min_carriers: usize,
+    pub max_carriers: usize,
+    pub max_halo: f64,
+}
+
+/// Verifies `cores` on the images of `rows` within `bounds`.
+pub fn verify(rows: &dyn ImageRows, cores: &[Core], bounds: &Bounds, config: &PyramidConfig) -> Verified {
+    let Bounds { min_carriers, max_carriers, max_halo } = *bounds;
     let mut wanted: Vec<(usize, usize, u32)> = cores
         .iter()
         .enumerate()
@@ -139,6 +142,10 @@ pub fn verify(
     let mut patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap)
         .into_iter()
         .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
+        // The island test again, on the carriers the pixels confirmed: a natural look-alike
+        // (blurred blobs on dark skies, after the fitted gain) confirms a few images of a bucket
+        // whose signatures spread, where a trigger's confirm nearly all.
+        .filter(|p| p.halo as f64 <= max_halo * p.carriers.len() as f64)
         .collect();
     // A patch at one place whose carriers are frames of one scene (a fixed camera) is the scene
     // recurring, not a patch pasted into it.
