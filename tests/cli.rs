@@ -202,3 +202,28 @@ fn the_cuda_backend_in_a_cpu_build_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`cuda` feature"), "{stderr}");
 }
+
+#[test]
+fn a_default_scan_of_photos_on_the_cpu_runs_recurrence_alone_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..12u32 {
+        let img = image::RgbImage::from_fn(160, 128, |x, y| {
+            image::Rgb([((x * 3 + i * 17) % 256) as u8, ((y * 5 + i * 29) % 256) as u8, ((x * y + i) % 256) as u8])
+        });
+        img.save(data.join(format!("{i:02}.png"))).unwrap();
+    }
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(["scan", data.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("masking is off"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["note"].as_str().unwrap().contains("median short side 128 px"), "{}", report["note"]);
+    assert!(report["warm_start"].is_null(), "no threat model was trained");
+    assert_eq!(report["config"]["detector"]["signals"]["masking"], false);
+}

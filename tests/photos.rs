@@ -114,12 +114,17 @@ fn a_jpeg_stored_htba_trigger_is_found_in_photos_and_nothing_in_their_clean_twin
     assert!(none.patches.is_empty(), "{:?}", none.summary);
 }
 
+/// With centred keys, chance cores name 49 of these 60 images (9 before them), and 540–940 of
+/// 961 real photos (docs/recurrence.md): the second read is of the named images only, but on
+/// photos it saves little.
 #[test]
 fn verification_reads_only_the_images_the_index_names() {
     let (poisoned, _) = fixture();
-    let found = RecurrenceConfig::new().find(&poisoned).unwrap();
+    let rows = Counted { images: &poisoned, reads: Default::default() };
+    let found = RecurrenceConfig::new().find_rows(&rows, |r| Ok(poisoned[r].clone())).unwrap();
     let verified = found.summary.verified_images;
-    assert!(verified > 0 && verified * 2 < poisoned.len(), "{verified} of {} read again", poisoned.len());
+    assert_eq!(rows.reads.into_inner(), poisoned.len() + verified, "one index read each, then the named images");
+    assert!(verified > 0 && verified < poisoned.len(), "{verified} of {} read again", poisoned.len());
 }
 
 #[test]

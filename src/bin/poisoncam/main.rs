@@ -58,9 +58,9 @@ enum Command {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.backend {
-        BackendArg::Cpu => run_on::<poisoncam::backend::Train>(cli.command, &Default::default()),
+        BackendArg::Cpu => run_on::<poisoncam::backend::Train>(cli.command, false, &Default::default()),
         #[cfg(feature = "cuda")]
-        BackendArg::Cuda => run_on::<poisoncam::backend::CudaTrain>(cli.command, &Default::default()),
+        BackendArg::Cuda => run_on::<poisoncam::backend::CudaTrain>(cli.command, true, &Default::default()),
         #[cfg(not(feature = "cuda"))]
         BackendArg::Cuda => Err(poisoncam::Error::Config(
             "--backend cuda needs a build with the `cuda` feature (cargo build --features cuda,cli)".into(),
@@ -68,7 +68,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn run_on<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> {
+fn run_on<B: AutodiffBackend>(command: Command, on_gpu: bool, device: &B::Device) -> Result<()> {
     match command {
         Command::Demo(args) => demo::run::<B>(&args, device),
         Command::Eval { data, json, run } => {
@@ -77,7 +77,7 @@ fn run_on<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()
             eval::print_table(&report);
             eval::write_json(&json, &report)
         }
-        Command::Scan(args) => scan::run::<B>(&args, device),
+        Command::Scan(args) => scan::run::<B>(&args, on_gpu, device),
         Command::EvalPhotos(args) => photo_eval::run::<B>(&args, device),
     }
 }

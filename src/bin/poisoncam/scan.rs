@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
+use burn::data::dataset::InMemDataset;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
-use poisoncam::data::{filelist_line, open_for_scan, read_filelist, Opened, SkippedFile};
+use poisoncam::data::{filelist_line, open_for_scan, read_filelist, FolderListing, ImageFile, Opened, SkippedFile};
 use poisoncam::detect::Stage;
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::AsImage;
@@ -57,6 +58,9 @@ struct ScanReport<'a> {
     report_only: bool,
     /// Ids the filter would remove that `--keep` cleared; they are kept.
     cleared: Vec<&'a str>,
+    /// Why the default signals were changed for this data (masking off for photos on the CPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
     /// Folders that could not be listed (no permission, a link loop) and, for formats read
     /// whole, records that could not be decoded; they are in neither output list.
     skipped: &'a [SkippedFile],
@@ -86,7 +90,42 @@ pub fn filter_config(
     Ok(config)
 }
 
-pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()> {
+/// Files whose headers are read to tell photos from small images before a default scan.
+const SIZE_SAMPLE: usize = 64;
+
+/// The median shorter side of up to [`SIZE_SAMPLE`] of `files`, spread over the list, from their
+/// headers alone; files whose header cannot be read are left out.
+fn median_short_side(files: &[PathBuf]) -> Option<usize> {
+    let step = (files.len() / SIZE_SAMPLE).max(1);
+    let mut sides: Vec<usize> = files
+        .iter()
+        .step_by(step)
+        .take(SIZE_SAMPLE)
+        .filter_map(|f| image::image_dimensions(f).ok())
+        .map(|(w, h)| w.min(h) as usize)
+        .collect();
+    sides.sort_unstable();
+    sides.get(sides.len() / 2).copied()
+}
+
+/// Why a default scan of `files` on the CPU leaves masking off, if it does: on photos its warm
+/// start trains at up to 224 px, a few images a second on two cores (half an hour for 800
+/// photos), while recurrence screens them at about a hundred a second.
+fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, files: &[PathBuf]) -> Option<String> {
+    if on_gpu || args.signals.is_some() || args.config.is_some() || !config.detector.signals.masking {
+        return None;
+    }
+    let side = median_short_side(files)?;
+    (side >= config.detector.recurrence.pyramid.min_image_side).then(|| {
+        format!(
+            "masking is off: these are photos (median short side {side} px) and the backend is the CPU, where \
+             the threat model's warm start would take hours; recurrence alone screens them. Run masking with \
+             --signals recurrence,masking, or on a GPU with --backend cuda"
+        )
+    })
+}
+
+pub fn run<B: AutodiffBackend>(args: &ScanArgs, on_gpu: bool, device: &B::Device) -> Result<()> {
     let mut config = filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
     // A scan of photos can run for hours; its index resumes from the cache as the warm start
     // does. (eval-photos leaves it off, so that its timings are of the index being built.)
@@ -98,20 +137,39 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, device: &B::Device) -> Result<()
         Some(path) => read_ids(path)?,
         None => HashSet::new(),
     };
-    let out = Outputs { args, config: &config, cleared: &cleared };
-    if let Some(list) = &args.filelist {
-        let files = read_filelist(list)?;
-        let lines = files.iter().map(|f| filelist_line(&f)).collect();
-        return out.filter_and_write::<B, _, _>(&list.display().to_string(), files, &[], Some(lines), device);
+    // Files are listed before the config is final: on photos the default depends on their size.
+    let (name, opened) = match &args.filelist {
+        Some(list) => (list.display().to_string(), Opened::Folder(files_of(read_filelist(list)?))),
+        None => {
+            let path = args.path.clone().unwrap_or_default();
+            let opened = open_for_scan(&path)?;
+            (path, opened)
+        }
+    };
+    let note = match &opened {
+        Opened::Folder(listing) => {
+            let paths: Vec<PathBuf> = listing.files.iter().map(|f| f.path).collect();
+            photo_default(args, on_gpu, &config, &paths)
+        }
+        Opened::Loaded(_) => None,
+    };
+    if let Some(note) = &note {
+        eprintln!("{note}");
+        config.detector.signals.masking = false;
     }
-    let path = args.path.as_deref().unwrap_or_default();
-    match open_for_scan(path)? {
+    let out = Outputs { args, config: &config, cleared: &cleared, note: note.as_deref() };
+    match opened {
         Opened::Folder(listing) => {
             let lines = listing.files.iter().map(|f| filelist_line(&f)).collect();
-            out.filter_and_write::<B, _, _>(path, listing.files, &listing.skipped, Some(lines), device)
+            out.filter_and_write::<B, _, _>(&name, listing.files, &listing.skipped, Some(lines), device)
         }
-        Opened::Loaded(scan) => out.filter_and_write::<B, _, _>(path, scan.dataset, &scan.skipped, None, device),
+        Opened::Loaded(scan) => out.filter_and_write::<B, _, _>(&name, scan.dataset, &scan.skipped, None, device),
     }
+}
+
+/// A file list as a listing: its files, nothing skipped, no class names.
+fn files_of(files: InMemDataset<ImageFile>) -> FolderListing {
+    FolderListing { files, skipped: Vec::new(), classes: Vec::new() }
 }
 
 /// The ids of a `--keep` file: one a line, blank lines ignored.
@@ -126,6 +184,8 @@ struct Outputs<'a> {
     args: &'a ScanArgs,
     config: &'a PoisonFilterConfig,
     cleared: &'a HashSet<String>,
+    /// Why the defaults were changed for this data, for the report.
+    note: Option<&'a str>,
 }
 
 impl Outputs<'_> {
@@ -167,8 +227,15 @@ impl Outputs<'_> {
             write_atomic(&args.out.join("kept.filelist"), text.as_bytes())?;
         }
         let removed = all.len() - kept.len();
-        let full =
-            ScanReport { path, report_only: args.report_only, cleared, skipped, filter: report, config: self.config };
+        let full = ScanReport {
+            path,
+            report_only: args.report_only,
+            cleared,
+            note: self.note,
+            skipped,
+            filter: report,
+            config: self.config,
+        };
         write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&full)?)?;
         crate::sheet::write_removed_sheet(&args.out.join("removed.png"), &filter)?;
         let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
