@@ -66,6 +66,9 @@ impl Stage {
     /// Marks `n` steps as done before this run (taken from a cache).
     pub fn resume(&self, n: u64) {
         self.bar.inc(n);
+        if n == 0 {
+            return;
+        }
         if let Some(mut log) = self.log() {
             log.pos += n;
             log.resumed += n;
