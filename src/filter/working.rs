@@ -6,6 +6,7 @@ use burn::data::dataset::Dataset;
 use crate::detect::recurrence::ImageRows;
 use crate::error::{Error, Result};
 use crate::image::{capped_size, working_size_of, AsImage, Image, ImageBatchSource};
+use crate::progress::stage_bar;
 
 /// How the filter reads a dataset: the working size, which images it may hold, and whether the
 /// masking signal needs working copies.
@@ -59,7 +60,9 @@ impl WorkingImages {
         let mut rows = Vec::new();
         let mut ids = Vec::with_capacity(len);
         let mut unreadable = Vec::new();
+        let bar = stage_bar("read", len as u64);
         for index in 0..len {
+            bar.inc(1);
             let item = dataset.get(index).ok_or(Error::MissingItem { index, len })?;
             ids.push(item.id().unwrap_or_else(|| index.to_string()));
             match item.as_image() {
@@ -76,6 +79,7 @@ impl WorkingImages {
                 Err(e) => unreadable.push((index, e.to_string())),
             }
         }
+        bar.finish_and_clear();
         if rows.is_empty() {
             return Err(Error::NoInput("the poison filter"));
         }

@@ -12,6 +12,7 @@ use super::params::PyramidConfig;
 use super::scene::{one_place, shared_scene, Thumbnail};
 use crate::detect::recurrence::{Carrier, ImageRows, RecurringPatch};
 use crate::image::{Image, PixelBox};
+use crate::progress::stage_bar;
 
 /// One core's window in one image, read back from its pixels.
 struct Seen {
@@ -98,14 +99,17 @@ pub fn verify(rows: &dyn ImageRows, cores: &[Core], bounds: &Bounds, config: &Py
     wanted.sort_unstable();
     let by_image: Vec<&[(usize, usize, u32)]> = wanted.chunk_by(|a, b| a.0 == b.0).collect();
     let images_read = by_image.len();
+    let bar = stage_bar("recurrence verify", images_read as u64);
     let read: Vec<(Vec<Seen>, Option<Thumbnail>)> = by_image
         .par_iter()
         .map(|group| {
+            bar.inc(1);
             // An image that cannot be read now (changed since the index) loses its windows only.
             let image = rows.read(group[0].0).ok();
             (read_windows(image.as_ref(), group, config), image.as_ref().map(Thumbnail::new))
         })
         .collect();
+    bar.finish_and_clear();
     let (seen, thumbnails): (Vec<Vec<Seen>>, Vec<Option<Thumbnail>>) = read.into_iter().unzip();
     let seen: Vec<Seen> = seen.into_iter().flatten().collect();
     let thumbnail_of =
