@@ -80,8 +80,10 @@ pub struct PyramidConfig {
     pub min_self_distance: f32,
     /// Fewest verified windows a patch must be joined from. A pasted patch's copies share many
     /// windows (its sub-windows, in several tables and levels) at fixed offsets from each other;
-    /// a chance coincidence of natural content is mostly one. Default 2.
-    #[config(default = 2)]
+    /// a chance coincidence of natural content is mostly one. Over 66 photo runs every trigger
+    /// joined 8 to 90, and the three chance patches that removed clean photos (nebula blobs on
+    /// dark skies, after the fitted gain) 2 each (docs/recurrence.md). Default 4.
+    #[config(default = 4)]
     pub min_support: usize,
     /// Merged into one patch when two verified windows share this share of the smaller one's
     /// carriers at one offset from each other (within two level pixels). Default 0.5.
