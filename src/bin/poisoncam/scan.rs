@@ -216,7 +216,7 @@ impl Outputs<'_> {
             report
                 .removals
                 .iter()
-                .map(|r| (r.index, r.id.as_str(), !args.report_only && !cleared.contains(&r.id.as_str()))),
+                .map(|r| (r.index, r.id.as_str(), !args.report_only && !self.cleared.contains(&r.id))),
         );
         all.sort_unstable_by_key(|&(i, ..)| i);
         let kept: Vec<(usize, &str)> = all.iter().filter(|(.., out)| !out).map(|&(i, id, _)| (i, id)).collect();

@@ -1,10 +1,9 @@
 //! The index pass: every window of every level, at stride 1, gets a coarse key (its 2×2 block
 //! means per channel, centred on the channel's mean and quantised into wide cells, in several
-//! offset tables) and a 32-bit signature
-//! of its finer 4×4 block means. One key in `sample_every` is kept, chosen by the key itself, so
-//! copies of one patch keep the same keys wherever they sit; an image's keys are deduplicated and
-//! capped. Buckets of one key whose signatures gather tightly around one window are the cores a
-//! patch is verified from.
+//! offset tables) and a 32-bit signature of its finer 4×4 block means. One key in
+//! `sample_every` is kept, chosen by the key itself, so copies of one patch keep the same keys
+//! wherever they sit; an image's keys are deduplicated and capped. Buckets of one key whose
+//! signatures gather tightly around one window are the cores a patch is verified from.
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -6,9 +6,10 @@
 //!
 //! 1. **Index** (one pass, streamed): each image is reduced to pyramid levels (box means by
 //!    `factors`); every `window` at stride 1 gets a key from its 2×2 block means, centred per
-//!    channel, in `tables` offset tables and a 32-bit signature of its 4×4 block means. One key in `sample_every` is
-//!    kept, chosen by the key's hash, so all copies keep the same keys; each image keeps at most
-//!    `max_entries_per_image` distinct keys, 16 bytes each. The decoded image is dropped.
+//!    channel, in `tables` offset tables and a 32-bit signature of its 4×4 block means. One key
+//!    in `sample_every` is kept, chosen by the key's hash, so all copies keep the same keys; each
+//!    image keeps at most `max_entries_per_image` distinct keys, 16 bytes each. The decoded
+//!    image is dropped.
 //! 2. **Cores**: the entries sorted by key; a bucket with between `min_carriers` and
 //!    `max_carrier_share` of the images whose signatures gather around one window (an island in
 //!    signature space) is a core.
