@@ -16,7 +16,7 @@ use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::detect::DetectorConfig;
-use poisoncam::filter::guard::Guard;
+use poisoncam::filter::guard::{Guard, MaskingGuard};
 use poisoncam::image::ImageBatchSource;
 
 fn stream(c: &mut Criterion) {
@@ -36,16 +36,8 @@ fn stream(c: &mut Criterion) {
         threshold: 1.1,
         validation_accuracy: 1.0,
     };
-    let guard = Guard::new(
-        model.backbone,
-        encoder,
-        clusters,
-        Some(classifier),
-        Vec::new(),
-        DetectorConfig::new(),
-        [1, 28, 28],
-        &device,
-    );
+    let guard = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device)
+        .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, Some(classifier)));
 
     // Fresh ids every iteration, so the verdict cache never answers.
     let round = AtomicUsize::new(0);

@@ -5,7 +5,10 @@
 use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
+use poisoncam::backend::Compute;
 use poisoncam::detect::recurrence::{ImageRows, RecurrenceConfig};
+use poisoncam::detect::{DetectorConfig, Stage};
+use poisoncam::filter::guard::Guard;
 use poisoncam::Image;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -112,6 +115,41 @@ fn a_jpeg_stored_htba_trigger_is_found_in_photos_and_nothing_in_their_clean_twin
     }
     let none = config.find(&clean).unwrap();
     assert!(none.patches.is_empty(), "{:?}", none.summary);
+}
+
+/// The streaming guard with recurrence alone: the patch found in the fixture is looked for in
+/// photos it has never seen, of another size, with the trigger at other places (and blended at
+/// 80% in some), stored as JPEG q75 again.
+#[test]
+fn a_recurrence_only_guard_removes_new_photo_poisons_and_keeps_new_clean_photos() {
+    let (poisoned, _) = fixture();
+    let found = RecurrenceConfig::new().find(&poisoned).unwrap();
+    let templates: Vec<_> = found.patches.iter().map(|p| p.template()).collect();
+    assert!(!templates.is_empty() && templates.iter().all(|t| t.factor > 1), "photo patches are compared on a level");
+    let guard = Guard::<Compute>::new(templates, DetectorConfig::new(), [3, 64, 64], &Default::default());
+    let mut rng = StdRng::seed_from_u64(29);
+    let patch = trigger(48);
+    let (mut caught, mut clean_removed) = (0, 0);
+    for i in 0..16 {
+        let clean = photo(&mut rng, 176, 232);
+        let mut poison = clean.clone();
+        let (x, y) = (rng.random_range(20..232 - 68), rng.random_range(20..176 - 68));
+        if i % 4 == 0 {
+            poison.blend(&patch, x, y, 0.8);
+        } else {
+            poison.paste(&patch, x, y);
+        }
+        let verdict = guard.screen(&jpeg(&poison, 75));
+        if verdict.removed {
+            assert_eq!(verdict.stage, Some(Stage::Recurrence));
+            let b = verdict.original_box.expect("a box in the sample's own pixels");
+            assert!(b.x + b.w > x && b.x < x + 48 && b.y + b.h > y && b.y < y + 48, "{b:?} misses ({x}, {y})");
+            caught += 1;
+        }
+        clean_removed += usize::from(guard.screen(&jpeg(&clean, 75)).removed);
+    }
+    assert!(caught >= 14, "caught {caught} of 16 new poisons");
+    assert_eq!(clean_removed, 0, "new clean photos pass");
 }
 
 /// With centred keys, chance cores name 49 of these 60 images (9 before them), and 540–940 of

@@ -125,14 +125,40 @@ fn fused_removals_record_their_evidence() {
 }
 
 #[test]
-fn masking_needs_a_signal_and_the_guard_needs_masking() {
-    let device = Default::default();
+fn the_filter_needs_a_signal() {
     let mut config = recurrence_only();
-    let set = toy(false);
-    assert!(matches!(
-        PoisonFilter::fit_guarded::<Train>(set.dataset.clone(), &config, &device),
-        Err(poisoncam::Error::Config(_))
-    ));
     config.detector.signals.recurrence = false;
-    assert!(matches!(PoisonFilter::fit::<Train>(set.dataset, &config, &device), Err(poisoncam::Error::Config(_))));
+    let result = PoisonFilter::fit::<Train>(toy(false).dataset, &config, &Default::default());
+    assert!(matches!(result, Err(poisoncam::Error::Config(_))));
+}
+
+/// Fitted with masking off, the guard has no threat model: what it removes, it removes because a
+/// sample carries the patch the fit found.
+#[test]
+fn a_recurrence_only_guard_screens_a_new_poison() {
+    let device = Default::default();
+    let set = embedded(1200, AttackConfig { rate: 0.015, seed: 4, ..AttackConfig::default() });
+    let (filter, guard) = PoisonFilter::fit_guarded::<Train>(set.dataset.clone(), &recurrence_only(), &device).unwrap();
+    assert!(filter.report().warm_start.is_none() && guard.is_armed());
+    let dir = tempfile::tempdir().unwrap();
+    guard.save(dir.path()).unwrap();
+    let records = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "mpk"));
+    assert_eq!(records.count(), 0, "no model records");
+    let guard = poisoncam::filter::guard::Guard::<poisoncam::backend::Compute>::load(dir.path(), &device).unwrap();
+    // Digits the fit never saw, with and without the trigger at a new place.
+    let fresh = FashionMnist::embedded().unwrap().slice(1200..1300);
+    let (mut caught, mut clean_removed) = (0, 0);
+    for (i, item) in fresh.items().iter().enumerate() {
+        let clean = item.image.clone();
+        let mut poison = clean.clone();
+        poison.paste(&set.trigger, 2 + i % 18, 2 + (i * 7) % 18);
+        let verdict = guard.screen(&poison);
+        if verdict.removed {
+            assert_eq!(verdict.stage, Some(Stage::Recurrence));
+            caught += 1;
+        }
+        clean_removed += usize::from(guard.screen(&clean).removed);
+    }
+    assert!(caught >= 95, "caught {caught} of 100 new poisons");
+    assert!(clean_removed <= 1, "removed {clean_removed} of 100 new clean digits");
 }

@@ -14,7 +14,7 @@ use poisoncam::detect::embed::embed;
 use poisoncam::detect::recurrence::RecurrenceConfig;
 use poisoncam::detect::threat::{warm_start, WarmStartConfig};
 use poisoncam::detect::{DetectorConfig, Stage};
-use poisoncam::filter::guard::{Guard, ScreenExt, Verdict};
+use poisoncam::filter::guard::{Guard, MaskingGuard, ScreenExt, Verdict};
 use poisoncam::Image;
 
 /// One fit shared by the tests (fitting dominates their run time): the items, the saved guard,
@@ -50,16 +50,8 @@ fn fitted() -> &'static Fitted {
         let natives = common::natives(&set.dataset);
         let found = RecurrenceConfig::new().find(&natives).unwrap();
         let templates = found.patches.iter().map(|p| p.template()).collect();
-        let guard = Guard::new(
-            model.backbone,
-            encoder,
-            clusters,
-            Some(classifier),
-            templates,
-            DetectorConfig::new(),
-            [1, 28, 28],
-            &device,
-        );
+        let guard = Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device)
+            .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, Some(classifier)));
         let poisoned = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
         let trigger = set.trigger.clone();
         let items = set.dataset.into_items();

@@ -19,7 +19,7 @@ use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect_input, Detection, DetectorConfig, DetectorInput, Stage};
 use crate::error::{Error, Result};
-use crate::filter::guard::Guard;
+use crate::filter::guard::{Guard, MaskingGuard};
 use crate::filter::report::{FilterReport, Removal, Suspicion};
 use crate::image::{scale_box, AsImage};
 
@@ -196,27 +196,27 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<(Self, Guard<B::InnerBackend>)> {
         config.check()?;
-        if !config.detector.signals.masking {
-            return Err(Error::Config("the streaming guard needs the masking signal".into()));
-        }
         let images = config.read_images(&dataset)?;
+        if !config.detector.signals.masking {
+            let (filter, _) = Self::finish::<B>(dataset, images, None, None, config, device)?;
+            let guard = filter.recurrence_guard(config, device);
+            return Ok((filter, guard));
+        }
         let encoder = config.warm_start.encoder_for(images.working()?);
         let (model, warm) = warm_start::<B>(images.working()?, &config.warm_start, None, device)?;
         let (filter, classifier) =
             Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
         let clusters =
             filter.detection.clusters.clone().ok_or_else(|| Error::Config("masking found no clusters".into()))?;
-        let guard = Guard::new(
-            model.backbone,
-            encoder,
-            clusters,
-            classifier,
-            filter.detection.templates.clone(),
-            config.detector.clone(),
-            filter.report.working_size,
-            device,
-        );
+        let guard = filter
+            .recurrence_guard(config, device)
+            .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, classifier));
         Ok((filter, guard))
+    }
+
+    /// A guard that screens by the recurring patches this fit confirmed.
+    fn recurrence_guard<B: Backend>(&self, config: &PoisonFilterConfig, device: &B::Device) -> Guard<B> {
+        Guard::new(self.detection.templates.clone(), config.detector.clone(), self.report.working_size, device)
     }
 
     /// Filters `dataset` looking through an encoder trained elsewhere (the user's own SSL model:

@@ -7,7 +7,14 @@ use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
-use poisoncam::data::list_image_folder;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use burn::data::dataset::{Dataset, InMemDataset};
+use burn::tensor::backend::Backend;
+use poisoncam::data::{list_image_folder, ImageFile};
+use poisoncam::filter::guard::Guard;
+use poisoncam::sim::photo::PhotoTruth;
+use poisoncam::PixelBox;
 use poisoncam::filter::report::{write_atomic, FilterReport};
 use poisoncam::sim::photo::{PhotoAttack, PhotoScore, StoredAs};
 use poisoncam::{Error, PoisonFilter, Result};
@@ -59,6 +66,10 @@ pub struct PhotoEvalArgs {
     /// Where warm-start checkpoints are cached.
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
+    /// Share of the written files held back from the fit and screened by the fitted streaming
+    /// guard instead (0: the filter sees every file).
+    #[arg(long, default_value_t = 0.0)]
+    pub guard_share: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +97,20 @@ struct PhotoEvalReport<'a> {
     /// Peak resident memory of this process, from /proc (Linux).
     peak_rss_kb: Option<u64>,
     filter: &'a FilterReport,
+    /// How the guard did on the held-back files (with --guard-share).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guard: Option<GuardScore>,
+}
+
+/// The streaming guard on files the fit never saw.
+#[derive(Serialize)]
+struct GuardScore {
+    held: usize,
+    poisons: usize,
+    caught: usize,
+    clean_removed: usize,
+    recall: f64,
+    seconds: f64,
 }
 
 pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Result<()> {
@@ -110,7 +135,8 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         return Err(Error::Attack(format!("{} exists; eval-photos writes a new folder", args.work.display())));
     }
     let started = Instant::now();
-    let truth = attack.write(&list_image_folder(&args.data)?, &args.work)?;
+    let truth_all = attack.write(&list_image_folder(&args.data)?, &args.work)?;
+    let truth = &truth_all;
     let write_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "wrote {} images ({} poisons) to {} in {write_seconds:.0} s",
@@ -118,9 +144,22 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         truth.files.values().filter(|b| b.is_some()).count(),
         args.work.display()
     );
+    let files = list_image_folder(&args.work)?.files;
+    let (fitted, held) = hold_back(files.iter().collect(), args.guard_share, args.seed);
+    let truth = PhotoTruth {
+        files: fitted.iter().filter_map(|f| truth.files.get_key_value(&f.id)).map(|(k, v)| (k.clone(), *v)).collect(),
+        too_small: truth.too_small,
+    };
+    let held_truth: Vec<Option<PixelBox>> = held.iter().map(|f| truth_of(&truth_all, &f.id)).collect();
     let started = Instant::now();
-    let filter = PoisonFilter::fit::<B>(list_image_folder(&args.work)?.files, &config, device)?;
+    let (filter, guard) = if held.is_empty() {
+        (PoisonFilter::fit::<B>(InMemDataset::new(fitted), &config, device)?, None)
+    } else {
+        let (filter, guard) = PoisonFilter::fit_guarded::<B>(InMemDataset::new(fitted), &config, device)?;
+        (filter, Some(guard))
+    };
     let filter_seconds = started.elapsed().as_secs_f64();
+    let guard = guard.map(|g| screen_held(&g, &held, &held_truth));
     let score = PhotoScore::of(filter.report(), &truth);
     println!(
         "images {} poisons {} removed {} precision {:.3} recall {:.3} localisation {:.3} clean removed {} filter {:.1} s",
@@ -142,8 +181,50 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         filter_seconds,
         peak_rss_kb: peak_rss_kb(),
         filter: filter.report(),
+        guard,
     };
     write_atomic(&args.json, &serde_json::to_vec_pretty(&report)?)
+}
+
+/// The files split by a seeded hash of their ids: those the filter fits on and the `share` held
+/// back for the guard.
+fn hold_back(files: Vec<ImageFile>, share: f64, seed: u64) -> (Vec<ImageFile>, Vec<ImageFile>) {
+    let cut = (share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+    files.into_iter().partition(|f| {
+        // DefaultHasher::new() has fixed keys: the split is the same on every run.
+        let mut hash = DefaultHasher::new();
+        (seed, &f.id).hash(&mut hash);
+        share <= 0.0 || hash.finish() >= cut
+    })
+}
+
+fn truth_of(truth: &PhotoTruth, id: &str) -> Option<PixelBox> {
+    truth.files.get(id).copied().flatten()
+}
+
+fn screen_held<B: Backend>(guard: &Guard<B>, held: &[ImageFile], truth: &[Option<PixelBox>]) -> GuardScore {
+    let started = Instant::now();
+    let (mut caught, mut clean_removed) = (0, 0);
+    for (files, truth) in held.chunks(64).zip(truth.chunks(64)) {
+        for (verdict, t) in guard.screen_batch(files).into_iter().zip(truth) {
+            match (verdict.removed, t) {
+                (true, Some(_)) => caught += 1,
+                (true, None) => clean_removed += 1,
+                _ => {}
+            }
+        }
+    }
+    let poisons = truth.iter().filter(|t| t.is_some()).count();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("guard: {caught} of {poisons} held-back poisons removed, {clean_removed} clean removed, {seconds:.1} s");
+    GuardScore {
+        held: held.len(),
+        poisons,
+        caught,
+        clean_removed,
+        recall: if poisons == 0 { 0.0 } else { caught as f64 / poisons as f64 },
+        seconds,
+    }
 }
 
 /// VmHWM of this process, where /proc has it.

@@ -18,6 +18,7 @@ mod hyperparams;
 mod island;
 mod mine;
 pub mod pyramid;
+mod template;
 mod windows;
 
 use std::borrow::Cow;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hyperparams::RecurrenceConfig;
 pub use island::Verdict;
+pub use template::PatchTemplate;
 
 use crate::error::{Error, Result};
 use crate::image::{scale_box, Image, PixelBox};
@@ -64,41 +66,11 @@ pub struct RecurringPatch {
     /// Verified windows the patch was joined from (1 for the exhaustive miner): a pasted patch
     /// gives many, one per sub-window, table and level that its copies share.
     pub support: usize,
-}
-
-/// A recurring patch's template, enough to look for it in new images.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PatchTemplate {
-    /// Channels of the template.
-    pub channels: usize,
-    /// Side of the square template, in native pixels.
-    pub side: usize,
-    /// `channels × side × side` values in [0, 1].
-    pub values: Vec<f32>,
-}
-
-impl PatchTemplate {
-    /// Where the template matches `image` within `radius` (RMS), if it does: the distance and the
-    /// `side × side` box.
-    pub fn find_in(&self, image: &Image, radius: f32) -> Option<(f32, PixelBox)> {
-        let image = if image.channels() == self.channels {
-            Cow::Borrowed(image)
-        } else {
-            Cow::Owned(image.with_channels(self.channels))
-        };
-        let (d2, corner) = windows::best_match(&image, &self.values, self.side, &mut Vec::new())?;
-        let distance = (d2 / self.values.len().max(1) as f32).sqrt();
-        (distance <= radius)
-            .then_some((distance, PixelBox { x: corner.x as usize, y: corner.y as usize, w: self.side, h: self.side }))
-    }
-}
-
-impl RecurringPatch {
-    /// The patch's template, for screening new samples.
-    pub fn template(&self) -> PatchTemplate {
-        let channels = self.template.len() / (self.side * self.side).max(1);
-        PatchTemplate { channels, side: self.side, values: self.template.clone() }
-    }
+    /// Native pixels per compared pixel: 1 where carriers were matched pixel by pixel, the
+    /// pyramid level's factor where they were matched on its box means.
+    pub factor: usize,
+    /// RMS distance within which the carriers matched, in compared pixels.
+    pub radius: f32,
 }
 
 /// What the stage looked at and why candidates were turned down.
@@ -426,6 +398,8 @@ fn build_patch(
         halo: outer.saturating_sub(carriers.len()),
         distinct_places: places.len(),
         support: 1,
+        factor: 1,
+        radius: config.match_radius,
         carriers,
     }
 }

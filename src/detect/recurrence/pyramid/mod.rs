@@ -30,10 +30,12 @@ mod cache;
 mod distance;
 mod index;
 mod level;
+mod matching;
 mod params;
 mod scene;
 mod verify;
 
+pub use matching::{best_level_match, LevelMatch};
 pub use params::PyramidConfig;
 
 use rayon::prelude::*;

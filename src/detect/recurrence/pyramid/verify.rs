@@ -143,7 +143,7 @@ pub fn verify(rows: &dyn ImageRows, cores: &[Core], bounds: &Bounds, config: &Py
         }
         verified.push(carriers);
     }
-    let mut patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap)
+    let mut patches: Vec<RecurringPatch> = merge(verified, cores, config.merge_overlap, config.match_radius)
         .into_iter()
         .filter(|p| (min_carriers..=max_carriers).contains(&p.carriers.len()) && p.support >= config.min_support)
         // The island test again, on the carriers the pixels confirmed: a natural look-alike
@@ -334,7 +334,7 @@ const CARRIER_SUPPORT_SHARE: f64 = 0.15;
 
 /// Joins verified cores that share carriers into patches: a trigger gives many cores (its
 /// sub-windows, tables and levels), each holding part of its copies.
-fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<RecurringPatch> {
+fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64, radius: f32) -> Vec<RecurringPatch> {
     let mut parent: Vec<usize> = (0..verified.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
         while parent[i] != i {
@@ -361,11 +361,11 @@ fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64) -> Vec<Recurri
         }
         groups[slot[r]].push(v);
     }
-    groups.into_iter().map(|g| patch_of(&g, &verified, cores)).collect()
+    groups.into_iter().map(|g| patch_of(&g, &verified, cores, radius)).collect()
 }
 
 /// One patch from verified cores `group`: each carrier's box is the union of its windows.
-fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> RecurringPatch {
+fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core], radius: f32) -> RecurringPatch {
     let mut seen: Vec<&Seen> = group.iter().flat_map(|&v| verified[v].iter().copied()).collect();
     seen.sort_by_key(|s| (s.image, s.factor, s.x, s.y));
     let largest = group.iter().copied().max_by_key(|&v| (verified[v].len(), std::cmp::Reverse(v))).unwrap_or(0);
@@ -374,9 +374,7 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> Recurri
     let side_level = (mean.len() / 3).isqrt();
     let factor = template_from[0].factor;
     let side = side_level * factor;
-    let template = Image::new(3, side_level, side_level, mean.clone())
-        .map(|i| i.resized(side, side).pixels().to_vec())
-        .unwrap_or_default();
+    let template = replicated(&mean, side_level, factor);
     let mut carriers: Vec<Carrier> = Vec::new();
     let mut places: Vec<(usize, usize)> = Vec::new();
     // A copy of a well-supported patch matches many of its windows; an image that matches one or
@@ -407,7 +405,30 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core]) -> Recurri
     places.sort_unstable();
     places.dedup();
     let halo = group.iter().map(|&v| cores[verified[v][0].core].halo).max().unwrap_or(0);
-    RecurringPatch { side, template, carriers, halo, distinct_places: places.len(), support: group.len() }
+    RecurringPatch {
+        side,
+        template,
+        carriers,
+        halo,
+        distinct_places: places.len(),
+        support: group.len(),
+        factor,
+        radius,
+    }
+}
+
+/// A level window (`3 × side × side`) at native size, each level pixel a `factor` square: its box
+/// means by `factor` are the window again, so the guard compares it exactly as verification did.
+fn replicated(window: &[f32], side: usize, factor: usize) -> Vec<f32> {
+    let native = side * factor;
+    let mut out = Vec::with_capacity(3 * native * native);
+    for plane in window.chunks_exact(side * side) {
+        for y in 0..native {
+            let row = &plane[y / factor * side..][..side];
+            out.extend((0..native).map(|x| row[x / factor]));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -435,7 +456,7 @@ mod tests {
             })
             .collect();
         let verified: Vec<Vec<&Seen>> = all.iter().map(|v| v.iter().collect()).collect();
-        let patches = merge(verified, &cores_of(8), 0.5);
+        let patches = merge(verified, &cores_of(8), 0.5, 0.06);
         assert_eq!(patches.len(), 1);
         assert_eq!(patches[0].support, 8);
         let carriers: Vec<usize> = patches[0].carriers.iter().map(|c| c.image).collect();
@@ -447,7 +468,7 @@ mod tests {
         let a: Vec<Seen> = (0..6).map(|i| seen(0, i, 20, Vec::new())).collect();
         let b: Vec<Seen> = (0..6).map(|i| seen(1, i, 20 + 7 * i, Vec::new())).collect();
         let verified = vec![a.iter().collect(), b.iter().collect()];
-        assert_eq!(merge(verified, &cores_of(2), 0.5).len(), 2);
+        assert_eq!(merge(verified, &cores_of(2), 0.5, 0.06).len(), 2);
     }
 
     #[test]

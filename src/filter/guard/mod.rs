@@ -1,0 +1,309 @@
+//! The streaming filter: a fitted detector saved to disk and applied to samples as they arrive,
+//! one at a time, from an iterator, or from a dataset that keeps growing.
+
+mod masking;
+mod saved;
+
+pub use masking::MaskingGuard;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use burn::tensor::backend::Backend;
+
+use dashmap::DashMap;
+use lru::LruCache;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::recurrence::PatchTemplate;
+use crate::detect::{DetectorConfig, Stage};
+use crate::error::{Error, Result};
+use crate::image::{scale_box, AsImage, Fnv, Image, PixelBox};
+use saved::GuardMeta;
+
+/// The guard's judgement of one sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the sample should be dropped.
+    pub removed: bool,
+    /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
+    /// or `unreadable`.
+    pub stage: Option<Stage>,
+    /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
+    pub score: f32,
+    /// The threat model's cluster, where the sample was embedded.
+    pub cluster: Option<usize>,
+    /// Located trigger of a removed sample, in working-size pixels.
+    pub trigger_box: Option<PixelBox>,
+    /// The same box in the pixels of the sample's own image.
+    #[serde(default)]
+    pub original_box: Option<PixelBox>,
+    /// What went wrong, for unreadable samples.
+    pub error: Option<String>,
+}
+
+/// Verdicts a guard remembers by default (see [`Guard::with_cache_capacity`]).
+pub const DEFAULT_VERDICT_CACHE: usize = 65_536;
+
+/// A fitted detector that screens new samples, from several threads at once if need be.
+///
+/// Verdicts are cached by the image's content, so a file that changes under the same name is
+/// judged again, and the same image under another name is not. The cache is bounded (least
+/// recently used verdicts go first). Unreadable samples are never cached: a read that failed for
+/// a passing reason is tried again next time.
+pub struct Guard<B: Backend> {
+    /// The threat model's half, `None` for a guard fitted with recurrence alone.
+    masking: Option<MaskingGuard<B>>,
+    meta: GuardMeta,
+    device: B::Device,
+    verdicts: Mutex<LruCache<u64, Verdict>>,
+    /// The removal log: the latest removing verdict of each sample id.
+    removed: DashMap<String, Verdict>,
+    /// Names samples without an id in the removal log.
+    anonymous: AtomicUsize,
+}
+
+impl<B: Backend> Guard<B> {
+    /// A guard that removes the samples carrying one of `templates` (the patches recurrence
+    /// confirmed) and passes the rest; [`Guard::with_masking`] adds the threat model's judgement.
+    /// `working_shape` is `[C, H, W]` of the fit's working size, where verdicts' `trigger_box`
+    /// lies.
+    pub fn new(
+        templates: Vec<PatchTemplate>,
+        detector: DetectorConfig,
+        working_shape: [usize; 3],
+        device: &B::Device,
+    ) -> Self {
+        let meta = GuardMeta::new::<B>(None, templates, detector, working_shape);
+        Self::assemble(None, meta, device)
+    }
+
+    /// This guard, also judging the samples that carry no template by masking's threat model
+    /// and classifier.
+    pub fn with_masking(self, masking: MaskingGuard<B>) -> Self {
+        let meta = GuardMeta::new(Some(&masking), self.meta.templates, self.meta.detector, self.meta.working_shape);
+        Self::assemble(Some(masking), meta, &self.device)
+    }
+
+    fn assemble(masking: Option<MaskingGuard<B>>, meta: GuardMeta, device: &B::Device) -> Self {
+        Self {
+            masking,
+            meta,
+            device: device.clone(),
+            verdicts: Mutex::new(LruCache::new(NonZeroUsize::new(DEFAULT_VERDICT_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            removed: DashMap::new(),
+            anonymous: AtomicUsize::new(0),
+        }
+    }
+
+    /// Keeps at most `capacity` verdicts (default [`DEFAULT_VERDICT_CACHE`]); the removal log is
+    /// kept whole.
+    pub fn with_cache_capacity(self, capacity: NonZeroUsize) -> Self {
+        Self { verdicts: Mutex::new(LruCache::new(capacity)), ..self }
+    }
+
+    /// Verdicts cached now.
+    pub fn cached_verdicts(&self) -> usize {
+        self.cache().len()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LruCache<u64, Verdict>> {
+        // A panic while holding the lock cannot leave a half-written verdict behind.
+        self.verdicts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the fit found poisons to learn from; without, every sample passes.
+    pub fn is_armed(&self) -> bool {
+        self.masking.as_ref().is_some_and(|m| m.classifier.is_some()) || !self.meta.templates.is_empty()
+    }
+
+    /// Screens one sample (cached by its id, when it has one).
+    pub fn screen<I: AsImage>(&self, item: &I) -> Verdict {
+        self.screen_batch(std::slice::from_ref(item)).remove(0)
+    }
+
+    /// Screens many samples with batched forward passes; images judged before are not
+    /// recomputed.
+    pub fn screen_batch<I: AsImage>(&self, items: &[I]) -> Vec<Verdict> {
+        let mut out: Vec<Option<Verdict>> = vec![None; items.len()];
+        let mut keys = vec![None; items.len()];
+        let mut fresh = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let image = match item.as_image() {
+                Ok(image) => image,
+                Err(e) => {
+                    out[i] = Some(unreadable(e));
+                    continue;
+                }
+            };
+            let key = content_key(&image);
+            keys[i] = Some(key);
+            match self.cache().get(&key) {
+                Some(v) => out[i] = Some(v.clone()),
+                None => fresh.push((i, image)),
+            }
+        }
+        // Template search costs a pass over each image's pixels per template: one image a thread.
+        let carried: Vec<Option<Verdict>> = fresh.par_iter().map(|(_, image)| self.carried_patch(image)).collect();
+        let mut todo = Vec::new();
+        for ((i, image), verdict) in fresh.into_iter().zip(carried) {
+            match verdict {
+                Some(v) => out[i] = Some(v),
+                None if self.masking.is_some() => todo.push((i, image)),
+                None => out[i] = Some(passed()),
+            }
+        }
+        if let (Some(masking), false) = (&self.masking, todo.is_empty()) {
+            let [c, h, w] = self.meta.working_shape;
+            let working: Vec<Image> = todo.iter().map(|(_, image)| image.with_channels(c).resized(h, w)).collect();
+            for ((i, image), mut v) in todo.iter().zip(masking.judge(&working, &self.meta.detector, &self.device)) {
+                v.original_box = v.trigger_box.map(|b| scale_box(b, [h, w], [image.height(), image.width()]));
+                out[*i] = Some(v);
+            }
+        }
+        let verdicts: Vec<Verdict> =
+            out.into_iter().map(|v| v.unwrap_or_else(|| unreadable(Error::NoInput("screen")))).collect();
+        for ((item, key), v) in items.iter().zip(keys).zip(&verdicts) {
+            if let Some(key) = key {
+                self.cache().put(key, v.clone());
+            }
+            match item.id() {
+                Some(id) if v.removed => {
+                    self.removed.insert(id, v.clone());
+                }
+                // A sample that changed and now passes leaves the log.
+                Some(id) => {
+                    self.removed.remove(&id);
+                }
+                None if v.removed => {
+                    let n = self.anonymous.fetch_add(1, Ordering::Relaxed);
+                    self.removed.insert(format!("#anonymous-{n}"), v.clone());
+                }
+                None => {}
+            }
+        }
+        verdicts
+    }
+
+    /// Kept indices of a dataset; images screened before cost a read and a hash, not a forward
+    /// pass, so a dataset that grows after fitting is re-screened cheaply.
+    pub fn screen_dataset<I: AsImage, D: burn::data::dataset::Dataset<I> + ?Sized>(
+        &self,
+        dataset: &D,
+    ) -> Result<Vec<usize>> {
+        let mut kept = Vec::new();
+        let indices: Vec<usize> = (0..dataset.len()).collect();
+        for chunk in indices.chunks(256) {
+            let items = chunk
+                .iter()
+                .map(|&index| dataset.get(index).ok_or(Error::MissingItem { index, len: dataset.len() }))
+                .collect::<Result<Vec<I>>>()?;
+            for (&index, v) in chunk.iter().zip(self.screen_batch(&items)) {
+                if !v.removed {
+                    kept.push(index);
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Every removed sample screened so far, by id (its latest verdict).
+    pub fn removals(&self) -> Vec<(String, Verdict)> {
+        let mut out: Vec<(String, Verdict)> =
+            self.removed.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// A removal verdict when `image` (at its own size) carries one of the fit's recurring patches.
+    fn carried_patch(&self, image: &Image) -> Option<Verdict> {
+        let radius = self.meta.detector.recurrence.match_radius;
+        let (distance, found) = self.meta.templates.iter().find_map(|t| t.find_in(image, radius))?;
+        let [_, h, w] = self.meta.working_shape;
+        Some(Verdict {
+            removed: true,
+            stage: Some(Stage::Recurrence),
+            score: 1.0 - distance / radius,
+            cluster: None,
+            trigger_box: Some(scale_box(found, [image.height(), image.width()], [h, w])),
+            original_box: Some(found),
+            error: None,
+        })
+    }
+
+}
+
+/// Names an image by its content: shape and every pixel.
+fn content_key(image: &Image) -> u64 {
+    let mut hash = Fnv::default();
+    for d in [image.channels(), image.height(), image.width()] {
+        hash.write(&(d as u64).to_le_bytes());
+    }
+    for v in image.pixels() {
+        hash.write(&v.to_bits().to_le_bytes());
+    }
+    hash.0
+}
+
+/// A sample that carries no patch, judged by a guard without masking.
+fn passed() -> Verdict {
+    Verdict {
+        removed: false,
+        stage: None,
+        score: 0.0,
+        cluster: None,
+        trigger_box: None,
+        original_box: None,
+        error: None,
+    }
+}
+
+fn unreadable(e: Error) -> Verdict {
+    Verdict {
+        removed: true,
+        stage: Some(Stage::Unreadable),
+        score: 1.0,
+        cluster: None,
+        trigger_box: None,
+        original_box: None,
+        error: Some(e.to_string()),
+    }
+}
+
+/// `iter.screen(&guard)`: yields the samples the guard keeps; the others are recorded in the
+/// guard ([`Guard::removals`]).
+pub trait ScreenExt: Iterator + Sized
+where
+    Self::Item: AsImage,
+{
+    /// Screens every item of this iterator, lazily.
+    fn screen<B: Backend>(self, guard: &Guard<B>) -> Screened<'_, Self, B> {
+        Screened { inner: self, guard }
+    }
+}
+
+impl<T: Iterator> ScreenExt for T where T::Item: AsImage {}
+
+/// The iterator returned by [`ScreenExt::screen`].
+pub struct Screened<'g, T, B: Backend> {
+    inner: T,
+    guard: &'g Guard<B>,
+}
+
+impl<T: Iterator, B: Backend> Iterator for Screened<'_, T, B>
+where
+    T::Item: AsImage,
+{
+    type Item = T::Item;
+
+    fn next(&mut self) -> Option<T::Item> {
+        for item in self.inner.by_ref() {
+            if !self.guard.screen(&item).removed {
+                return Some(item);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,206 @@
+//! A guard on disk: `guard.json` (settings, centroids, templates) and the model records it names,
+//! written so that a crash leaves the previous guard or the new one, whole.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::masking::MaskingGuard;
+use super::Guard;
+use crate::detect::classify::{PatchNet, PoisonClassifier};
+use crate::detect::cluster::Clusters;
+use crate::detect::recurrence::PatchTemplate;
+use crate::detect::threat::{load_model, save_model, EncoderConfig};
+use crate::detect::DetectorConfig;
+use crate::durable::{sync_dir, sync_file, write_atomic};
+use crate::error::{Error, Result};
+
+/// What `guard.json` holds beside the model records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct GuardMeta {
+    /// Names the records of this save (`backbone-G.mpk`, `classifier-G-I.mpk`); `None` in guards
+    /// saved before records were named by save (`backbone.mpk`, `classifier-I.mpk`).
+    #[serde(default)]
+    pub generation: Option<u64>,
+    pub working_shape: [usize; 3],
+    /// The threat model's settings; `None` for a guard fitted without masking, which has no
+    /// model records and screens by `templates` alone.
+    pub encoder: Option<EncoderConfig>,
+    pub detector: DetectorConfig,
+    #[serde(default)]
+    pub centroids: Vec<f32>,
+    #[serde(default)]
+    pub dim: usize,
+    #[serde(default)]
+    pub classifier_models: usize,
+    #[serde(default = "half")]
+    pub threshold: f32,
+    #[serde(default)]
+    pub validation_accuracy: f32,
+    /// Recurring patches the fit confirmed; a new sample carrying one is removed.
+    #[serde(default)]
+    pub templates: Vec<PatchTemplate>,
+}
+
+fn half() -> f32 {
+    0.5
+}
+
+impl GuardMeta {
+    pub fn new<B: Backend>(
+        masking: Option<&MaskingGuard<B>>,
+        templates: Vec<PatchTemplate>,
+        detector: DetectorConfig,
+        working_shape: [usize; 3],
+    ) -> Self {
+        let classifier = masking.and_then(|m| m.classifier.as_ref());
+        GuardMeta {
+            generation: None,
+            working_shape,
+            encoder: masking.map(|m| m.encoder.clone()),
+            detector,
+            centroids: masking.map(|m| m.clusters.centroids.clone()).unwrap_or_default(),
+            dim: masking.map_or(0, |m| m.clusters.dim),
+            classifier_models: classifier.map_or(0, |c| c.models.len()),
+            threshold: masking.map_or(0.5, MaskingGuard::threshold),
+            validation_accuracy: classifier.map_or(0.0, |c| c.validation_accuracy),
+            templates,
+        }
+    }
+}
+
+const GUARD_JSON: &str = "guard.json";
+
+impl<B: Backend> Guard<B> {
+    /// Saves the guard into directory `dir`: `guard.json` and the model records it names. The
+    /// records of a save are written and synced under new names before `guard.json` is replaced
+    /// atomically, so a crash leaves the previous guard or this one, whole.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let previous = read_meta(dir).ok().and_then(|m| m.generation);
+        let generation = previous.map_or(1, |g| g.wrapping_add(1));
+        let mut written = Vec::new();
+        if let Some(m) = &self.masking {
+            written.push(save_model(&m.backbone, backbone_path(dir, Some(generation)))?);
+            for (i, model) in m.classifier.iter().flat_map(|c| c.models.iter()).enumerate() {
+                written.push(save_model(model, classifier_path(dir, Some(generation), i))?);
+            }
+        }
+        for path in &written {
+            sync_file(path)?;
+        }
+        sync_dir(dir)?;
+        let meta = GuardMeta { generation: Some(generation), ..self.meta.clone() };
+        write_atomic(&dir.join(GUARD_JSON), &serde_json::to_vec_pretty(&meta)?)?;
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "mpk") && !written.contains(&path) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a guard saved with [`Guard::save`], checking that its parts fit together: a corrupt
+    /// or mismatched guard is an error here, not a panic at the first screen.
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let meta = read_meta(dir)?;
+        validate(&meta).map_err(|reason| Error::format(dir.join(GUARD_JSON), "poisoncam guard", reason))?;
+        let masking = match &meta.encoder {
+            Some(encoder) => Some(load_masking(dir, &meta, encoder, device)?),
+            None => None,
+        };
+        Ok(Self::assemble(masking, meta, device))
+    }
+}
+
+fn load_masking<B: Backend>(
+    dir: &Path,
+    meta: &GuardMeta,
+    encoder: &EncoderConfig,
+    device: &B::Device,
+) -> Result<MaskingGuard<B>> {
+    let backbone = load_model(encoder.init::<B>(device).backbone, backbone_path(dir, meta.generation), device)?;
+    let channels = meta.working_shape[0];
+    let models = (0..meta.classifier_models)
+        .map(|i| load_model(PatchNet::new(channels, device), classifier_path(dir, meta.generation, i), device))
+        .collect::<Result<Vec<_>>>()?;
+    let classifier = (!models.is_empty()).then_some(PoisonClassifier {
+        models,
+        threshold: meta.threshold,
+        validation_accuracy: meta.validation_accuracy,
+    });
+    let clusters =
+        Clusters { centroids: meta.centroids.clone(), dim: meta.dim, assignments: Vec::new(), inertia: 0.0, iterations: 0 };
+    Ok(MaskingGuard::new(backbone, encoder.clone(), clusters, classifier))
+}
+
+fn backbone_path(dir: &Path, generation: Option<u64>) -> PathBuf {
+    match generation {
+        Some(g) => dir.join(format!("backbone-{g}")),
+        None => dir.join("backbone"),
+    }
+}
+
+fn classifier_path(dir: &Path, generation: Option<u64>, i: usize) -> PathBuf {
+    match generation {
+        Some(g) => dir.join(format!("classifier-{g}-{i}")),
+        None => dir.join(format!("classifier-{i}")),
+    }
+}
+
+fn read_meta(dir: &Path) -> Result<GuardMeta> {
+    let path = dir.join(GUARD_JSON);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(&path, "poisoncam guard", e.to_string()))
+}
+
+/// Why the parts of a saved guard do not fit together, if they do not.
+fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
+    let [c, h, w] = meta.working_shape;
+    if c == 0 || h == 0 || w == 0 {
+        return Err(format!("working shape {:?} is empty", meta.working_shape));
+    }
+    meta.detector.check().map_err(|e| e.to_string())?;
+    match &meta.encoder {
+        Some(encoder) => validate_masking(meta, encoder)?,
+        None if !meta.centroids.is_empty() || meta.classifier_models > 0 => {
+            return Err("centroids or classifier records without the threat model's settings".into());
+        }
+        None => {}
+    }
+    for t in &meta.templates {
+        if t.channels == 0 || t.side == 0 || t.values.len() != t.channels * t.side * t.side {
+            return Err(format!("a {}-channel template of side {} has {} values", t.channels, t.side, t.values.len()));
+        }
+        if t.factor == 0 || t.factor > t.side || (t.factor > 1 && t.channels != 3) {
+            return Err(format!("a {}-channel template of side {} compared at factor {}", t.channels, t.side, t.factor));
+        }
+        if t.radius.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(format!("a template's radius {:?} is not a positive number", t.radius));
+        }
+    }
+    Ok(())
+}
+
+fn validate_masking(meta: &GuardMeta, encoder: &EncoderConfig) -> std::result::Result<(), String> {
+    encoder.check().map_err(|e| e.to_string())?;
+    let c = meta.working_shape[0];
+    if encoder.in_channels != c {
+        return Err(format!("encoder takes {} channels, working shape has {c}", encoder.in_channels));
+    }
+    if meta.dim != encoder.feature_dim() {
+        return Err(format!("centroids of length {} for {} features", meta.dim, encoder.feature_dim()));
+    }
+    if meta.centroids.is_empty() || meta.centroids.len() % meta.dim != 0 {
+        return Err(format!("{} centroid values do not make rows of {}", meta.centroids.len(), meta.dim));
+    }
+    if meta.centroids.iter().any(|v| !v.is_finite()) {
+        return Err("a centroid is not finite".into());
+    }
+    if !(0.0..=1.0).contains(&meta.threshold) {
+        return Err(format!("classifier threshold {} is outside [0, 1]", meta.threshold));
+    }
+    Ok(())
+}
