@@ -126,12 +126,14 @@ fn scan_with_recurrence_alone_removes_the_pasted_poisons() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert!(report["warm_start"].is_null(), "recurrence alone trains no threat model");
-    // The picture: a red-framed tile per removal, eight a row, each showing its box.
+    // The picture, eight tiles a row: the patch (dark frame), then a red-framed tile per
+    // removal, each showing its box.
     let sheet = image::open(out.join("removed.png")).unwrap().to_rgb8();
     let tile = 160 + 6;
     assert_eq!(sheet.width() as usize, 8 * tile);
-    assert!(sheet.height() as usize >= expected.len().div_ceil(8) * tile);
-    assert_eq!(sheet.get_pixel(0, 0).0, [220, 30, 30], "a removal is framed red");
+    assert!(sheet.height() as usize >= (1 + expected.len()).div_ceil(8) * tile);
+    assert_eq!(sheet.get_pixel(0, 0).0, [40, 40, 40], "the patch comes first");
+    assert_eq!(sheet.get_pixel(tile as u32, 0).0, [220, 30, 30], "a removal is framed red");
     let yellow = sheet.pixels().filter(|p| p.0 == [255, 215, 0]).count();
     assert!(yellow > 0, "the boxes are drawn");
 }

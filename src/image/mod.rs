@@ -146,6 +146,20 @@ impl Image {
         }
     }
 
+    /// The pixels inside `b`, or `None` when `b` is empty or leaves the image.
+    pub fn crop(&self, b: PixelBox) -> Option<Image> {
+        if b.w == 0 || b.h == 0 || b.x + b.w > self.width || b.y + b.h > self.height {
+            return None;
+        }
+        let mut pixels = Vec::with_capacity(self.channels * b.h * b.w);
+        for plane in self.pixels.chunks_exact(self.height * self.width) {
+            for row in plane.chunks_exact(self.width).skip(b.y).take(b.h) {
+                pixels.extend_from_slice(&row[b.x..b.x + b.w]);
+            }
+        }
+        Some(Image { channels: self.channels, height: b.h, width: b.w, pixels })
+    }
+
     /// The same image with `channels` channels (1 = luminance, 3 = RGB).
     pub fn with_channels(&self, channels: usize) -> Image {
         if channels == self.channels {
@@ -379,6 +393,15 @@ mod tests {
         img.paste(&patch, 3, 3);
         let changed = img.pixels().iter().filter(|&&v| v == 1.0).count();
         assert_eq!(changed, 3, "one pixel in each of three channels");
+    }
+
+    #[test]
+    fn a_crop_is_the_pixels_inside_its_box_and_a_box_outside_is_none() {
+        let img = Image::new(2, 3, 4, (0..24).map(|v| v as f32).collect()).unwrap();
+        let crop = img.crop(PixelBox { x: 1, y: 1, w: 2, h: 2 }).unwrap();
+        assert_eq!(crop.pixels(), &[5.0, 6.0, 9.0, 10.0, 17.0, 18.0, 21.0, 22.0]);
+        assert_eq!(img.crop(PixelBox { x: 3, y: 0, w: 2, h: 1 }), None);
+        assert_eq!(img.crop(PixelBox { x: 0, y: 0, w: 0, h: 1 }), None);
     }
 
     #[test]

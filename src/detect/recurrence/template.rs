@@ -40,8 +40,7 @@ impl PatchTemplate {
     pub fn find_in(&self, image: &Image, default_radius: f32) -> Option<(f32, PixelBox)> {
         let radius = self.radius.unwrap_or(default_radius);
         if self.factor > 1 {
-            let found = best_level_match(image, &self.values, self.side, self.factor)?;
-            return (found.distance <= radius).then_some(level_box(found, self.side));
+            return best_level_match(image, &self.values, self.side, self.factor, radius).map(|m| level_box(m, self.side));
         }
         let image = if image.channels() == self.channels {
             Cow::Borrowed(image)

@@ -25,6 +25,21 @@ impl BlockMap {
     }
 }
 
+impl BlockMap {
+    /// The `grid × grid` block means per channel of the window at (`x`, `y`) made of blocks of
+    /// `block` side, as [`Level::block_means`] gives them.
+    pub fn grid(&self, x: usize, y: usize, block: usize, grid: usize, out: &mut Vec<f32>) {
+        out.clear();
+        for c in 0..3 {
+            let plane = &self.values[c * self.height * self.width..];
+            for by in 0..grid {
+                let row = &plane[(y + by * block) * self.width + x..];
+                out.extend((0..grid).map(|bx| row[bx * block]));
+            }
+        }
+    }
+}
+
 /// The levels of `image` at each of `factors` (`None` where smaller than `min_side`), each built
 /// from the finest earlier level whose factor divides its own, so that the native pixels are
 /// summed once rather than once a level.
