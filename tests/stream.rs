@@ -139,14 +139,18 @@ fn new_samples_carrying_a_found_patch_are_removed() {
         poisoncam::sim::eval::box_hit(&located, &poisoncam::PixelBox { x: 2, y: 19, w: side, h: side }),
         "{located:?}"
     );
-    // The same carrier stored at twice the size: its box comes back in its own pixels.
-    let mut large = background();
-    large.paste(&f.trigger, 2, 19);
-    let large = large.resized(56, 56);
+    // A carrier of twice the working size, the trigger at its own size: the box comes back in
+    // the sample's own pixels, and halved in working pixels.
+    let mut large = Image::new(1, 56, 56, (0..56 * 56).map(|p| 0.35 + (p % 56) as f32 / 400.0).collect()).unwrap();
+    large.paste(&f.trigger, 30, 40);
     let verdict = guard.screen(&ImageItem { id: "new/large".into(), image: large, label: None });
-    if let (Some(b), Some(o)) = (verdict.trigger_box, verdict.original_box) {
-        assert!(o.x + o.w <= 56 && o.y + o.h <= 56 && o.w >= b.w, "{o:?} is in 56-px pixels, {b:?} in 28");
-    }
+    assert!(verdict.removed && verdict.stage == Some(Stage::Recurrence), "{verdict:?}");
+    let (b, o) = (verdict.trigger_box.unwrap(), verdict.original_box.unwrap());
+    assert!(
+        poisoncam::sim::eval::box_hit(&o, &poisoncam::PixelBox { x: 30, y: 40, w: side, h: side }),
+        "{o:?} in 56-px pixels"
+    );
+    assert_eq!(b, poisoncam::image::scale_box(o, [56, 56], [28, 28]), "{b:?} in 28-px pixels");
     let clean = guard.screen(&ImageItem { id: "new/clean".into(), image: background(), label: None });
     assert_ne!(clean.stage, Some(Stage::Recurrence));
     assert!(guard.removals().iter().any(|(k, _)| Some(k.clone()) == id("new/carrier")));

@@ -1,4 +1,4 @@
-//! Cluster activation (DESIGN §3.3): the cosine between an image's backbone feature and a cluster
+//! Cluster activation (docs/design.md §3.3): the cosine between an image's backbone feature and a cluster
 //! centroid, measured for many edited images at once. Masking and the paste test both reduce to it.
 
 use burn::tensor::backend::Backend;

@@ -1,4 +1,4 @@
-//! The poison classifier (DESIGN §3.5): a small CNN ensemble that learns what the located trigger
+//! The poison classifier (docs/design.md §3.5): a small CNN ensemble that learns what the located trigger
 //! patches look like and sweeps the whole dataset, catching poisons the cluster search missed.
 
 use burn::config::Config;

@@ -1,4 +1,4 @@
-//! Spherical k-means over the embeddings (DESIGN §3.2): k-means++ seeding, then Lloyd iterations
+//! Spherical k-means over the embeddings (docs/design.md §3.2): k-means++ seeding, then Lloyd iterations
 //! whose nearest-centroid search is one matmul on the device.
 //!
 //! Points and centroids live on the unit sphere, so the nearest centroid by Euclidean distance is
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// k-means settings.
 #[derive(Config, Debug, PartialEq)]
 pub struct KMeansConfig {
-    /// Number of clusters; `None` picks clamp(N / 100, 10, 1000), DESIGN §3.2.
+    /// Number of clusters; `None` picks clamp(N / 100, 10, 1000), docs/design.md §3.2.
     #[config(default = "None")]
     pub k: Option<usize>,
     /// Lloyd iterations at most. Default 50.
@@ -74,7 +74,7 @@ impl Clusters {
         &self.centroids[cluster * self.dim..(cluster + 1) * self.dim]
     }
 
-    /// Centroids scaled to unit length: the activation of DESIGN §3.3 is a cosine. (Fitted
+    /// Centroids scaled to unit length: the activation of docs/design.md §3.3 is a cosine. (Fitted
     /// centroids already are; this also serves clusterings built by hand.)
     pub fn unit_centroids(&self) -> Vec<f32> {
         let mut out = self.centroids.clone();

@@ -1,4 +1,4 @@
-//! The detector (DESIGN §2–§3), two signals fused:
+//! The detector (docs/design.md §2–§3), two signals fused:
 //! - recurrence (training-free): patches pasted unchanged into many images;
 //! - masking (needs the threat model): embed, cluster, localise on a few probes of every cluster,
 //!   keep the clusters whose located patches pass the paste test, search those clusters, then let

@@ -1,4 +1,4 @@
-//! The paste test (DESIGN §3.4): paste a located patch into reference images and count how many
+//! The paste test (docs/design.md §3.4): paste a located patch into reference images and count how many
 //! it drags into one cluster. A trigger drags many; a patch of clean content few.
 //!
 //! The cluster counted is the one the patch drags most references into, not always the
@@ -21,7 +21,7 @@ use crate::image::PixelBox;
 /// Paste-test settings.
 #[derive(Config, Debug, PartialEq)]
 pub struct PasteConfig {
-    /// Reference images each patch is pasted into. Default 128 (DESIGN §3.4).
+    /// Reference images each patch is pasted into. Default 128 (docs/design.md §3.4).
     #[config(default = 128)]
     pub references: usize,
     /// Members of every cluster that are masked and paste-tested to score the cluster (the

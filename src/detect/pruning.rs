@@ -1,4 +1,4 @@
-//! The masking signal's policy (DESIGN §3.3–§3.5): embed and cluster, localise a few probes of
+//! The masking signal's policy (docs/design.md §3.3–§3.5): embed and cluster, localise a few probes of
 //! every cluster, keep the clusters whose located patches pass the paste test, search the kept
 //! clusters, and let the poison classifier sweep every sample behind its validation gate.
 

@@ -27,7 +27,7 @@ pub enum TriggerSource {
     File(PathBuf),
 }
 
-/// Attack parameters; [`AttackConfig::default`] is DESIGN §4's setting.
+/// Attack parameters; [`AttackConfig::default`] is docs/design.md §4's setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttackConfig {
     /// Target class whose images get the trigger. Default 0.

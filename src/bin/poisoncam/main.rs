@@ -1,4 +1,4 @@
-//! The `poisoncam` command line: `demo`, `eval` and `scan` (DESIGN §6).
+//! The `poisoncam` command line: `demo`, `eval` and `scan` (docs/design.md §6).
 
 mod demo;
 mod eval;

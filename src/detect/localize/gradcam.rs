@@ -1,4 +1,4 @@
-//! The PatchSearch baseline's localisation (DESIGN §3.6): Grad-CAM of the cluster score with
+//! The PatchSearch baseline's localisation (docs/design.md §3.6): Grad-CAM of the cluster score with
 //! respect to the last convolutional feature map.
 //!
 //! The backbone ends in global average pooling, L2 normalisation and a dot product with the unit

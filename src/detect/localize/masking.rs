@@ -1,4 +1,4 @@
-//! Cluster activation masking (DESIGN §3.3): mask windows of an image, watch its cosine to its own
+//! Cluster activation masking (docs/design.md §3.3): mask windows of an image, watch its cosine to its own
 //! centroid fall, and turn the drops into a heat map, a trigger box and a masking score.
 
 use burn::config::Config;

@@ -1,4 +1,4 @@
-//! Recurrence evidence (DESIGN §2): a pasted trigger is the same patch in many images, at
+//! Recurrence evidence (docs/design.md §3.0): a pasted trigger is the same patch in many images, at
 //! different places. It needs no trained model, so it works where the threat model has not learnt
 //! the backdoor.
 //!

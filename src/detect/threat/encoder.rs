@@ -1,4 +1,4 @@
-//! The threat model: a small ResNet backbone and a 2-layer projection head (DESIGN §3.1).
+//! The threat model: a small ResNet backbone and a 2-layer projection head (docs/design.md §3.1).
 
 use burn::config::Config;
 use burn::module::Module;
@@ -18,7 +18,7 @@ pub struct EncoderConfig {
     #[config(default = 1)]
     pub in_channels: usize,
     /// Widths of the three stages (strides 1, 2, 2); the last is the feature size.
-    /// DESIGN's starting point was 32/64/128; on Flex (2 cores, 28×28, batch 256) that trains at
+    /// The original design's starting point was 32/64/128; on Flex (2 cores, 28×28, batch 256) that trains at
     /// 63 img/s against 142 img/s for 16/32/64, and a ten-epoch warm start must fit in minutes.
     #[config(default = "[16, 32, 64]")]
     pub widths: [usize; 3],

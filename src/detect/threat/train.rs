@@ -33,7 +33,7 @@ pub enum SslMethod {
     MocoV2,
 }
 
-/// Warm-start settings; defaults are DESIGN §3.1's.
+/// Warm-start settings; defaults are docs/design.md §3.1's.
 #[derive(Config, Debug, PartialEq)]
 pub struct WarmStartConfig {
     /// The SSL objective. Default SimCLR.

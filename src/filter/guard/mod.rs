@@ -1,5 +1,5 @@
-//! The streaming filter: a fitted detector saved to disk and applied to samples as they arrive,
-//! one at a time, from an iterator, or from a dataset that keeps growing.
+//! The streaming filter (docs/design.md §7): a fitted detector saved to disk and applied to
+//! samples as they arrive, one at a time, from an iterator, or from a dataset that keeps growing.
 
 mod masking;
 mod saved;

@@ -1,4 +1,4 @@
-//! Detection metrics (DESIGN §5): localisation, precision, recall, F1 and clean losses of a
+//! Detection metrics (docs/design.md §5): localisation, precision, recall, F1 and clean losses of a
 //! detector run, against the simulator's ground truth.
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ use crate::detect::{Detection, StageCost};
 use crate::image::PixelBox;
 use crate::sim::attack::GroundTruth;
 
-/// DESIGN §5's hit rule: the overlap covers half of the smaller box.
+/// docs/design.md §5's hit rule: the overlap covers half of the smaller box.
 pub fn box_hit(located: &PixelBox, truth: &PixelBox) -> bool {
     2 * located.intersection(truth) >= located.area().min(truth.area())
 }

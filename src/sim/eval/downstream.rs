@@ -1,4 +1,4 @@
-//! Downstream scores of an encoder (DESIGN §5): kNN clean accuracy, attack success rate and the
+//! Downstream scores of an encoder (docs/design.md §5): kNN clean accuracy, attack success rate and the
 //! target-class false-positive rate, plus how tightly the poisons gather in feature space.
 
 use burn::tensor::backend::Backend;

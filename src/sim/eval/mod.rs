@@ -1,5 +1,5 @@
 //! The evaluation harness: poison a dataset with the simulator, warm-start threat models on the
-//! poisoned and on the clean data, and measure them (DESIGN §5). Never used by the detector.
+//! poisoned and on the clean data, and measure them (docs/design.md §5). Never used by the detector.
 
 mod detection;
 mod downstream;
