@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in poisoncam, each case naming what it concerns.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file or folder could not be read.
     #[error("cannot read {path}: {source}")]

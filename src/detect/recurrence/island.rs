@@ -33,7 +33,7 @@ impl Sweep {
 
 /// Why a swept candidate is not a trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum IslandVerdict {
     /// Its carriers form an island: a trigger.
     Trigger,
     /// Fewer carriers than `min_carriers`.
@@ -47,19 +47,19 @@ pub enum Verdict {
 }
 
 /// The island verdict on a sweep; `carriers` are the images within the match radius.
-pub fn verdict(images: &[Image], sweep: &Sweep, carriers: &[usize], config: &RecurrenceConfig) -> Verdict {
+pub fn verdict(images: &[Image], sweep: &Sweep, carriers: &[usize], config: &RecurrenceConfig) -> IslandVerdict {
     let inner = carriers.len();
     let outer = sweep.within(config.match_radius * config.outer_ratio).len();
     if inner < config.min_carriers {
-        Verdict::TooFew
+        IslandVerdict::TooFew
     } else if inner as f64 > config.max_carrier_share * images.len() as f64 {
-        Verdict::TooMany
+        IslandVerdict::TooMany
     } else if !island(inner, outer, 0.0, config) {
-        Verdict::NoIsland
+        IslandVerdict::NoIsland
     } else if duplicated(images, sweep, carriers, config.match_radius) {
-        Verdict::Duplicates
+        IslandVerdict::Duplicates
     } else {
-        Verdict::Trigger
+        IslandVerdict::Trigger
     }
 }
 
@@ -193,7 +193,7 @@ mod tests {
         let config = RecurrenceConfig::new();
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers, (0..8).collect::<Vec<_>>());
-        assert_eq!(verdict(&images, &sweep, &carriers, &config), Verdict::Trigger);
+        assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Trigger);
         let extent = patch_extent(&images, &sweep, &carriers, 4, config.match_radius);
         assert_eq!(extent, [-1, -1, 5, 5]);
         let (_, corner) = sweep.matches[2].unwrap();
@@ -210,6 +210,6 @@ mod tests {
         let config = RecurrenceConfig::new();
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers.len(), 6);
-        assert_eq!(verdict(&images, &sweep, &carriers, &config), Verdict::Duplicates);
+        assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Duplicates);
     }
 }

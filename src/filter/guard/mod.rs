@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::recurrence::PatchTemplate;
 use crate::detect::{DetectorConfig, Stage};
 use crate::error::{Error, Result};
-use crate::image::{scale_box, AsImage, Fnv, Image, PixelBox};
+use crate::image::{scale_box, AsImage, Image, PixelBox};
 use saved::GuardMeta;
 
 /// The guard's judgement of one sample.
@@ -138,7 +138,7 @@ impl<B: Backend> Guard<B> {
                     continue;
                 }
             };
-            let key = content_key(&image);
+            let key = image.fingerprint();
             keys[i] = Some(key);
             match self.cache().get(&key) {
                 Some(v) => out[i] = Some(v.clone()),
@@ -233,18 +233,6 @@ impl<B: Backend> Guard<B> {
         })
     }
 
-}
-
-/// Names an image by its content: shape and every pixel.
-fn content_key(image: &Image) -> u64 {
-    let mut hash = Fnv::default();
-    for d in [image.channels(), image.height(), image.width()] {
-        hash.write(&(d as u64).to_le_bytes());
-    }
-    for v in image.pixels() {
-        hash.write(&v.to_bits().to_le_bytes());
-    }
-    hash.0
 }
 
 /// A sample that carries no patch, judged by a guard without masking.

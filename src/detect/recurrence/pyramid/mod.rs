@@ -31,6 +31,7 @@ mod distance;
 mod index;
 mod level;
 mod matching;
+mod merge;
 mod params;
 mod scene;
 mod verify;
