@@ -21,7 +21,7 @@ pub struct LevelMatch {
 /// means taken across the level grid at another phase blur it by up to a level pixel, so the grid
 /// is laid at two phases a side (0 and half a level pixel), which halves the worst offset.
 ///
-/// Most windows are ruled out by their 4×4 block means alone: for any gain and offsets, the RMS
+/// Most windows are ruled out by their block means alone: for any gain and offsets, the RMS
 /// over pixels is at least the RMS over equal blocks of the same residual (the mean of squares is
 /// at least the square of the mean), so a window whose block means cannot come within `radius`
 /// cannot either pixel by pixel, and only the others are compared in full.
@@ -32,11 +32,16 @@ pub fn best_level_match(image: &Image, template: &[f32], side: usize, factor: us
     }
     let template = Image::new(3, side, side, template.to_vec()).ok()?;
     let reduced = Level::new(&template, factor, level_side)?;
-    let block = (level_side % BOUND_GRID == 0).then_some(level_side / BOUND_GRID);
-    let mut template_blocks = Vec::new();
-    if block.is_some() {
-        reduced.block_means(0, 0, level_side, BOUND_GRID, &mut template_blocks);
-    }
+    // The template's block means at each grid that divides the window, coarsest first.
+    let bounds: Vec<(usize, usize, Vec<f32>)> = BOUND_GRIDS
+        .iter()
+        .filter(|&&grid| level_side % grid == 0 && grid < level_side)
+        .map(|&grid| {
+            let mut means = Vec::new();
+            reduced.block_means(0, 0, level_side, grid, &mut means);
+            (grid, level_side / grid, means)
+        })
+        .collect();
     let phases = [0, factor / 2];
     let mut best: Option<LevelMatch> = None;
     let (mut window, mut blocks) = (Vec::with_capacity(reduced.pixels.len()), Vec::with_capacity(48));
@@ -45,15 +50,16 @@ pub fn best_level_match(image: &Image, template: &[f32], side: usize, factor: us
             let Some(level) = shifted(image, px, py).and_then(|i| Level::new(&i, factor, level_side)) else {
                 continue;
             };
-            let map = block.map(|b| level.block_map(b));
+            let maps: Vec<_> = bounds.iter().map(|&(_, block, _)| level.block_map(block)).collect();
             for y in 0..=level.height - level_side {
                 for x in 0..=level.width - level_side {
                     let limit = best.map_or(radius, |b| b.distance.min(radius));
-                    if let (Some(map), Some(b)) = (&map, block) {
-                        map.grid(x, y, b, BOUND_GRID, &mut blocks);
-                        if fitted_rms(&blocks, &template_blocks) > limit + BOUND_SLACK {
-                            continue;
-                        }
+                    let ruled_out = bounds.iter().zip(&maps).any(|((grid, block, means), map)| {
+                        map.grid(x, y, *block, *grid, &mut blocks);
+                        fitted_rms(&blocks, means) > limit + BOUND_SLACK
+                    });
+                    if ruled_out {
+                        continue;
                     }
                     level.window(x, y, level_side, &mut window);
                     let distance = fitted_rms(&window, &reduced.pixels);
@@ -67,8 +73,9 @@ pub fn best_level_match(image: &Image, template: &[f32], side: usize, factor: us
     best
 }
 
-/// Blocks a side of the bound.
-const BOUND_GRID: usize = 4;
+/// Block grids of the bounds, coarsest (cheapest) first: 2×2 block means rule out most windows,
+/// 4×4 most of the rest.
+const BOUND_GRIDS: [usize; 2] = [2, 4];
 
 /// The bound's block means come from sums in f64 and the full comparison from f32 pixels; a
 /// window is ruled out only when its bound exceeds the limit by more than their rounding.
