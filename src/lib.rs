@@ -27,3 +27,8 @@ pub use burn;
 pub use error::{Error, Result};
 pub use filter::{PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
 pub use image::{AsImage, Image, PixelBox};
+
+/// The README's Rust snippets, compiled by `cargo test --doc` so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
