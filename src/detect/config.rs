@@ -85,6 +85,13 @@ impl DetectorConfig {
         if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {
             return Err(Error::Config("the PatchSearch baseline needs the paste test".into()));
         }
+        // The classifier learns from the patches the paste test confirmed; without them it would
+        // be skipped, and a run asked for it must not quietly lack it.
+        if self.signals.masking && self.stages.classifier && !self.stages.paste {
+            return Err(Error::Config(
+                "the poison classifier needs the paste test's confirmed patches: switch the paste test on or the classifier off".into(),
+            ));
+        }
         if self.signals.recurrence {
             self.recurrence.check()?;
         }
@@ -96,5 +103,24 @@ impl DetectorConfig {
             self.classifier.check()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_without_the_stage_it_needs_is_named_before_any_work() {
+        let mut config = DetectorConfig::new();
+        config.stages.paste = false;
+        let Err(Error::Config(reason)) = config.check() else { panic!("the classifier without the paste test passed") };
+        assert!(reason.contains("paste test"), "{reason}");
+        config.stages.classifier = false;
+        assert!(config.check().is_ok(), "masking alone is a valid ablation");
+        // Recurrence alone needs neither.
+        config.signals.masking = false;
+        config.stages.classifier = true;
+        assert!(config.check().is_ok());
     }
 }

@@ -184,7 +184,7 @@ impl RunArgs {
         set_signals(&mut d.signals, &self.signals);
         d.recurrence.seed = self.seed;
         d.stages.paste = stages.contains(&StageName::Paste);
-        d.stages.classifier = d.stages.paste && stages.contains(&StageName::Classifier);
+        d.stages.classifier = stages.contains(&StageName::Classifier);
         d.cam.search = match self.search {
             Search::Grid => MaskSearch::Grid,
             Search::CoarseToFine => MaskSearch::CoarseToFine,
