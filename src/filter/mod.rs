@@ -68,7 +68,7 @@ impl PoisonFilterConfig {
 
     /// Writes the config as JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::filter::report::write_atomic(path, burn::config::config_to_json(self).as_bytes())
+        crate::durable::write_atomic(path, burn::config::config_to_json(self).as_bytes())
     }
 
     /// Rejects settings that cannot work, before any image is read or model trained: every

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::recurrence::RecurrenceSummary;
 use crate::detect::threat::WarmStartReport;
 use crate::detect::{Stage, StageCost};
-pub use crate::durable::write_atomic;
+use crate::durable::write_atomic;
 use crate::error::Result;
 use crate::image::PixelBox;
 
