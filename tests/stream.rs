@@ -21,6 +21,8 @@ use poisoncam::Image;
 /// and the verdicts the guard gave before it was saved.
 struct Fitted {
     items: Vec<ImageItem>,
+    /// The same guard without the recurring patches: masking's judgement alone.
+    masking_only: Guard<Compute>,
     trigger: Image,
     poisoned: Vec<usize>,
     dir: tempfile::TempDir,
@@ -50,8 +52,10 @@ fn fitted() -> &'static Fitted {
         let natives = common::natives(&set.dataset);
         let found = RecurrenceConfig::new().find(&natives).unwrap();
         let templates = found.patches.iter().map(|p| p.template()).collect();
-        let guard = Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device)
-            .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, Some(classifier)));
+        let masking = |c| MaskingGuard::new(model.backbone.clone(), encoder.clone(), clusters.clone(), Some(c));
+        let masking_only =
+            Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier.clone()));
+        let guard = Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier));
         let poisoned = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
         let trigger = set.trigger.clone();
         let items = set.dataset.into_items();
@@ -59,7 +63,7 @@ fn fitted() -> &'static Fitted {
         let before_save = items.iter().map(|i| guard.screen(i)).collect();
         let dir = tempfile::tempdir().unwrap();
         guard.save(dir.path()).unwrap();
-        Fitted { items, trigger, poisoned, dir, before_save }
+        Fitted { items, masking_only, trigger, poisoned, dir, before_save }
     })
 }
 
@@ -78,6 +82,25 @@ fn a_loaded_guard_judges_as_the_saved_one() {
     let loaded = load(f.dir.path());
     let after: Vec<Verdict> = f.items.iter().map(|i| loaded.screen(i)).collect();
     assert_eq!(after, f.before_save);
+}
+
+/// Without templates, the poisons can only be removed by the classifier, each with the box
+/// masking located: the guard's removing branch on the threat model's side.
+#[test]
+fn without_templates_the_classifier_removes_the_poisons_and_locates_their_triggers() {
+    let f = fitted();
+    let verdicts = f.masking_only.screen_batch(&f.items);
+    let by_classifier: Vec<usize> = (0..verdicts.len()).filter(|&i| verdicts[i].stage == Some(Stage::Classifier)).collect();
+    assert!(verdicts.iter().all(|v| v.stage != Some(Stage::Recurrence)), "no template to match");
+    let caught = f.poisoned.iter().filter(|i| by_classifier.contains(i)).count();
+    assert!(caught * 10 >= f.poisoned.len() * 8, "the classifier caught {caught} of {} poisons", f.poisoned.len());
+    let clean_removed = by_classifier.len() - caught;
+    assert!(clean_removed * 50 <= f.items.len(), "{clean_removed} clean samples removed");
+    for &i in &by_classifier {
+        let v = &verdicts[i];
+        assert!(v.score > 0.0 && v.cluster.is_some(), "{v:?}");
+        assert!(v.trigger_box.is_some(), "a classifier removal has its located box: {v:?}");
+    }
 }
 
 #[test]
