@@ -3,7 +3,7 @@
 
 use burn::tensor::backend::Backend;
 
-use super::{unreadable, Verdict};
+use super::verdict::{unreadable, Verdict};
 use crate::detect::activation::ActivationProbe;
 use crate::detect::classify::PoisonClassifier;
 use crate::detect::cluster::{cosines, Clusters};

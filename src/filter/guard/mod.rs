@@ -3,8 +3,13 @@
 
 mod masking;
 mod saved;
+mod screened;
+mod verdict;
 
 pub use masking::MaskingGuard;
+pub use screened::{ScreenExt, Screened};
+pub use verdict::Verdict;
+use verdict::{passed, unreadable};
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,34 +20,12 @@ use burn::tensor::backend::Backend;
 use dashmap::DashMap;
 use lru::LruCache;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::detect::recurrence::PatchTemplate;
 use crate::detect::{DetectorConfig, Stage};
 use crate::error::{Error, Result};
-use crate::image::{scale_box, AsImage, Image, PixelBox};
+use crate::image::{scale_box, AsImage, Image};
 use saved::GuardMeta;
-
-/// The guard's judgement of one sample.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// Whether the sample should be dropped.
-    pub removed: bool,
-    /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
-    /// or `unreadable`.
-    pub stage: Option<Stage>,
-    /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
-    pub score: f32,
-    /// The threat model's cluster, where the sample was embedded.
-    pub cluster: Option<usize>,
-    /// Located trigger of a removed sample, in working-size pixels.
-    pub trigger_box: Option<PixelBox>,
-    /// The same box in the pixels of the sample's own image.
-    #[serde(default)]
-    pub original_box: Option<PixelBox>,
-    /// What went wrong, for unreadable samples.
-    pub error: Option<String>,
-}
 
 /// Verdicts a guard remembers by default (see [`Guard::with_cache_capacity`]).
 pub const DEFAULT_VERDICT_CACHE: usize = 65_536;
@@ -233,65 +216,4 @@ impl<B: Backend> Guard<B> {
         })
     }
 
-}
-
-/// A sample that carries no patch, judged by a guard without masking.
-fn passed() -> Verdict {
-    Verdict {
-        removed: false,
-        stage: None,
-        score: 0.0,
-        cluster: None,
-        trigger_box: None,
-        original_box: None,
-        error: None,
-    }
-}
-
-fn unreadable(e: Error) -> Verdict {
-    Verdict {
-        removed: true,
-        stage: Some(Stage::Unreadable),
-        score: 1.0,
-        cluster: None,
-        trigger_box: None,
-        original_box: None,
-        error: Some(e.to_string()),
-    }
-}
-
-/// `iter.screen(&guard)`: yields the samples the guard keeps; the others are recorded in the
-/// guard ([`Guard::removals`]).
-pub trait ScreenExt: Iterator + Sized
-where
-    Self::Item: AsImage,
-{
-    /// Screens every item of this iterator, lazily.
-    fn screen<B: Backend>(self, guard: &Guard<B>) -> Screened<'_, Self, B> {
-        Screened { inner: self, guard }
-    }
-}
-
-impl<T: Iterator> ScreenExt for T where T::Item: AsImage {}
-
-/// The iterator returned by [`ScreenExt::screen`].
-pub struct Screened<'g, T, B: Backend> {
-    inner: T,
-    guard: &'g Guard<B>,
-}
-
-impl<T: Iterator, B: Backend> Iterator for Screened<'_, T, B>
-where
-    T::Item: AsImage,
-{
-    type Item = T::Item;
-
-    fn next(&mut self) -> Option<T::Item> {
-        for item in self.inner.by_ref() {
-            if !self.guard.screen(&item).removed {
-                return Some(item);
-            }
-        }
-        None
-    }
 }

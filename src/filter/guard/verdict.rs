@@ -1,0 +1,53 @@
+//! What the guard says of one sample.
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::Stage;
+use crate::error::Error;
+use crate::image::PixelBox;
+
+/// The guard's judgement of one sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the sample should be dropped.
+    pub removed: bool,
+    /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
+    /// or `unreadable`.
+    pub stage: Option<Stage>,
+    /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
+    pub score: f32,
+    /// The threat model's cluster, where the sample was embedded.
+    pub cluster: Option<usize>,
+    /// Located trigger of a removed sample, in working-size pixels.
+    pub trigger_box: Option<PixelBox>,
+    /// The same box in the pixels of the sample's own image.
+    #[serde(default)]
+    pub original_box: Option<PixelBox>,
+    /// What went wrong, for unreadable samples.
+    pub error: Option<String>,
+}
+
+/// A sample that carries no patch, judged by a guard without masking.
+pub(super) fn passed() -> Verdict {
+    Verdict {
+        removed: false,
+        stage: None,
+        score: 0.0,
+        cluster: None,
+        trigger_box: None,
+        original_box: None,
+        error: None,
+    }
+}
+
+pub(super) fn unreadable(e: Error) -> Verdict {
+    Verdict {
+        removed: true,
+        stage: Some(Stage::Unreadable),
+        score: 1.0,
+        cluster: None,
+        trigger_box: None,
+        original_box: None,
+        error: Some(e.to_string()),
+    }
+}
