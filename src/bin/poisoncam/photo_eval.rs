@@ -2,23 +2,19 @@
 //! attack written to disk as one format under random names, then filtered through `scan`'s
 //! folder path and scored against the truth kept in memory.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, ValueEnum};
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use burn::data::dataset::{Dataset, InMemDataset};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use clap::{Args, ValueEnum};
 use poisoncam::data::{list_image_folder, ImageFile};
-use poisoncam::filter::guard::Guard;
-use poisoncam::sim::photo::PhotoTruth;
-use poisoncam::PixelBox;
 use poisoncam::durable::write_atomic;
+use poisoncam::filter::guard::Guard;
 use poisoncam::filter::report::FilterReport;
-use poisoncam::sim::photo::{PhotoAttack, PhotoScore, StoredAs};
-use poisoncam::{Error, PoisonFilter, Result};
+use poisoncam::sim::photo::{PhotoAttack, PhotoScore, PhotoTruth, StoredAs};
+use poisoncam::{Error, PixelBox, PoisonFilter, Result};
 use serde::Serialize;
 
 use crate::eval::SignalName;
@@ -136,22 +132,22 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         return Err(Error::Attack(format!("{} exists; eval-photos writes a new folder", args.work.display())));
     }
     let started = Instant::now();
-    let truth_all = attack.write(&list_image_folder(&args.data)?, &args.work)?;
-    let truth = &truth_all;
+    let written = attack.write(&list_image_folder(&args.data)?, &args.work)?;
     let write_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "wrote {} images ({} poisons) to {} in {write_seconds:.0} s",
-        truth.files.len(),
-        truth.files.values().filter(|b| b.is_some()).count(),
+        written.files.len(),
+        written.files.values().filter(|b| b.is_some()).count(),
         args.work.display()
     );
     let files = list_image_folder(&args.work)?.files;
     let (fitted, held) = hold_back(files.iter().collect(), args.guard_share, args.seed);
+    // The fit is scored against the files it saw, the guard against those held back.
     let truth = PhotoTruth {
-        files: fitted.iter().filter_map(|f| truth.files.get_key_value(&f.id)).map(|(k, v)| (k.clone(), *v)).collect(),
-        too_small: truth.too_small,
+        files: fitted.iter().filter_map(|f| written.files.get_key_value(&f.id)).map(|(k, v)| (k.clone(), *v)).collect(),
+        too_small: written.too_small,
     };
-    let held_truth: Vec<Option<PixelBox>> = held.iter().map(|f| truth_of(&truth_all, &f.id)).collect();
+    let held_truth: Vec<Option<PixelBox>> = held.iter().map(|f| written.files.get(&f.id).copied().flatten()).collect();
     let started = Instant::now();
     let (filter, guard) = if held.is_empty() {
         (PoisonFilter::fit::<B>(InMemDataset::new(fitted), &config, device)?, None)
@@ -197,10 +193,6 @@ fn hold_back(files: Vec<ImageFile>, share: f64, seed: u64) -> (Vec<ImageFile>, V
         (seed, &f.id).hash(&mut hash);
         share <= 0.0 || hash.finish() >= cut
     })
-}
-
-fn truth_of(truth: &PhotoTruth, id: &str) -> Option<PixelBox> {
-    truth.files.get(id).copied().flatten()
 }
 
 fn screen_held<B: Backend>(guard: &Guard<B>, held: &[ImageFile], truth: &[Option<PixelBox>]) -> GuardScore {

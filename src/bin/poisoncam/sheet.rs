@@ -3,9 +3,8 @@
 //!
 //! Tiles, eight a row: each recurring patch (dark frame: the patch as it sits in its first
 //! carrier, enlarged) followed by its carriers (red when removed, grey when a person cleared them
-//! with `--keep`); then the removals by the
-//! masking signal (red); then the suspicions masking located but kept (grey). Every image keeps
-//! its aspect in its tile.
+//! with `--keep`); then the removals by the masking signal (red); then the suspicions masking
+//! located but kept (grey). Every image keeps its aspect in its tile.
 
 use std::collections::HashMap;
 use std::path::Path;

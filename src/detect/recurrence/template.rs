@@ -35,10 +35,15 @@ fn one() -> usize {
 }
 
 impl PatchTemplate {
-    /// Where the template matches `image` within its radius (or `default_radius` for a template
-    /// without one), if it does: the RMS distance and the box, in `image`'s own pixels.
+    /// The radius a window is held to: the template's own, or `default` for one saved without.
+    pub fn radius_or(&self, default: f32) -> f32 {
+        self.radius.unwrap_or(default)
+    }
+
+    /// Where the template matches `image` within [`PatchTemplate::radius_or`] `default_radius`, if
+    /// it does: the RMS distance and the box, in `image`'s own pixels.
     pub fn find_in(&self, image: &Image, default_radius: f32) -> Option<(f32, PixelBox)> {
-        let radius = self.radius.unwrap_or(default_radius);
+        let radius = self.radius_or(default_radius);
         if self.factor > 1 {
             return best_level_match(image, &self.values, self.side, self.factor, radius).map(|m| level_box(m, self.side));
         }

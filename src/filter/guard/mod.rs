@@ -202,8 +202,11 @@ impl<B: Backend> Guard<B> {
 
     /// A removal verdict when `image` (at its own size) carries one of the fit's recurring patches.
     fn carried_patch(&self, image: &Image) -> Option<Verdict> {
-        let radius = self.meta.detector.recurrence.match_radius;
-        let (distance, found) = self.meta.templates.iter().find_map(|t| t.find_in(image, radius))?;
+        let default_radius = self.meta.detector.recurrence.match_radius;
+        // The score is the distance against the radius the matching template was held to.
+        let (distance, found, radius) = self.meta.templates.iter().find_map(|t| {
+            t.find_in(image, default_radius).map(|(d, b)| (d, b, t.radius_or(default_radius)))
+        })?;
         let [_, h, w] = self.meta.working_shape;
         Some(Verdict {
             removed: true,
@@ -215,5 +218,4 @@ impl<B: Backend> Guard<B> {
             error: None,
         })
     }
-
 }

@@ -23,9 +23,7 @@ impl BlockMap {
             }
         }
     }
-}
 
-impl BlockMap {
     /// The `grid × grid` block means per channel of the window at (`x`, `y`) made of blocks of
     /// `block` side, as [`Level::block_means`] gives them.
     pub fn grid(&self, x: usize, y: usize, block: usize, grid: usize, out: &mut Vec<f32>) {

@@ -1,6 +1,8 @@
 //! One template looked for in one image on a pyramid level, as verification compares carriers:
 //! how the streaming guard finds a photo patch in a new sample.
 
+use std::borrow::Cow;
+
 use super::distance::fitted_rms;
 use super::level::Level;
 use crate::image::{Image, PixelBox};
@@ -81,13 +83,14 @@ const BOUND_GRIDS: [usize; 2] = [2, 4];
 /// window is ruled out only when its bound exceeds the limit by more than their rounding.
 const BOUND_SLACK: f32 = 1e-4;
 
-/// `image` without its first `dx` columns and `dy` rows.
-fn shifted(image: &Image, dx: usize, dy: usize) -> Option<Image> {
+/// `image` without its first `dx` columns and `dy` rows; the image itself at phase 0, which is
+/// the one laid at every call, so that no copy is made there.
+fn shifted(image: &Image, dx: usize, dy: usize) -> Option<Cow<'_, Image>> {
     if dx == 0 && dy == 0 {
-        return Some(image.clone());
+        return Some(Cow::Borrowed(image));
     }
     let (w, h) = (image.width().checked_sub(dx)?, image.height().checked_sub(dy)?);
-    image.crop(PixelBox { x: dx, y: dy, w, h })
+    image.crop(PixelBox { x: dx, y: dy, w, h }).map(Cow::Owned)
 }
 
 #[cfg(test)]

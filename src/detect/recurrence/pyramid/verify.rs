@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use super::distance::{fitted_rms, rms};
 use super::index::{unpack, Core};
 use super::level::{levels, Level};
-use super::params::PyramidConfig;
 use super::merge::merge;
+use super::params::PyramidConfig;
 use super::scene::{one_place, shared_scene, Thumbnail};
 use crate::detect::recurrence::{ImageRows, RecurringPatch};
 use crate::image::{Image, PixelBox};
@@ -265,7 +265,6 @@ fn repeated(carriers: &[&Seen], radius: f32) -> bool {
         .count();
     2 * twinned >= carriers.len()
 }
-
 
 /// Fewest ring blocks two windows must both have for their surroundings to be compared.
 const MIN_RING_BLOCKS: usize = 6;
