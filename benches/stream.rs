@@ -15,7 +15,7 @@ use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::threat::{init_model, EncoderConfig};
-use poisoncam::detect::DetectorConfig;
+use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit};
 use poisoncam::filter::guard::{Guard, MaskingGuard};
 use poisoncam::image::ImageBatchSource;
 
@@ -36,8 +36,12 @@ fn stream(c: &mut Criterion) {
         threshold: 1.1,
         validation_accuracy: 1.0,
     };
-    let guard = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device)
-        .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, Some(classifier)));
+    let decisions = Decisions { classifier_threshold: Some(1.1), ..Decisions::default() };
+    let guard = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device).with_masking(MaskingGuard::new(
+        model.backbone,
+        encoder,
+        MaskingFit { clusters, paste: None, classifier: Some(classifier), decisions },
+    ));
 
     // Fresh ids every iteration, so the verdict cache never answers.
     let round = AtomicUsize::new(0);

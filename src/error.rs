@@ -88,6 +88,10 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// The guard could not judge a sample (it is removed: nothing vouches for it).
+    #[error("cannot judge the sample: {0}")]
+    Unjudged(String),
+
     /// A dataset returned nothing for an index below its length.
     #[error("dataset item {index} is missing (dataset reports length {len})")]
     MissingItem {

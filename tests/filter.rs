@@ -34,7 +34,8 @@ fn masking_locates_a_strong_trigger() {
     let poisons: Vec<usize> = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
     for search in [MaskSearch::Grid, MaskSearch::CoarseToFine] {
         let config = DetectorConfig::new().with_cam(CamConfig::new().with_search(search));
-        let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &config, &device).unwrap();
+        let targets: Vec<usize> = poisons.iter().map(|&i| clusters.assignments[i]).collect();
+        let boxes = locate(&model.backbone, &clusters, &probe, &images, &poisons, &targets, &config, &device).unwrap();
         let hits = boxes.iter().zip(&set.truth.poisoned).filter(|((b, _), (_, t))| box_hit(b, t)).count();
         assert!(hits * 10 >= poisons.len() * 7, "{search:?}: {hits} of {} trigger boxes located", poisons.len());
     }

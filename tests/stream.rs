@@ -8,14 +8,14 @@ use std::sync::OnceLock;
 use common::{small_config, source, toy};
 use poisoncam::backend::{Compute, Train};
 use poisoncam::data::{ImageDataset, ImageItem};
-use poisoncam::detect::classify::ClassifierData;
+use poisoncam::detect::classify::{ClassifierData, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::recurrence::RecurrenceConfig;
 use poisoncam::detect::threat::{warm_start, WarmStartConfig};
-use poisoncam::detect::{DetectorConfig, Stage};
+use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit, Stage};
 use poisoncam::filter::guard::{Guard, MaskingGuard, ScreenExt, Verdict};
-use poisoncam::Image;
+use poisoncam::{Image, PoisonFilter};
 
 /// One fit shared by the tests (fitting dominates their run time): the items, the saved guard,
 /// and the verdicts the guard gave before it was saved.
@@ -52,10 +52,16 @@ fn fitted() -> &'static Fitted {
         let natives = common::natives(&set.dataset);
         let found = RecurrenceConfig::new().find(&natives).unwrap();
         let templates = found.patches.iter().map(|p| p.template()).collect();
-        let masking = |c| MaskingGuard::new(model.backbone.clone(), encoder.clone(), clusters.clone(), Some(c));
-        let masking_only =
-            Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier.clone()));
-        let guard = Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier));
+        // The classifier alone decides for masking: no cluster was kept by a paste test.
+        let masking = |c: PoisonClassifier<Compute>| {
+            let decisions = Decisions { classifier_threshold: Some(c.threshold), ..Decisions::default() };
+            let fit = MaskingFit { clusters: clusters.clone(), paste: None, classifier: Some(c), decisions };
+            MaskingGuard::new(model.backbone.clone(), encoder.clone(), fit)
+        };
+        let masking_only = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device)
+            .with_masking(masking(classifier.clone()));
+        let guard =
+            Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier));
         let poisoned = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
         let trigger = set.trigger.clone();
         let items = set.dataset.into_items();
@@ -90,7 +96,8 @@ fn a_loaded_guard_judges_as_the_saved_one() {
 fn without_templates_the_classifier_removes_the_poisons_and_locates_their_triggers() {
     let f = fitted();
     let verdicts = f.masking_only.screen_batch(&f.items);
-    let by_classifier: Vec<usize> = (0..verdicts.len()).filter(|&i| verdicts[i].stage == Some(Stage::Classifier)).collect();
+    let by_classifier: Vec<usize> =
+        (0..verdicts.len()).filter(|&i| verdicts[i].stage == Some(Stage::Classifier)).collect();
     assert!(verdicts.iter().all(|v| v.stage != Some(Stage::Recurrence)), "no template to match");
     let caught = f.poisoned.iter().filter(|i| by_classifier.contains(i)).count();
     assert!(caught * 10 >= f.poisoned.len() * 8, "the classifier caught {caught} of {} poisons", f.poisoned.len());
@@ -303,4 +310,54 @@ fn a_corrupt_or_mismatched_guard_is_an_error_when_loaded() {
     assert!(truncated.is_some(), "a truncated record is an error");
     let missing = broken(&|d| std::fs::remove_file(d.join("guard.json")).unwrap());
     assert!(matches!(missing, Some(poisoncam::Error::Io { .. })), "{missing:?}");
+}
+
+/// One fit through `PoisonFilter::fit_guarded`, then the training samples through its guard:
+/// the guard must remove exactly what the filter removed, each by the same stage. Every stage
+/// must remove something here, so that the test covers each rule: half the poisons carry the
+/// trigger as pasted (recurrence), the other half a noisy copy that recurrence cannot match, and
+/// the paste test and classifier run with their gates opened, since their defaults (set on
+/// thousands of images) keep nothing on 300.
+#[test]
+fn the_guard_removes_exactly_what_the_filter_removed_by_the_same_stage() {
+    use rand::{RngExt, SeedableRng};
+    let mut set = toy(true);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut items = set.dataset.clone().into_items();
+    for (i, b) in set.truth.poisoned.iter().skip(1).step_by(2) {
+        let image = &mut items[*i].image;
+        for y in b.y..b.y + b.h {
+            for x in b.x..b.x + b.w {
+                let v = image.get(0, y, x) + rng.random_range(-0.15f32..0.15);
+                image.set(0, y, x, v.clamp(0.0, 1.0));
+            }
+        }
+    }
+    set.dataset = ImageDataset::new(items.clone());
+    let mut config = small_config();
+    config.warm_start.epochs = 3;
+    let d = &mut config.detector;
+    d.paste.outlier_mads = 0.0;
+    d.paste.min_moved = 0.0;
+    d.paste.kept_cluster_share = 0.3;
+    d.classifier.min_validation_accuracy = 0.5;
+    d.classifier.max_flagged_share = 0.5;
+    let device = Default::default();
+    let (filter, guard) = PoisonFilter::fit_guarded::<Train>(set.dataset, &config, &device).unwrap();
+    let by_filter: Vec<(usize, Stage)> = filter.report().removals.iter().map(|r| (r.index, r.stage)).collect();
+    for stage in [Stage::Recurrence, Stage::Paste, Stage::Classifier] {
+        assert!(by_filter.iter().any(|(_, s)| *s == stage), "no removal by {stage:?}: {by_filter:?}");
+    }
+    let stages = |verdicts: &[Verdict]| -> Vec<(usize, Stage)> {
+        verdicts.iter().enumerate().filter_map(|(i, v)| v.stage.map(|s| (i, s))).collect()
+    };
+    let verdicts = guard.screen_batch(&items);
+    assert_eq!(stages(&verdicts), by_filter);
+    assert!(verdicts.iter().filter(|v| v.removed).all(|v| v.trigger_box.is_some()), "every removal has its box");
+    // Saved and loaded, the decisions and the paste test's references come back whole.
+    let dir = tempfile::tempdir().unwrap();
+    guard.save(dir.path()).unwrap();
+    let loaded = load(dir.path());
+    let one_at_a_time: Vec<Verdict> = items.iter().map(|i| loaded.screen(i)).collect();
+    assert_eq!(stages(&one_at_a_time), by_filter, "a loaded guard screening one sample at a time");
 }

@@ -87,6 +87,17 @@ impl Clusters {
         Tensor::from_data(TensorData::new(self.unit_centroids(), [self.k(), self.dim]), device)
     }
 
+    /// The cluster of each of `points`: its nearest centroid, computed as the fit's last
+    /// assignment step computes it (in chunks of `chunk`), so that a point of the fit lands where
+    /// the fit put it.
+    pub fn assign<B: Backend>(&self, points: &Embeddings, chunk: usize, device: &B::Device) -> Vec<usize> {
+        if points.is_empty() || self.k() == 0 {
+            return Vec::new();
+        }
+        let chunks = upload::<B>(&unit_rows(points), chunk, device);
+        nearest::<B>(&chunks, &self.centroids, self.dim, device).0
+    }
+
     /// Member indices of every cluster.
     pub fn members(&self) -> Vec<Vec<usize>> {
         let mut members = vec![Vec::new(); self.k()];
@@ -336,6 +347,26 @@ mod tests {
             let best = (0..clusters.k()).max_by(|&a, &b| cosine(a).total_cmp(&cosine(b))).unwrap();
             assert!(cosine(clusters.assignments[i]) >= cosine(best) - 1e-6, "point {i}");
         }
+    }
+
+    #[test]
+    fn the_points_of_a_fit_are_assigned_where_the_fit_put_them() {
+        let device = Default::default();
+        // No structure and lengths from 0.1 to 5: many points lie near a boundary, and a rule
+        // that ignored the scaling to unit length would put some elsewhere.
+        let mut rng = StdRng::seed_from_u64(4);
+        let dim = 8;
+        let mut data = Vec::new();
+        for _ in 0..400 {
+            let length = 0.1 + rng.random::<f32>() * 4.9;
+            data.extend((0..dim).map(|_| (rng.random::<f32>() - 0.5) * length));
+        }
+        let points = Embeddings { data, dim };
+        let clusters = KMeansConfig::new().with_k(Some(12)).fit::<Compute>(&points, &device).unwrap();
+        let config = KMeansConfig::new();
+        assert_eq!(clusters.assign::<Compute>(&points, config.chunk, &device), clusters.assignments);
+        // In chunks of another size too: a guard meets the samples a few at a time.
+        assert_eq!(clusters.assign::<Compute>(&points, 7, &device), clusters.assignments);
     }
 
     #[test]

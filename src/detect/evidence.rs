@@ -57,6 +57,14 @@ pub struct Evidence {
     pub poison_probability: Option<f32>,
 }
 
+impl Evidence {
+    /// The strength of masking's evidence: the classifier's probability, else the paste share,
+    /// else the masking score.
+    pub fn masking_score(&self) -> f32 {
+        self.poison_probability.or(self.paste.map(|p| p.moved)).or(self.localisation_score).unwrap_or(0.0)
+    }
+}
+
 /// A sample's copy of a recurring patch.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecurrenceHit {
@@ -121,7 +129,7 @@ impl Detection {
         if e.recurrence.is_some() {
             return 1.0;
         }
-        e.poison_probability.or(e.paste.map(|p| p.moved)).or(e.localisation_score).unwrap_or(0.0)
+        e.masking_score()
     }
 
     /// The located trigger: the recurring patch where there is one, else the masking box.

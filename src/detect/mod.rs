@@ -16,18 +16,21 @@ pub mod recurrence;
 pub mod threat;
 
 mod config;
+mod decisions;
 mod evidence;
+mod judge;
 mod pruning;
 
 pub use config::{DetectorConfig, Localizer, Signals, StageSwitches};
+pub use decisions::Decisions;
 pub use evidence::{Detection, Evidence, RecurrenceHit, Stage, StageCost};
+pub use judge::{Judge, MaskingFit};
 
 use std::time::Instant;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::detect::activation::ActivationProbe;
-use crate::detect::classify::PoisonClassifier;
 use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
 use crate::detect::localize::gradcam::GradCam;
@@ -49,14 +52,15 @@ pub fn detect<B: AutodiffBackend>(
     detect_and_fit::<B>(backbone, images, natives, config, device).map(|(d, _)| d)
 }
 
-/// [`detect`], also returning the classifier it trained.
+/// [`detect`], also returning what masking fitted (its clusters, paste references, classifier and
+/// decisions), for a guard to judge new samples by.
 pub fn detect_and_fit<B: AutodiffBackend>(
     backbone: Option<&dyn Embed<B::InnerBackend>>,
     images: &ImageBatchSource,
     natives: &[Image],
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
+) -> Result<(Detection, Option<MaskingFit<B::InnerBackend>>)> {
     let held = HeldImages(natives);
     let input = DetectorInput { images: Some(images), shape: images.shape(), natives: &held };
     detect_input::<B>(backbone, &input, |r| Ok(natives[r].clone()), config, device)
@@ -82,7 +86,7 @@ pub fn detect_input<B: AutodiffBackend>(
     read_capped: impl Fn(usize) -> Result<Image>,
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
+) -> Result<(Detection, Option<MaskingFit<B::InnerBackend>>)> {
     config.check()?;
     let [n, _, h, w] = input.shape;
     if n == 0 {
@@ -95,10 +99,11 @@ pub fn detect_input<B: AutodiffBackend>(
     let recurrence =
         if config.signals.recurrence { Some(config.recurrence.find_rows(input.natives, read_capped)?) } else { None };
     let recurrence_seconds = started.elapsed().as_secs_f64();
-    let (mut detection, classifier) = if config.signals.masking {
+    let (mut detection, fit) = if config.signals.masking {
         let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;
         let images = input.images.ok_or_else(|| Error::Config("the masking signal needs the working images".into()))?;
-        pruning::masking::<B>(backbone, images, config, device)?
+        let (detection, fit) = pruning::masking::<B>(backbone, images, config, device)?;
+        (detection, Some(fit))
     } else {
         (Detection::empty(n), None)
     };
@@ -120,27 +125,28 @@ pub fn detect_input<B: AutodiffBackend>(
         detection.templates = found.patches.iter().map(|p| p.template()).collect();
         detection.recurrence = Some(found.summary);
     }
-    Ok((detection, classifier))
+    Ok((detection, fit))
 }
 
-/// The trigger box and localisation score of each of `indices`, toward its own cluster, by the
-/// configured localiser.
+/// The trigger box and localisation score of each of `indices`, toward cluster `targets[i]`
+/// (its own), by the configured localiser.
+#[allow(clippy::too_many_arguments)]
 pub fn locate<B: Backend>(
     backbone: &dyn Embed<B>,
     clusters: &Clusters,
     probe: &ActivationProbe<B>,
     images: &ImageBatchSource,
     indices: &[usize],
+    targets: &[usize],
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<Vec<(PixelBox, f32)>> {
     let [_, _, h, w] = images.shape();
-    let targets: Vec<usize> = indices.iter().map(|&i| clusters.assignments[i]).collect();
     let gradcam = GradCam { side: config.cam.window_side(h, w), batch_size: config.batch_size };
     let localizer: &dyn Localize<B> = match config.localizer {
         Localizer::PoisonCam => &config.cam,
         Localizer::PatchSearch => &gradcam,
     };
     let scene = Scene { encoder: backbone, clusters, probe, images, device };
-    Ok(localizer.localize(&scene, indices, &targets)?.into_iter().map(|l| (l.trigger_box, l.score)).collect())
+    Ok(localizer.localize(&scene, indices, targets)?.into_iter().map(|l| (l.trigger_box, l.score)).collect())
 }

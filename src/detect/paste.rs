@@ -88,12 +88,24 @@ impl PasteScore {
 }
 
 /// Reference images and their clusters before any paste, shared by every candidate so that
-/// scores compare.
+/// scores compare. The test holds the references' pixels, so that it scores a new sample (in the
+/// guard) exactly as it scored the samples of the fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PasteTest {
-    references: Vec<usize>,
-    reference_clusters: Vec<usize>,
-    into_any_cluster: bool,
-    seed: u64,
+    /// `[C, H, W]` of every reference.
+    pub shape: [usize; 3],
+    /// The references' pixels, one `C×H×W` image after another (saved beside the guard's records,
+    /// not in its JSON).
+    #[serde(skip)]
+    pub pixels: Vec<f32>,
+    /// Each reference's [`crate::Image::fingerprint`]: a candidate is never pasted into itself.
+    pub fingerprints: Vec<u64>,
+    /// Each reference's nearest cluster before any paste.
+    pub clusters: Vec<usize>,
+    /// See [`PasteConfig::into_any_cluster`].
+    pub into_any_cluster: bool,
+    /// See [`PasteConfig::seed`].
+    pub seed: u64,
 }
 
 impl PasteTest {
@@ -106,13 +118,30 @@ impl PasteTest {
         for &r in &references {
             pixels.extend_from_slice(images.pixels(r));
         }
-        let reference_clusters =
-            probe.measure(&pixels, &vec![0; references.len()]).into_iter().map(|a| a.nearest).collect();
-        Self { references, reference_clusters, into_any_cluster: config.into_any_cluster, seed: config.seed }
+        let clusters = probe.measure(&pixels, &vec![0; references.len()]).into_iter().map(|a| a.nearest).collect();
+        let [_, c, h, w] = images.shape();
+        Self {
+            shape: [c, h, w],
+            pixels,
+            fingerprints: references.iter().map(|&r| images.row_fingerprint(r)).collect(),
+            clusters,
+            into_any_cluster: config.into_any_cluster,
+            seed: config.seed,
+        }
     }
 
-    /// Pastes the `patch` of image `source` into every reference outside `cluster` at seeded
-    /// random positions and measures them toward `cluster`.
+    /// The number of references.
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
+    /// Pastes the `patch` of image `source` into every reference outside `cluster` at random
+    /// positions seeded by the image's content, and measures them toward `cluster`.
     pub fn score<B: Backend>(
         &self,
         probe: &ActivationProbe<B>,
@@ -133,21 +162,25 @@ impl PasteTest {
         images: &ImageBatchSource,
         candidates: &[(usize, PixelBox, usize)],
     ) -> Vec<PasteScore> {
-        let [_, c, h, w] = images.shape();
+        let [c, h, w] = self.shape;
+        let size = c * h * w;
         let mut pixels = Vec::new();
         let mut toward = Vec::new();
         let mut origins = Vec::new();
         let mut counts = Vec::with_capacity(candidates.len());
         for &(source, patch, cluster) in candidates {
-            let mut rng = StdRng::seed_from_u64(self.seed ^ (source as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            // Seeded by content, not row: a sample gets the same positions in the fit and in a
+            // guard that meets it again.
+            let print = images.row_fingerprint(source);
+            let mut rng = StdRng::seed_from_u64(self.seed ^ print.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let donor = images.pixels(source);
             let mut count = 0;
-            for (&r, &rc) in self.references.iter().zip(&self.reference_clusters) {
-                if rc == cluster || r == source {
+            for (r, (&rc, &rp)) in self.clusters.iter().zip(&self.fingerprints).enumerate() {
+                if rc == cluster || rp == print {
                     continue;
                 }
                 let start = pixels.len();
-                pixels.extend_from_slice(images.pixels(r));
+                pixels.extend_from_slice(&self.pixels[r * size..(r + 1) * size]);
                 let x = rng.random_range(0..=w - patch.w);
                 let y = rng.random_range(0..=h - patch.h);
                 paste_region(&mut pixels[start..], donor, [c, h, w], &patch, x, y);

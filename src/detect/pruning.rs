@@ -4,29 +4,30 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 
 use super::evidence::Costs;
-use super::{locate, Detection, DetectorConfig, Evidence, Stage};
-use crate::detect::activation::ActivationProbe;
+use super::{Detection, DetectorConfig, Evidence, Stage};
 use crate::detect::classify::{ClassifierData, PoisonClassifier};
-use crate::detect::cluster::Clusters;
+use crate::detect::decisions::Decisions;
 use crate::detect::embed::{embed, Embed};
+use crate::detect::judge::{Judge, MaskingFit};
 use crate::detect::paste::{median_mad, PasteTest};
 use crate::error::Result;
 use crate::image::{ImageBatchSource, PixelBox};
-use crate::progress::stage_bar;
 
-/// The masking signal: clusters, localisation, the paste test and the poison classifier.
+/// Fits the masking signal on `images`: clusters, the paste test's kept clusters and threshold,
+/// and the classifier behind its gates. The removals are then [`Judge::complete`]'s, the rule a
+/// guard applies to new samples.
 pub(crate) fn masking<B: AutodiffBackend>(
     backbone: &dyn Embed<B::InnerBackend>,
     images: &ImageBatchSource,
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<(Detection, Option<PoisonClassifier<B::InnerBackend>>)> {
+) -> Result<(Detection, MaskingFit<B::InnerBackend>)> {
     let n = images.len();
     let [_, c, h, w] = images.shape();
     let mut costs = Costs { list: Vec::new(), images: n };
@@ -38,46 +39,61 @@ pub(crate) fn masking<B: AutodiffBackend>(
     let clusters = config.kmeans.fit::<B::InnerBackend>(&embeddings, device)?;
     costs.record("cluster", started, 0);
 
-    let probe = ActivationProbe::new(backbone, &clusters, [c, h, w], config.batch_size, device);
     let mut evidence: Vec<Evidence> =
         clusters.assignments.iter().map(|&cluster| Evidence { cluster, ..Evidence::default() }).collect();
-    let mut search = Search::<B::InnerBackend> {
-        backbone,
-        images,
-        clusters: &clusters,
-        probe: &probe,
-        config,
-        device,
-        evidence: &mut evidence,
-    };
-
-    if !config.stages.paste {
+    let judge = Judge::new(backbone, &clusters, [c, h, w], config, device);
+    let mut detection = Detection::empty(0);
+    let (paste, classifier, decisions) = if config.stages.paste {
+        let (paste, mut decisions) = fit_paste(&judge, images, &mut evidence, &mut detection, &mut costs)?;
+        let started = Instant::now();
+        let (classifier, forwards) =
+            fit_classifier::<B>(&judge, images, &mut evidence, &mut detection, &mut decisions)?;
+        if let Some(forwards) = forwards {
+            costs.record("classifier", started, forwards);
+        }
+        (Some(paste), classifier, decisions)
+    } else {
         let started = Instant::now();
         let all: Vec<usize> = (0..n).collect();
-        search.localise(&all, "masking every sample")?;
-        costs.record("masking", started, probe.forwards());
-        let removed = masking_outliers(&evidence, clusters.k(), config.paste.outlier_mads);
-        return Ok((
-            Detection {
-                clusters: Some(clusters),
-                removed: removed.into_iter().map(|i| (i, Stage::Masking)).collect(),
-                evidence,
-                cost: costs.list,
-                ..Detection::empty(0)
-            },
-            None,
-        ));
-    }
+        judge.localise(images, &mut evidence, &all, "masking every sample")?;
+        costs.record("masking", started, judge.probe().forwards());
+        let limits = masking_limits(&evidence, clusters.k(), config.paste.outlier_mads);
+        (None, None, Decisions { masking_limits: limits, ..Decisions::default() })
+    };
+    drop(judge);
+    let fit = MaskingFit { clusters, paste, classifier, decisions };
+    let judge = Judge::new(backbone, &fit.clusters, [c, h, w], config, device);
+    let stages = judge.complete(images, &mut evidence, &fit)?;
+    drop(judge);
+    detection.removed = stages.into_iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s))).collect();
+    detection.kept_clusters = fit.decisions.kept_clusters.clone();
+    detection.paste_threshold = fit.decisions.paste_threshold;
+    detection.clusters = Some(fit.clusters.clone());
+    detection.evidence = evidence;
+    detection.cost = costs.list;
+    Ok((detection, fit))
+}
 
+/// The paste test's dataset-level decisions: probe every cluster, keep the clusters whose probes'
+/// patches stand out, localise their members and paste-test the strongest.
+fn fit_paste<B: burn::tensor::backend::Backend>(
+    judge: &Judge<B>,
+    images: &ImageBatchSource,
+    evidence: &mut [Evidence],
+    detection: &mut Detection,
+    costs: &mut Costs,
+) -> Result<(PasteTest, Decisions)> {
+    let config = judge.config();
+    let clusters = judge.clusters();
     let started = Instant::now();
-    let paste_test = PasteTest::new(&config.paste, &probe, images);
+    let paste_test = PasteTest::new(&config.paste, judge.probe(), images);
     let members = clusters.members();
     let probes = probe_members(&members, config.paste.probes_per_cluster, config.paste.seed);
-    search.localise(&probes, "localising cluster probes")?;
-    search.paste(&paste_test, &probes, "paste test on probes");
+    judge.localise(images, evidence, &probes, "localising cluster probes")?;
+    judge.paste(&paste_test, images, evidence, &probes, "paste test on probes");
     let cluster_scores: Vec<f32> = members
         .iter()
-        .map(|m| m.iter().filter_map(|&i| search.evidence[i].paste.map(|p| p.moved)).fold(0.0, f32::max))
+        .map(|m| m.iter().filter_map(|&i| evidence[i].paste.map(|p| p.moved)).fold(0.0, f32::max))
         .collect();
     let (median, mad) = median_mad(&cluster_scores);
     let paste_threshold = (median + config.paste.outlier_mads as f32 * mad).max(config.paste.min_moved as f32);
@@ -85,90 +101,89 @@ pub(crate) fn masking<B: AutodiffBackend>(
     kept_clusters.sort_by(|&a, &b| cluster_scores[b].total_cmp(&cluster_scores[a]).then(a.cmp(&b)));
     let cap = ((clusters.k() as f64 * config.paste.kept_cluster_share).ceil() as usize).max(1);
     kept_clusters.truncate(cap);
-    let forwards_before = probe.forwards();
+    let forwards_before = judge.probe().forwards();
     costs.record("cluster_pruning", started, forwards_before);
 
     let started = Instant::now();
     let kept_members: Vec<usize> = kept_clusters.iter().flat_map(|&k| members[k].iter().copied()).collect();
-    let unlocalised: Vec<usize> =
-        kept_members.iter().copied().filter(|&i| search.evidence[i].trigger_box.is_none()).collect();
-    search.localise(&unlocalised, "localising kept clusters")?;
-    let candidates = top_candidates(search.evidence, &kept_clusters, &members, config.paste.candidates_per_cluster);
-    search.paste(&paste_test, &candidates, "paste test on candidates");
-    costs.record("paste_test", started, probe.forwards() - forwards_before);
-
-    let mut removed: Vec<(usize, Stage)> = (0..n)
-        .filter(|&i| evidence[i].paste.is_some_and(|p| p.moved > paste_threshold))
-        .map(|i| (i, Stage::Paste))
+    let unlocalised: Vec<usize> = kept_members.iter().copied().filter(|&i| evidence[i].trigger_box.is_none()).collect();
+    judge.localise(images, evidence, &unlocalised, "localising kept clusters")?;
+    let per_cluster = config.paste.candidates_per_cluster;
+    let candidate_floor: Vec<Option<f32>> =
+        kept_clusters.iter().map(|&k| candidate_floor(evidence, &members[k], per_cluster)).collect();
+    let decisions =
+        Decisions { kept_clusters, candidate_floor, paste_threshold: Some(paste_threshold), ..Decisions::default() };
+    let candidates: Vec<usize> = kept_members
+        .into_iter()
+        .filter(|&i| decisions.needs_paste(evidence[i].cluster, evidence[i].localisation_score))
         .collect();
+    judge.paste(&paste_test, images, evidence, &candidates, "paste test on candidates");
+    costs.record("paste_test", started, judge.probe().forwards() - forwards_before);
+    detection.cluster_scores = cluster_scores;
+    Ok((paste_test, decisions))
+}
 
-    let mut classifier = None;
-    let mut classifier_validation = None;
-    let mut classifier_flagged = None;
-    let mut classifier_skipped = None;
-    if config.stages.classifier && !removed.is_empty() {
-        let started = Instant::now();
-        let pasted: Vec<usize> = removed.iter().map(|&(i, _)| i).collect();
-        let mut positives = pasted.clone();
-        positives.sort_by(|&a, &b| {
-            let key = |i: usize| evidence[i].paste.map(|p| p.rank_key()).unwrap_or(0.0);
-            key(b).total_cmp(&key(a)).then(a.cmp(&b))
-        });
-        let patches: Vec<(usize, PixelBox)> =
-            positives.iter().filter_map(|&i| evidence[i].trigger_box.map(|b| (i, b))).collect();
-        let clean_pool: Vec<usize> = (0..n)
-            .filter(|&i| {
-                cluster_scores[evidence[i].cluster] <= median
-                    && evidence[i].paste.is_none_or(|p| p.moved <= paste_threshold)
-            })
-            .collect();
-        let data = ClassifierData { images, patches: &patches, clean_pool: &clean_pool };
-        // A classifier that cannot be trained (too few clean images, say) loses only its sweep:
-        // the paste test's removals stand, and the report says why it did not run.
-        let trained = match config.classifier.fit::<B>(&data, device) {
-            Ok(trained) => Some(trained),
-            Err(e) => {
-                classifier_skipped = Some(e.to_string());
-                None
-            }
-        };
-        classifier_validation = trained.as_ref().map(|t| t.validation_accuracy);
-        let mut forwards = 0;
-        if let Some(trained) = trained.filter(|t| t.validation_accuracy >= config.classifier.min_validation_accuracy) {
-            let probabilities = trained.predict_all(images, config.batch_size, device);
-            forwards =
-                (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
-            let flagged = sweep(&probabilities, &pasted, config.classifier.threshold);
-            classifier_flagged = Some(flagged.len());
-            if plausible_share(flagged.len(), n, config.classifier.max_flagged_share) {
-                for (e, p) in evidence.iter_mut().zip(&probabilities) {
-                    e.poison_probability = Some(*p);
-                }
-                removed.extend(flagged.into_iter().map(|i| (i, Stage::Classifier)));
-                removed.sort_by_key(|&(i, _)| i);
-                classifier = Some(trained);
-            }
-        }
-        costs.record("classifier", started, forwards);
+/// The classifier a fit keeps, if any, and its forward passes (`None` when it was not tried).
+type ClassifierFit<B> = (Option<PoisonClassifier<B>>, Option<usize>);
+
+/// Trains the poison classifier on the paste test's removals and keeps it when it passes its
+/// validation gate and flags a plausible share; returns it and its forward passes (`None` when it
+/// was not tried), and sets its threshold in `decisions` when it is kept.
+fn fit_classifier<B: AutodiffBackend>(
+    judge: &Judge<B::InnerBackend>,
+    images: &ImageBatchSource,
+    evidence: &mut [Evidence],
+    detection: &mut Detection,
+    decisions: &mut Decisions,
+) -> Result<ClassifierFit<B::InnerBackend>> {
+    let config = judge.config();
+    let n = evidence.len();
+    let pasted: Vec<usize> = (0..n).filter(|&i| decisions.decide(&evidence[i]) == Some(Stage::Paste)).collect();
+    if !config.stages.classifier || pasted.is_empty() {
+        return Ok((None, None));
     }
-
-    Ok((
-        Detection {
-            clusters: Some(clusters),
-            recurrence: None,
-            templates: Vec::new(),
-            evidence,
-            removed,
-            cluster_scores,
-            kept_clusters,
-            paste_threshold: Some(paste_threshold),
-            classifier_validation,
-            classifier_flagged,
-            classifier_skipped,
-            cost: costs.list,
-        },
-        classifier,
-    ))
+    let threshold = decisions.paste_threshold.unwrap_or(f32::INFINITY);
+    let median = median_mad(&detection.cluster_scores).0;
+    let mut positives = pasted.clone();
+    positives.sort_by(|&a, &b| {
+        let key = |i: usize| evidence[i].paste.map(|p| p.rank_key()).unwrap_or(0.0);
+        key(b).total_cmp(&key(a)).then(a.cmp(&b))
+    });
+    let patches: Vec<(usize, PixelBox)> =
+        positives.iter().filter_map(|&i| evidence[i].trigger_box.map(|b| (i, b))).collect();
+    let clean_pool: Vec<usize> = (0..n)
+        .filter(|&i| {
+            detection.cluster_scores[evidence[i].cluster] <= median
+                && evidence[i].paste.is_none_or(|p| p.moved <= threshold)
+        })
+        .collect();
+    let data = ClassifierData { images, patches: &patches, clean_pool: &clean_pool };
+    // A classifier that cannot be trained (too few clean images, say) loses only its sweep:
+    // the paste test's removals stand, and the report says why it did not run.
+    let trained = match config.classifier.fit::<B>(&data, judge.device()) {
+        Ok(trained) => trained,
+        Err(e) => {
+            detection.classifier_skipped = Some(e.to_string());
+            return Ok((None, Some(0)));
+        }
+    };
+    detection.classifier_validation = Some(trained.validation_accuracy);
+    if trained.validation_accuracy < config.classifier.min_validation_accuracy {
+        return Ok((None, Some(0)));
+    }
+    let probabilities = trained.predict_all(images, config.batch_size, judge.device());
+    let forwards =
+        (2 * config.classifier.examples_per_class * config.classifier.epochs + n) * config.classifier.ensemble;
+    let flagged = sweep(&probabilities, &pasted, trained.threshold);
+    detection.classifier_flagged = Some(flagged.len());
+    if !plausible_share(flagged.len(), n, config.classifier.max_flagged_share) {
+        return Ok((None, Some(forwards)));
+    }
+    for (e, p) in evidence.iter_mut().zip(&probabilities) {
+        e.poison_probability = Some(*p);
+    }
+    decisions.classifier_threshold = Some(trained.threshold);
+    Ok((Some(trained), Some(forwards)))
 }
 
 /// Samples above `threshold` that the paste test has not already removed (`already`, sorted).
@@ -179,56 +194,6 @@ fn sweep(probabilities: &[f32], already: &[usize], threshold: f32) -> Vec<usize>
 /// Whether flagging `flagged` of `n` samples is within the share a backdoor could plausibly need.
 fn plausible_share(flagged: usize, n: usize, max_share: f64) -> bool {
     flagged as f64 <= max_share * n as f64
-}
-
-/// The borrowed state of the cluster search.
-struct Search<'a, 'b, B: Backend> {
-    backbone: &'a dyn Embed<B>,
-    images: &'a ImageBatchSource,
-    clusters: &'a Clusters,
-    probe: &'a ActivationProbe<'a, B>,
-    config: &'a DetectorConfig,
-    device: &'a B::Device,
-    evidence: &'b mut [Evidence],
-}
-
-impl<B: Backend> Search<'_, '_, B> {
-    /// Locates a trigger box in each of `indices`, toward its own cluster.
-    fn localise(&mut self, indices: &[usize], label: &str) -> Result<()> {
-        let bar = stage_bar(label, indices.len() as u64);
-        let round = self.config.cam.images_per_round.max(1) * 4;
-        for chunk in indices.chunks(round) {
-            let found = locate(self.backbone, self.clusters, self.probe, self.images, chunk, self.config, self.device)?;
-            for (&i, (b, score)) in chunk.iter().zip(found) {
-                self.evidence[i].trigger_box = Some(b);
-                self.evidence[i].localisation_score = Some(score);
-            }
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        Ok(())
-    }
-
-    /// Paste-tests the located box of each of `indices`.
-    fn paste(&mut self, test: &PasteTest, indices: &[usize], label: &str) {
-        let todo: Vec<(usize, PixelBox, usize)> = indices
-            .iter()
-            .filter_map(|&i| match (self.evidence[i].trigger_box, self.evidence[i].paste) {
-                (Some(b), None) => Some((i, b, self.evidence[i].cluster)),
-                _ => None,
-            })
-            .collect();
-        let bar = stage_bar(label, todo.len() as u64);
-        // Enough candidates per call to fill whole batches even when few references lie outside
-        // a candidate's cluster.
-        for chunk in todo.chunks(16) {
-            for (&(i, _, _), score) in chunk.iter().zip(test.score_many(self.probe, self.images, chunk)) {
-                self.evidence[i].paste = Some(score);
-            }
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-    }
 }
 
 /// Up to `per_cluster` seeded random members of every cluster.
@@ -244,33 +209,29 @@ fn probe_members(members: &[Vec<usize>], per_cluster: usize, seed: u64) -> Vec<u
     out
 }
 
-/// In each kept cluster, the members with the highest localisation scores.
-fn top_candidates(evidence: &[Evidence], kept: &[usize], members: &[Vec<usize>], per_cluster: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    for &k in kept {
-        let mut m = members[k].clone();
-        let score = |i: usize| evidence[i].localisation_score.unwrap_or(f32::NEG_INFINITY);
-        m.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
-        out.extend(m.into_iter().take(per_cluster));
+/// The localisation score of a kept cluster's `per_cluster`-th strongest member: members at or
+/// above it are its paste-test candidates. `None` (every member is one) when it has no more.
+fn candidate_floor(evidence: &[Evidence], members: &[usize], per_cluster: usize) -> Option<f32> {
+    let mut scores: Vec<f32> = members.iter().filter_map(|&i| evidence[i].localisation_score).collect();
+    if scores.len() <= per_cluster {
+        return None;
     }
-    out
+    scores.sort_by(|a, b| b.total_cmp(a));
+    Some(scores[per_cluster.max(1) - 1])
 }
 
-/// Masking alone: samples whose masking score is an outlier within their own cluster.
-fn masking_outliers(evidence: &[Evidence], k: usize, mads: f64) -> Vec<usize> {
+/// Masking alone: each cluster's outlier limit on its members' masking scores.
+fn masking_limits(evidence: &[Evidence], k: usize, mads: f64) -> Vec<f32> {
     let mut scores = vec![Vec::new(); k];
     for e in evidence {
         scores[e.cluster].push(e.localisation_score.unwrap_or(0.0));
     }
-    let limits: Vec<f32> = scores
+    scores
         .iter()
         .map(|s| {
             let (m, mad) = median_mad(s);
             m + mads as f32 * mad.max(1e-6)
         })
-        .collect();
-    (0..evidence.len())
-        .filter(|&i| evidence[i].localisation_score.unwrap_or(0.0) > limits[evidence[i].cluster])
         .collect()
 }
 
@@ -304,10 +265,21 @@ mod tests {
     }
 
     #[test]
-    fn masking_outliers_are_relative_to_the_cluster() {
+    fn masking_limits_are_relative_to_the_cluster() {
         let e = |cluster, s| Evidence { cluster, localisation_score: Some(s), ..Evidence::default() };
         // Cluster 1's scores are all high; only cluster 0's lone spike is an outlier.
         let evidence = vec![e(0, 0.1), e(0, 0.11), e(0, 0.09), e(0, 0.9), e(1, 0.8), e(1, 0.82), e(1, 0.79)];
-        assert_eq!(masking_outliers(&evidence, 2, 4.0), vec![3]);
+        let d = Decisions { masking_limits: masking_limits(&evidence, 2, 4.0), ..Decisions::default() };
+        let removed: Vec<usize> = (0..evidence.len()).filter(|&i| d.decide(&evidence[i]).is_some()).collect();
+        assert_eq!(removed, vec![3]);
+    }
+
+    #[test]
+    fn the_candidate_floor_admits_the_strongest_members() {
+        let e = |s| Evidence { localisation_score: Some(s), ..Evidence::default() };
+        let evidence = vec![e(0.3), e(0.9), e(0.1), e(0.5)];
+        assert_eq!(candidate_floor(&evidence, &[0, 1, 2, 3], 2), Some(0.5));
+        assert_eq!(candidate_floor(&evidence, &[0, 1, 2, 3], 4), None);
+        assert_eq!(candidate_floor(&evidence, &[0, 2], 1), Some(0.3));
     }
 }

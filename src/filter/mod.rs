@@ -14,10 +14,9 @@ use burn::data::dataset::transform::SelectionDataset;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use crate::detect::classify::PoisonClassifier;
 use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
-use crate::detect::{detect_input, Detection, DetectorConfig, DetectorInput, Stage};
+use crate::detect::{detect_input, Detection, DetectorConfig, DetectorInput, MaskingFit, Stage};
 use crate::error::{Error, Result};
 use crate::filter::guard::{Guard, MaskingGuard};
 use crate::filter::report::{FilterReport, Removal, Suspicion};
@@ -204,13 +203,10 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         }
         let encoder = config.warm_start.encoder_for(images.working()?);
         let (model, warm) = warm_start::<B>(images.working()?, &config.warm_start, None, device)?;
-        let (filter, classifier) =
-            Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
-        let clusters =
-            filter.detection.clusters.clone().ok_or_else(|| Error::Config("masking found no clusters".into()))?;
-        let guard = filter
-            .recurrence_guard(config, device)
-            .with_masking(MaskingGuard::new(model.backbone, encoder, clusters, classifier));
+        let (filter, fit) = Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
+        let fit = fit.ok_or(Error::NoInput("the masking signal"))?;
+        let guard =
+            filter.recurrence_guard(config, device).with_masking(MaskingGuard::new(model.backbone, encoder, fit));
         Ok((filter, guard))
     }
 
@@ -239,12 +235,11 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         warm: Option<WarmStartReport>,
         config: &PoisonFilterConfig,
         device: &B::Device,
-    ) -> Result<(Self, Option<PoisonClassifier<B::InnerBackend>>)> {
+    ) -> Result<(Self, Option<MaskingFit<B::InnerBackend>>)> {
         let plan = config.read_plan();
         let rows = images.rows(&inner, &plan);
         let input = DetectorInput { images: images.source.as_ref(), shape: images.shape, natives: &rows };
-        let (detection, classifier) =
-            detect_input::<B>(backbone, &input, |r| rows.read_capped(r), &config.detector, device)?;
+        let (detection, fit) = detect_input::<B>(backbone, &input, |r| rows.read_capped(r), &config.detector, device)?;
         drop(rows);
         let [_, _, h, w] = images.shape;
         let mut removals: Vec<Removal> = detection
@@ -305,7 +300,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         };
         let (rows, ids) = (images.rows, images.ids);
         let kept = SelectionDataset::from_indices_unchecked(inner, kept);
-        Ok((Self { kept, rows, ids, report, detection }, classifier))
+        Ok((Self { kept, rows, ids, report, detection }, fit))
     }
 
     /// Counts, per-stage costs and every removal with its evidence.

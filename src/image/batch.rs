@@ -98,6 +98,12 @@ impl ImageBatchSource {
         Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
     }
 
+    /// [`Image::fingerprint`] of image `i`: a sample's identity wherever it is judged.
+    pub fn row_fingerprint(&self, i: usize) -> u64 {
+        let [_, c, h, w] = self.shape;
+        crate::image::content_fingerprint([c, h, w], self.pixels(i))
+    }
+
     /// A 64-bit FNV-1a hash of shape and pixels: names the cache entry of a training run.
     pub fn fingerprint(&self) -> u64 {
         let mut hash = Fnv::default();

@@ -4,8 +4,8 @@ mod as_image;
 mod batch;
 mod working_size;
 
-pub(crate) use batch::Fnv;
 pub use as_image::AsImage;
+pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
 pub use working_size::{capped_size, working_size, working_size_of, DEFAULT_MAX_SHORT_SIDE};
 
@@ -103,18 +103,7 @@ impl Image {
     /// A hash of the shape and every value, to tell images apart in cache keys: four interleaved
     /// multiply-xor lanes, so that hashing a photo costs far less than decoding it.
     pub fn fingerprint(&self) -> u64 {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut lanes = [self.channels as u64, self.height as u64, self.width as u64, 0x5bd1_e995];
-        for chunk in self.pixels.chunks(4) {
-            for (lane, v) in lanes.iter_mut().zip(chunk) {
-                *lane = (*lane ^ u64::from(v.to_bits())).wrapping_mul(K).rotate_left(29);
-            }
-        }
-        let mut hash = Fnv::default();
-        for lane in lanes {
-            hash.write(&lane.to_le_bytes());
-        }
-        hash.0
+        content_fingerprint([self.channels, self.height, self.width], &self.pixels)
     }
 
     /// The value of channel `c` at row `y`, column `x` (panics outside the image, like indexing).
@@ -213,6 +202,22 @@ impl Image {
             })
             .collect()
     }
+}
+
+/// [`Image::fingerprint`] of a `C×H×W` image given by its shape and pixels.
+pub(crate) fn content_fingerprint(shape: [usize; 3], pixels: &[f32]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [shape[0] as u64, shape[1] as u64, shape[2] as u64, 0x5bd1_e995];
+    for chunk in pixels.chunks(4) {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = (*lane ^ u64::from(v.to_bits())).wrapping_mul(K).rotate_left(29);
+        }
+    }
+    let mut hash = Fnv::default();
+    for lane in lanes {
+        hash.write(&lane.to_le_bytes());
+    }
+    hash.0
 }
 
 /// `b` in an image of `from = [h, w]` pixels, in an image of `to` pixels.

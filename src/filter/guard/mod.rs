@@ -99,7 +99,7 @@ impl<B: Backend> Guard<B> {
 
     /// Whether the fit found poisons to learn from; without, every sample passes.
     pub fn is_armed(&self) -> bool {
-        self.masking.as_ref().is_some_and(|m| m.classifier.is_some()) || !self.meta.templates.is_empty()
+        self.masking.as_ref().is_some_and(MaskingGuard::is_armed) || !self.meta.templates.is_empty()
     }
 
     /// Screens one sample (cached by its id, when it has one).
@@ -204,9 +204,11 @@ impl<B: Backend> Guard<B> {
     fn carried_patch(&self, image: &Image) -> Option<Verdict> {
         let default_radius = self.meta.detector.recurrence.match_radius;
         // The score is the distance against the radius the matching template was held to.
-        let (distance, found, radius) = self.meta.templates.iter().find_map(|t| {
-            t.find_in(image, default_radius).map(|(d, b)| (d, b, t.radius_or(default_radius)))
-        })?;
+        let (distance, found, radius) = self
+            .meta
+            .templates
+            .iter()
+            .find_map(|t| t.find_in(image, default_radius).map(|(d, b)| (d, b, t.radius_or(default_radius))))?;
         let [_, h, w] = self.meta.working_shape;
         Some(Verdict {
             removed: true,

@@ -1,5 +1,6 @@
-//! A guard on disk: `guard.json` (settings, centroids, templates) and the model records it names,
-//! written so that a crash leaves the previous guard or the new one, whole.
+//! A guard on disk: `guard.json` (settings, centroids, decisions, templates), the model records it
+//! names and the paste test's reference pixels, written so that a crash leaves the previous guard
+//! or the new one, whole.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,10 @@ use super::masking::MaskingGuard;
 use super::Guard;
 use crate::detect::classify::{PatchNet, PoisonClassifier};
 use crate::detect::cluster::Clusters;
+use crate::detect::paste::PasteTest;
 use crate::detect::recurrence::PatchTemplate;
 use crate::detect::threat::{load_model, save_model, EncoderConfig};
-use crate::detect::DetectorConfig;
+use crate::detect::{Decisions, DetectorConfig, MaskingFit};
 use crate::durable::{sync_dir, sync_file, write_atomic};
 use crate::error::{Error, Result};
 
@@ -41,6 +43,13 @@ pub(super) struct GuardMeta {
     /// Recurring patches the fit confirmed; a new sample carrying one is removed.
     #[serde(default)]
     pub templates: Vec<PatchTemplate>,
+    /// Masking's dataset-level decisions; `None` in guards saved before they were kept, which
+    /// judge by the classifier alone.
+    #[serde(default)]
+    pub decisions: Option<Decisions>,
+    /// The paste test's references (their pixels in `references-G.bin`); `None` without one.
+    #[serde(default)]
+    pub paste: Option<PasteTest>,
 }
 
 fn half() -> f32 {
@@ -54,18 +63,21 @@ impl GuardMeta {
         detector: DetectorConfig,
         working_shape: [usize; 3],
     ) -> Self {
-        let classifier = masking.and_then(|m| m.classifier.as_ref());
+        let classifier = masking.and_then(|m| m.fit.classifier.as_ref());
         GuardMeta {
             generation: None,
             working_shape,
             encoder: masking.map(|m| m.encoder.clone()),
             detector,
-            centroids: masking.map(|m| m.clusters.centroids.clone()).unwrap_or_default(),
-            dim: masking.map_or(0, |m| m.clusters.dim),
+            centroids: masking.map(|m| m.fit.clusters.centroids.clone()).unwrap_or_default(),
+            dim: masking.map_or(0, |m| m.fit.clusters.dim),
             classifier_models: classifier.map_or(0, |c| c.models.len()),
-            threshold: masking.map_or(0.5, MaskingGuard::threshold),
+            threshold: classifier.map_or(0.5, |c| c.threshold),
             validation_accuracy: classifier.map_or(0.0, |c| c.validation_accuracy),
             templates,
+            decisions: masking.map(|m| m.fit.decisions.clone()),
+            // The pixels go to their own file.
+            paste: masking.and_then(|m| m.fit.paste.as_ref()).map(|p| PasteTest { pixels: Vec::new(), ..p.clone() }),
         }
     }
 }
@@ -83,8 +95,14 @@ impl<B: Backend> Guard<B> {
         let mut written = Vec::new();
         if let Some(m) = &self.masking {
             written.push(save_model(&m.backbone, backbone_path(dir, Some(generation)))?);
-            for (i, model) in m.classifier.iter().flat_map(|c| c.models.iter()).enumerate() {
+            for (i, model) in m.fit.classifier.iter().flat_map(|c| c.models.iter()).enumerate() {
                 written.push(save_model(model, classifier_path(dir, Some(generation), i))?);
+            }
+            if let Some(paste) = &m.fit.paste {
+                let path = references_path(dir, generation);
+                let bytes: Vec<u8> = paste.pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+                std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+                written.push(path);
             }
         }
         for path in &written {
@@ -95,7 +113,8 @@ impl<B: Backend> Guard<B> {
         write_atomic(&dir.join(GUARD_JSON), &serde_json::to_vec_pretty(&meta)?)?;
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|x| x == "mpk") && !written.contains(&path) {
+            let ours = path.extension().is_some_and(|x| x == "mpk" || x == "bin");
+            if ours && !written.contains(&path) {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
         }
@@ -131,9 +150,44 @@ fn load_masking<B: Backend>(
         threshold: meta.threshold,
         validation_accuracy: meta.validation_accuracy,
     });
-    let clusters =
-        Clusters { centroids: meta.centroids.clone(), dim: meta.dim, assignments: Vec::new(), inertia: 0.0, iterations: 0 };
-    Ok(MaskingGuard::new(backbone, encoder.clone(), clusters, classifier))
+    let clusters = Clusters {
+        centroids: meta.centroids.clone(),
+        dim: meta.dim,
+        assignments: Vec::new(),
+        inertia: 0.0,
+        iterations: 0,
+    };
+    let paste = match (&meta.paste, meta.generation) {
+        (Some(paste), Some(generation)) => Some(load_references(dir, generation, paste)?),
+        _ => None,
+    };
+    // A guard saved before the decisions were kept judged by its classifier alone.
+    let decisions = meta.decisions.clone().unwrap_or_else(|| Decisions {
+        classifier_threshold: classifier.as_ref().map(|c| c.threshold),
+        ..Decisions::default()
+    });
+    Ok(MaskingGuard::new(backbone, encoder.clone(), MaskingFit { clusters, paste, classifier, decisions }))
+}
+
+/// The paste test of `meta` with its reference pixels read back, whole or an error.
+fn load_references(dir: &Path, generation: u64, paste: &PasteTest) -> Result<PasteTest> {
+    let path = references_path(dir, generation);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let expected = paste.len() * paste.shape.iter().product::<usize>() * 4;
+    if bytes.len() != expected {
+        let reason =
+            format!("{} bytes for {} references of {:?}, expected {expected}", bytes.len(), paste.len(), paste.shape);
+        return Err(Error::format(&path, "poisoncam paste references", reason));
+    }
+    let pixels: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    if pixels.iter().any(|v| !v.is_finite()) {
+        return Err(Error::format(&path, "poisoncam paste references", "a pixel is not finite"));
+    }
+    Ok(PasteTest { pixels, ..paste.clone() })
+}
+
+fn references_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("references-{generation}.bin"))
 }
 
 fn backbone_path(dir: &Path, generation: Option<u64>) -> PathBuf {
@@ -175,7 +229,10 @@ fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
             return Err(format!("a {}-channel template of side {} has {} values", t.channels, t.side, t.values.len()));
         }
         if t.factor == 0 || t.factor > t.side || (t.factor > 1 && t.channels != 3) {
-            return Err(format!("a {}-channel template of side {} compared at factor {}", t.channels, t.side, t.factor));
+            return Err(format!(
+                "a {}-channel template of side {} compared at factor {}",
+                t.channels, t.side, t.factor
+            ));
         }
         if t.radius.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
             return Err(format!("a template's radius {:?} is not a positive number", t.radius));
@@ -201,6 +258,38 @@ fn validate_masking(meta: &GuardMeta, encoder: &EncoderConfig) -> std::result::R
     }
     if !(0.0..=1.0).contains(&meta.threshold) {
         return Err(format!("classifier threshold {} is outside [0, 1]", meta.threshold));
+    }
+    let k = meta.centroids.len() / meta.dim;
+    if let Some(d) = &meta.decisions {
+        validate_decisions(d, k, meta.classifier_models > 0)?;
+    }
+    if let Some(paste) = &meta.paste {
+        if paste.shape != meta.working_shape {
+            return Err(format!(
+                "paste references of {:?} for a working shape of {:?}",
+                paste.shape, meta.working_shape
+            ));
+        }
+        if paste.fingerprints.len() != paste.clusters.len() || paste.clusters.iter().any(|&c| c >= k) {
+            return Err(format!("{} paste references do not fit {k} clusters", paste.clusters.len()));
+        }
+    }
+    Ok(())
+}
+
+fn validate_decisions(d: &Decisions, k: usize, has_classifier: bool) -> std::result::Result<(), String> {
+    if d.kept_clusters.iter().any(|&c| c >= k) || d.candidate_floor.len() != d.kept_clusters.len() {
+        return Err(format!("kept clusters {:?} do not fit {k} clusters and their floors", d.kept_clusters));
+    }
+    if !d.masking_limits.is_empty() && d.masking_limits.len() != k {
+        return Err(format!("{} masking limits for {k} clusters", d.masking_limits.len()));
+    }
+    let thresholds = [d.paste_threshold, d.classifier_threshold].into_iter().chain(d.candidate_floor.iter().copied());
+    if thresholds.flatten().chain(d.masking_limits.iter().copied()).any(|t| !t.is_finite()) {
+        return Err("a decision threshold is not finite".into());
+    }
+    if d.classifier_threshold.is_some() && !has_classifier {
+        return Err("a classifier threshold without classifier records".into());
     }
     Ok(())
 }

@@ -11,10 +11,10 @@ use crate::image::PixelBox;
 pub struct Verdict {
     /// Whether the sample should be dropped.
     pub removed: bool,
-    /// Why it was removed: `recurrence` (it carries a patch the fit found recurring), `classifier`
-    /// or `unreadable`.
+    /// Why it was removed: the stage that decided, as in the filter's removals.
     pub stage: Option<Stage>,
-    /// Mean poison probability of the classifier ensemble (0 when the fit found no poisons).
+    /// The strength of the evidence: 1 − distance / radius for a recurring patch, else the
+    /// classifier's probability, the paste share or the masking score (0 when nothing looked).
     pub score: f32,
     /// The threat model's cluster, where the sample was embedded.
     pub cluster: Option<usize>,

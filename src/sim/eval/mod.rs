@@ -321,7 +321,8 @@ fn evaluate_detector<B: AutodiffBackend>(
         let probe = ActivationProbe::new(backbone, clusters, [c, h, w], config.batch_size, device);
         let missing: Vec<usize> = (0..poisons.len()).filter(|&k| direct[k].is_none()).collect();
         let rows: Vec<usize> = missing.iter().map(|&k| poisons[k]).collect();
-        let located = locate(backbone, clusters, &probe, input.images, &rows, config, device)?;
+        let targets: Vec<usize> = rows.iter().map(|&i| clusters.assignments[i]).collect();
+        let located = locate(backbone, clusters, &probe, input.images, &rows, &targets, config, device)?;
         for (k, (b, _)) in missing.into_iter().zip(located) {
             direct[k] = Some(b);
         }
