@@ -88,6 +88,28 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// The data holds too few of something a stage needs (a run-time state, not a setting).
+    #[error("{stage} needs at least {needed} {what}, and has {got}")]
+    TooFew {
+        /// The stage.
+        stage: &'static str,
+        /// What it counts.
+        what: &'static str,
+        /// How many it needs.
+        needed: usize,
+        /// How many there are.
+        got: usize,
+    },
+
+    /// A dataset item changed between two reads of one run.
+    #[error("dataset item {index} changed while it was filtered ({what})")]
+    ItemChanged {
+        /// The item.
+        index: usize,
+        /// What changed.
+        what: &'static str,
+    },
+
     /// The guard could not judge a sample (it is removed: nothing vouches for it).
     #[error("cannot judge the sample: {0}")]
     Unjudged(String),

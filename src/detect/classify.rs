@@ -160,8 +160,12 @@ impl ClassifierConfig {
         data: &ClassifierData,
         device: &B::Device,
     ) -> Result<PoisonClassifier<B::InnerBackend>> {
-        if data.patches.is_empty() || data.clean_pool.len() < 2 {
-            return Err(Error::Config("the classifier needs at least one patch and two clean images".into()));
+        if data.patches.is_empty() {
+            return Err(Error::TooFew { stage: "the poison classifier", what: "patches", needed: 1, got: 0 });
+        }
+        if data.clean_pool.len() < 2 {
+            let got = data.clean_pool.len();
+            return Err(Error::TooFew { stage: "the poison classifier", what: "clean images", needed: 2, got });
         }
         self.check()?;
         // Held-out backgrounds are images no member trained on: the check measures what the

@@ -102,7 +102,8 @@ impl WorkingImages {
 
     /// The working copies; an error when the plan did not build them.
     pub fn working(&self) -> Result<&ImageBatchSource> {
-        self.source.as_ref().ok_or_else(|| Error::Config("the working copies were not built (masking is off)".into()))
+        // Only the masking signal needs them, and the plan built them only then.
+        self.source.as_ref().ok_or(Error::NoInput("the masking signal (no working copies were built)"))
     }
 
     fn working_copies<I: AsImage, D: Dataset<I> + ?Sized>(
@@ -183,7 +184,7 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> ImageRows for DatasetRows<'_, I, D> {
         let image = self.dataset.get(index).ok_or(Error::MissingItem { index, len })?.as_image()?;
         // The item changed between reads; its boxes would not fit it.
         if [image.height(), image.width()] != self.images.original_sizes[row] {
-            return Err(Error::Config(format!("item {index} changed size while it was filtered")));
+            return Err(Error::ItemChanged { index, what: "its size" });
         }
         Ok(image)
     }

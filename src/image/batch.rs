@@ -17,7 +17,7 @@ impl ImageBatchSource {
     /// Resizes every image to `height × width` and `channels` channels.
     pub fn new(images: &[Image], channels: usize, height: usize, width: usize) -> Result<Self> {
         if images.is_empty() {
-            return Err(Error::Config("no images to train on".into()));
+            return Err(Error::NoInput("the working images"));
         }
         if channels == 0 || height == 0 || width == 0 {
             return Err(Error::Config(format!("working size {channels}×{height}×{width} is empty")));
@@ -31,7 +31,7 @@ impl ImageBatchSource {
 
     /// Uses the size of the first image, and RGB if any image is RGB.
     pub fn with_natural_size(images: &[Image]) -> Result<Self> {
-        let first = images.first().ok_or_else(|| Error::Config("no images to train on".into()))?;
+        let first = images.first().ok_or(Error::NoInput("the working images"))?;
         let channels = images.iter().map(Image::channels).max().unwrap_or(1);
         Self::new(images, channels, first.height(), first.width())
     }

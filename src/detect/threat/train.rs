@@ -133,7 +133,7 @@ impl WarmStartConfig {
     fn check_for(&self, images: &ImageBatchSource) -> Result<()> {
         self.check()?;
         if images.len() < 2 {
-            return Err(Error::Config(format!("{} image(s) are too few to train on", images.len())));
+            return Err(Error::TooFew { stage: "the warm start", what: "images", needed: 2, got: images.len() });
         }
         Ok(())
     }
