@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::cluster::Clusters;
+use crate::detect::decisions::Decisions;
 use crate::detect::paste::PasteScore;
 use crate::detect::recurrence::{PatchTemplate, RecurrenceSummary};
 use crate::image::PixelBox;
@@ -104,10 +105,8 @@ pub struct Detection {
     pub removed: Vec<(usize, Stage)>,
     /// Best paste score among each cluster's probes.
     pub cluster_scores: Vec<f32>,
-    /// Clusters that stood out and were searched, strongest first.
-    pub kept_clusters: Vec<usize>,
-    /// Paste share a patch must move to count as a trigger, from the spread of cluster scores.
-    pub paste_threshold: Option<f32>,
+    /// Masking's dataset-level decisions (kept clusters, thresholds); empty when it did not run.
+    pub decisions: Decisions,
     /// Held-out balanced accuracy of the poison classifier; below the configured minimum its
     /// verdicts are not used and only the paste test's removals stand.
     pub classifier_validation: Option<f32>,
@@ -165,8 +164,7 @@ impl Detection {
             evidence: vec![Evidence::default(); n],
             removed: Vec::new(),
             cluster_scores: Vec::new(),
-            kept_clusters: Vec::new(),
-            paste_threshold: None,
+            decisions: Decisions::default(),
             classifier_validation: None,
             classifier_flagged: None,
             classifier_skipped: None,

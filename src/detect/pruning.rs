@@ -41,9 +41,11 @@ pub(crate) fn masking<B: AutodiffBackend>(
 
     let mut evidence: Vec<Evidence> =
         clusters.assignments.iter().map(|&cluster| Evidence { cluster, ..Evidence::default() }).collect();
-    let judge = Judge::new(backbone, &clusters, [c, h, w], config, device);
+    // Filled in as the fit decides; the judge only ever reads the clusters until the end.
+    let mut fit = MaskingFit { clusters, paste: None, classifier: None, decisions: Decisions::default() };
+    let judge = Judge::new(backbone, &fit.clusters, [c, h, w], config, device);
     let mut detection = Detection::empty(0);
-    let (paste, classifier, decisions) = if config.stages.paste {
+    if config.stages.paste {
         let (paste, mut decisions) = fit_paste(&judge, images, &mut evidence, &mut detection, &mut costs)?;
         let started = Instant::now();
         let (classifier, forwards) =
@@ -51,23 +53,18 @@ pub(crate) fn masking<B: AutodiffBackend>(
         if let Some(forwards) = forwards {
             costs.record("classifier", started, forwards);
         }
-        (Some(paste), classifier, decisions)
+        (fit.paste, fit.classifier, fit.decisions) = (Some(paste), classifier, decisions);
     } else {
         let started = Instant::now();
         let all: Vec<usize> = (0..n).collect();
         judge.localise(images, &mut evidence, &all, "masking every sample")?;
         costs.record("masking", started, judge.probe().forwards());
-        let limits = masking_limits(&evidence, clusters.k(), config.paste.outlier_mads);
-        (None, None, Decisions { masking_limits: limits, ..Decisions::default() })
-    };
-    drop(judge);
-    let fit = MaskingFit { clusters, paste, classifier, decisions };
-    let judge = Judge::new(backbone, &fit.clusters, [c, h, w], config, device);
+        fit.decisions.masking_limits = masking_limits(&evidence, fit.clusters.k(), config.paste.outlier_mads);
+    }
     let stages = judge.complete(images, &mut evidence, &fit)?;
     drop(judge);
     detection.removed = stages.into_iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s))).collect();
-    detection.kept_clusters = fit.decisions.kept_clusters.clone();
-    detection.paste_threshold = fit.decisions.paste_threshold;
+    detection.decisions = fit.decisions.clone();
     detection.clusters = Some(fit.clusters.clone());
     detection.evidence = evidence;
     detection.cost = costs.list;

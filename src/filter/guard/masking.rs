@@ -29,9 +29,16 @@ impl<B: Backend> MaskingGuard<B> {
         !d.kept_clusters.is_empty() || d.classifier_threshold.is_some() || !d.masking_limits.is_empty()
     }
 
-    /// Judges `images` (at the working size) as the filter judged the samples of its fit.
-    pub(super) fn judge(&self, images: &[Image], detector: &DetectorConfig, device: &B::Device) -> Vec<Verdict> {
-        match self.try_judge(images, detector, device) {
+    /// Judges `images` (at any size; judged at `shape`, the fit's `[C, H, W]`) as the filter
+    /// judged the samples of its fit.
+    pub(super) fn judge(
+        &self,
+        images: &[Image],
+        shape: [usize; 3],
+        detector: &DetectorConfig,
+        device: &B::Device,
+    ) -> Vec<Verdict> {
+        match self.try_judge(images, shape, detector, device) {
             Ok(verdicts) => verdicts,
             Err(e) => {
                 let reason = e.to_string();
@@ -40,9 +47,16 @@ impl<B: Backend> MaskingGuard<B> {
         }
     }
 
-    fn try_judge(&self, images: &[Image], detector: &DetectorConfig, device: &B::Device) -> Result<Vec<Verdict>> {
-        let Some(first) = images.first() else { return Ok(Vec::new()) };
-        let shape = [first.channels(), first.height(), first.width()];
+    fn try_judge(
+        &self,
+        images: &[Image],
+        shape: [usize; 3],
+        detector: &DetectorConfig,
+        device: &B::Device,
+    ) -> Result<Vec<Verdict>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let source = ImageBatchSource::new(images, shape[0], shape[1], shape[2])?;
         let judge = Judge::new(&self.backbone, &self.fit.clusters, shape, detector, device);
         let mut evidence = judge.assign(&source);

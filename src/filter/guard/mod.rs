@@ -130,20 +130,24 @@ impl<B: Backend> Guard<B> {
         }
         // Template search costs a pass over each image's pixels per template: one image a thread.
         let carried: Vec<Option<Verdict>> = fresh.par_iter().map(|(_, image)| self.carried_patch(image)).collect();
-        let mut todo = Vec::new();
+        let (mut todo, mut todo_images) = (Vec::new(), Vec::new());
         for ((i, image), verdict) in fresh.into_iter().zip(carried) {
             match verdict {
                 Some(v) => out[i] = Some(v),
-                None if self.masking.is_some() => todo.push((i, image)),
+                None if self.masking.is_some() => {
+                    todo.push(i);
+                    todo_images.push(image);
+                }
                 None => out[i] = Some(passed()),
             }
         }
         if let (Some(masking), false) = (&self.masking, todo.is_empty()) {
-            let [c, h, w] = self.meta.working_shape;
-            let working: Vec<Image> = todo.iter().map(|(_, image)| image.with_channels(c).resized(h, w)).collect();
-            for ((i, image), mut v) in todo.iter().zip(masking.judge(&working, &self.meta.detector, &self.device)) {
-                v.original_box = v.trigger_box.map(|b| scale_box(b, [h, w], [image.height(), image.width()]));
-                out[*i] = Some(v);
+            let shape = self.meta.working_shape;
+            let verdicts = masking.judge(&todo_images, shape, &self.meta.detector, &self.device);
+            for ((&i, image), mut v) in todo.iter().zip(&todo_images).zip(verdicts) {
+                v.original_box =
+                    v.trigger_box.map(|b| scale_box(b, [shape[1], shape[2]], [image.height(), image.width()]));
+                out[i] = Some(v);
             }
         }
         let verdicts: Vec<Verdict> =

@@ -76,8 +76,7 @@ impl GuardMeta {
             validation_accuracy: classifier.map_or(0.0, |c| c.validation_accuracy),
             templates,
             decisions: masking.map(|m| m.fit.decisions.clone()),
-            // The pixels go to their own file.
-            paste: masking.and_then(|m| m.fit.paste.as_ref()).map(|p| PasteTest { pixels: Vec::new(), ..p.clone() }),
+            paste: masking.and_then(|m| m.fit.paste.as_ref()).map(PasteTest::without_pixels),
         }
     }
 }

@@ -101,7 +101,7 @@ pub fn detection_scores(
     let poisons = truth.poisoned.len();
     let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| b.is_some_and(|b| box_hit(&b, t))).count();
     let localised = truth.poisoned.iter().filter(|(i, _)| detection.box_of(*i).is_some()).count();
-    let kept: std::collections::HashSet<usize> = detection.kept_clusters.iter().copied().collect();
+    let kept: std::collections::HashSet<usize> = detection.decisions.kept_clusters.iter().copied().collect();
     DetectionScores {
         trigger_localization_acc: ratio(hits, poisons),
         poisons_localised_by_pipeline: ratio(localised, poisons),
