@@ -145,6 +145,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// An encoder checkpoint that cannot be read as the ResNet asked for.
+    #[error("encoder checkpoint {path}: {problem}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: crate::detect::resnet::CheckpointProblem,
+    },
+
+    /// Grad-CAM needs a feature map of at least 2×2 to tell one place from another.
+    #[error("the encoder's feature map is {height}×{width} at this input size; Grad-CAM needs at least 2×2")]
+    FeatureMapTooSmall {
+        /// Rows of the map.
+        height: usize,
+        /// Columns of the map.
+        width: usize,
+    },
+
     /// JSON could not be written or read.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -13,6 +13,7 @@ pub mod embed;
 pub mod localize;
 pub mod paste;
 pub mod recurrence;
+pub mod resnet;
 pub mod threat;
 
 mod config;

@@ -56,6 +56,9 @@ pub fn grad_cam<B: Backend>(
             return Err(Error::Config("Grad-CAM needs an encoder with a feature map (Embed::feature_map)".into()));
         };
         let [_, f, fh, fw] = map.dims();
+        if fh < 2 || fw < 2 {
+            return Err(Error::FeatureMapTooSmall { height: fh, width: fw });
+        }
         let pooled = map.clone().mean_dim(3).mean_dim(2).reshape([n, f]);
         let mu: Vec<f32> = chunk_targets.iter().flat_map(|&t| unit[t * dim..(t + 1) * dim].to_vec()).collect();
         let mu = Tensor::<B, 2>::from_data(TensorData::new(mu, [n, dim]), device);

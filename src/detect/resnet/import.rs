@@ -1,0 +1,312 @@
+//! Reading a torchvision ResNet out of a checkpoint: burn-store reads the tensors, this file
+//! decides which are the backbone's, checks each against the shape the architecture needs, and
+//! folds the batch norms in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::config::Config;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_store::{ModuleStore, PytorchStore, SafetensorsStore, TensorSnapshot};
+
+use super::blocks::{Block, ConvNorm};
+use super::{keys, pickle, Arch, Normalization, ResNet, ResNetConfig, Stem};
+use crate::error::{Error, Result};
+
+/// torchvision's `BatchNorm2d` ε, which a state_dict does not store.
+const BATCH_NORM_EPS: f64 = 1e-5;
+
+/// Why a checkpoint cannot be read as the ResNet asked for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointProblem {
+    /// The file cannot be read as a checkpoint at all (truncated, not a zip, a broken pickle).
+    #[error("{0}")]
+    Unreadable(String),
+    /// Its pickle names a global that is not a tensor rebuilder: code, which is never run.
+    #[error("the pickle names `{0}`, which is not a tensor rebuilder; refused without running anything")]
+    RefusedGlobal(String),
+    /// A tensor's storage holds fewer bytes than the tensor reads (it would load as zeros).
+    #[error("storage `{storage}` holds {stored_bytes} bytes, its tensors need {needed_bytes}")]
+    ShortStorage {
+        /// The storage's key in the archive.
+        storage: String,
+        /// What its tensors read.
+        needed_bytes: usize,
+        /// What the archive holds.
+        stored_bytes: usize,
+    },
+    /// No torchvision ResNet backbone is in the file.
+    #[error("no torchvision ResNet backbone: {0}")]
+    NotResNet(String),
+    /// More than one backbone, and no `--key-prefix` picked one.
+    #[error("{} backbones ({}); pick one with --key-prefix", candidates.len(), candidates.join(", "))]
+    AmbiguousPrefix {
+        /// The prefixes a backbone sits under.
+        candidates: Vec<String>,
+    },
+    /// The `--key-prefix` given matches no backbone.
+    #[error("no backbone under the prefix `{wanted}`; the file has: {}", candidates.join(", "))]
+    PrefixNotFound {
+        /// The prefix asked for.
+        wanted: String,
+        /// The prefixes a backbone sits under (`` for none).
+        candidates: Vec<String>,
+    },
+    /// The architecture asked for is not the one in the file.
+    #[error("--arch {given} was asked for, but the file holds {found}")]
+    ArchMismatch {
+        /// What was asked for.
+        given: String,
+        /// What the keys show.
+        found: String,
+    },
+    /// The stem asked for does not fit the first convolution, or a 3×3 one was not named.
+    #[error("{0}")]
+    Stem(String),
+    /// A tensor the architecture needs is not in the file.
+    #[error("tensor `{0}` is missing")]
+    MissingTensor(String),
+    /// A tensor has another shape than the architecture needs.
+    #[error("tensor `{key}` has shape {found:?}, the architecture needs {expected:?}")]
+    Shape {
+        /// Its key in the file.
+        key: String,
+        /// The shape needed.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor holds something other than floats, or values that are not finite.
+    #[error("tensor `{key}`: {reason}")]
+    Values {
+        /// Its key in the file.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The user's encoder: where the checkpoint is, and what the file cannot say about it.
+#[derive(Config, Debug, PartialEq)]
+pub struct EncoderFile {
+    /// A `state_dict` saved by `torch.save` (PyTorch ≥ 1.6: `.pth`, `.pt`, `.pth.tar`, a
+    /// Lightning `.ckpt` of tensors and plain values) or a `.safetensors` file.
+    pub path: PathBuf,
+    /// The architecture; read off the keys when `None`, and an error when the keys disagree.
+    #[config(default = "None")]
+    pub arch: Option<Arch>,
+    /// The stem; a 7×7 first convolution is `imagenet`, a 3×3 one must be named (its padding
+    /// and the missing max-pool leave no weights).
+    #[config(default = "None")]
+    pub stem: Option<Stem>,
+    /// The words before torchvision's key names that pick one backbone (`encoder_q`,
+    /// `backbone`); needed only when the file holds more than one.
+    #[config(default = "None")]
+    pub key_prefix: Option<String>,
+    /// The side the encoder was trained at.
+    pub input_size: usize,
+    /// The standardisation the encoder was trained with.
+    pub normalization: Normalization,
+}
+
+impl EncoderFile {
+    /// Reads the checkpoint into a ResNet on `device`, with the settings it was built from.
+    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<(ResNet<B>, ResNetConfig)> {
+        let fail = |problem| Error::Checkpoint { path: self.path.clone(), problem };
+        crate::check::at_least("encoder.input_size", self.input_size, 1, "at least 1")?;
+        let tensors = read_tensors(&self.path).map_err(fail)?;
+        let prefix = keys::choose(&keys::candidates(tensors.keys().map(String::as_str)), self.key_prefix.as_deref())
+            .map_err(fail)?;
+        let weights = Weights { tensors: &tensors, prefix };
+        let config = weights.config(self).map_err(fail)?;
+        let model = weights.build(&config, device).map_err(fail)?;
+        Ok((model, config))
+    }
+}
+
+/// Every tensor of the file by its full key: a torch zip is checked first (`pickle::check`).
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, CheckpointProblem> {
+    let mut head = [0u8; 9];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| CheckpointProblem::Unreadable(e.to_string()))?;
+    let unreadable = |e: &dyn std::fmt::Display| CheckpointProblem::Unreadable(e.to_string());
+    if read >= 4 && head[..4] == *b"PK\x03\x04" {
+        pickle::check(path)?;
+        let mut store = PytorchStore::from_file(path);
+        return store.get_all_snapshots().cloned().map_err(|e| unreadable(&e));
+    }
+    // safetensors: an 8-byte little-endian header length, then the JSON header.
+    if read == 9 && head[8] == b'{' {
+        let mut store = SafetensorsStore::from_file(path);
+        return store.get_all_snapshots().cloned().map_err(|e| unreadable(&e));
+    }
+    Err(CheckpointProblem::Unreadable(
+        "neither a PyTorch zip checkpoint (torch.save since PyTorch 1.6) nor safetensors; see the README for \
+         converting an older file to safetensors"
+            .into(),
+    ))
+}
+
+/// The file's tensors seen through one backbone's prefix.
+struct Weights<'a> {
+    tensors: &'a BTreeMap<String, TensorSnapshot>,
+    prefix: String,
+}
+
+impl Weights<'_> {
+    fn get(&self, name: &str) -> Option<&TensorSnapshot> {
+        self.tensors.get(&format!("{}{name}", self.prefix))
+    }
+
+    fn dims(&self, name: &str) -> Result<Vec<usize>, CheckpointProblem> {
+        self.get(name).map(|t| t.shape.to_vec()).ok_or_else(|| self.missing(name))
+    }
+
+    fn missing(&self, name: &str) -> CheckpointProblem {
+        CheckpointProblem::MissingTensor(format!("{}{name}", self.prefix))
+    }
+
+    /// The architecture, stem and widths the keys show, checked against what `file` asks.
+    fn config(&self, file: &EncoderFile) -> Result<ResNetConfig, CheckpointProblem> {
+        let bottleneck = self.get("layer1.0.conv3.weight").is_some();
+        let mut layers = [0usize; 4];
+        for (stage, count) in layers.iter_mut().enumerate() {
+            while self.get(&format!("layer{}.{}.conv1.weight", stage + 1, *count)).is_some() {
+                *count += 1;
+            }
+        }
+        let block = if bottleneck { "Bottleneck" } else { "BasicBlock" };
+        let found = Arch::ALL.into_iter().find(|a| a.bottleneck() == bottleneck && a.layers() == layers);
+        let shown = found.map_or(format!("{block}s in stages of {layers:?}"), |a| a.name().to_string());
+        let arch = match (file.arch, found) {
+            (Some(given), Some(found)) if given == found => given,
+            (Some(given), _) => {
+                return Err(CheckpointProblem::ArchMismatch { given: given.name().into(), found: shown });
+            }
+            (None, Some(found)) => found,
+            (None, None) => return Err(CheckpointProblem::NotResNet(format!("{shown} is no torchvision ResNet"))),
+        };
+        let mut widths = [0usize; 4];
+        for (stage, width) in widths.iter_mut().enumerate() {
+            *width = self.dims(&format!("layer{}.0.conv1.weight", stage + 1))?[0];
+        }
+        let kernel = self.dims("conv1.weight")?.last().copied().unwrap_or(0);
+        let stem = match (file.stem, kernel) {
+            (Some(stem), k) if stem.kernel() == k => stem,
+            (Some(stem), k) => {
+                return Err(CheckpointProblem::Stem(format!(
+                    "the {stem:?} stem has a {0}×{0} first convolution, the file's is {k}×{k}",
+                    stem.kernel()
+                )))
+            }
+            (None, 7) => Stem::Imagenet,
+            (None, 3) => {
+                return Err(CheckpointProblem::Stem(
+                    "the first convolution is 3×3: name the stem, `cifar` (padding 1) or `cifar-pad2` \
+                     (padding 2, solo-learn)"
+                        .into(),
+                ))
+            }
+            (None, k) => return Err(CheckpointProblem::NotResNet(format!("a {k}×{k} first convolution"))),
+        };
+        Ok(ResNetConfig::new(arch, stem, file.input_size, file.normalization).with_widths(widths))
+    }
+
+    /// A tensor of exactly the `expected` shape, as f32.
+    fn tensor<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        expected: [usize; D],
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, CheckpointProblem> {
+        let key = format!("{}{name}", self.prefix);
+        let snapshot = self.get(name).ok_or_else(|| self.missing(name))?;
+        if snapshot.shape.to_vec() != expected {
+            return Err(CheckpointProblem::Shape { key, expected: expected.to_vec(), found: snapshot.shape.to_vec() });
+        }
+        if !matches!(snapshot.dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16) {
+            let reason = format!("holds {:?}, not floats", snapshot.dtype);
+            return Err(CheckpointProblem::Values { key, reason });
+        }
+        let data =
+            snapshot.to_data().map_err(|e| CheckpointProblem::Values { key: key.clone(), reason: e.to_string() })?;
+        let values: Vec<f32> = data
+            .convert::<f32>()
+            .into_vec()
+            .map_err(|e| CheckpointProblem::Values { key: key.clone(), reason: format!("{e:?}") })?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(CheckpointProblem::Values { key, reason: "holds a value that is not finite".into() });
+        }
+        Ok(Tensor::from_data(TensorData::new(values, expected), device))
+    }
+
+    /// `conv` (torchvision's name of the convolution, e.g. `layer1.0.conv1`) and `norm` (its
+    /// batch norm) folded into `target`.
+    fn conv_norm<B: Backend>(
+        &self,
+        target: ConvNorm<B>,
+        conv: &str,
+        norm: &str,
+        device: &B::Device,
+    ) -> Result<ConvNorm<B>, CheckpointProblem> {
+        let dims = target.kernel_dims();
+        let weight = self.tensor(&format!("{conv}.weight"), dims, device)?;
+        let out = [dims[0]];
+        let part = |p: &str| self.tensor::<B, 1>(&format!("{norm}.{p}"), out, device);
+        let statistics = [part("weight")?, part("bias")?, part("running_mean")?, part("running_var")?];
+        let var = statistics[3].clone().into_data().into_vec::<f32>().unwrap_or_default();
+        if var.iter().any(|&v| v < 0.0) {
+            let reason = "a running variance is negative".into();
+            return Err(CheckpointProblem::Values { key: format!("{}{norm}.running_var", self.prefix), reason });
+        }
+        Ok(target.fold(weight, statistics, BATCH_NORM_EPS))
+    }
+
+    fn build<B: Backend>(&self, config: &ResNetConfig, device: &B::Device) -> Result<ResNet<B>, CheckpointProblem> {
+        let mut model = config.init::<B>(device);
+        model.stem = self.conv_norm(model.stem, "conv1", "bn1", device)?;
+        let stages = std::mem::take(&mut model.stages);
+        for (s, stage) in stages.into_iter().enumerate() {
+            let mut loaded = Vec::with_capacity(stage.len());
+            for (b, block) in stage.into_iter().enumerate() {
+                loaded.push(self.block(block, &format!("layer{}.{b}", s + 1), device)?);
+            }
+            model.stages.push(loaded);
+        }
+        Ok(model)
+    }
+
+    fn block<B: Backend>(
+        &self,
+        block: Block<B>,
+        name: &str,
+        device: &B::Device,
+    ) -> Result<Block<B>, CheckpointProblem> {
+        let mut convs = Vec::with_capacity(block.convs.len());
+        for (i, conv) in block.convs.into_iter().enumerate() {
+            convs.push(self.conv_norm(
+                conv,
+                &format!("{name}.conv{}", i + 1),
+                &format!("{name}.bn{}", i + 1),
+                device,
+            )?);
+        }
+        let downsample = match block.downsample {
+            Some(d) => {
+                Some(self.conv_norm(d, &format!("{name}.downsample.0"), &format!("{name}.downsample.1"), device)?)
+            }
+            None if self.get(&format!("{name}.downsample.0.weight")).is_some() => {
+                return Err(CheckpointProblem::Shape {
+                    key: format!("{}{name}.downsample.0.weight", self.prefix),
+                    expected: Vec::new(),
+                    found: self.dims(&format!("{name}.downsample.0.weight"))?,
+                });
+            }
+            None => None,
+        };
+        Ok(Block { convs, downsample })
+    }
+}
