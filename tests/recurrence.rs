@@ -142,7 +142,9 @@ fn a_recurrence_only_guard_screens_a_new_poison() {
     assert!(filter.report().warm_start.is_none() && guard.is_armed());
     let dir = tempfile::tempdir().unwrap();
     guard.save(dir.path()).unwrap();
-    let records = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "mpk"));
+    let records = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "mpk"));
     assert_eq!(records.count(), 0, "no model records");
     let guard = poisoncam::filter::guard::Guard::<poisoncam::backend::Compute>::load(dir.path(), &device).unwrap();
     // Digits the fit never saw, with and without the trigger at a new place.

@@ -112,7 +112,8 @@ pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
 fn letterboxed(image: &Image, found: Option<PixelBox>, removed: Option<bool>) -> Suspect {
     let (h, w) = (image.height().max(1), image.width().max(1));
     let scale = TILE as f64 / h.max(w) as f64;
-    let (th, tw) = (((h as f64 * scale).round() as usize).clamp(1, TILE), ((w as f64 * scale).round() as usize).clamp(1, TILE));
+    let (th, tw) =
+        (((h as f64 * scale).round() as usize).clamp(1, TILE), ((w as f64 * scale).round() as usize).clamp(1, TILE));
     let (oy, ox) = ((TILE - th) / 2, (TILE - tw) / 2);
     let channels = image.channels();
     let fitted = image.resized(th, tw);

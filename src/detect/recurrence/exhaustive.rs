@@ -209,4 +209,3 @@ fn typical_side(images: &[Image]) -> usize {
     sides.sort_unstable();
     sides[sides.len() / 2]
 }
-

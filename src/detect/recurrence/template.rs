@@ -45,7 +45,8 @@ impl PatchTemplate {
     pub fn find_in(&self, image: &Image, default_radius: f32) -> Option<(f32, PixelBox)> {
         let radius = self.radius_or(default_radius);
         if self.factor > 1 {
-            return best_level_match(image, &self.values, self.side, self.factor, radius).map(|m| level_box(m, self.side));
+            return best_level_match(image, &self.values, self.side, self.factor, radius)
+                .map(|m| level_box(m, self.side));
         }
         let image = if image.channels() == self.channels {
             Cow::Borrowed(image)
@@ -119,7 +120,8 @@ mod tests {
         assert_eq!(template.find_in(&background(160, 200, 1.0), 1.0), None);
         // Another pattern pasted is not this one.
         let mut other = background(160, 200, 0.5);
-        let foreign = Image::new(3, 32, 32, (0..3 * 32 * 32).map(|i| ((i * 104_729) % 11) as f32 / 11.0).collect()).unwrap();
+        let foreign =
+            Image::new(3, 32, 32, (0..3 * 32 * 32).map(|i| ((i * 104_729) % 11) as f32 / 11.0).collect()).unwrap();
         other.paste(&foreign, 50, 50);
         assert_eq!(template.find_in(&other, 1.0), None);
     }

@@ -27,7 +27,13 @@ pub struct LevelMatch {
 /// over pixels is at least the RMS over equal blocks of the same residual (the mean of squares is
 /// at least the square of the mean), so a window whose block means cannot come within `radius`
 /// cannot either pixel by pixel, and only the others are compared in full.
-pub fn best_level_match(image: &Image, template: &[f32], side: usize, factor: usize, radius: f32) -> Option<LevelMatch> {
+pub fn best_level_match(
+    image: &Image,
+    template: &[f32],
+    side: usize,
+    factor: usize,
+    radius: f32,
+) -> Option<LevelMatch> {
     let level_side = side / factor;
     if level_side == 0 || template.len() != 3 * side * side {
         return None;
@@ -139,7 +145,10 @@ mod tests {
             let found = best_level_match(&image, template.pixels(), 32, 4, 10.0).unwrap();
             assert!((found.distance - best).abs() < 1e-6, "{} against {best}", found.distance);
             // Within a radius just above the best, the same window; just below, none.
-            assert_eq!(best_level_match(&image, template.pixels(), 32, 4, best + 1e-3).map(|m| m.distance), Some(found.distance));
+            assert_eq!(
+                best_level_match(&image, template.pixels(), 32, 4, best + 1e-3).map(|m| m.distance),
+                Some(found.distance)
+            );
             assert_eq!(best_level_match(&image, template.pixels(), 32, 4, best - 1e-3), None);
         }
     }
