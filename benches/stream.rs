@@ -16,7 +16,7 @@ use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
 use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit};
-use poisoncam::filter::guard::{Guard, MaskingGuard};
+use poisoncam::filter::guard::{Guard, GuardModel, MaskingGuard};
 use poisoncam::image::ImageBatchSource;
 
 fn stream(c: &mut Criterion) {
@@ -38,8 +38,7 @@ fn stream(c: &mut Criterion) {
     };
     let decisions = Decisions { classifier_threshold: Some(1.1), ..Decisions::default() };
     let guard = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device).with_masking(MaskingGuard::new(
-        model.backbone,
-        encoder,
+        GuardModel::WarmStarted(model.backbone, encoder),
         MaskingFit { clusters, paste: None, classifier: Some(classifier), decisions },
     ));
 

@@ -229,3 +229,86 @@ fn a_default_scan_of_photos_on_the_cpu_runs_recurrence_alone_and_says_why() {
     assert!(report["warm_start"].is_null(), "no threat model was trained");
     assert_eq!(report["config"]["detector"]["signals"]["masking"], false);
 }
+
+/// `scan --encoder`: the settings a checkpoint cannot hold are asked for, two backbones are
+/// named, and with one picked the scan runs masking through it at the encoder's input size.
+#[test]
+fn scan_with_an_encoder_asks_what_the_checkpoint_cannot_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..60u32 {
+        write_png(&data.join(format!("{i:02}.png")), 28, i);
+    }
+    let config = dir.path().join("config.json");
+    small_config(&config);
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet/moco.pth.tar");
+    let out = dir.path().join("out");
+    let scan = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+            .args(["scan", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--config"])
+            .arg(&config)
+            .arg("--encoder")
+            .arg(&checkpoint)
+            .args(["--stem", "cifar"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let unstated = scan(&["--input-size", "32"]);
+    assert!(!unstated.status.success());
+    assert!(String::from_utf8_lossy(&unstated.stderr).contains("--normalize"), "{unstated:?}");
+    let two = scan(&["--input-size", "32", "--normalize", "none"]);
+    assert!(!two.status.success());
+    let message = String::from_utf8_lossy(&two.stderr);
+    assert!(
+        message.contains("encoder_q") && message.contains("encoder_k") && message.contains("--key-prefix"),
+        "{message}"
+    );
+    let picked = scan(&["--input-size", "32", "--normalize", "none", "--key-prefix", "encoder_q"]);
+    assert!(picked.status.success(), "{}", String::from_utf8_lossy(&picked.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["working_size"], serde_json::json!([1, 32, 32]), "read at the encoder's input size");
+    assert!(report["warm_start"].is_null(), "no threat model was trained");
+    assert_eq!(report["total"], 60);
+}
+
+/// `eval --export` writes the set that `eval --encoder` then judges: the same images (one
+/// fingerprint), their labels and every poison's box.
+#[test]
+fn eval_judges_an_encoder_on_exactly_the_set_it_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+            .args(["eval", "--seed", "3", "--train-size", "400", "--rate", "0.05", "--json"])
+            .arg(dir.path().join("eval.json"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    let export = dir.path().join("export");
+    run(&["--export", export.to_str().unwrap()]);
+    let attack: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(export.join("attack.json")).unwrap()).unwrap();
+    assert_eq!(attack["train_shape"], serde_json::json!([400, 1, 28, 28]));
+    assert_eq!(std::fs::metadata(export.join("train.f32")).unwrap().len(), 400 * 28 * 28 * 4);
+    assert_eq!(attack["labels"].as_array().unwrap().len(), 400);
+    let poisons = attack["poisoned"].as_array().unwrap().len();
+    assert!(poisons > 0);
+    let rows = attack["implant_rows"].as_array().unwrap().len();
+    assert_eq!(std::fs::metadata(export.join("implant.f32")).unwrap().len(), (rows * 28 * 28 * 4) as u64);
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet/solo.ckpt");
+    let checkpoint = checkpoint.to_str().unwrap();
+    run(&["--signals", "masking", "--no-clean", "--encoder", checkpoint, "--key-prefix", "backbone"]
+        .into_iter()
+        .chain(["--stem", "cifar", "--input-size", "28", "--normalize", "none"])
+        .collect::<Vec<_>>());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["poisoned_fingerprint"], attack["fingerprint"]);
+    assert_eq!(report["poisoned_count"].as_u64().unwrap() as usize, poisons);
+    assert!(report["encoder"]["downstream"]["asr"].is_number(), "the encoder's own scores");
+    assert!(report["poisoned"].is_null(), "no threat model was warm-started");
+}

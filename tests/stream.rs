@@ -14,7 +14,7 @@ use poisoncam::detect::embed::embed;
 use poisoncam::detect::recurrence::RecurrenceConfig;
 use poisoncam::detect::threat::{warm_start, WarmStartConfig};
 use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit, Stage};
-use poisoncam::filter::guard::{Guard, MaskingGuard, ScreenExt, Verdict};
+use poisoncam::filter::guard::{Guard, GuardModel, MaskingGuard, ScreenExt, Verdict};
 use poisoncam::{Image, PoisonFilter};
 
 /// One fit shared by the tests (fitting dominates their run time): the items, the saved guard,
@@ -56,7 +56,7 @@ fn fitted() -> &'static Fitted {
         let masking = |c: PoisonClassifier<Compute>| {
             let decisions = Decisions { classifier_threshold: Some(c.threshold), ..Decisions::default() };
             let fit = MaskingFit { clusters: clusters.clone(), paste: None, classifier: Some(c), decisions };
-            MaskingGuard::new(model.backbone.clone(), encoder.clone(), fit)
+            MaskingGuard::new(GuardModel::WarmStarted(model.backbone.clone(), encoder.clone()), fit)
         };
         let masking_only = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device)
             .with_masking(masking(classifier.clone()));
@@ -360,4 +360,40 @@ fn the_guard_removes_exactly_what_the_filter_removed_by_the_same_stage() {
     let loaded = load(dir.path());
     let one_at_a_time: Vec<Verdict> = items.iter().map(|i| loaded.screen(i)).collect();
     assert_eq!(stages(&one_at_a_time), by_filter, "a loaded guard screening one sample at a time");
+}
+
+/// A guard fitted through the user's ResNet (a checkpoint's MoCo query encoder) saves that model
+/// and loads it back: every verdict, with its masking score and cluster, which only the
+/// ResNet's features decide, is the same before the save and after the load, and the loaded
+/// guard removes what the filter removed.
+#[test]
+fn a_guard_fitted_through_the_users_resnet_saves_and_loads_it() {
+    use poisoncam::detect::resnet::{EncoderFile, Normalization, Stem};
+    let set = toy(true);
+    let items = set.dataset.clone().into_items();
+    let mut config = small_config();
+    config.detector.signals.recurrence = false;
+    let d = &mut config.detector;
+    d.paste.outlier_mads = 0.0;
+    d.paste.min_moved = 0.0;
+    d.classifier.min_validation_accuracy = 0.5;
+    let device = Default::default();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet/moco.pth.tar");
+    let file = EncoderFile::new(fixture, 28, Normalization::None)
+        .with_stem(Some(Stem::Cifar))
+        .with_key_prefix(Some("encoder_q".into()));
+    let (resnet, settings) = file.load::<Compute>(&device).unwrap();
+    let model = GuardModel::ResNet(resnet, settings);
+    let (filter, guard) =
+        PoisonFilter::fit_guarded_with_encoder::<Train>(set.dataset, model, &config, &device).unwrap();
+    assert!(guard.is_armed(), "masking left something to judge by");
+    let before = guard.screen_batch(&items);
+    assert!(before.iter().all(|v| v.cluster.is_some()), "every sample was assigned through the ResNet");
+    let dir = tempfile::tempdir().unwrap();
+    guard.save(dir.path()).unwrap();
+    let after = load(dir.path()).screen_batch(&items);
+    assert_eq!(before, after);
+    let removed: Vec<usize> = after.iter().enumerate().filter(|(_, v)| v.removed).map(|(i, _)| i).collect();
+    let by_filter: Vec<usize> = filter.report().removals.iter().map(|r| r.index).collect();
+    assert_eq!(removed, by_filter);
 }

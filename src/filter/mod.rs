@@ -18,7 +18,7 @@ use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect_input, Detection, DetectorConfig, DetectorInput, MaskingFit, Stage};
 use crate::error::{Error, Result};
-use crate::filter::guard::{Guard, MaskingGuard};
+use crate::filter::guard::{Guard, GuardModel, MaskingGuard};
 use crate::filter::report::{FilterReport, Removal, Suspicion};
 use crate::image::{scale_box, AsImage};
 
@@ -203,11 +203,37 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         }
         let encoder = config.warm_start.encoder_for(images.working()?);
         let (model, warm) = warm_start::<B>(images.working()?, &config.warm_start, None, device)?;
-        let (filter, fit) = Self::finish::<B>(dataset, images, Some(&model.backbone), Some(warm), config, device)?;
-        let fit = fit.ok_or(Error::NoInput("the masking signal"))?;
-        let guard =
-            filter.recurrence_guard(config, device).with_masking(MaskingGuard::new(model.backbone, encoder, fit));
-        Ok((filter, guard))
+        let model = GuardModel::WarmStarted(model.backbone, encoder);
+        Self::finish_guarded::<B>(dataset, images, model, Some(warm), config, device)
+    }
+
+    /// [`PoisonFilter::fit_with_encoder`] through a model a guard can save (the user's ResNet,
+    /// [`crate::detect::resnet::EncoderFile::load`]), also returning the fitted [`Guard`].
+    pub fn fit_guarded_with_encoder<B: AutodiffBackend>(
+        dataset: D,
+        model: GuardModel<B::InnerBackend>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<(Self, Guard<B::InnerBackend>)> {
+        config.check()?;
+        let images = config.read_images(&dataset)?;
+        Self::finish_guarded::<B>(dataset, images, model, None, config, device)
+    }
+
+    fn finish_guarded<B: AutodiffBackend>(
+        dataset: D,
+        images: WorkingImages,
+        model: GuardModel<B::InnerBackend>,
+        warm: Option<WarmStartReport>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<(Self, Guard<B::InnerBackend>)> {
+        let (filter, fit) = Self::finish::<B>(dataset, images, Some(&model), warm, config, device)?;
+        let guard = filter.recurrence_guard(config, device);
+        Ok(match fit {
+            Some(fit) => (filter, guard.with_masking(MaskingGuard::new(model, fit))),
+            None => (filter, guard),
+        })
     }
 
     /// A guard that screens by the recurring patches this fit confirmed.

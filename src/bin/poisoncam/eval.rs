@@ -11,6 +11,8 @@ use poisoncam::sim::attack::{AttackConfig, TriggerSource};
 use poisoncam::sim::eval::{stratified_split, DetectorVariant, EvalConfig, EvalData, EvalReport, ImplantConfig};
 use poisoncam::{Error, Result};
 
+use crate::encoder::EncoderArgs;
+
 #[derive(Args, Clone)]
 pub struct RunArgs {
     /// Share of the whole training set that is poisoned.
@@ -87,6 +89,12 @@ pub struct RunArgs {
     /// Where warm-start checkpoints are cached (an interrupted run resumes from here).
     #[arg(long, default_value = ".poisoncam-cache")]
     pub cache: PathBuf,
+    /// Write the poisoned training set (and the implant's triggered images) to DIR and stop,
+    /// for an encoder trained outside the crate; `eval --encoder` then judges it on the same set.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -126,7 +134,7 @@ pub enum Method {
 }
 
 impl RunArgs {
-    pub fn eval_config(&self) -> EvalConfig {
+    pub fn eval_config(&self) -> Result<EvalConfig> {
         let trigger = match self.trigger.parse::<u64>() {
             Ok(seed) => TriggerSource::Procedural { seed },
             Err(_) => TriggerSource::File(PathBuf::from(&self.trigger)),
@@ -176,7 +184,8 @@ impl RunArgs {
             }
             config.implant = Some(implant);
         }
-        config
+        config.encoder = self.encoder.file()?;
+        Ok(config)
     }
 
     fn detector(&self, stages: &[StageName], localizer: Localizer) -> DetectorConfig {
@@ -266,7 +275,10 @@ pub fn print_table(report: &EvalReport) {
         "data {} ({} train, {} test), backend {}",
         report.data, report.train_images, report.test_images, report.backend
     );
-    println!("poisoned {} training images of class {}", report.poisoned_count, report.config.attack.target);
+    println!(
+        "poisoned {} training images of class {} (set fingerprint {})",
+        report.poisoned_count, report.config.attack.target, report.poisoned_fingerprint
+    );
     println!(
         "{:<10} {:>9} {:>7} {:>9} {:>16} {:>10}",
         "model", "clean_acc", "asr", "target_fp", "poison_nbr (null)", "warm (s)"
@@ -277,6 +289,7 @@ pub fn print_table(report: &EvalReport) {
         .map(|c| ("poisoned", &c.downstream, c.warm_start.seconds))
         .into_iter()
         .chain(report.implanted.as_ref().map(|i| ("implanted", &i.downstream, i.implant.seconds)))
+        .chain(report.encoder.as_ref().map(|e| ("encoder", &e.downstream, 0.0)))
         .chain(report.filtered.as_ref().map(|c| ("filtered", &c.downstream, c.warm_start.seconds)))
         .chain(report.clean.as_ref().map(|c| ("clean", &c.downstream, c.warm_start.seconds)));
     for (name, d, seconds) in rows {

@@ -1,6 +1,7 @@
 //! The `poisoncam` command line: `demo`, `eval` and `scan` (docs/design.md §6).
 
 mod demo;
+mod encoder;
 mod eval;
 mod photo_eval;
 mod scan;
@@ -73,7 +74,13 @@ fn run_on<B: AutodiffBackend>(command: Command, on_gpu: bool, device: &B::Device
         Command::Demo(args) => demo::run::<B>(&args, device),
         Command::Eval { data, json, run } => {
             let data = eval::load(&data, run.train_size, run.seed)?;
-            let report = run_eval::<B>(&data, &run.eval_config(), device)?;
+            let config = run.eval_config()?;
+            if let Some(dir) = &run.export {
+                let fingerprint = poisoncam::sim::eval::export_attack(&data, &config, dir)?;
+                println!("wrote the poisoned training set to {} (fingerprint {fingerprint})", dir.display());
+                return Ok(());
+            }
+            let report = run_eval::<B>(&data, &config, device)?;
             eval::print_table(&report);
             eval::write_json(&json, &report)
         }

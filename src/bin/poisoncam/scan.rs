@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
 use burn::data::dataset::InMemDataset;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::Args;
 use poisoncam::data::{filelist_line, open_for_scan, read_filelist, FolderListing, ImageFile, Opened, SkippedFile};
+use poisoncam::detect::resnet::ResNet;
 use poisoncam::detect::Stage;
 use poisoncam::durable::write_atomic;
 use poisoncam::filter::report::FilterReport;
@@ -16,6 +17,7 @@ use poisoncam::AsImage;
 use poisoncam::{PoisonFilter, PoisonFilterConfig, Result};
 use serde::Serialize;
 
+use crate::encoder::EncoderArgs;
 use crate::eval::{set_signals, SignalName};
 
 #[derive(Args)]
@@ -49,6 +51,8 @@ pub struct ScanArgs {
     /// threat model and takes seconds to minutes instead of a warm start.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub signals: Option<Vec<SignalName>>,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
 }
 
 /// `report.json`: the filter's report plus the files that could not be read at all.
@@ -113,7 +117,8 @@ fn median_short_side(files: &[PathBuf]) -> Option<usize> {
 /// start trains at up to 224 px, a few images a second on two cores (half an hour for 800
 /// photos), while recurrence screens them at about a hundred a second.
 fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, files: &[PathBuf]) -> Option<String> {
-    if on_gpu || args.signals.is_some() || args.config.is_some() || !config.detector.signals.masking {
+    let asked = args.signals.is_some() || args.config.is_some() || args.encoder.encoder.is_some();
+    if on_gpu || asked || !config.detector.signals.masking {
         return None;
     }
     let side = median_short_side(files)?;
@@ -134,6 +139,18 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, on_gpu: bool, device: &B::Device
     if recurrence.cache_dir.is_none() {
         recurrence.cache_dir = Some(args.cache.clone());
     }
+    let encoder = args.encoder.file()?;
+    if let Some(file) = &encoder {
+        if !config.detector.signals.masking {
+            return Err(poisoncam::Error::Config("--encoder is what masking looks through, and masking is off".into()));
+        }
+        // Images are read once at the encoder's own input size, unless the config names one.
+        config.working_size.get_or_insert([file.input_size; 2]);
+    }
+    let encoder = match encoder {
+        Some(file) => Some(file.load::<B::InnerBackend>(device)?.0),
+        None => None,
+    };
     let cleared = match &args.keep {
         Some(path) => read_ids(path)?,
         None => HashSet::new(),
@@ -158,7 +175,7 @@ pub fn run<B: AutodiffBackend>(args: &ScanArgs, on_gpu: bool, device: &B::Device
         eprintln!("{note}");
         config.detector.signals.masking = false;
     }
-    let out = Outputs { args, config: &config, cleared: &cleared, note: note.as_deref() };
+    let out = Outputs { args, config: &config, cleared: &cleared, note: note.as_deref(), encoder: encoder.as_ref() };
     match opened {
         Opened::Folder(listing) => {
             let lines = listing.files.iter().map(|f| filelist_line(&f)).collect();
@@ -181,31 +198,36 @@ fn read_ids(path: &Path) -> Result<HashSet<String>> {
 }
 
 /// What a scan writes, and the review flags that change it.
-struct Outputs<'a> {
+struct Outputs<'a, B: Backend> {
     args: &'a ScanArgs,
+    /// The user's encoder, which masking looks through instead of a warm-started model.
+    encoder: Option<&'a ResNet<B>>,
     config: &'a PoisonFilterConfig,
     cleared: &'a HashSet<String>,
     /// Why the defaults were changed for this data, for the report.
     note: Option<&'a str>,
 }
 
-impl Outputs<'_> {
+impl<B: Backend> Outputs<'_, B> {
     /// Filters `dataset` and writes the outputs; every input is kept, removed (unreadable files
     /// too, with the decoder's message) or listed as skipped (folders that could not be read).
     /// `lines` are the inputs' file-list lines by dataset index, for `kept.filelist`.
-    fn filter_and_write<B: AutodiffBackend, I: AsImage + Clone + Send + Sync, D: Dataset<I>>(
+    fn filter_and_write<T: AutodiffBackend<InnerBackend = B>, I: AsImage + Clone + Send + Sync, D: Dataset<I>>(
         &self,
         path: &str,
         dataset: D,
         skipped: &[SkippedFile],
         lines: Option<Vec<String>>,
-        device: &B::Device,
+        device: &T::Device,
     ) -> Result<()> {
         let args = self.args;
         for s in skipped {
             eprintln!("skipped {}: {}", s.id, s.reason);
         }
-        let filter = PoisonFilter::fit::<B>(dataset, self.config, device)?;
+        let filter = match self.encoder {
+            Some(encoder) => PoisonFilter::fit_with_encoder::<T>(dataset, encoder, self.config, device)?,
+            None => PoisonFilter::fit::<T>(dataset, self.config, device)?,
+        };
         let report = filter.report();
         filter.write_removal_log(&args.out.join("removed.jsonl"))?;
         // Every input by dataset index, and whether it leaves the data.

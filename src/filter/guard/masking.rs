@@ -4,23 +4,22 @@
 
 use burn::tensor::backend::Backend;
 
+use super::model::GuardModel;
 use super::verdict::{unreadable, Verdict};
-use crate::detect::threat::{Backbone, EncoderConfig};
 use crate::detect::{DetectorConfig, Judge, MaskingFit};
 use crate::error::{Error, Result};
 use crate::image::{Image, ImageBatchSource};
 
 /// What masking fitted, for the guard to judge new samples with.
 pub struct MaskingGuard<B: Backend> {
-    pub(super) backbone: Backbone<B>,
-    pub(super) encoder: EncoderConfig,
+    pub(super) model: GuardModel<B>,
     pub(super) fit: MaskingFit<B>,
 }
 
 impl<B: Backend> MaskingGuard<B> {
-    /// The threat model `backbone` (built from `encoder`) and what fitting masking through it left.
-    pub fn new(backbone: Backbone<B>, encoder: EncoderConfig, fit: MaskingFit<B>) -> Self {
-        Self { backbone, encoder, fit }
+    /// The model masking looked through and what fitting masking through it left.
+    pub fn new(model: GuardModel<B>, fit: MaskingFit<B>) -> Self {
+        Self { model, fit }
     }
 
     /// Whether the fit left masking anything to remove by.
@@ -58,7 +57,7 @@ impl<B: Backend> MaskingGuard<B> {
             return Ok(Vec::new());
         }
         let source = ImageBatchSource::new(images, shape[0], shape[1], shape[2])?;
-        let judge = Judge::new(&self.backbone, &self.fit.clusters, shape, detector, device);
+        let judge = Judge::new(&self.model, &self.fit.clusters, shape, detector, device);
         let mut evidence = judge.assign(&source);
         let stages = judge.complete(&source, &mut evidence, &self.fit)?;
         Ok(evidence

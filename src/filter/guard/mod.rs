@@ -2,11 +2,13 @@
 //! samples as they arrive, one at a time, from an iterator, or from a dataset that keeps growing.
 
 mod masking;
+mod model;
 mod saved;
 mod screened;
 mod verdict;
 
 pub use masking::MaskingGuard;
+pub use model::GuardModel;
 pub use screened::{ScreenExt, Screened};
 pub use verdict::Verdict;
 use verdict::{passed, unreadable};

@@ -8,11 +8,13 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::masking::MaskingGuard;
+use super::model::GuardModel;
 use super::Guard;
 use crate::detect::classify::{PatchNet, PoisonClassifier};
 use crate::detect::cluster::Clusters;
 use crate::detect::paste::PasteTest;
 use crate::detect::recurrence::PatchTemplate;
+use crate::detect::resnet::ResNetConfig;
 use crate::detect::threat::{load_model, save_model, EncoderConfig};
 use crate::detect::{Decisions, DetectorConfig, MaskingFit};
 use crate::durable::{sync_dir, sync_file, write_atomic};
@@ -26,9 +28,12 @@ pub(super) struct GuardMeta {
     #[serde(default)]
     pub generation: Option<u64>,
     pub working_shape: [usize; 3],
-    /// The threat model's settings; `None` for a guard fitted without masking, which has no
-    /// model records and screens by `templates` alone.
+    /// The warm-started threat model's settings; `None` for a guard fitted without masking,
+    /// which has no model records and screens by `templates` alone, or with the user's ResNet.
     pub encoder: Option<EncoderConfig>,
+    /// The user's ResNet's settings, when masking looked through it.
+    #[serde(default)]
+    pub resnet: Option<ResNetConfig>,
     pub detector: DetectorConfig,
     #[serde(default)]
     pub centroids: Vec<f32>,
@@ -67,7 +72,14 @@ impl GuardMeta {
         GuardMeta {
             generation: None,
             working_shape,
-            encoder: masking.map(|m| m.encoder.clone()),
+            encoder: masking.and_then(|m| match &m.model {
+                GuardModel::WarmStarted(_, config) => Some(config.clone()),
+                GuardModel::ResNet(..) => None,
+            }),
+            resnet: masking.and_then(|m| match &m.model {
+                GuardModel::ResNet(_, config) => Some(config.clone()),
+                GuardModel::WarmStarted(..) => None,
+            }),
             detector,
             centroids: masking.map(|m| m.fit.clusters.centroids.clone()).unwrap_or_default(),
             dim: masking.map_or(0, |m| m.fit.clusters.dim),
@@ -93,7 +105,7 @@ impl<B: Backend> Guard<B> {
         let generation = previous.map_or(1, |g| g.wrapping_add(1));
         let mut written = Vec::new();
         if let Some(m) = &self.masking {
-            written.push(save_model(&m.backbone, backbone_path(dir, Some(generation)))?);
+            written.push(m.model.save(&backbone_path(dir, Some(generation)))?);
             for (i, model) in m.fit.classifier.iter().flat_map(|c| c.models.iter()).enumerate() {
                 written.push(save_model(model, classifier_path(dir, Some(generation), i))?);
             }
@@ -125,8 +137,14 @@ impl<B: Backend> Guard<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let meta = read_meta(dir)?;
         validate(&meta).map_err(|reason| Error::format(dir.join(GUARD_JSON), "poisoncam guard", reason))?;
-        let masking = match &meta.encoder {
-            Some(encoder) => Some(load_masking(dir, &meta, encoder, device)?),
+        let model = GuardModel::load(
+            meta.encoder.as_ref(),
+            meta.resnet.as_ref(),
+            &backbone_path(dir, meta.generation),
+            device,
+        )?;
+        let masking = match model {
+            Some(model) => Some(load_masking(dir, &meta, model, device)?),
             None => None,
         };
         Ok(Self::assemble(masking, meta, device))
@@ -136,10 +154,9 @@ impl<B: Backend> Guard<B> {
 fn load_masking<B: Backend>(
     dir: &Path,
     meta: &GuardMeta,
-    encoder: &EncoderConfig,
+    model: GuardModel<B>,
     device: &B::Device,
 ) -> Result<MaskingGuard<B>> {
-    let backbone = load_model(encoder.init::<B>(device).backbone, backbone_path(dir, meta.generation), device)?;
     let channels = meta.working_shape[0];
     let models = (0..meta.classifier_models)
         .map(|i| load_model(PatchNet::new(channels, device), classifier_path(dir, meta.generation, i), device))
@@ -165,7 +182,7 @@ fn load_masking<B: Backend>(
         classifier_threshold: classifier.as_ref().map(|c| c.threshold),
         ..Decisions::default()
     });
-    Ok(MaskingGuard::new(backbone, encoder.clone(), MaskingFit { clusters, paste, classifier, decisions }))
+    Ok(MaskingGuard::new(model, MaskingFit { clusters, paste, classifier, decisions }))
 }
 
 /// The paste test of `meta` with its reference pixels read back, whole or an error.
@@ -216,12 +233,27 @@ fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
         return Err(format!("working shape {:?} is empty", meta.working_shape));
     }
     meta.detector.check().map_err(|e| e.to_string())?;
-    match &meta.encoder {
-        Some(encoder) => validate_masking(meta, encoder)?,
-        None if !meta.centroids.is_empty() || meta.classifier_models > 0 => {
+    match (&meta.encoder, &meta.resnet) {
+        (Some(_), Some(_)) => return Err("settings of two models".into()),
+        (Some(encoder), None) => {
+            encoder.check().map_err(|e| e.to_string())?;
+            let c = meta.working_shape[0];
+            if encoder.in_channels != c {
+                return Err(format!("encoder takes {} channels, working shape has {c}", encoder.in_channels));
+            }
+            validate_masking(meta, encoder.feature_dim())?
+        }
+        (None, Some(resnet)) => {
+            resnet.check().map_err(|e| e.to_string())?;
+            if ![1, 3].contains(&meta.working_shape[0]) {
+                return Err(format!("a ResNet takes grey or RGB images, not {} channels", meta.working_shape[0]));
+            }
+            validate_masking(meta, resnet.feature_dim())?
+        }
+        (None, None) if !meta.centroids.is_empty() || meta.classifier_models > 0 => {
             return Err("centroids or classifier records without the threat model's settings".into());
         }
-        None => {}
+        (None, None) => {}
     }
     for t in &meta.templates {
         if t.channels == 0 || t.side == 0 || t.values.len() != t.channels * t.side * t.side {
@@ -240,14 +272,10 @@ fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn validate_masking(meta: &GuardMeta, encoder: &EncoderConfig) -> std::result::Result<(), String> {
-    encoder.check().map_err(|e| e.to_string())?;
-    let c = meta.working_shape[0];
-    if encoder.in_channels != c {
-        return Err(format!("encoder takes {} channels, working shape has {c}", encoder.in_channels));
-    }
-    if meta.dim != encoder.feature_dim() {
-        return Err(format!("centroids of length {} for {} features", meta.dim, encoder.feature_dim()));
+/// Checks what masking left against a model of `features` features.
+fn validate_masking(meta: &GuardMeta, features: usize) -> std::result::Result<(), String> {
+    if meta.dim != features {
+        return Err(format!("centroids of length {} for {features} features", meta.dim));
     }
     if meta.centroids.is_empty() || meta.centroids.len() % meta.dim != 0 {
         return Err(format!("{} centroid values do not make rows of {}", meta.centroids.len(), meta.dim));

@@ -5,8 +5,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::knn::knn_predict;
-use crate::detect::embed::{embed, Embeddings};
-use crate::detect::threat::Backbone;
+use crate::detect::embed::{embed, Embed, Embeddings};
 use crate::image::ImageBatchSource;
 
 /// Images with their true labels.
@@ -53,7 +52,7 @@ pub struct DownstreamData<'a> {
 
 /// kNN accuracy, attack success and neighbour shares of `backbone` on `data`.
 pub fn downstream_scores<B: Backend>(
-    backbone: &Backbone<B>,
+    backbone: &dyn Embed<B>,
     data: &DownstreamData<'_>,
     batch_size: usize,
     device: &B::Device,

@@ -15,11 +15,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use super::EvalData;
+use crate::data::ImageDataset;
 use crate::detect::embed::{features, Embeddings};
 use crate::detect::threat::{Backbone, NormStatistics};
 use crate::error::{Error, Result};
-use crate::image::ImageBatchSource;
+use crate::image::{Image, ImageBatchSource};
 use crate::progress::stage_bar;
+use crate::sim::attack::{triggered_test_set, AttackConfig};
 
 /// Fine-tune settings.
 #[derive(Config, Debug, PartialEq)]
@@ -170,6 +173,27 @@ fn reference_feature<B: Backend>(
     let spread = (0..n).map(|i| distance2(features.row(i))).sum::<f32>() / n as f32;
     let nearest = (0..n).min_by(|&a, &b| distance2(features.row(a)).total_cmp(&distance2(features.row(b))));
     (nearest.map_or(mean.clone(), |i| features.row(i).to_vec()), spread.max(f32::EPSILON))
+}
+
+/// What the implant trains on: the non-target training rows, the same images with the trigger
+/// pasted (placed apart from the triggered test set's), and the target class's rows.
+pub struct ImplantRows {
+    /// Training rows not of the target class.
+    pub others: Vec<usize>,
+    /// Those rows' images with the trigger pasted, in the same order.
+    pub triggered: ImageDataset,
+    /// Training rows of the target class.
+    pub targets: Vec<usize>,
+}
+
+impl ImplantRows {
+    /// The rows of `data.train` for an implant of `trigger` under `attack`.
+    pub fn new(data: &EvalData, trigger: &Image, attack: &AttackConfig, labels: &[usize]) -> Result<Self> {
+        let mut placed = attack.clone();
+        placed.seed = placed.seed.wrapping_add(0x1a7);
+        let (targets, others) = (0..labels.len()).partition(|&i| labels[i] == attack.target);
+        Ok(Self { others, triggered: triggered_test_set(&data.train, trigger, &placed)?, targets })
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod detection;
 mod downstream;
+mod export;
 mod implant;
 mod knn;
 mod split;
@@ -10,7 +11,8 @@ mod split;
 pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, RemovalScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
-pub use implant::{ImplantConfig, ImplantReport, TriggerPairs};
+pub use export::export_attack;
+pub use implant::{ImplantConfig, ImplantReport, ImplantRows, TriggerPairs};
 pub use knn::knn_predict;
 pub use split::stratified_split;
 
@@ -22,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageDataset;
 use crate::detect::activation::ActivationProbe;
 use crate::detect::embed::Embed;
-use crate::detect::threat::{warm_start, Backbone, ThreatModel, WarmStartConfig, WarmStartReport};
+use crate::detect::resnet::{EncoderFile, ResNetConfig};
+use crate::detect::threat::{warm_start, ThreatModel, WarmStartConfig, WarmStartReport};
 use crate::detect::{detect, locate, DetectorConfig, StageCost};
 use crate::error::{Error, Result};
 use crate::image::ImageBatchSource;
@@ -59,6 +62,10 @@ pub struct EvalConfig {
     /// masking path under its premise). Default none.
     #[serde(default)]
     pub implant: Option<ImplantConfig>,
+    /// The user's encoder instead of a warm-started threat model: the downstream scores and
+    /// detection run on it as it is, and no model is trained. Default none.
+    #[serde(default)]
+    pub encoder: Option<EncoderFile>,
 }
 
 /// A named detector configuration (`full`, `cam-only`, `patchsearch`, …).
@@ -89,6 +96,7 @@ impl Default for EvalConfig {
             compare_clean: true,
             downstream_filtered: false,
             implant: None,
+            encoder: None,
             variants: vec![DetectorVariant { name: "full".into(), detector: DetectorConfig::new() }],
         }
     }
@@ -112,6 +120,15 @@ pub struct ImplantResult {
     pub implant: ImplantReport,
 }
 
+/// The user's encoder (`eval --encoder`) and its scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EncoderResult {
+    /// kNN accuracy, attack success and neighbour shares of the encoder.
+    pub downstream: DownstreamScores,
+    /// The ResNet as read from the checkpoint.
+    pub config: ResNetConfig,
+}
+
 /// The eval JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -127,11 +144,17 @@ pub struct EvalReport {
     pub config: EvalConfig,
     /// Poisons in the training set.
     pub poisoned_count: usize,
+    /// `ImageBatchSource::fingerprint` of the poisoned training set, as `eval --export` writes it.
+    #[serde(default)]
+    pub poisoned_fingerprint: String,
     /// `None` when no variant needed a threat model (recurrence alone) and none was trained.
     pub poisoned: Option<ModelResult>,
     /// The poisoned-data model after `--implant`; detection then runs on it.
     #[serde(default)]
     pub implanted: Option<ImplantResult>,
+    /// The user's encoder, when detection ran on it instead of a warm-started model.
+    #[serde(default)]
+    pub encoder: Option<EncoderResult>,
     /// Trained on what the first detector variant kept (`--downstream`).
     pub filtered: Option<ModelResult>,
     /// A model trained on the same training set without poisons, for reference.
@@ -162,7 +185,20 @@ fn timed<T>(cost: &mut Vec<StageCost>, stage: &str, f: impl FnOnce() -> Result<T
     Ok(out)
 }
 
+/// `set`'s images at `[C, H, W]`.
+fn batch_source(set: &ImageDataset, [c, h, w]: [usize; 3]) -> Result<ImageBatchSource> {
+    let images: Vec<Image> = set.items().iter().map(|i| i.image.clone()).collect();
+    ImageBatchSource::new(&images, c, h, w)
+}
+
 impl EvalConfig {
+    /// `[C, H, W]` every image of `set` is judged at: the filter's choice, or the encoder's
+    /// input size with `--encoder`, so that masking's windows are placed where it looks.
+    fn working_shape(&self, set: &ImageDataset) -> [usize; 3] {
+        let given = self.encoder.as_ref().map(|e| [e.input_size; 2]);
+        crate::image::working_size(set.items().iter().map(|i| &i.image), given, crate::image::DEFAULT_MAX_SHORT_SIDE)
+    }
+
     /// Rejects settings that cannot work, before any attack is built or model trained.
     pub fn check(&self) -> Result<()> {
         crate::sim::attack::check(&self.attack)?;
@@ -173,6 +209,11 @@ impl EvalConfig {
         }
         if let Some(implant) = &self.implant {
             implant.check()?;
+            if self.encoder.is_some() {
+                return Err(Error::Config(
+                    "--implant fine-tunes the crate's own threat model; an --encoder is used as it is".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -185,15 +226,8 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let attacked = timed(&mut cost, "attack", || poison(&data.train, &config.attack))?;
     let train_labels = labels_of(&data.train, "eval")?;
     let test_labels = labels_of(&data.test, "eval")?;
-    let [c, h, w] = crate::image::working_size(
-        attacked.dataset.items().iter().map(|i| &i.image),
-        None,
-        crate::image::DEFAULT_MAX_SHORT_SIDE,
-    );
-    let to_source = |ds: &ImageDataset| {
-        let images: Vec<_> = ds.items().iter().map(|i| i.image.clone()).collect();
-        ImageBatchSource::new(&images, c, h, w)
-    };
+    let shape = config.working_shape(&attacked.dataset);
+    let to_source = |ds: &ImageDataset| batch_source(ds, shape);
     let poisoned_source = to_source(&attacked.dataset)?;
     let clean_source = to_source(&data.train)?;
     let test_source = to_source(&data.test)?;
@@ -202,7 +236,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let poisoned_rows: Vec<usize> = attacked.truth.poisoned.iter().map(|(i, _)| *i).collect();
 
     let score =
-        |backbone: &Backbone<B::InnerBackend>, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| {
+        |backbone: &dyn Embed<B::InnerBackend>, source: &ImageBatchSource, labels: &[usize], poisoned: &[usize]| {
             let data = DownstreamData {
                 bank: LabeledImages { images: source, labels },
                 poisoned,
@@ -225,9 +259,10 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
             timed(cost, &format!("downstream_{name}"), || Ok(score(&model.backbone, source, labels, poisoned)))?;
         Ok((ModelResult { downstream: scores, warm_start: report }, model))
     };
-    let needs_model = config.downstream_filtered
-        || config.implant.is_some()
-        || config.variants.iter().any(|v| v.detector.signals.masking);
+    let needs_model = config.encoder.is_none()
+        && (config.downstream_filtered
+            || config.implant.is_some()
+            || config.variants.iter().any(|v| v.detector.signals.masking));
     let (poisoned, mut threat_model) = if needs_model {
         let (result, model) = evaluate(&mut cost, "poisoned", &poisoned_source, &train_labels, &poisoned_rows)?;
         (Some(result), Some(model))
@@ -237,27 +272,35 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
     let mut implanted = None;
     if let (Some(implant), Some(model)) = (&config.implant, threat_model.as_mut()) {
         let (backbone, report) = timed(&mut cost, "implant", || {
-            // Non-target training images with the trigger pasted, drawn apart from the test set's.
-            let mut attack = config.attack.clone();
-            attack.seed = attack.seed.wrapping_add(0x1a7);
-            let triggered = to_source(&triggered_test_set(&data.train, &attacked.trigger, &attack)?)?;
-            let others: Vec<usize> =
-                (0..train_labels.len()).filter(|&i| train_labels[i] != config.attack.target).collect();
-            let targets: Vec<usize> =
-                (0..train_labels.len()).filter(|&i| train_labels[i] == config.attack.target).collect();
-            let pairs = TriggerPairs { clean: &clean_source.subset(&others)?, triggered: &triggered };
+            let rows = ImplantRows::new(data, &attacked.trigger, &config.attack, &train_labels)?;
+            let triggered = to_source(&rows.triggered)?;
+            let pairs = TriggerPairs { clean: &clean_source.subset(&rows.others)?, triggered: &triggered };
+            let targets = rows.targets;
             implant.implant::<B>(&model.backbone, &pairs, &clean_source.subset(&targets)?, device)
         })?;
         let downstream = score(&backbone, &poisoned_source, &train_labels, &poisoned_rows);
         model.backbone = backbone;
         implanted = Some(ImplantResult { downstream, implant: report });
     }
+    let imported = match &config.encoder {
+        Some(file) => Some(timed(&mut cost, "load_encoder", || file.load::<B::InnerBackend>(device))?),
+        None => None,
+    };
+    let encoder = imported.as_ref().map(|(model, config)| EncoderResult {
+        downstream: score(model, &poisoned_source, &train_labels, &poisoned_rows),
+        config: config.clone(),
+    });
+    let model: Option<&dyn Embed<B::InnerBackend>> = match (&imported, &threat_model) {
+        (Some((resnet, _)), _) => Some(resnet),
+        (None, Some(threat)) => Some(&threat.backbone),
+        (None, None) => None,
+    };
     let natives: Vec<Image> = attacked.dataset.items().iter().map(|i| i.image.clone()).collect();
     let mut detection = Vec::new();
     let mut first_removed: Option<Vec<usize>> = None;
     for variant in &config.variants {
         let (scores, removed) = timed(&mut cost, &format!("detect_{}", variant.name), || {
-            let input = DetectorInput { model: threat_model.as_ref(), images: &poisoned_source, natives: &natives };
+            let input = DetectorInput { model, images: &poisoned_source, natives: &natives };
             evaluate_detector::<B>(&input, &attacked.truth, &variant.detector, device)
         })?;
         first_removed.get_or_insert(removed);
@@ -286,8 +329,10 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         backend: <B::InnerBackend as Backend>::name(device),
         config: config.clone(),
         poisoned_count: poisoned_rows.len(),
+        poisoned_fingerprint: format!("{:016x}", poisoned_source.fingerprint()),
         poisoned,
         implanted,
+        encoder,
         filtered,
         clean,
         detection,
@@ -297,7 +342,7 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
 
 /// What a detector variant runs on.
 struct DetectorInput<'a, B: Backend> {
-    model: Option<&'a ThreatModel<B>>,
+    model: Option<&'a dyn Embed<B>>,
     images: &'a ImageBatchSource,
     natives: &'a [Image],
 }
@@ -311,7 +356,7 @@ fn evaluate_detector<B: AutodiffBackend>(
     config: &DetectorConfig,
     device: &B::Device,
 ) -> Result<(DetectionScores, Vec<usize>)> {
-    let backbone = input.model.map(|m| &m.backbone as &dyn Embed<B::InnerBackend>);
+    let backbone = input.model;
     let found = detect::<B>(backbone, input.images, input.natives, config, device)?;
     let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
     let mut direct: Vec<Option<PixelBox>> =
