@@ -3,11 +3,10 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::detect::threat::conv::conv2d;
+use crate::detect::threat::conv::conv2d_fused;
 
 /// A convolution followed by an inference-mode batch norm, folded: the norm's per-channel scale
 /// `γ / √(var + ε)` multiplies the kernel and its shift `β − mean · scale` is added after. The
@@ -46,10 +45,10 @@ impl<B: Backend> ConvNorm<B> {
         self
     }
 
-    /// The convolution and the norm, without an activation.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let out = self.shift.dims()[0];
-        conv2d(&self.conv, x) + self.shift.val().reshape([1, out, 1, 1])
+    /// The convolution and the norm, then `residual` added and a ReLU when asked for (one host
+    /// pass on Flex).
+    pub fn forward(&self, x: Tensor<B, 4>, residual: Option<Tensor<B, 4>>, relu: bool) -> Tensor<B, 4> {
+        conv2d_fused(&self.conv, x, self.shift.val(), residual, relu)
     }
 }
 
@@ -91,17 +90,11 @@ impl<B: Backend> Block<B> {
     /// `relu(convs(x) + skip(x))`, with a ReLU between the convolutions.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let skip = match &self.downsample {
-            Some(d) => d.forward(x.clone()),
+            Some(d) => d.forward(x.clone(), None, false),
             None => x.clone(),
         };
-        let last = self.convs.len() - 1;
-        let mut y = x;
-        for (i, conv) in self.convs.iter().enumerate() {
-            y = conv.forward(y);
-            if i < last {
-                y = relu(y);
-            }
-        }
-        relu(y + skip)
+        let (last, first) = self.convs.split_last().expect("a block has convolutions");
+        let y = first.iter().fold(x, |y, conv| conv.forward(y, None, true));
+        last.forward(y, Some(skip), true)
     }
 }

@@ -15,7 +15,6 @@ pub use import::{CheckpointProblem, EncoderFile};
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{interpolate, max_pool2d};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
@@ -219,7 +218,7 @@ impl<B: Backend> ResNet<B> {
 
     /// The last stage's output, `N×F×h×w`.
     pub fn feature_map(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = relu(self.stem.forward(self.prepare(images)));
+        let mut x = self.stem.forward(self.prepare(images), None, true);
         if self.max_pool {
             x = max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false);
         }

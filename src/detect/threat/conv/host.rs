@@ -189,24 +189,72 @@ fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
     }
 }
 
+/// What a forward pass applies to each image's output while it is still in cache, in this
+/// order: a per-output-channel `shift`, a `residual` of the output's shape, then a ReLU. An
+/// inference-mode ResNet's folded batch norm, skip connection and activation cost no extra pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Added to every value of output channel `o`, `O` values.
+    pub shift: Option<&'a [f32]>,
+    /// Added value by value, `N×O×oh×ow`.
+    pub residual: Option<&'a [f32]>,
+    /// Clamps at zero last.
+    pub relu: bool,
+}
+
 /// `y = conv(x, weight)`: `x` is `N×C×H×W` and `weight` `O×C×kh×kw`, contiguous row-major;
 /// `y` is `N×O×oh×ow`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> {
+    conv2d_forward_with(x, weight, shape, Epilogue::default())
+}
+
+/// [`conv2d_forward`] followed by `epilogue`.
+pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogue: Epilogue) -> Vec<f32> {
     let out = shape.output().expect("checked by the caller");
     let positions = out[0] * out[1];
     let patch = shape.patch_len();
     let (o, image_len) = (shape.channels_out, shape.image_len());
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
+    assert!(epilogue.shift.is_none_or(|s| s.len() == o));
+    assert!(epilogue.residual.is_none_or(|r| r.len() == shape.batch * o * positions));
+    // A 1×1 kernel at stride 1 without padding reads the image as its own columns.
+    let pointwise = shape.kernel == [1, 1] && shape.stride == [1, 1] && shape.padding == [0, 0];
     let w = Matrix::row_major(weight, o, patch);
     let mut y = vec![0f32; shape.batch * o * positions];
     y.par_chunks_mut(o * positions).enumerate().for_each_init(
-        || vec![0f32; patch * positions],
+        || vec![0f32; if pointwise { 0 } else { patch * positions }],
         |cols, (index, y_image)| {
-            im2col(&x[index * image_len..][..image_len], shape, out, cols);
+            let image = &x[index * image_len..][..image_len];
+            let cols = if pointwise {
+                image
+            } else {
+                im2col(image, shape, out, cols);
+                &cols[..]
+            };
             gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false);
+            let residual = epilogue.residual.map(|r| &r[index * o * positions..][..o * positions]);
+            finish(y_image, positions, epilogue.shift, residual, epilogue.relu);
         },
     );
     y
+}
+
+/// One image's epilogue, channel by channel.
+fn finish(y: &mut [f32], positions: usize, shift: Option<&[f32]>, residual: Option<&[f32]>, relu: bool) {
+    for (c, plane) in y.chunks_mut(positions).enumerate() {
+        let add = shift.map_or(0.0, |s| s[c]);
+        match residual {
+            Some(r) => {
+                let r = &r[c * positions..][..positions];
+                plane.iter_mut().zip(r).for_each(|(v, r)| *v = *v + add + r);
+            }
+            None if add != 0.0 => plane.iter_mut().for_each(|v| *v += add),
+            None => {}
+        }
+        if relu {
+            plane.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
 }
 
 /// One task's scratch: an image's columns and the task's share of the weight gradient.

@@ -55,6 +55,70 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     }
 }
 
+/// `relu?(conv.forward(x) + shift + residual)` with `shift` per output channel: an
+/// inference-mode layer. On Flex (without autodiff) one host pass does it all, the shift,
+/// residual and ReLU applied to each image's output while it is in cache; elsewhere burn's ops.
+pub fn conv2d_fused<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    shift: Tensor<B, 1>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let host = symmetric_padding(conv)
+        .filter(|_| conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_none())
+        .filter(|_| x.dtype() == DType::F32 && conv.weight.val().dtype() == DType::F32);
+    if let Some(padding) = host {
+        if let Ok(x) = cast::<_, Tensor<Flex, 4>>(x.clone()) {
+            let options = ConvOptions::new(conv.stride, padding, [1, 1], 1);
+            let weight: Tensor<Flex, 4> = cast_back(conv.weight.val());
+            let flex_shift: Tensor<Flex, 1> = cast_back(shift.clone());
+            let flex_residual: Option<Tensor<Flex, 4>> = residual.clone().map(cast_back);
+            if let Some(y) = host_fused(x, weight, flex_shift, flex_residual, relu, &options) {
+                return cast_back(y);
+            }
+        }
+    }
+    let out = shift.dims()[0];
+    let mut y = conv2d(conv, x) + shift.reshape([1, out, 1, 1]);
+    if let Some(r) = residual {
+        y = y + r;
+    }
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
+fn host_fused(
+    x: Tensor<Flex, 4>,
+    weight: Tensor<Flex, 4>,
+    shift: Tensor<Flex, 1>,
+    residual: Option<Tensor<Flex, 4>>,
+    relu: bool,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<Flex, 4>> {
+    let primitive = |t: Tensor<Flex, 4>| t.into_primitive().tensor().to_contiguous();
+    let (x, weight) = (primitive(x), primitive(weight));
+    let shift = shift.into_primitive().tensor().to_contiguous();
+    let residual = residual.map(primitive);
+    let shape = conv_shape(&x, &weight, options);
+    let slices = (x.as_slice::<f32>(), weight.as_slice::<f32>(), shift.as_slice::<f32>());
+    let residual_slice = residual.as_ref().map(|r| r.as_slice::<f32>());
+    let ([oh, ow], (Some(xs), Some(ws), Some(ss))) = (shape.output()?, slices) else { return None };
+    let residual = match residual_slice {
+        Some(r) => Some(r.filter(|r| r.len() == shape.batch * shape.channels_out * oh * ow)?),
+        None => None,
+    };
+    if ss.len() != shape.channels_out {
+        return None;
+    }
+    let epilogue = host::Epilogue { shift: Some(ss), residual, relu };
+    let y = flex_tensor(host::conv2d_forward_with(xs, ws, &shape, epilogue), [shape.batch, shape.channels_out, oh, ow]);
+    Some(Tensor::from_primitive(TensorPrimitive::Float(y)))
+}
+
 /// The padding per axis when it is the same on both sides.
 fn symmetric_padding<B: Backend>(conv: &Conv2d<B>) -> Option<[usize; 2]> {
     match conv.padding {
@@ -209,6 +273,36 @@ mod tests {
         compare(3, 4, 8, [28, 28], [3, 3], 2, [1, 1]);
         compare(3, 4, 8, [28, 28], [1, 1], 2, [0, 0]);
         compare(2, 8, 8, [7, 7], [3, 3], 1, [1, 1]);
+    }
+
+    /// The fused host pass against burn's ops (conv, broadcast add, add, ReLU), with and without
+    /// a residual, on a 3×3 and on a pointwise kernel (which skips im2col).
+    #[test]
+    fn the_fused_pass_matches_burns_ops() {
+        let device = Default::default();
+        for (kernel, stride, padding) in [(3, 2, 1), (1, 1, 0)] {
+            let conv: Conv2d<Flex> = Conv2dConfig::new([4, 6], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                .with_bias(false)
+                .init(&device);
+            let x = Tensor::<Flex, 4>::random([3, 4, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+            let shift = Tensor::<Flex, 1>::random([6], Distribution::Normal(0.0, 1.0), &device);
+            let dims = conv.forward(x.clone()).dims();
+            let residual = Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            for (residual, relu) in [(None, false), (Some(residual), true)] {
+                let fused = conv2d_fused(&conv, x.clone(), shift.clone(), residual.clone(), relu);
+                let mut expected = conv.forward(x.clone()) + shift.clone().reshape([1, 6, 1, 1]);
+                if let Some(r) = residual {
+                    expected = expected + r;
+                }
+                if relu {
+                    expected = burn::tensor::activation::relu(expected);
+                }
+                let error = (fused - expected.clone()).abs().max().into_scalar() / expected.abs().max().into_scalar();
+                assert!(error < 1e-5, "kernel {kernel}, relu {relu}: relative error {error}");
+            }
+        }
     }
 
     #[test]
