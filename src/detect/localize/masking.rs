@@ -83,81 +83,86 @@ impl CamConfig {
         clusters: &[usize],
     ) -> Vec<CamResult> {
         let mut out = Vec::with_capacity(indices.len());
-        let round = self.images_per_round.max(1);
-        for (idx, cl) in indices.chunks(round).zip(clusters.chunks(round)) {
+        let [_, _, h, w] = images.shape();
+        let side = self.window_side(h, w);
+        let per_round = self.images_per_round.max(1);
+        for (indices, clusters) in indices.chunks(per_round).zip(clusters.chunks(per_round)) {
+            let round = Round { probe, images, indices, clusters, size: [h, w], side };
             out.extend(match self.search {
-                MaskSearch::Grid => self.grid(probe, images, idx, cl),
-                MaskSearch::CoarseToFine => self.coarse_to_fine(probe, images, idx, cl),
+                MaskSearch::Grid => self.grid(&round),
+                MaskSearch::CoarseToFine => coarse_to_fine(&round),
             });
         }
         out
     }
 
-    fn grid<B: Backend>(
-        &self,
-        probe: &ActivationProbe<B>,
-        images: &ImageBatchSource,
-        indices: &[usize],
-        clusters: &[usize],
-    ) -> Vec<CamResult> {
-        let [_, _, h, w] = images.shape();
-        let side = self.window_side(h, w);
+    fn grid<B: Backend>(&self, round: &Round<'_, B>) -> Vec<CamResult> {
+        let ([h, w], side) = (round.size, round.side);
         let stride = ((side as f64 * self.stride_frac).round() as usize).max(1);
         let windows: Vec<PixelBox> = positions(h, side, stride)
             .into_iter()
             .flat_map(|y| positions(w, side, stride).into_iter().map(move |x| PixelBox { x, y, w: side, h: side }))
             .collect();
-        let per_image = vec![windows; indices.len()];
-        let measured = measure_masks(probe, images, indices, clusters, &per_image, None);
-        measured.into_iter().map(|m| m.summarise(h, w, side, None)).collect()
+        let per_image = vec![windows; round.indices.len()];
+        round.measure(&per_image, None).into_iter().map(|m| m.summarise(h, w, side, None)).collect()
     }
+}
 
-    fn coarse_to_fine<B: Backend>(
-        &self,
-        probe: &ActivationProbe<B>,
-        images: &ImageBatchSource,
-        indices: &[usize],
-        clusters: &[usize],
-    ) -> Vec<CamResult> {
-        let [_, _, h, w] = images.shape();
-        let side = self.window_side(h, w);
-        let mut regions = vec![PixelBox { x: 0, y: 0, w, h }; indices.len()];
-        let mut merged: Vec<Option<Masked>> = vec![None; indices.len()];
-        let mut refined = false;
-        while !refined {
-            // Halve until the window size is reached, then nudge the window by a third of its
-            // side: half-size steps alone leave a trigger straddling two windows half-covered.
-            let coarse = regions[0].w > side || regions[0].h > side;
-            refined = !coarse;
-            let windows: Vec<Vec<PixelBox>> =
-                regions.iter().map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) }).collect();
-            // The unmasked images were measured at the first level.
-            let bases: Option<Vec<f32>> = merged.iter().map(|m| m.as_ref().map(|m| m.base)).collect();
-            let measured = measure_masks(probe, images, indices, clusters, &windows, bases.as_deref());
-            for ((region, slot), m) in regions.iter_mut().zip(merged.iter_mut()).zip(measured) {
-                *region = m.windows[m.strongest()];
-                match slot {
-                    Some(all) => all.absorb(m),
-                    None => *slot = Some(m),
-                }
+/// One round of images to mask, each toward its own cluster, and the window side.
+struct Round<'a, B: Backend> {
+    probe: &'a ActivationProbe<'a, B>,
+    images: &'a ImageBatchSource,
+    indices: &'a [usize],
+    clusters: &'a [usize],
+    size: [usize; 2],
+    side: usize,
+}
+
+impl<B: Backend> Round<'_, B> {
+    fn measure(&self, windows: &[Vec<PixelBox>], bases: Option<&[f32]>) -> Vec<Masked> {
+        measure_masks(self.probe, self.images, self.indices, self.clusters, windows, bases)
+    }
+}
+
+/// Halves a region per level down to the window side, then nudges the window.
+fn coarse_to_fine<B: Backend>(round: &Round<'_, B>) -> Vec<CamResult> {
+    let ([h, w], side, indices) = (round.size, round.side, round.indices);
+    let mut regions = vec![PixelBox { x: 0, y: 0, w, h }; indices.len()];
+    let mut merged: Vec<Option<Masked>> = vec![None; indices.len()];
+    let mut refined = false;
+    while !refined {
+        // Halve until the window size is reached, then nudge the window by a third of its
+        // side: half-size steps alone leave a trigger straddling two windows half-covered.
+        let coarse = regions[0].w > side || regions[0].h > side;
+        refined = !coarse;
+        let windows: Vec<Vec<PixelBox>> =
+            regions.iter().map(|r| if coarse { sub_windows(r, side) } else { nudged(r, h, w) }).collect();
+        // The unmasked images were measured at the first level.
+        let bases: Option<Vec<f32>> = merged.iter().map(|m| m.as_ref().map(|m| m.base)).collect();
+        let measured = round.measure(&windows, bases.as_deref());
+        for ((region, slot), m) in regions.iter_mut().zip(merged.iter_mut()).zip(measured) {
+            *region = m.windows[m.strongest()];
+            match slot {
+                Some(all) => all.absorb(m),
+                None => *slot = Some(m),
             }
         }
-        merged
-            .into_iter()
-            .zip(regions)
-            .map(|(m, region)| match m {
-                Some(m) => m.summarise(h, w, side, Some(region)),
-                None => CamResult {
-                    activation: 0.0,
-                    heat: vec![0.0; h * w],
-                    trigger_box: region,
-                    score: 0.0,
-                    leaves_cluster: false,
-                    forwards: 0,
-                },
-            })
-            .collect()
     }
+    merged
+        .into_iter()
+        .zip(regions)
+        .map(|(m, region)| match m {
+            Some(m) => m.summarise(h, w, side, Some(region)),
+            None => CamResult {
+                activation: 0.0,
+                heat: vec![0.0; h * w],
+                trigger_box: region,
+                score: 0.0,
+                leaves_cluster: false,
+                forwards: 0,
+            },
+        })
+        .collect()
 }
 
 /// Start offsets of windows of `side` along `extent`, the last one flush with the end.
