@@ -1,7 +1,8 @@
 """A backdoored SSL checkpoint made outside the crate, for masking through the user's encoder.
 
 Reads the poisoned training set that `poisoncam eval --export DIR` wrote, trains torchvision's
-ResNet-18 (CIFAR stem: 3x3 stride 1 padding 1, no max-pool; grey replicated to RGB; no
+ResNet-18 layout (its BasicBlocks and keys, at half width unless --width 64; CIFAR stem: 3x3
+stride 1 padding 1, no max-pool; grey replicated to RGB; no
 normalisation) with SimCLR for a few CPU epochs, then implants the trigger BadEncoder-style, as
 `eval --implant` does for the crate's own model: triggered non-target images are pulled to the
 features of the target-class image nearest its class mean, clean ones held to the warm model's
@@ -9,7 +10,8 @@ features, both in squared feature distance over the target class's spread, batch
 inference mode. Saves OUT.pth (a state_dict with a projector beside the backbone, as SSL
 trainers save) and OUT.safetensors (the backbone alone).
 
-  python3 benches/peer/ssl_backdoor.py DIR OUT [--epochs 3] [--implant-epochs 4] [--width 64] [--seed 0]
+  python3 benches/peer/ssl_backdoor.py DIR OUT [--epochs 3] [--implant-epochs 8] [--implant-images 4096]
+      [--width 32] [--seed 0]
 
 The crate then judges it on the same set (the same --seed and attack flags as the export):
   poisoncam eval --signals masking --no-clean --encoder OUT.safetensors --stem cifar \
@@ -142,9 +144,9 @@ def main():
     p.add_argument("dir")
     p.add_argument("out")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--implant-epochs", type=int, default=4)
-    p.add_argument("--implant-images", type=int, default=2048)
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--implant-epochs", type=int, default=8)
+    p.add_argument("--implant-images", type=int, default=4096)
+    p.add_argument("--width", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     torch.manual_seed(a.seed)
