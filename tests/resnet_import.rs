@@ -110,7 +110,7 @@ fn a_grey_image_is_its_grey_replicated_to_rgb() {
 }
 
 #[test]
-fn moco_and_lightning_wrappers_load_by_the_prefix_that_picks_one_backbone() {
+fn moco_lightning_and_lightly_layouts_load_the_backbone_the_prefix_picks() {
     let file = |name: &str, prefix: Option<&str>| {
         EncoderFile::new(fixture(name), 32, Normalization::None)
             .with_stem(Some(Stem::Cifar))
@@ -125,9 +125,11 @@ fn moco_and_lightning_wrappers_load_by_the_prefix_that_picks_one_backbone() {
     let images = inputs(4, 32);
     let query = features(&load(&file("moco.pth.tar", Some("encoder_q"))).unwrap(), images.clone());
     let key = features(&load(&file("moco.pth.tar", Some("encoder_k"))).unwrap(), images.clone());
-    let lightning = features(&load(&file("solo.ckpt", Some("backbone"))).unwrap(), images);
+    let lightning = features(&load(&file("solo.ckpt", Some("backbone"))).unwrap(), images.clone());
+    let lightly = features(&load(&file("lightly.pth", None)).unwrap(), images);
     assert_ne!(query, key, "the two encoders differ, so the prefix chose");
     assert_eq!(query, lightning, "the same weights under MoCo's and Lightning's keys");
+    assert_eq!(query, lightly, "and as an nn.Sequential of the children, numbered");
 }
 
 #[test]

@@ -28,13 +28,14 @@ class Twin(ResNet):
         nn.Module.__init__(self)
         self._norm_layer, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, 1, 1, 64
         self.inplanes = widths[0]
+        # Children in torchvision's order (conv1, bn1, relu, maxpool, layer1-4, avgpool, fc), which
+        # an nn.Sequential of them numbers.
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
         else:
             self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 2 if stem == "cifar-pad2" else 1, bias=False)
-            self.maxpool = nn.Identity()
         self.bn1, self.relu = nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
         self.layer1 = self._make_layer(block, widths[0], layers[0])
         self.layer2 = self._make_layer(block, widths[1], layers[1], stride=2)
         self.layer3 = self._make_layer(block, widths[2], layers[2], stride=2)
@@ -123,7 +124,10 @@ def main(out):
     os.remove(f"{out}/twin50.pth")  # the .safetensors alone keeps the fixtures small
     # The wrappers hold two encoders of the smallest twin, different weights each, so that
     # taking the wrong one shows in the features.
-    query = randomise(Twin(BasicBlock, [2, 2, 2, 2], [8, 8, 8, 8], "cifar"), 3).state_dict()
+    query_model = randomise(Twin(BasicBlock, [2, 2, 2, 2], [8, 8, 8, 8], "cifar"), 3)
+    query = query_model.state_dict()
+    # lightly's recipe: the children but the last as an nn.Sequential, keys numbered.
+    torch.save(nn.Sequential(*list(query_model.children())[:-1]).state_dict(), f"{out}/lightly.pth")
     key = randomise(Twin(BasicBlock, [2, 2, 2, 2], [8, 8, 8, 8], "cifar"), 4).state_dict()
     # MoCo v2's main_moco.py: {'epoch', 'arch', 'state_dict' (DataParallel: module.encoder_q.*,
     # module.encoder_k.*, each with its fc head), 'optimizer'}.

@@ -117,9 +117,9 @@ impl EncoderFile {
         let fail = |problem| Error::Checkpoint { path: self.path.clone(), problem };
         crate::check::at_least("encoder.input_size", self.input_size, 1, "at least 1")?;
         let tensors = read_tensors(&self.path).map_err(fail)?;
-        let prefix = keys::choose(&keys::candidates(tensors.keys().map(String::as_str)), self.key_prefix.as_deref())
+        let found = keys::choose(&keys::candidates(tensors.keys().map(String::as_str)), self.key_prefix.as_deref())
             .map_err(fail)?;
-        let weights = Weights { tensors: &tensors, prefix };
+        let weights = Weights { tensors: &tensors, found };
         let config = weights.config(self).map_err(fail)?;
         let model = weights.build(&config, device).map_err(fail)?;
         Ok((model, config))
@@ -135,7 +135,9 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, Checkpo
     let unreadable = |e: &dyn std::fmt::Display| CheckpointProblem::Unreadable(e.to_string());
     if read >= 4 && head[..4] == *b"PK\x03\x04" {
         pickle::check(path)?;
-        let mut store = PytorchStore::from_file(path);
+        // burn-store renumbers gaps in indices by default (`0, 2, 4` to `0, 1, 2`), which would
+        // move an nn.Sequential's children onto each other's names.
+        let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
         return store.get_all_snapshots().cloned().map_err(|e| unreadable(&e));
     }
     // safetensors: an 8-byte little-endian header length, then the JSON header.
@@ -150,15 +152,15 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, Checkpo
     ))
 }
 
-/// The file's tensors seen through one backbone's prefix.
+/// The file's tensors seen through one backbone's keys.
 struct Weights<'a> {
     tensors: &'a BTreeMap<String, TensorSnapshot>,
-    prefix: String,
+    found: keys::Found,
 }
 
 impl Weights<'_> {
     fn get(&self, name: &str) -> Option<&TensorSnapshot> {
-        self.tensors.get(&format!("{}{name}", self.prefix))
+        self.tensors.get(&self.found.key(name))
     }
 
     fn dims(&self, name: &str) -> Result<Vec<usize>, CheckpointProblem> {
@@ -166,7 +168,7 @@ impl Weights<'_> {
     }
 
     fn missing(&self, name: &str) -> CheckpointProblem {
-        CheckpointProblem::MissingTensor(format!("{}{name}", self.prefix))
+        CheckpointProblem::MissingTensor(self.found.key(name))
     }
 
     /// The architecture, stem and widths the keys show, checked against what `file` asks.
@@ -222,7 +224,7 @@ impl Weights<'_> {
         expected: [usize; D],
         device: &B::Device,
     ) -> Result<Tensor<B, D>, CheckpointProblem> {
-        let key = format!("{}{name}", self.prefix);
+        let key = self.found.key(name);
         let snapshot = self.get(name).ok_or_else(|| self.missing(name))?;
         if snapshot.shape.to_vec() != expected {
             return Err(CheckpointProblem::Shape { key, expected: expected.to_vec(), found: snapshot.shape.to_vec() });
@@ -260,7 +262,7 @@ impl Weights<'_> {
         let var = statistics[3].clone().into_data().into_vec::<f32>().unwrap_or_default();
         if var.iter().any(|&v| v < 0.0) {
             let reason = "a running variance is negative".into();
-            return Err(CheckpointProblem::Values { key: format!("{}{norm}.running_var", self.prefix), reason });
+            return Err(CheckpointProblem::Values { key: self.found.key(&format!("{norm}.running_var")), reason });
         }
         Ok(target.fold(weight, statistics, BATCH_NORM_EPS))
     }
@@ -300,7 +302,7 @@ impl Weights<'_> {
             }
             None if self.get(&format!("{name}.downsample.0.weight")).is_some() => {
                 return Err(CheckpointProblem::Shape {
-                    key: format!("{}{name}.downsample.0.weight", self.prefix),
+                    key: self.found.key(&format!("{name}.downsample.0.weight")),
                     expected: Vec::new(),
                     found: self.dims(&format!("{name}.downsample.0.weight"))?,
                 });

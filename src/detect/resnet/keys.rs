@@ -3,38 +3,78 @@
 //!
 //! Prefixes are compared as whole dot-separated words, never as patterns, so a `--key-prefix`
 //! holding regex metacharacters means exactly those characters.
+//!
+//! Besides torchvision's names, a backbone saved as `nn.Sequential(*list(resnet.children())[:-1])`
+//! (lightly's recipe) numbers the children instead: `0` is `conv1`, `1` `bn1`, `4`–`7` the layers.
+
+/// Where a backbone's keys sit in a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Found {
+    /// What comes before the names, ending in a dot unless empty.
+    pub prefix: String,
+    /// The children are numbered (`nn.Sequential`), not named.
+    pub numbered: bool,
+}
+
+impl Found {
+    /// The file's key for torchvision's `name` (`layer1.0.conv1.weight`).
+    pub fn key(&self, name: &str) -> String {
+        let renamed = if self.numbered { numbered(name) } else { name.to_string() };
+        format!("{}{renamed}", self.prefix)
+    }
+}
+
+/// torchvision's name with the top module as its index among a ResNet's children.
+fn numbered(name: &str) -> String {
+    let (head, rest) = name.split_once('.').unwrap_or((name, ""));
+    let index = match head {
+        "conv1" => "0",
+        "bn1" => "1",
+        "layer1" => "4",
+        "layer2" => "5",
+        "layer3" => "6",
+        "layer4" => "7",
+        other => other,
+    };
+    if rest.is_empty() {
+        index.to_string()
+    } else {
+        format!("{index}.{rest}")
+    }
+}
 
 use super::CheckpointProblem;
 
-/// Every prefix `P` under which the file holds a ResNet's first keys (`P` + `conv1.weight` and
-/// `P` + `layer1.0.conv1.weight`), each ending in a dot unless empty, sorted.
-pub(super) fn candidates<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
-    let mut out: Vec<String> = keys
-        .clone()
-        .filter_map(|k| k.strip_suffix("conv1.weight"))
-        .filter(|p| p.is_empty() || p.ends_with('.'))
-        .filter(|p| {
-            let layer = format!("{p}layer1.0.conv1.weight");
-            keys.clone().any(|k| k == layer)
-        })
-        .map(str::to_string)
-        .collect();
-    out.sort();
+/// Every place the file holds a ResNet's first keys (`conv1.weight` and
+/// `layer1.0.conv1.weight`, named or numbered), sorted by prefix.
+pub(super) fn candidates<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> Vec<Found> {
+    let mut out = Vec::new();
+    for numbered in [false, true] {
+        let first = if numbered { "0.weight" } else { "conv1.weight" };
+        for prefix in keys.clone().filter_map(|k| k.strip_suffix(first)) {
+            let found = Found { prefix: prefix.to_string(), numbered };
+            let layer = found.key("layer1.0.conv1.weight");
+            if (prefix.is_empty() || prefix.ends_with('.')) && keys.clone().any(|k| k == layer) {
+                out.push(found);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
     out.dedup();
     out
 }
 
 /// The one prefix to read: the only candidate, or the one whose last words are `wanted`'s.
-pub(super) fn choose(candidates: &[String], wanted: Option<&str>) -> Result<String, CheckpointProblem> {
-    let shown = || candidates.iter().map(|c| c.trim_end_matches('.').to_string()).collect::<Vec<_>>();
-    let picked: Vec<&String> = match wanted {
+pub(super) fn choose(candidates: &[Found], wanted: Option<&str>) -> Result<Found, CheckpointProblem> {
+    let shown = || candidates.iter().map(|c| c.prefix.trim_end_matches('.').to_string()).collect::<Vec<_>>();
+    let picked: Vec<&Found> = match wanted {
         None => candidates.iter().collect(),
         Some(w) => {
             let words: Vec<&str> = w.trim_end_matches('.').split('.').filter(|s| !s.is_empty()).collect();
             candidates
                 .iter()
                 .filter(|c| {
-                    let have: Vec<&str> = c.split('.').filter(|s| !s.is_empty()).collect();
+                    let have: Vec<&str> = c.prefix.split('.').filter(|s| !s.is_empty()).collect();
                     have.ends_with(&words)
                 })
                 .collect()
@@ -47,7 +87,7 @@ pub(super) fn choose(candidates: &[String], wanted: Option<&str>) -> Result<Stri
         )),
         ([], Some(w)) => Err(CheckpointProblem::PrefixNotFound { wanted: w.to_string(), candidates: shown() }),
         (_, _) => Err(CheckpointProblem::AmbiguousPrefix {
-            candidates: picked.iter().map(|c| c.trim_end_matches('.').to_string()).collect(),
+            candidates: picked.iter().map(|c| c.prefix.trim_end_matches('.').to_string()).collect(),
         }),
     }
 }
@@ -67,7 +107,7 @@ mod tests {
 
     fn found(prefixes: &[&str], wanted: Option<&str>) -> Result<String, CheckpointProblem> {
         let k = keys(prefixes);
-        choose(&candidates(k.iter().map(String::as_str)), wanted)
+        choose(&candidates(k.iter().map(String::as_str)), wanted).map(|f| f.prefix)
     }
 
     #[test]
@@ -100,6 +140,17 @@ mod tests {
                 other => panic!("{wanted}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_sequential_of_the_children_is_read_by_index() {
+        let k: Vec<String> = ["backbone.0.weight", "backbone.1.weight", "backbone.4.0.conv1.weight", "head.0.weight"]
+            .map(String::from)
+            .to_vec();
+        let found = choose(&candidates(k.iter().map(String::as_str)), None).unwrap();
+        assert_eq!(found, Found { prefix: "backbone.".into(), numbered: true });
+        assert_eq!(found.key("layer3.1.downsample.0.weight"), "backbone.6.1.downsample.0.weight");
+        assert_eq!(found.key("bn1.running_var"), "backbone.1.running_var");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::conv::conv2d;
+use super::conv::{conv2d, conv2d_fused};
 use super::norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 
 /// Shape of the threat model.
@@ -74,6 +74,27 @@ fn conv3x3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Devic
         .init(device)
 }
 
+/// Whether the norms use their running statistics and nothing records gradients: then each
+/// norm folds into its convolution, and a layer is one fused pass (on Flex, one host pass).
+fn inference<B: Backend>(x: &Tensor<B, 4>, stats: NormStatistics) -> bool {
+    stats == NormStatistics::ByBackend && !B::ad_enabled(&x.device())
+}
+
+/// `relu?(norm(conv(x)) + residual)` in inference mode, the norm folded into the kernel.
+fn folded<B: Backend>(
+    conv: &Conv2d<B>,
+    norm: &BatchNorm2d<B>,
+    x: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let (scale, shift) = norm.folded();
+    let out = scale.dims()[0];
+    let mut scaled = conv.clone();
+    scaled.weight = burn::module::Param::from_tensor(conv.weight.val() * scale.reshape([out, 1, 1, 1]));
+    conv2d_fused(&scaled, x, shift, residual, relu)
+}
+
 /// Two 3×3 convolutions with a residual connection (a 1×1 projection when the shape changes).
 #[derive(Module, Debug)]
 pub struct BasicBlock<B: Backend> {
@@ -102,6 +123,14 @@ impl<B: Backend> BasicBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
+        if inference::<B>(&x, stats) {
+            let skip = match &self.shortcut {
+                Some((conv, norm)) => folded(conv, norm, x.clone(), None, false),
+                None => x.clone(),
+            };
+            let y = folded(&self.conv1, &self.norm1, x, None, true);
+            return folded(&self.conv2, &self.norm2, y, Some(skip), true);
+        }
         let skip = match &self.shortcut {
             Some((conv, norm)) => norm.forward_with(conv2d(conv, x.clone()), stats),
             None => x.clone(),
@@ -127,7 +156,11 @@ impl<B: Backend> Backbone<B> {
     }
 
     fn feature_map_with(&self, images: Tensor<B, 4>, stats: NormStatistics) -> Tensor<B, 4> {
-        let mut x = relu(self.stem_norm.forward_with(conv2d(&self.stem, images), stats));
+        let mut x = if inference::<B>(&images, stats) {
+            folded(&self.stem, &self.stem_norm, images, None, true)
+        } else {
+            relu(self.stem_norm.forward_with(conv2d(&self.stem, images), stats))
+        };
         for block in &self.blocks {
             x = block.forward(x, stats);
         }

@@ -111,6 +111,14 @@ impl<B: Backend> BatchNorm2d<B> {
         (rows * per_row(scale, n) + per_row(shift, n)).reshape([n, c, h, w])
     }
 
+    /// The inference-mode norm as a per-channel `(scale, shift)`: `y = x · scale + shift`, from
+    /// the running statistics, to fold into the convolution before it.
+    pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let scale = self.gamma.val() / (self.running_var.value() + self.epsilon).sqrt();
+        let shift = self.beta.val() - self.running_mean.value() * scale.clone();
+        (scale, shift)
+    }
+
     fn update_running(&self, mean: Tensor<B, 1>, var: Tensor<B, 1>) {
         let m = self.momentum;
         self.running_mean.update(self.running_mean.value_sync() * (1.0 - m) + mean * m);
