@@ -2,7 +2,8 @@
 //! `benches/peer/compare.sh` to set beside PyTorch's on the same machine. Criterion benches
 //! (`cargo bench`) stay the crate's own measure; this is the side-by-side one.
 //!
-//! `cargo run --release --example throughput [-- IMAGES]` (default 1,024 images).
+//! `cargo run --release --example throughput [-- IMAGES [SIZE]]` (default 1,024 images at 28 px;
+//! at another SIZE the images are upsampled and replicated to RGB, a colour set of that size).
 
 use std::time::Instant;
 
@@ -21,10 +22,13 @@ use poisoncam::Image;
 
 fn main() -> poisoncam::Result<()> {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let size: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(28);
     let device = burn::tensor::Device::<Compute>::default();
     let data = FashionMnist::embedded()?;
-    let images: Vec<Image> = data.items().iter().take(n).map(|i| i.image.clone()).collect();
+    let colour = |i: &Image| if size == 28 { i.clone() } else { i.with_channels(3).resized(size, size) };
+    let images: Vec<Image> = data.items().iter().take(n).map(|i| colour(&i.image)).collect();
     let images = ImageBatchSource::with_natural_size(&images)?;
+    let channels = images.shape()[1];
 
     // One untimed epoch first, so allocation and thread-pool start-up are not counted.
     let config = WarmStartConfig::new().with_epochs(1);
@@ -33,14 +37,14 @@ fn main() -> poisoncam::Result<()> {
     warm_start::<Train>(&images, &config, None, &device)?;
     let warm = n as f64 / started.elapsed().as_secs_f64();
 
-    let model = init_model::<Compute>(&EncoderConfig::new(), 0, &device);
+    let model = init_model::<Compute>(&EncoderConfig::new().with_in_channels(channels), 0, &device);
     // The raw batched forward (what `embed` does) is the bar masking is held to.
     embed(&model.backbone, &images, 256, &device);
     let started = Instant::now();
     let embeddings = embed(&model.backbone, &images, 256, &device);
     let raw = n as f64 / started.elapsed().as_secs_f64();
     let clusters = KMeansConfig::new().with_k(Some(10)).fit::<Compute>(&embeddings, &device)?;
-    let probe = ActivationProbe::new(&model.backbone, &clusters, [1, 28, 28], 256, &device);
+    let probe = ActivationProbe::new(&model.backbone, &clusters, [channels, size, size], 256, &device);
     let rows: Vec<usize> = (0..64.min(n)).collect();
     let targets: Vec<usize> = rows.iter().map(|&i| clusters.assignments[i]).collect();
     let cam = CamConfig::new().with_search(MaskSearch::Grid);
@@ -48,6 +52,7 @@ fn main() -> poisoncam::Result<()> {
     cam.locate(&probe, &images, &rows, &targets);
     let masked = probe.forwards() as f64 / started.elapsed().as_secs_f64();
 
+    println!("size={size} channels={channels}");
     println!("warm_start_img_s={warm:.1}");
     println!("masked_forward_s={masked:.1}");
     println!("raw_forward_img_s={raw:.1}");

@@ -68,13 +68,13 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
     pub fn measure(&self, pixels: &[f32], toward: &[usize]) -> Vec<Activation> {
         let [c, h, w] = self.image_shape;
         let size = c * h * w;
-        let mut out = Vec::with_capacity(toward.len());
-        for (chunk, targets) in pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)) {
-            let n = targets.len();
-            let images = Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [n, c, h, w]), &self.device);
-            out.extend(self.activations(images, targets));
-        }
-        out
+        let batches =
+            pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)).map(|(chunk, targets)| {
+                let images =
+                    Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [targets.len(), c, h, w]), &self.device);
+                self.activations(images, targets)
+            });
+        self.read_back(batches.collect())
     }
 
     /// Measures masked copies of `originals` (consecutive `C×H×W` images) built on the device:
@@ -85,16 +85,17 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
         let n = originals.len() / (c * h * w).max(1);
         let uploaded = Tensor::<B, 4>::from_data(TensorData::new(originals.to_vec(), [n, c, h, w]), &self.device);
         let means = Tensor::<B, 4>::from_data(TensorData::new(fill.to_vec(), [n, c, 1, 1]), &self.device);
-        let mut out = Vec::with_capacity(copies.len());
-        for chunk in copies.chunks(self.batch_size) {
+        let batches = copies.chunks(self.batch_size).map(|chunk| {
             let batch = masked_batch(&uploaded, &means, chunk, [h, w], &self.device);
             let toward: Vec<usize> = chunk.iter().map(|copy| copy.toward).collect();
-            out.extend(self.activations(batch, &toward));
-        }
-        out
+            self.activations(batch, &toward)
+        });
+        self.read_back(batches.collect())
     }
 
-    fn activations(&self, images: Tensor<B, 4>, targets: &[usize]) -> Vec<Activation> {
+    /// The activations of one batch, left on the device: the cosine toward each target and the
+    /// nearest centroid.
+    fn activations(&self, images: Tensor<B, 4>, targets: &[usize]) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
         let n = targets.len();
         let k = self.centroids.dims()[0];
         let to_centroids = cosines(self.backbone.features(images), self.centroids.clone());
@@ -104,9 +105,19 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
             &self.device,
         )
         .reshape([n, 1]);
-        let chosen: Vec<f32> = to_centroids.gather(1, index).into_data().iter::<f32>().collect();
-        let nearest: Vec<i64> = nearest.into_data().iter::<i64>().collect();
         self.forwards.set(self.forwards.get() + n);
+        (to_centroids.gather(1, index), nearest)
+    }
+
+    /// Every batch's activations read back at once: on a GPU, a read-back waits for the device,
+    /// so one per call instead of one per batch keeps it busy.
+    fn read_back(&self, batches: Vec<(Tensor<B, 2>, Tensor<B, 2, Int>)>) -> Vec<Activation> {
+        if batches.is_empty() {
+            return Vec::new();
+        }
+        let (chosen, nearest): (Vec<_>, Vec<_>) = batches.into_iter().unzip();
+        let chosen: Vec<f32> = Tensor::cat(chosen, 0).into_data().iter::<f32>().collect();
+        let nearest: Vec<i64> = Tensor::cat(nearest, 0).into_data().iter::<i64>().collect();
         chosen
             .into_iter()
             .zip(nearest)

@@ -125,21 +125,33 @@ pub struct PoisonClassifier<B: Backend> {
 impl<B: Backend> PoisonClassifier<B> {
     /// Mean poison probability of each image of the batch.
     pub fn predict(&self, images: Tensor<B, 4>) -> Vec<f32> {
+        self.mean_probability(images).into_data().iter::<f32>().collect()
+    }
+
+    /// The ensemble's mean poison probability, `N×1`, left on the device.
+    fn mean_probability(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let n = images.dims()[0];
-        let mut total = vec![0.0f32; n];
-        for model in &self.models {
-            let p = softmax(model.forward(images.clone()), 1).slice([0..n, 1..2]);
-            for (t, v) in total.iter_mut().zip(p.into_data().iter::<f32>()) {
-                *t += v / self.models.len() as f32;
-            }
-        }
-        total
+        let models = self.models.len().max(1) as f64;
+        // Each model's share divided before the sum, in model order, as the mean always was.
+        self.models
+            .iter()
+            .map(|model| softmax(model.forward(images.clone()), 1).slice([0..n, 1..2]) / models)
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([n, 1], &images.device()))
     }
 
     /// Mean poison probability of every image of `images`.
     pub fn predict_all(&self, images: &ImageBatchSource, batch_size: usize, device: &B::Device) -> Vec<f32> {
+        // One read-back at the end: on a GPU each one waits for the device.
         let all: Vec<usize> = (0..images.len()).collect();
-        all.chunks(batch_size.max(1)).flat_map(|chunk| self.predict(images.batch::<B>(chunk, device))).collect()
+        let batches: Vec<Tensor<B, 2>> = all
+            .chunks(batch_size.max(1))
+            .map(|chunk| self.mean_probability(images.batch::<B>(chunk, device)))
+            .collect();
+        if batches.is_empty() {
+            return Vec::new();
+        }
+        Tensor::cat(batches, 0).into_data().iter::<f32>().collect()
     }
 }
 

@@ -122,7 +122,7 @@ impl<'a, B: Backend> Judge<'a, B> {
         let bar = stage_bar(label, todo.len() as u64);
         // Enough candidates per call to fill whole batches even when few references lie outside
         // a candidate's cluster.
-        for chunk in todo.chunks(16) {
+        for chunk in todo.chunks(64) {
             for (&(i, _, _), score) in chunk.iter().zip(test.score_many(&self.probe, images, chunk)) {
                 evidence[i].paste = Some(score);
             }

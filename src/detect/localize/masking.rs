@@ -36,8 +36,10 @@ pub struct CamConfig {
     /// locate little (9 and 22 of 80), so that case cannot choose (docs/detector.md).
     #[config(default = "MaskSearch::Grid")]
     pub search: MaskSearch,
-    /// Images whose masked copies are built and measured together. Default 32.
-    #[config(default = 32)]
+    /// Images whose masked copies are built and measured together, with one read-back of their
+    /// activations. Default 256: on a GPU each read-back waits for the device, and at 32 images
+    /// (about one batch of copies) the card idled between rounds (docs/gpu.md).
+    #[config(default = 256)]
     pub images_per_round: usize,
 }
 
