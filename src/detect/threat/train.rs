@@ -208,16 +208,22 @@ pub fn warm_start<B: AutodiffBackend>(
         let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
         let mut order: Vec<usize> = (0..images.len()).collect();
         order.shuffle(&mut rng);
-        let mut total = 0.0;
+        // The losses stay on the device until the epoch ends: reading one back each step would
+        // make a GPU wait for every step before the next is queued.
+        let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut steps = 0;
         for batch in order.chunks(config.batch_size).filter(|b| b.len() >= 2) {
-            let value = step.step(images.batch::<B::InnerBackend>(batch, device), &mut rng);
-            total += value;
+            let loss = step.step(images.batch::<B::InnerBackend>(batch, device), &mut rng);
+            total = Some(match total {
+                Some(t) => t + loss,
+                None => loss,
+            });
             steps += 1;
-            bar.set_message(format!("epoch {}/{} loss {value:.3}", epoch + 1, config.epochs));
             bar.inc(1);
         }
+        let total: f32 = total.map_or(0.0, |t| t.into_scalar().elem_f32());
         losses.push(total / steps.max(1) as f32);
+        bar.set_message(format!("epoch {}/{} loss {:.3}", epoch + 1, config.epochs, total / steps.max(1) as f32));
         if let Some(ckpt) = &checkpoint {
             let meta = CheckpointMeta { epochs: epoch + 1, losses: losses.clone() };
             ckpt.save(&step.model, step.optim.to_record(), &meta)?;
@@ -275,8 +281,9 @@ impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
         }
     }
 
-    /// Trains on one batch of images (two augmented views each); returns the loss.
-    pub fn step(&mut self, x: Tensor<B::InnerBackend, 4>, rng: &mut StdRng) -> f32 {
+    /// Trains on one batch of images (two augmented views each); returns the loss, `[1]`, left
+    /// on the device.
+    pub fn step(&mut self, x: Tensor<B::InnerBackend, 4>, rng: &mut StdRng) -> Tensor<B::InnerBackend, 1> {
         let tau = self.method_temperature;
         let view1 = Tensor::from_inner(self.augment.augment(x.clone(), rng));
         let view2 = self.augment.augment(x, rng);
@@ -294,7 +301,7 @@ impl<B: AutodiffBackend, O: Optimizer<ThreatModel<B>, B>> SslStep<B, O> {
                 loss
             }
         };
-        let value: f32 = loss.clone().into_scalar().elem_f32();
+        let value = loss.clone().inner().reshape([1]);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optim.step(self.learning_rate, self.model.clone(), grads);
         if let Some(state) = self.moco.as_mut() {
@@ -323,11 +330,11 @@ pub fn train_from_loader<B: AutodiffBackend>(
         let mut rng = StdRng::seed_from_u64(config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64));
         for batch in loader.iter() {
             if batch.dims()[0] >= 2 {
-                let value = step.step(batch, &mut rng);
-                bar.set_message(format!("epoch {}/{} loss {value:.3}", epoch + 1, config.epochs));
+                step.step(batch, &mut rng);
             }
             bar.inc(1);
         }
+        bar.set_message(format!("epoch {}/{}", epoch + 1, config.epochs));
     }
     bar.finish_and_clear();
     Ok(step.model.valid())
