@@ -6,7 +6,8 @@
 # (the embedded images upsampled, grey replicated to RGB) and *_224 for a capped count at 224 px;
 # masking_over_raw is the crate's masked forwards over its own raw batched forward.
 #   bash benches/peer/compare.sh [IMAGES_28 [IMAGES_64 [IMAGES_224]]]   (default 1024 512 64;
-#   needs `pip install torch numpy`; DEVICE=cuda runs both on the GPU, with a cuda build)
+#   needs `pip install torch numpy`; DEVICE=cuda runs both on the GPU with CRATE_BIN a cuda build
+#   of the example; RUNS and SIZES (default "28 64 224") shorten it)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 device="${DEVICE:-cpu}"
@@ -18,10 +19,12 @@ crate_bin="${CRATE_BIN:-target/release/examples/throughput}"
 if [ -z "${CRATE_BIN:-}" ]; then cargo build --release --quiet --example throughput; fi
 value() { echo "$1" | sed -n "s/^$2=//p"; }
 median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "$@"; }
-for spec in "28 ${1:-1024} " "64 ${2:-512} _64" "224 ${3:-64} _224"; do
-  read -r size n suffix <<<"$spec"
+declare -A count=([28]="${1:-1024}" [64]="${2:-512}" [224]="${3:-64}")
+for size in ${SIZES:-28 64 224}; do
+  n="${count[$size]}"
+  suffix=$([ "$size" = 28 ] || echo "_$size")
   warm=() masked=() over=()
-  for run in 1 2 3; do
+  for run in $(seq "${RUNS:-3}"); do
     crate=$("$crate_bin" "$n" "$size")
     torch=$(python3 benches/peer/simclr_torch.py "$n" assets/fashion-mnist --size "$size" --device "$device")
     echo "run $run size $size crate: $(echo "$crate" | tr '\n' ' ')"

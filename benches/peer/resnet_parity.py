@@ -4,7 +4,9 @@ Writes, for each, a state_dict with randomised weights and batch-norm statistics
 weights can be fetched here, and parity does not depend on them) as .pth and .safetensors, and
 PyTorch's features (CPU, f32, eval mode) for the 16 hash images of resnet_twins.py; then runs
 `examples/resnet_parity.rs` on each file and prints ||a - b|| / ||b||.
-  python3 benches/peer/resnet_parity.py [WORK_DIR]      (needs `pip install torch torchvision safetensors`)
+  python3 benches/peer/resnet_parity.py [WORK_DIR] [--binary=PATH]
+(needs `pip install torch torchvision safetensors`; --binary runs a built resnet_parity, a cuda
+build on a GPU, instead of `cargo run`)
 """
 import json, os, subprocess, sys
 
@@ -15,7 +17,9 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(__file__))
 from resnet_twins import features, randomise  # noqa: E402
 
-work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/poisoncam-parity"
+args = [a for a in sys.argv[1:] if not a.startswith("--binary")]
+binary = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--binary=")), None)
+work = args[0] if args else "/tmp/poisoncam-parity"
 os.makedirs(work, exist_ok=True)
 torch.set_num_threads(os.cpu_count() or 1)
 for arch, seed in (("resnet18", 1), ("resnet50", 2)):
@@ -28,6 +32,6 @@ for arch, seed in (("resnet18", 1), ("resnet50", 2)):
         json.dump({"arch": arch, "stem": "imagenet", "input_size": 224, "normalization": "imagenet",
                    "features": feats.tolist()}, f)
     for ext in ("pth", "safetensors"):
-        out = subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "resnet_parity", "--",
-                              f"{work}/{arch}.{ext}", f"{work}/{arch}.json"], capture_output=True, text=True)
+        run = [binary] if binary else ["cargo", "run", "--release", "--quiet", "--example", "resnet_parity", "--"]
+        out = subprocess.run(run + [f"{work}/{arch}.{ext}", f"{work}/{arch}.json"], capture_output=True, text=True)
         print(f"{arch}.{ext}: {out.stdout.strip()} {out.stderr.strip()[-300:]}", flush=True)

@@ -2,7 +2,7 @@
 
 mod augment;
 mod checkpoint;
-pub mod conv;
+pub(crate) mod conv;
 mod encoder;
 mod moco;
 mod norm;
