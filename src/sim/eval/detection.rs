@@ -29,6 +29,13 @@ pub struct DetectionScores {
     pub poisons_in_kept_clusters: usize,
     /// Clusters the paste test kept.
     pub kept_clusters: usize,
+    /// The share of references a cluster's best probe had to move to be kept.
+    #[serde(default)]
+    pub paste_threshold: Option<f32>,
+    /// Every cluster holding a true poison, with its size and paste score: where to look when
+    /// the paste test kept none of them.
+    #[serde(default)]
+    pub poison_clusters: Vec<PoisonCluster>,
     /// Held-out balanced accuracy of the poison classifier, when one was trained.
     pub classifier_validation: Option<f32>,
     /// Samples that classifier flagged, used or not.
@@ -42,6 +49,19 @@ pub struct DetectionScores {
     pub recurrence: Option<RecurrenceSummary>,
     /// Wall time and forwards per image of every detector stage.
     pub cost: Vec<StageCost>,
+}
+
+/// A cluster holding true poisons.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoisonCluster {
+    /// Its index.
+    pub cluster: usize,
+    /// True poisons in it.
+    pub poisons: usize,
+    /// All its members.
+    pub members: usize,
+    /// Its best probe's paste score (the share of references moved), when probes were tested.
+    pub score: Option<f32>,
 }
 
 /// Removals against the ground truth, whichever way they were decided.
@@ -113,6 +133,8 @@ pub fn detection_scores(
             .filter(|(i, _)| kept.contains(&detection.evidence[*i].cluster))
             .count(),
         kept_clusters: kept.len(),
+        paste_threshold: detection.decisions.paste_threshold,
+        poison_clusters: poison_clusters(detection, truth),
         classifier_validation: detection.classifier_validation,
         classifier_flagged: detection.classifier_flagged,
         missed: {
@@ -122,6 +144,25 @@ pub fn detection_scores(
         recurrence: detection.recurrence.clone(),
         cost: detection.cost.clone(),
     }
+}
+
+fn poison_clusters(detection: &Detection, truth: &GroundTruth) -> Vec<PoisonCluster> {
+    if detection.clusters.is_none() {
+        return Vec::new();
+    }
+    let mut poisons = std::collections::BTreeMap::<usize, usize>::new();
+    for (i, _) in &truth.poisoned {
+        *poisons.entry(detection.evidence[*i].cluster).or_default() += 1;
+    }
+    poisons
+        .into_iter()
+        .map(|(cluster, poisons)| PoisonCluster {
+            cluster,
+            poisons,
+            members: detection.evidence.iter().filter(|e| e.cluster == cluster).count(),
+            score: detection.cluster_scores.get(cluster).copied(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod implant;
 mod knn;
 mod split;
 
-pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, RemovalScores};
+pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, PoisonCluster, RemovalScores};
 
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 pub use export::export_attack;
