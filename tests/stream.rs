@@ -317,7 +317,9 @@ fn a_corrupt_or_mismatched_guard_is_an_error_when_loaded() {
 /// must remove something here, so that the test covers each rule: half the poisons carry the
 /// trigger as pasted (recurrence), the other half a noisy copy that recurrence cannot match, and
 /// the paste test and classifier run with their gates opened, since their defaults (set on
-/// thousands of images) keep nothing on 300.
+/// thousands of images) keep nothing on 300. The classifier's share gate is opened all the way:
+/// on 300 images it flags near half the set, and a share limit there would make the test turn
+/// on the last bits of the warm start's floats rather than on the guard.
 #[test]
 fn the_guard_removes_exactly_what_the_filter_removed_by_the_same_stage() {
     use rand::{RngExt, SeedableRng};
@@ -341,7 +343,7 @@ fn the_guard_removes_exactly_what_the_filter_removed_by_the_same_stage() {
     d.paste.min_moved = 0.0;
     d.paste.kept_cluster_share = 0.3;
     d.classifier.min_validation_accuracy = 0.5;
-    d.classifier.max_flagged_share = 0.5;
+    d.classifier.max_flagged_share = 1.0;
     let device = Default::default();
     let (filter, guard) = PoisonFilter::fit_guarded::<Train>(set.dataset, &config, &device).unwrap();
     let by_filter: Vec<(usize, Stage)> = filter.report().removals.iter().map(|r| (r.index, r.stage)).collect();

@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+pub use super::epilogue::Epilogue;
+
 /// The shape of one 2-D convolution: groups 1, dilation 1, symmetric padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -189,19 +191,6 @@ fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
     }
 }
 
-/// What a forward pass applies to each image's output while it is still in cache, in this
-/// order: a per-output-channel `shift`, a `residual` of the output's shape, then a ReLU. An
-/// inference-mode ResNet's folded batch norm, skip connection and activation cost no extra pass.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Epilogue<'a> {
-    /// Added to every value of output channel `o`, `O` values.
-    pub shift: Option<&'a [f32]>,
-    /// Added value by value, `N×O×oh×ow`.
-    pub residual: Option<&'a [f32]>,
-    /// Clamps at zero last.
-    pub relu: bool,
-}
-
 /// `y = conv(x, weight)`: `x` is `N×C×H×W` and `weight` `O×C×kh×kw`, contiguous row-major;
 /// `y` is `N×O×oh×ow`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> {
@@ -232,29 +221,10 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
                 &cols[..]
             };
             gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false);
-            let residual = epilogue.residual.map(|r| &r[index * o * positions..][..o * positions]);
-            finish(y_image, positions, epilogue.shift, residual, epilogue.relu);
+            epilogue.apply(y_image, index, positions);
         },
     );
     y
-}
-
-/// One image's epilogue, channel by channel.
-fn finish(y: &mut [f32], positions: usize, shift: Option<&[f32]>, residual: Option<&[f32]>, relu: bool) {
-    for (c, plane) in y.chunks_mut(positions).enumerate() {
-        let add = shift.map_or(0.0, |s| s[c]);
-        match residual {
-            Some(r) => {
-                let r = &r[c * positions..][..positions];
-                plane.iter_mut().zip(r).for_each(|(v, r)| *v = *v + add + r);
-            }
-            None if add != 0.0 => plane.iter_mut().for_each(|v| *v += add),
-            None => {}
-        }
-        if relu {
-            plane.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    }
 }
 
 /// One task's scratch: an image's columns and the task's share of the weight gradient.

@@ -8,6 +8,7 @@
 //! uneven padding, not f32) keep burn's own op. The modules and their records are burn's, so
 //! checkpoints do not change.
 
+mod epilogue;
 pub mod host;
 
 use burn::backend::{Autodiff, Flex};
