@@ -15,6 +15,9 @@ use poisoncam::burn::tensor::{Tensor, TensorData};
 use poisoncam::detect::embed::Embed;
 use poisoncam::detect::resnet::{Arch, EncoderFile, Normalization, Stem};
 
+#[path = "../benches/peer/hash_pixels.rs"]
+mod hash_pixels;
+
 fn main() -> poisoncam::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (checkpoint, json) = (&args[1], &args[2]);
@@ -31,17 +34,7 @@ fn main() -> poisoncam::Result<()> {
     let (model, _) = file.load::<Compute>(&device)?;
     let load = started.elapsed().as_secs_f64();
     let n = expected.len();
-    let mut pixels = Vec::with_capacity(n * 3 * size * size);
-    for i in 0..n as u64 {
-        for c in 0..3u64 {
-            for y in 0..size as u64 {
-                for x in 0..size as u64 {
-                    let h = (i * 7919 + c * 104729 + y * 31 + x * 17).wrapping_mul(2654435761) % (1 << 32);
-                    pixels.push((h >> 24) as f32 / 255.0);
-                }
-            }
-        }
-    }
+    let pixels = hash_pixels::hash_pixels(n, size);
     let images = Tensor::<Compute, 4>::from_data(TensorData::new(pixels, [n, 3, size, size]), &device);
     let started = Instant::now();
     let got: Vec<f32> = model.features(images).into_data().iter::<f32>().collect();

@@ -11,6 +11,9 @@ use poisoncam::detect::embed::Embed;
 use poisoncam::detect::resnet::{Arch, CheckpointProblem, EncoderFile, Normalization, ResNet, Stem};
 use poisoncam::Error;
 
+#[path = "../benches/peer/hash_pixels.rs"]
+mod hash_pixels;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet").join(name)
 }
@@ -41,17 +44,7 @@ fn twin(name: &str) -> Twin {
 
 /// benches/peer/resnet_twins.py's `inputs`: pixels from an integer hash, exact on both sides.
 fn inputs(n: usize, size: usize) -> Tensor<Compute, 4> {
-    let mut values = Vec::with_capacity(n * 3 * size * size);
-    for i in 0..n as u64 {
-        for c in 0..3u64 {
-            for y in 0..size as u64 {
-                for x in 0..size as u64 {
-                    let h = (i * 7919 + c * 104729 + y * 31 + x * 17).wrapping_mul(2654435761) % (1 << 32);
-                    values.push((h >> 24) as f32 / 255.0);
-                }
-            }
-        }
-    }
+    let values = hash_pixels::hash_pixels(n, size);
     Tensor::from_data(TensorData::new(values, [n, 3, size, size]), &Default::default())
 }
 
