@@ -6,7 +6,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::detect::threat::conv::conv2d_fused;
+use crate::detect::threat::conv::{conv2d_fused, fold_norm};
 
 /// A convolution followed by an inference-mode batch norm, folded: the norm's per-channel scale
 /// `γ / √(var + ε)` multiplies the kernel and its shift `β − mean · scale` is added after. The
@@ -36,11 +36,8 @@ impl<B: Backend> ConvNorm<B> {
     /// Sets the kernel `weight` and folds in the norm (`γ`, `β`, running mean and variance,
     /// all of `out` values).
     pub fn fold(mut self, weight: Tensor<B, 4>, norm: [Tensor<B, 1>; 4], eps: f64) -> Self {
-        let [gamma, beta, mean, var] = norm;
-        let out = gamma.dims()[0];
-        let scale = gamma / (var + eps).sqrt();
-        let shift = beta - mean * scale.clone();
-        self.conv.weight = Param::from_tensor(weight * scale.reshape([out, 1, 1, 1]));
+        let (weight, shift) = fold_norm(weight, norm, eps);
+        self.conv.weight = Param::from_tensor(weight);
         self.shift = Param::from_tensor(shift);
         self
     }

@@ -7,6 +7,8 @@
 //! Besides torchvision's names, a backbone saved as `nn.Sequential(*list(resnet.children())[:-1])`
 //! (lightly's recipe) numbers the children instead: `0` is `conv1`, `1` `bn1`, `4`–`7` the layers.
 
+use super::CheckpointProblem;
+
 /// Where a backbone's keys sit in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Found {
@@ -21,6 +23,11 @@ impl Found {
     pub fn key(&self, name: &str) -> String {
         let renamed = if self.numbered { numbered(name) } else { name.to_string() };
         format!("{}{renamed}", self.prefix)
+    }
+
+    /// The prefix as errors show it, without its last dot.
+    fn shown(&self) -> String {
+        self.prefix.trim_end_matches('.').to_string()
     }
 }
 
@@ -43,8 +50,6 @@ fn numbered(name: &str) -> String {
     }
 }
 
-use super::CheckpointProblem;
-
 /// Every place the file holds a ResNet's first keys (`conv1.weight` and
 /// `layer1.0.conv1.weight`, named or numbered), sorted by prefix.
 pub(super) fn candidates<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> Vec<Found> {
@@ -66,7 +71,7 @@ pub(super) fn candidates<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> Vec
 
 /// The one prefix to read: the only candidate, or the one whose last words are `wanted`'s.
 pub(super) fn choose(candidates: &[Found], wanted: Option<&str>) -> Result<Found, CheckpointProblem> {
-    let shown = || candidates.iter().map(|c| c.prefix.trim_end_matches('.').to_string()).collect::<Vec<_>>();
+    let shown = || candidates.iter().map(Found::shown).collect::<Vec<_>>();
     let picked: Vec<&Found> = match wanted {
         None => candidates.iter().collect(),
         Some(w) => {
@@ -86,9 +91,7 @@ pub(super) fn choose(candidates: &[Found], wanted: Option<&str>) -> Result<Found
             "no `conv1.weight` with a `layer1.0.conv1.weight` beside it under any prefix".into(),
         )),
         ([], Some(w)) => Err(CheckpointProblem::PrefixNotFound { wanted: w.to_string(), candidates: shown() }),
-        (_, _) => Err(CheckpointProblem::AmbiguousPrefix {
-            candidates: picked.iter().map(|c| c.prefix.trim_end_matches('.').to_string()).collect(),
-        }),
+        (_, _) => Err(CheckpointProblem::AmbiguousPrefix { candidates: picked.iter().map(|c| c.shown()).collect() }),
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::conv::{conv2d, conv2d_fused};
+use super::conv::{conv2d, conv2d_fused, fold_norm};
 use super::norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 
 /// Shape of the threat model.
@@ -88,10 +88,10 @@ fn folded<B: Backend>(
     residual: Option<Tensor<B, 4>>,
     relu: bool,
 ) -> Tensor<B, 4> {
-    let (scale, shift) = norm.folded();
-    let out = scale.dims()[0];
+    let (statistics, eps) = norm.inference_statistics();
+    let (weight, shift) = fold_norm(conv.weight.val(), statistics, eps);
     let mut scaled = conv.clone();
-    scaled.weight = burn::module::Param::from_tensor(conv.weight.val() * scale.reshape([out, 1, 1, 1]));
+    scaled.weight = burn::module::Param::from_tensor(weight);
     conv2d_fused(&scaled, x, shift, residual, relu)
 }
 

@@ -29,15 +29,10 @@ use host::ConvShape;
 /// `conv.forward(x)`; on Flex computed as im2col and SGEMM on the host, with the matching
 /// gradients when Flex trains under autodiff.
 pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let Some(padding) = symmetric_padding(conv) else {
+    let Some(options) = host_options(conv, &x) else {
         return conv.forward(x);
     };
     let weight = conv.weight.val();
-    let host_shaped = conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_none();
-    if !host_shaped || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
-        return conv.forward(x);
-    }
-    let options = ConvOptions::new(conv.stride, padding, [1, 1], 1);
     let x = match cast::<_, Tensor<Flex, 4>>(x) {
         Ok(x) => {
             let weight: Tensor<Flex, 4> = cast_back(weight);
@@ -66,12 +61,8 @@ pub fn conv2d_fused<B: Backend>(
     residual: Option<Tensor<B, 4>>,
     relu: bool,
 ) -> Tensor<B, 4> {
-    let host = symmetric_padding(conv)
-        .filter(|_| conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_none())
-        .filter(|_| x.dtype() == DType::F32 && conv.weight.val().dtype() == DType::F32);
-    if let Some(padding) = host {
+    if let Some(options) = host_options(conv, &x) {
         if let Ok(x) = cast::<_, Tensor<Flex, 4>>(x.clone()) {
-            let options = ConvOptions::new(conv.stride, padding, [1, 1], 1);
             let weight: Tensor<Flex, 4> = cast_back(conv.weight.val());
             let flex_shift: Tensor<Flex, 1> = cast_back(shift.clone());
             let flex_residual: Option<Tensor<Flex, 4>> = residual.clone().map(cast_back);
@@ -118,6 +109,26 @@ fn host_fused(
     let epilogue = host::Epilogue { shift: Some(ss), residual, relu };
     let y = flex_tensor(host::conv2d_forward_with(xs, ws, &shape, epilogue), [shape.batch, shape.channels_out, oh, ow]);
     Some(Tensor::from_primitive(TensorPrimitive::Float(y)))
+}
+
+/// A kernel with an inference-mode batch norm (`[γ, β, running mean, running variance]`) folded
+/// in: `(weight · scale, β − mean · scale)` with `scale = γ / √(var + ε)` per output channel, so
+/// that `conv(x, weight′) + shift` is `norm(conv(x, weight))`.
+pub fn fold_norm<B: Backend>(weight: Tensor<B, 4>, norm: [Tensor<B, 1>; 4], eps: f64) -> (Tensor<B, 4>, Tensor<B, 1>) {
+    let [gamma, beta, mean, var] = norm;
+    let out = gamma.dims()[0];
+    let scale = gamma / (var + eps).sqrt();
+    let shift = beta - mean * scale.clone();
+    (weight * scale.reshape([out, 1, 1, 1]), shift)
+}
+
+/// How the host convolution would run `conv` on `x`: `None` when it cannot (grouped, dilated,
+/// biased, uneven padding, or not f32), and burn's own op runs instead.
+fn host_options<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<ConvOptions<2>> {
+    let padding = symmetric_padding(conv)?;
+    let host_shaped = conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_none();
+    let f32s = x.dtype() == DType::F32 && conv.weight.val().dtype() == DType::F32;
+    (host_shaped && f32s).then(|| ConvOptions::new(conv.stride, padding, [1, 1], 1))
 }
 
 /// The padding per axis when it is the same on both sides.

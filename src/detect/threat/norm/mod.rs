@@ -111,12 +111,11 @@ impl<B: Backend> BatchNorm2d<B> {
         (rows * per_row(scale, n) + per_row(shift, n)).reshape([n, c, h, w])
     }
 
-    /// The inference-mode norm as a per-channel `(scale, shift)`: `y = x · scale + shift`, from
-    /// the running statistics, to fold into the convolution before it.
-    pub fn folded(&self) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let scale = self.gamma.val() / (self.running_var.value() + self.epsilon).sqrt();
-        let shift = self.beta.val() - self.running_mean.value() * scale.clone();
-        (scale, shift)
+    /// What the inference-mode norm applies, `[γ, β, running mean, running variance]`, and its
+    /// ε: what folds it into the convolution before it.
+    pub fn inference_statistics(&self) -> ([Tensor<B, 1>; 4], f64) {
+        let statistics = [self.gamma.val(), self.beta.val(), self.running_mean.value(), self.running_var.value()];
+        (statistics, self.epsilon)
     }
 
     fn update_running(&self, mean: Tensor<B, 1>, var: Tensor<B, 1>) {
