@@ -20,6 +20,10 @@ use poisoncam::detect::resnet::{Arch, Normalization, ResNetConfig, Stem};
 use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
+// The command line's allocator, so these numbers are the ones it gets (Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> poisoncam::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arch = if args.get(1).is_some_and(|a| a == "resnet50") { Arch::ResNet50 } else { Arch::ResNet18 };

@@ -20,6 +20,10 @@ use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStart
 use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
+// The command line's allocator, so these numbers are the ones it gets (Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> poisoncam::Result<()> {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let size: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(28);

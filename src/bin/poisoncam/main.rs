@@ -89,6 +89,10 @@ fn run_on<B: AutodiffBackend>(command: Command, on_gpu: bool, device: &B::Device
     }
 }
 
+// Keeps freed tensor buffers instead of returning them to the OS (Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
