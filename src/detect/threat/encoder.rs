@@ -135,9 +135,8 @@ impl<B: Backend> BasicBlock<B> {
             Some((conv, norm)) => norm.forward_with(conv2d(conv, x.clone()), stats),
             None => x.clone(),
         };
-        let y = relu(self.norm1.forward_with(conv2d(&self.conv1, x), stats));
-        let y = self.norm2.forward_with(conv2d(&self.conv2, y), stats);
-        relu(y + skip)
+        let y = self.norm1.forward_then(conv2d(&self.conv1, x), None, true, stats);
+        self.norm2.forward_then(conv2d(&self.conv2, y), Some(skip), true, stats)
     }
 }
 
@@ -159,7 +158,7 @@ impl<B: Backend> Backbone<B> {
         let mut x = if inference::<B>(&images, stats) {
             folded(&self.stem, &self.stem_norm, images, None, true)
         } else {
-            relu(self.stem_norm.forward_with(conv2d(&self.stem, images), stats))
+            self.stem_norm.forward_then(conv2d(&self.stem, images), None, true, stats)
         };
         for block in &self.blocks {
             x = block.forward(x, stats);

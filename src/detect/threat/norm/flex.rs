@@ -1,5 +1,9 @@
 //! [`BatchNorm2d`](super::BatchNorm2d)'s training pass as one autodiff op on Flex, computed by
-//! [`host`](super::host).
+//! [`host`](super::host), with what follows it in a layer (residual sum, ReLU) in the same op.
+//!
+//! Apart, the sum and the ReLU were two more Flex passes forward and two backward, each with its
+//! own buffer, over tensors of 10–30 MB per layer; fused, the ReLU's mask is read from the saved
+//! output and the residual's gradient is written by the pass that writes the input's.
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
@@ -9,34 +13,43 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::NodeId;
 use burn_flex::FlexTensor;
 
-use super::host;
+use super::host::{self, Then};
 use crate::backend::{cast, cast_back};
 
-/// The normalised batch and the batch's mean and variance (untracked), when `B` is Flex under
-/// autodiff and the data f32; otherwise `x` back, for the tensor-op path.
+/// `relu?(norm(x) + residual)` and the batch's mean and variance (untracked), when `B` is Flex
+/// under autodiff and the data f32; otherwise `(x, residual)` back, for the tensor-op path.
 #[allow(clippy::type_complexity)]
 pub fn normalise_with_batch_statistics<B: Backend>(
     x: Tensor<B, 4>,
     gamma: Tensor<B, 1>,
     beta: Tensor<B, 1>,
     epsilon: f64,
-) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), Tensor<B, 4>> {
-    if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
-        return Err(x);
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Option<Tensor<B, 4>>)> {
+    let f32s = [x.dtype(), gamma.dtype(), beta.dtype()].into_iter().chain(residual.as_ref().map(|r| r.dtype()));
+    if f32s.into_iter().any(|d| d != DType::F32) || residual.as_ref().is_some_and(|r| r.dims() != x.dims()) {
+        return Err((x, residual));
     }
-    let x = cast::<_, Tensor<Autodiff<Flex>, 4>>(x)?;
+    let x = match cast::<_, Tensor<Autodiff<Flex>, 4>>(x) {
+        Ok(x) => x,
+        Err(x) => return Err((x, residual)),
+    };
     let (gamma, beta): (Tensor<Autodiff<Flex>, 1>, Tensor<Autodiff<Flex>, 1>) = (cast_back(gamma), cast_back(beta));
+    let residual: Option<Tensor<Autodiff<Flex>, 4>> = residual.map(cast_back);
     let [n, c, h, w] = x.dims();
     let device = x.device();
-    let (y, mean, var) = normalise(
-        x.into_primitive().tensor(),
-        gamma.into_primitive().tensor(),
-        beta.into_primitive().tensor(),
-        [n, c, h * w],
-        epsilon,
-    );
+    let primitive = |t: Tensor<Autodiff<Flex>, 4>| t.into_primitive().tensor();
+    let inputs = Inputs {
+        x: primitive(x),
+        gamma: gamma.into_primitive().tensor(),
+        beta: beta.into_primitive().tensor(),
+        residual: residual.map(primitive),
+    };
+    let (y, mean, var) = normalise(inputs, [n, c, h * w], epsilon, relu);
     let y: Tensor<Autodiff<Flex>, 4> = Tensor::from_primitive(TensorPrimitive::Float(y));
     let stat = |values: Vec<f32>| Tensor::<Autodiff<Flex>, 1>::from_data(TensorData::new(values, [c]), &device);
     Ok((cast_back(y), cast_back(stat(mean)), cast_back(stat(var))))
@@ -44,63 +57,120 @@ pub fn normalise_with_batch_statistics<B: Backend>(
 
 type FlexAutodiff = FloatTensor<Autodiff<Flex>>;
 
-/// What the backward pass keeps: `x̂`, `1/σ` and `γ` per channel, and the `N×C×HW` shape.
-type SavedState = (FlexTensor, Vec<f32>, Vec<f32>, [usize; 3]);
+struct Inputs {
+    x: FlexAutodiff,
+    gamma: FlexAutodiff,
+    beta: FlexAutodiff,
+    residual: Option<FlexAutodiff>,
+}
 
+/// What the backward pass keeps: `x̂`, `1/σ` and `γ` per channel, the `N×C×HW` shape, and the
+/// output when a ReLU ran (its sign is the ReLU's mask).
+#[derive(Clone, Debug)]
+struct SavedState {
+    x_hat: FlexTensor,
+    inv_std: Vec<f32>,
+    gamma: Vec<f32>,
+    shape: [usize; 3],
+    relu_output: Option<FlexTensor>,
+}
+
+/// The norm (and ReLU) alone: parents `x`, `γ`, `β`.
 #[derive(Debug)]
-struct HostBatchNormBackward;
+struct NormBackward;
 
-impl Backward<Flex, 3> for HostBatchNormBackward {
+/// With a residual sum: parents `x`, `γ`, `β`, the residual.
+#[derive(Debug)]
+struct NormResidualBackward;
+
+impl Backward<Flex, 3> for NormBackward {
     type State = SavedState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let (x_hat, inv_std, gamma, shape) = ops.state;
-        let (Some(dy_values), Some(x_hat_values)) = (dy.as_slice::<f32>(), x_hat.as_slice::<f32>()) else {
-            unreachable!("the forward pass checked for f32")
-        };
-        let (dx, dgamma, dbeta) = host::backward(dy_values, x_hat_values, shape, &gamma, &inv_std);
-        let tensor = |values: Vec<f32>, dims: Vec<usize>| FlexTensor::from_data(TensorData::new(values, dims));
-        let c = shape[1];
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, tensor(dx, dy.layout().shape().to_vec()));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, tensor(dgamma, vec![c]));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, tensor(dbeta, vec![c]));
+        let [x, gamma, beta] = ops.parents.map(|p| p.map(|node| node.id));
+        register_gradients(ops.state, grads.consume::<Flex>(&ops.node), [x, gamma, beta, None], grads);
+    }
+}
+
+impl Backward<Flex, 4> for NormResidualBackward {
+    type State = SavedState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let parents = ops.parents.map(|p| p.map(|node| node.id));
+        register_gradients(ops.state, grads.consume::<Flex>(&ops.node), parents, grads);
+    }
+}
+
+/// Computes and registers the gradients of the parents `[x, γ, β, residual]` that track them.
+fn register_gradients(state: SavedState, dy: FlexTensor, parents: [Option<NodeId>; 4], grads: &mut Gradients) {
+    let dy = dy.to_contiguous();
+    let relu_output = state.relu_output.map(|y| y.to_contiguous());
+    let slices = (dy.as_slice::<f32>(), state.x_hat.as_slice::<f32>());
+    let (Some(dy_values), Some(x_hat_values)) = slices else { unreachable!("the forward pass checked for f32") };
+    let relu_values = relu_output.as_ref().map(|y| y.as_slice::<f32>().unwrap_or_else(|| unreachable!("f32")));
+    let [x, gamma, beta, residual] = parents;
+    let out = host::backward_then(
+        dy_values,
+        x_hat_values,
+        state.shape,
+        &state.gamma,
+        &state.inv_std,
+        relu_values,
+        residual.is_some(),
+    );
+    let dims = dy.layout().shape().to_vec();
+    let tensor = |values: Vec<f32>, dims: Vec<usize>| FlexTensor::from_data(TensorData::new(values, dims));
+    let c = state.shape[1];
+    let pairs = [(x, Some(out.dx), dims.clone()), (gamma, Some(out.dgamma), vec![c]), (beta, Some(out.dbeta), vec![c])];
+    for (node, values, dims) in pairs.into_iter().chain([(residual, out.dresidual, dims)]) {
+        if let (Some(id), Some(values)) = (node, values) {
+            grads.register::<Flex>(id, tensor(values, dims));
         }
     }
 }
 
-fn normalise(
-    x: FlexAutodiff,
-    gamma: FlexAutodiff,
-    beta: FlexAutodiff,
-    shape: [usize; 3],
-    epsilon: f64,
-) -> (FlexAutodiff, Vec<f32>, Vec<f32>) {
+fn normalise(inputs: Inputs, shape: [usize; 3], epsilon: f64, relu: bool) -> (FlexAutodiff, Vec<f32>, Vec<f32>) {
     let values = |t: &FlexTensor| {
         t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_else(|| unreachable!("checked for f32"))
     };
-    let (gamma_values, beta_values) = (values(&gamma.primitive), values(&beta.primitive));
-    let x_contiguous = x.primitive.to_contiguous();
+    let (gamma_values, beta_values) = (values(&inputs.gamma.primitive), values(&inputs.beta.primitive));
+    let x_contiguous = inputs.x.primitive.to_contiguous();
+    let residual_contiguous = inputs.residual.as_ref().map(|r| r.primitive.to_contiguous());
     let Some(x_values) = x_contiguous.as_slice::<f32>() else { unreachable!("checked for f32") };
-    let out = host::forward(x_values, shape, &gamma_values, &beta_values, epsilon);
-    let dims = x.primitive.layout().shape().to_vec();
+    let residual = residual_contiguous.as_ref().map(|r| r.as_slice::<f32>().unwrap_or_else(|| unreachable!("f32")));
+    let out = host::forward_then(x_values, shape, &gamma_values, &beta_values, epsilon, Then { residual, relu });
+    let dims = inputs.x.primitive.layout().shape().to_vec();
     let y = FlexTensor::from_data(TensorData::new(out.y, dims.clone()));
-    let y = match HostBatchNormBackward
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let x_hat = FlexTensor::from_data(TensorData::new(out.x_hat, dims));
-            prep.finish((x_hat, out.inv_std, gamma_values, shape), y)
+    let state = |x_hat: Vec<f32>, y: &FlexTensor| SavedState {
+        x_hat: FlexTensor::from_data(TensorData::new(x_hat, dims.clone())),
+        inv_std: out.inv_std.clone(),
+        gamma: gamma_values.clone(),
+        shape,
+        relu_output: relu.then(|| y.clone()),
+    };
+    let nodes = [inputs.x.node.clone(), inputs.gamma.node.clone(), inputs.beta.node.clone()];
+    let y = match inputs.residual {
+        None => match NormBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = state(out.x_hat, &y);
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        Some(residual) => {
+            let [x, gamma, beta] = nodes;
+            match NormResidualBackward
+                .prepare::<NoCheckpointing>([x, gamma, beta, residual.node])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let state = state(out.x_hat, &y);
+                    prep.finish(state, y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
         }
-        OpsKind::UnTracked(prep) => prep.finish(y),
     };
     (y, out.mean, out.var)
 }

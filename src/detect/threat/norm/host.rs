@@ -21,9 +21,27 @@ pub struct Normalised {
     pub inv_std: Vec<f32>,
 }
 
-/// Normalises `x` (`N×C×HW`, row-major) with its own per-channel statistics.
-pub fn forward(x: &[f32], [n, c, hw]: [usize; 3], gamma: &[f32], beta: &[f32], epsilon: f64) -> Normalised {
+/// What follows the normalisation in the same pass: `relu?(γ·x̂ + β + residual)`.
+#[derive(Clone, Copy, Default)]
+pub struct Then<'a> {
+    /// Added before the ReLU, `N×C×HW` like the input (a residual block's skip).
+    pub residual: Option<&'a [f32]>,
+    /// Whether negative outputs are zeroed.
+    pub relu: bool,
+}
+
+/// Normalises `x` (`N×C×HW`, row-major) with its own per-channel statistics, then applies
+/// `then` in the pass that writes the output.
+pub fn forward_then(
+    x: &[f32],
+    [n, c, hw]: [usize; 3],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+    then: Then,
+) -> Normalised {
     assert!(x.len() == n * c * hw && gamma.len() == c && beta.len() == c);
+    assert!(then.residual.is_none_or(|r| r.len() == x.len()), "the residual is shaped like the input");
     let count = (n * hw) as f64;
     let plane = |image: usize, channel: usize| &x[(image * c + channel) * hw..][..hw];
     let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
@@ -48,46 +66,88 @@ pub fn forward(x: &[f32], [n, c, hw]: [usize; 3], gamma: &[f32], beta: &[f32], e
                 *h = (v - m) * s;
                 *y = *h * g + b;
             }
+            if let Some(residual) = then.residual {
+                y.iter_mut().zip(&residual[row * hw..][..hw]).for_each(|(y, r)| *y += r);
+            }
+            if then.relu {
+                y.iter_mut().for_each(|y| *y = y.max(0.0));
+            }
         },
     );
     Normalised { y, x_hat, mean, var: var.iter().map(|&v| v as f32).collect(), inv_std }
 }
 
-/// The gradients `(dx, dγ, dβ)` of [`forward`] given `dy`.
-pub fn backward(
+/// The gradients of [`forward_then`] given `dy`.
+pub struct Gradients {
+    /// Of the input.
+    pub dx: Vec<f32>,
+    /// Of γ, per channel.
+    pub dgamma: Vec<f32>,
+    /// Of β, per channel.
+    pub dbeta: Vec<f32>,
+    /// Of the residual: `dy` where the output passed the ReLU. `None` unless asked for.
+    pub dresidual: Option<Vec<f32>>,
+}
+
+/// The gradients of [`forward_then`]: `relu_output` is its output when it applied a ReLU (the
+/// gradient passes where that is positive), and `want_residual` asks for the residual's.
+pub fn backward_then(
     dy: &[f32],
     x_hat: &[f32],
     [n, c, hw]: [usize; 3],
     gamma: &[f32],
     inv_std: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    relu_output: Option<&[f32]>,
+    want_residual: bool,
+) -> Gradients {
     assert!(dy.len() == n * c * hw && x_hat.len() == dy.len() && gamma.len() == c && inv_std.len() == c);
+    assert!(relu_output.is_none_or(|y| y.len() == dy.len()), "the ReLU's output is shaped like dy");
     let at = |image: usize, channel: usize| (image * c + channel) * hw;
+    // The gradient that reaches the sum before the ReLU.
+    let gated = |from: usize, d: f32, i: usize| match relu_output {
+        Some(y) if y[from + i] <= 0.0 => 0.0,
+        _ => d,
+    };
     let (dgamma, dbeta): (Vec<f64>, Vec<f64>) = (0..c)
         .into_par_iter()
         .map(|channel| {
             (0..n).fold((0f64, 0f64), |(dg, db), i| {
-                let (dy, h) = (&dy[at(i, channel)..][..hw], &x_hat[at(i, channel)..][..hw]);
-                let row_dg: f32 = dy.iter().zip(h).map(|(d, h)| d * h).sum();
-                let row_db: f32 = dy.iter().sum();
+                let from = at(i, channel);
+                let (dy, h) = (&dy[from..][..hw], &x_hat[from..][..hw]);
+                let (mut row_dg, mut row_db) = (0f32, 0f32);
+                for (j, (&d, &h)) in dy.iter().zip(h).enumerate() {
+                    let d = gated(from, d, j);
+                    row_dg += d * h;
+                    row_db += d;
+                }
                 (dg + row_dg as f64, db + row_db as f64)
             })
         })
         .unzip();
     let count = (n * hw) as f64;
     let mut dx = vec![0f32; dy.len()];
-    dx.par_chunks_mut(hw).zip(dy.par_chunks(hw)).zip(x_hat.par_chunks(hw)).enumerate().for_each(
-        |(row, ((dx, dy), h))| {
-            let channel = row % c;
-            let scale = gamma[channel] * inv_std[channel];
-            let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
-            for ((dx, &d), &h) in dx.iter_mut().zip(dy).zip(h) {
-                *dx = scale * (d - mean_dy - h * mean_dy_h);
+    let mut dresidual = if want_residual { vec![0f32; dy.len()] } else { Vec::new() };
+    let input_row = |row: usize, dx: &mut [f32], mut dres: Option<&mut [f32]>| {
+        let channel = row % c;
+        let scale = gamma[channel] * inv_std[channel];
+        let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
+        let from = row * hw;
+        for (j, ((dx, &d), &h)) in dx.iter_mut().zip(&dy[from..][..hw]).zip(&x_hat[from..][..hw]).enumerate() {
+            let d = gated(from, d, j);
+            *dx = scale * (d - mean_dy - h * mean_dy_h);
+            if let Some(dres) = dres.as_deref_mut() {
+                dres[j] = d;
             }
-        },
-    );
+        }
+    };
+    if want_residual {
+        let rows = dx.par_chunks_mut(hw).zip(dresidual.par_chunks_mut(hw)).enumerate();
+        rows.for_each(|(row, (dx, dres))| input_row(row, dx, Some(dres)));
+    } else {
+        dx.par_chunks_mut(hw).enumerate().for_each(|(row, dx)| input_row(row, dx, None));
+    }
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
-    (dx, to_f32(dgamma), to_f32(dbeta))
+    Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual: want_residual.then_some(dresidual) }
 }
 
 #[cfg(test)]
@@ -98,7 +158,7 @@ mod tests {
     fn the_output_has_zero_mean_and_unit_variance_per_channel() {
         let (n, c, hw) = (3, 2, 5);
         let x: Vec<f32> = (0..n * c * hw).map(|i| ((i * 37 % 17) as f32) * 0.5 + (i % c) as f32 * 10.0).collect();
-        let out = forward(&x, [n, c, hw], &[1.0, 1.0], &[0.0, 0.0], 0.0);
+        let out = forward_then(&x, [n, c, hw], &[1.0, 1.0], &[0.0, 0.0], 0.0, Then::default());
         for channel in 0..c {
             let values: Vec<f32> = (0..n).flat_map(|i| out.y[(i * c + channel) * hw..][..hw].to_vec()).collect();
             let mean = values.iter().sum::<f32>() / values.len() as f32;

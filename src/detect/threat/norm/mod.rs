@@ -81,18 +81,44 @@ impl<B: Backend> BatchNorm2d<B> {
 
     /// Normalises `x` with the chosen statistics (and updates the running ones when training).
     pub fn forward_with(&self, x: Tensor<B, 4>, statistics: NormStatistics) -> Tensor<B, 4> {
-        let [n, c, h, w] = x.dims();
-        let x = if statistics == NormStatistics::ByBackend && B::ad_enabled(&x.device()) {
-            match flex::normalise_with_batch_statistics(x, self.gamma.val(), self.beta.val(), self.epsilon) {
+        self.forward_then(x, None, false, statistics)
+    }
+
+    /// `relu?(norm(x) + residual)`, a layer's norm and what follows it. When Flex trains, one host
+    /// op computes all of it and its gradients; elsewhere burn's ops do.
+    pub fn forward_then(
+        &self,
+        x: Tensor<B, 4>,
+        residual: Option<Tensor<B, 4>>,
+        relu: bool,
+        statistics: NormStatistics,
+    ) -> Tensor<B, 4> {
+        let (x, residual) = if statistics == NormStatistics::ByBackend && B::ad_enabled(&x.device()) {
+            let (gamma, beta) = (self.gamma.val(), self.beta.val());
+            match flex::normalise_with_batch_statistics(x, gamma, beta, self.epsilon, residual, relu) {
                 Ok((y, mean, var)) => {
                     self.update_running(mean, var);
                     return y;
                 }
-                Err(x) => x,
+                Err(unfused) => unfused,
             }
         } else {
-            x
+            (x, residual)
         };
+        let mut y = self.normalise(x, statistics);
+        if let Some(residual) = residual {
+            y = y + residual;
+        }
+        if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        }
+    }
+
+    /// The norm alone, as burn tensor ops.
+    fn normalise(&self, x: Tensor<B, 4>, statistics: NormStatistics) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
         let rows = x.reshape([n * c, h * w]);
         let (mean, var) = if statistics == NormStatistics::Running {
             (self.running_mean.value_sync(), self.running_var.value_sync())
@@ -193,5 +219,53 @@ mod tests {
         let training = norm.forward(x.clone()).inner().into_data();
         let inference = norm.valid().forward(x.inner()).into_data();
         assert_ne!(training, inference, "the batch statistics differ from the running ones");
+    }
+
+    /// The fused norm + residual + ReLU against burn's `BatchNorm`, add and `relu`: output and
+    /// the gradients of the input, γ, β and the residual, also when the residual is the input
+    /// itself (an identity block's skip, whose two gradients add up).
+    #[test]
+    fn the_fused_residual_and_relu_match_burns_ops() {
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let x = Tensor::<Ad, 4>::random([4, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
+        let other = Tensor::<Ad, 4>::random([4, 3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        let weights = Tensor::<Ad, 4>::random([4, 3, 5, 6], Distribution::Normal(0.0, 1.0), &device);
+        for residual_is_input in [false, true] {
+            let ours = BatchNorm2dConfig::new(3).init::<Ad>(&device);
+            let theirs = BatchNormConfig::new(3).init::<Ad>(&device);
+            let run = |fused: bool| {
+                let x = x.clone().require_grad();
+                let residual = if residual_is_input { x.clone() } else { other.clone().require_grad() };
+                let y = if fused {
+                    ours.forward_then(x.clone(), Some(residual.clone()), true, NormStatistics::ByBackend)
+                } else {
+                    burn::tensor::activation::relu(theirs.forward(x.clone()) + residual.clone())
+                };
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let norm_grads = if fused {
+                    [ours.gamma.grad(&grads).unwrap(), ours.beta.grad(&grads).unwrap()]
+                } else {
+                    [theirs.gamma.grad(&grads).unwrap(), theirs.beta.grad(&grads).unwrap()]
+                };
+                let flat = |t: Tensor<Flex, 4>| t.flatten::<1>(0, 3);
+                let dr = residual.grad(&grads).map(flat);
+                (flat(y.inner()), flat(x.grad(&grads).unwrap()), norm_grads, dr)
+            };
+            let (fused, reference) = (run(true), run(false));
+            let close = |a: Tensor<Flex, 1>, b: Tensor<Flex, 1>, what: &str| {
+                let error = (a - b.clone()).abs().max().into_scalar() / b.abs().max().into_scalar().max(1e-6);
+                assert!(error < 1e-4, "{what} (residual is the input: {residual_is_input}): relative error {error}");
+            };
+            close(fused.0, reference.0, "output");
+            close(fused.1, reference.1, "input gradient");
+            let [dg, db] = fused.2;
+            let [rg, rb] = reference.2;
+            close(dg, rg, "γ gradient");
+            close(db, rb, "β gradient");
+            if !residual_is_input {
+                close(fused.3.expect("the residual has a gradient"), reference.3.unwrap(), "residual gradient");
+            }
+        }
     }
 }
