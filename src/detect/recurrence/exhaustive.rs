@@ -149,19 +149,18 @@ fn presweep(images: &[Image], mut candidates: Vec<Candidate>, config: &Recurrenc
         let mut picked: Vec<usize> = sample(&mut rng, images.len(), take).into_vec();
         picked.sort_unstable();
         let subset: Vec<&Image> = picked.iter().map(|&i| &images[i]).collect();
-        let keep: Vec<bool> =
-            candidates.par_iter().map_init(Vec::new, |s, c| island_in(&subset, c, config, s)).collect();
+        let keep: Vec<bool> = candidates.par_iter().map(|c| island_in(&subset, c, config)).collect();
         candidates = candidates.into_iter().zip(keep).filter_map(|(c, k)| k.then_some(c)).collect();
     }
     candidates
 }
 
 /// The island test of `candidate` within `subset`.
-fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig, scratch: &mut Vec<f32>) -> bool {
+fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig) -> bool {
     let (inner_r, outer_r) = (config.match_radius, config.match_radius * config.outer_ratio);
     let (mut inner, mut outer) = (0usize, 0usize);
     for image in subset {
-        if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side, scratch) {
+        if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side) {
             let d = (d2 / candidate.template.len() as f32).sqrt();
             inner += usize::from(d <= inner_r);
             outer += usize::from(d <= outer_r);

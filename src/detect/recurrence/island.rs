@@ -18,9 +18,7 @@ impl Sweep {
         let dim = template.len().max(1) as f32;
         let matches = images
             .par_iter()
-            .map_init(Vec::new, |scratch, image| {
-                best_match(image, template, side, scratch).map(|(d2, corner)| ((d2 / dim).sqrt(), corner))
-            })
+            .map(|image| best_match(image, template, side).map(|(d2, corner)| ((d2 / dim).sqrt(), corner)))
             .collect();
         Self { matches }
     }

@@ -66,17 +66,48 @@ pub fn distance2_below(a: &[f32], b: &[f32], limit: f32) -> f32 {
 }
 
 /// The best match of `template` (a `side` window) anywhere in `image`: squared distance and corner.
-pub fn best_match(image: &Image, template: &[f32], side: usize, scratch: &mut Vec<f32>) -> Option<(f32, Corner)> {
+///
+/// Each position is compared in place, row by row: copying the window first cost more than the
+/// comparison, which rejects most positions after a few values. The sums are grouped by four
+/// values as [`distance2_below`] groups them, so the distances are the same to the last bit.
+pub fn best_match(image: &Image, template: &[f32], side: usize) -> Option<(f32, Corner)> {
     let mut best: Option<(f32, Corner)> = None;
     for corner in corners(image, side, 1) {
-        read_window(image, corner, side, scratch);
         let limit = best.map_or(f32::INFINITY, |(d, _)| d);
-        let d = distance2_below(scratch, template, limit);
+        let d = distance2_at(image, corner, side, template, limit);
         if d < limit {
             best = Some((d, corner));
         }
     }
     best
+}
+
+/// [`distance2_below`] of the window at `corner` and `template`, read from the image in place.
+fn distance2_at(image: &Image, corner: Corner, side: usize, template: &[f32], limit: f32) -> f32 {
+    let (x, y, width) = (corner.x as usize, corner.y as usize, image.width());
+    let (mut sum, mut group, mut counted) = (0f32, 0f32, 0usize);
+    let mut rows = template.chunks(side.max(1));
+    for c in 0..image.channels() {
+        for row in y..y + side {
+            let start = (c * image.height() + row) * width + x;
+            let Some(wanted) = rows.next() else { return sum };
+            for (a, b) in image.pixels()[start..start + side].iter().zip(wanted) {
+                group += (a - b) * (a - b);
+                counted += 1;
+                if counted % 4 == 0 {
+                    sum += group;
+                    group = 0.0;
+                    if sum > limit {
+                        return sum;
+                    }
+                }
+            }
+        }
+    }
+    if counted % 4 != 0 {
+        sum += group;
+    }
+    sum
 }
 
 #[cfg(test)]
@@ -103,7 +134,7 @@ mod tests {
         let mut image = Image::new(1, 8, 8, vec![0.0; 64]).unwrap();
         let patch = Image::new(1, 3, 3, vec![0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.5]).unwrap();
         image.paste(&patch, 4, 2);
-        let (d, corner) = best_match(&image, patch.pixels(), 3, &mut Vec::new()).unwrap();
+        let (d, corner) = best_match(&image, patch.pixels(), 3).unwrap();
         assert_eq!((d, corner), (0.0, Corner { x: 4, y: 2 }));
         assert!(texture(patch.pixels()) > 0.2);
         assert_eq!(texture(&[0.5; 9]), 0.0);
@@ -111,5 +142,24 @@ mod tests {
         assert_eq!(flat_share(&[0.0, 0.0, 0.01, 0.9], 0.02, &mut scratch), 0.75);
         assert_eq!(flat_share(&[0.0, 1.0, 0.0, 1.0], 0.02, &mut scratch), 0.5);
         assert_eq!(flat_share(&[0.1, 0.3, 0.5, 0.7], 0.02, &mut scratch), 0.25);
+    }
+
+    /// The in-place comparison gives the copied window's distance to the last bit, at every
+    /// position and for limits that stop it early, on a 3-channel image with an odd side.
+    #[test]
+    fn in_place_distances_equal_the_copied_windows() {
+        let (h, w) = (9, 11);
+        let pixels: Vec<f32> = (0..3 * h * w).map(|i| ((i * 7919 % 101) as f32 / 101.0).powi(2)).collect();
+        let image = Image::new(3, h, w, pixels).unwrap();
+        let template: Vec<f32> = (0..3 * 5 * 5).map(|i| (i * 31 % 17) as f32 / 17.0).collect();
+        let mut window = Vec::new();
+        for corner in corners(&image, 5, 1) {
+            read_window(&image, corner, 5, &mut window);
+            for limit in [f32::INFINITY, 1.0, 0.05] {
+                let copied = distance2_below(&window, &template, limit);
+                let in_place = distance2_at(&image, corner, 5, &template, limit);
+                assert_eq!(copied.to_bits(), in_place.to_bits(), "{corner:?}, limit {limit}");
+            }
+        }
     }
 }
