@@ -85,6 +85,9 @@ pub fn best_match(image: &Image, template: &[f32], side: usize) -> Option<(f32, 
 /// [`distance2_below`] of the window at `corner` and `template`, read from the image in place.
 fn distance2_at(image: &Image, corner: Corner, side: usize, template: &[f32], limit: f32) -> f32 {
     let (x, y, width) = (corner.x as usize, corner.y as usize, image.width());
+    if side % 4 == 0 && template.len() == image.channels() * side * side {
+        return distance2_aligned(image, [x, y], side, template, limit);
+    }
     let (mut sum, mut group, mut counted) = (0f32, 0f32, 0usize);
     let mut rows = template.chunks(side.max(1));
     for c in 0..image.channels() {
@@ -106,6 +109,25 @@ fn distance2_at(image: &Image, corner: Corner, side: usize, template: &[f32], li
     }
     if counted % 4 != 0 {
         sum += group;
+    }
+    sum
+}
+
+/// [`distance2_at`] when every group of four values lies within one row (the side a multiple of
+/// four): whole groups, without counting values one by one.
+fn distance2_aligned(image: &Image, [x, y]: [usize; 2], side: usize, template: &[f32], limit: f32) -> f32 {
+    let mut sum = 0f32;
+    let mut wanted = template.chunks_exact(4);
+    for c in 0..image.channels() {
+        for row in y..y + side {
+            let start = (c * image.height() + row) * image.width() + x;
+            for (got, wanted) in image.pixels()[start..start + side].chunks_exact(4).zip(wanted.by_ref()) {
+                sum += got.iter().zip(wanted).fold(0f32, |group, (a, b)| group + (a - b) * (a - b));
+                if sum > limit {
+                    return sum;
+                }
+            }
+        }
     }
     sum
 }
@@ -145,20 +167,23 @@ mod tests {
     }
 
     /// The in-place comparison gives the copied window's distance to the last bit, at every
-    /// position and for limits that stop it early, on a 3-channel image with an odd side.
+    /// position and for limits that stop it early, on a 3-channel image.
     #[test]
     fn in_place_distances_equal_the_copied_windows() {
         let (h, w) = (9, 11);
         let pixels: Vec<f32> = (0..3 * h * w).map(|i| ((i * 7919 % 101) as f32 / 101.0).powi(2)).collect();
         let image = Image::new(3, h, w, pixels).unwrap();
-        let template: Vec<f32> = (0..3 * 5 * 5).map(|i| (i * 31 % 17) as f32 / 17.0).collect();
         let mut window = Vec::new();
-        for corner in corners(&image, 5, 1) {
-            read_window(&image, corner, 5, &mut window);
-            for limit in [f32::INFINITY, 1.0, 0.05] {
-                let copied = distance2_below(&window, &template, limit);
-                let in_place = distance2_at(&image, corner, 5, &template, limit);
-                assert_eq!(copied.to_bits(), in_place.to_bits(), "{corner:?}, limit {limit}");
+        // Sides that split groups of four across rows, and sides whose rows hold whole groups.
+        for side in [3, 4, 5, 8] {
+            let template: Vec<f32> = (0..3 * side * side).map(|i| (i * 31 % 17) as f32 / 17.0).collect();
+            for corner in corners(&image, side, 1) {
+                read_window(&image, corner, side, &mut window);
+                for limit in [f32::INFINITY, 1.0, 0.05] {
+                    let copied = distance2_below(&window, &template, limit);
+                    let in_place = distance2_at(&image, corner, side, &template, limit);
+                    assert_eq!(copied.to_bits(), in_place.to_bits(), "side {side}, {corner:?}, limit {limit}");
+                }
             }
         }
     }
