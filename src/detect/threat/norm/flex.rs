@@ -30,8 +30,8 @@ pub fn normalise_with_batch_statistics<B: Backend>(
     residual: Option<Tensor<B, 4>>,
     relu: bool,
 ) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), (Tensor<B, 4>, Option<Tensor<B, 4>>)> {
-    let f32s = [x.dtype(), gamma.dtype(), beta.dtype()].into_iter().chain(residual.as_ref().map(|r| r.dtype()));
-    if f32s.into_iter().any(|d| d != DType::F32) || residual.as_ref().is_some_and(|r| r.dims() != x.dims()) {
+    let mut dtypes = [x.dtype(), gamma.dtype(), beta.dtype()].into_iter().chain(residual.as_ref().map(|r| r.dtype()));
+    if dtypes.any(|d| d != DType::F32) || residual.as_ref().is_some_and(|r| r.dims() != x.dims()) {
         return Err((x, residual));
     }
     let x = match cast::<_, Tensor<Autodiff<Flex>, 4>>(x) {
@@ -141,36 +141,36 @@ fn normalise(inputs: Inputs, shape: [usize; 3], epsilon: f64, relu: bool) -> (Fl
     let out = host::forward_then(x_values, shape, &gamma_values, &beta_values, epsilon, Then { residual, relu });
     let dims = inputs.x.primitive.layout().shape().to_vec();
     let y = FlexTensor::from_data(TensorData::new(out.y, dims.clone()));
-    let state = |x_hat: Vec<f32>, y: &FlexTensor| SavedState {
-        x_hat: FlexTensor::from_data(TensorData::new(x_hat, dims.clone())),
-        inv_std: out.inv_std.clone(),
-        gamma: gamma_values.clone(),
+    // Built only when a parent tracks gradients; it takes the forward's buffers, not copies.
+    let state = |y: &FlexTensor| SavedState {
+        x_hat: FlexTensor::from_data(TensorData::new(out.x_hat, dims)),
+        inv_std: out.inv_std,
+        gamma: gamma_values,
         shape,
         relu_output: relu.then(|| y.clone()),
     };
-    let nodes = [inputs.x.node.clone(), inputs.gamma.node.clone(), inputs.beta.node.clone()];
+    let [x, gamma, beta] = [inputs.x.node, inputs.gamma.node, inputs.beta.node];
     let y = match inputs.residual {
-        None => match NormBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let state = state(out.x_hat, &y);
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        },
+        None => record(NormBackward.prepare::<NoCheckpointing>([x, gamma, beta]).compute_bound().stateful(), y, state),
         Some(residual) => {
-            let [x, gamma, beta] = nodes;
-            match NormResidualBackward
-                .prepare::<NoCheckpointing>([x, gamma, beta, residual.node])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let state = state(out.x_hat, &y);
-                    prep.finish(state, y)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
+            let nodes = [x, gamma, beta, residual.node];
+            record(NormResidualBackward.prepare::<NoCheckpointing>(nodes).compute_bound().stateful(), y, state)
         }
     };
     (y, out.mean, out.var)
+}
+
+/// The op's output `y`, with the state its backward pass needs when a parent tracks gradients.
+fn record<BO: Backward<Flex, N, State = SavedState>, const N: usize>(
+    kind: OpsKind<BO, Flex, SavedState, NoCheckpointing, N>,
+    y: FlexTensor,
+    state: impl FnOnce(&FlexTensor) -> SavedState,
+) -> FlexAutodiff {
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let state = state(&y);
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
 }
