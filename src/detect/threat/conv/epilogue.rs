@@ -34,4 +34,35 @@ impl Epilogue<'_> {
             }
         }
     }
+
+    /// [`Self::apply`] reading the convolution from `wide` instead, whose lines of `out[1]`
+    /// values start `stride` apart (the padded grid of a shifted convolution): the discarded
+    /// columns are dropped in the same pass.
+    pub(super) fn apply_wide(&self, wide: &[f32], stride: usize, y: &mut [f32], index: usize, out: [usize; 2]) {
+        let [oh, ow] = out;
+        let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
+        for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
+            let add = self.shift.map_or(0.0, |s| s[c]);
+            for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
+                let source = &wide[(c * oh + r) * stride..][..ow];
+                // One pass per line; lines are short (28 values and less in the encoder), so the
+                // branches stay outside the loop.
+                match (residual.map(|res| &res[(c * oh + r) * ow..][..ow]), self.relu) {
+                    (Some(res), true) => finish(line, source, |k, s| (s + add + res[k]).max(0.0)),
+                    (Some(res), false) => finish(line, source, |k, s| s + add + res[k]),
+                    (None, true) => finish(line, source, |_, s| (s + add).max(0.0)),
+                    (None, false) => finish(line, source, |_, s| s + add),
+                }
+            }
+        }
+    }
+}
+
+/// `line[k] = value(k, source[k])`; `source` is as long as `line`.
+#[inline(always)]
+fn finish(line: &mut [f32], source: &[f32], value: impl Fn(usize, f32) -> f32) {
+    let source = &source[..line.len()];
+    for (k, (v, s)) in line.iter_mut().zip(source).enumerate() {
+        *v = value(k, *s);
+    }
 }

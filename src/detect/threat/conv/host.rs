@@ -7,6 +7,9 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{gemm_into, Matrix};
+use super::shifted;
+
 pub use super::epilogue::Epilogue;
 
 /// The shape of one 2-D convolution: groups 1, dilation 1, symmetric padding.
@@ -87,18 +90,30 @@ fn im2col(x: &[f32], shape: &ConvShape, out: [usize; 2], cols: &mut [f32]) {
     for (row, col) in cols.chunks_exact_mut(out[0] * out[1]).enumerate() {
         let tap = shape.tap(out, row);
         let plane = &x[tap.plane.clone()];
-        col.fill(0.0);
+        // Each value is written once: the zeros only where the tap falls outside the image.
+        zero(&mut col[..tap.rows.start * out[1]]);
+        zero(&mut col[tap.rows.end * out[1]..]);
         for oh in tap.rows.clone() {
             let (line, first) = shape.source(&tap, oh);
             let line = &plane[line..][..shape.input[1]];
-            let dst = &mut col[oh * out[1]..][tap.cols.clone()];
+            let dst = &mut col[oh * out[1]..][..out[1]];
+            zero(&mut dst[..tap.cols.start]);
+            zero(&mut dst[tap.cols.end..]);
+            let dst = &mut dst[tap.cols.clone()];
             if sw == 1 {
                 // Unit stride, the common case, is a plain copy.
                 dst.copy_from_slice(&line[first..][..dst.len()]);
             } else {
-                dst.iter_mut().enumerate().for_each(|(k, d)| *d = line[first + k * sw]);
+                dst.iter_mut().zip(line[first..].iter().step_by(sw)).for_each(|(d, s)| *d = *s);
             }
         }
+    }
+}
+
+/// Zeroes `values`, skipping the call when there are none (most margins are empty).
+fn zero(values: &mut [f32]) {
+    if !values.is_empty() {
+        values.fill(0.0);
     }
 }
 
@@ -123,74 +138,6 @@ fn col2im(cols: &[f32], shape: &ConvShape, out: [usize; 2], dx: &mut [f32]) {
     }
 }
 
-/// A row-major or transposed view of a matrix held in a slice.
-#[derive(Clone, Copy)]
-struct Matrix<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Matrix<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    fn transposed(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
-    }
-}
-
-/// `dst (m×n, row-major) = lhs·rhs`, or `dst + lhs·rhs` when `accumulate`, on this thread.
-fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert!(rhs.rows == k && dst.len() >= m * n && lhs.fits() && rhs.fits(), "gemm operands out of shape");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: the assertion above keeps every index the GEMM touches inside the three slices
-    // (dst is m×n row-major; lhs and rhs are within their slices by `fits`), `dst` is borrowed
-    // mutably and so aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            // Images run in parallel instead; one thread per GEMM also keeps each sum's order fixed.
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// `y = conv(x, weight)`: `x` is `N×C×H×W` and `weight` `O×C×kh×kw`, contiguous row-major;
 /// `y` is `N×O×oh×ow`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> {
@@ -206,10 +153,21 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
     assert!(epilogue.shift.is_none_or(|s| s.len() == o));
     assert!(epilogue.residual.is_none_or(|r| r.len() == shape.batch * o * positions));
+    let mut y = vec![0f32; shape.batch * o * positions];
+    if let Some(grid) = shifted::Grid::of(shape) {
+        let rows = shifted::kernel_rows(weight, shape);
+        y.par_chunks_mut(o * positions).enumerate().for_each_init(
+            || shifted::Scratch::new(shape, &grid),
+            |scratch, (index, y_image)| {
+                let image = &x[index * image_len..][..image_len];
+                shifted::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
+            },
+        );
+        return y;
+    }
     // A 1×1 kernel at stride 1 without padding reads the image as its own columns.
     let pointwise = shape.kernel == [1, 1] && shape.stride == [1, 1] && shape.padding == [0, 0];
     let w = Matrix::row_major(weight, o, patch);
-    let mut y = vec![0f32; shape.batch * o * positions];
     y.par_chunks_mut(o * positions).enumerate().for_each_init(
         || vec![0f32; if pointwise { 0 } else { patch * positions }],
         |cols, (index, y_image)| {

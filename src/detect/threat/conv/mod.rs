@@ -9,7 +9,9 @@
 //! checkpoints do not change.
 
 mod epilogue;
+mod gemm;
 pub mod host;
+mod shifted;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
@@ -288,11 +290,11 @@ mod tests {
     }
 
     /// The fused host pass against burn's ops (conv, broadcast add, add, ReLU), with and without
-    /// a residual, on a 3×3 and on a pointwise kernel (which skips im2col).
+    /// a residual, on a 3×3 kernel at strides 2 and 1 (im2col and shifted rows) and a pointwise one.
     #[test]
     fn the_fused_pass_matches_burns_ops() {
         let device = Default::default();
-        for (kernel, stride, padding) in [(3, 2, 1), (1, 1, 0)] {
+        for (kernel, stride, padding) in [(3, 2, 1), (3, 1, 1), (1, 1, 0)] {
             let conv: Conv2d<Flex> = Conv2dConfig::new([4, 6], [kernel, kernel])
                 .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
