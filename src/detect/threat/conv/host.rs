@@ -187,8 +187,14 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
 
 /// One task's scratch: an image's columns and the task's share of the weight gradient.
 struct Scratch {
-    cols: Vec<f32>,
+    columns: Columns,
     weight_grad: Vec<f32>,
+}
+
+/// How an image's columns are built: im2col, or shifted copies on the padded grid.
+enum Columns {
+    Im2col(Vec<f32>),
+    Shifted(shifted::Grid, shifted::BackwardScratch),
 }
 
 /// The gradients of `y = conv(x, weight)` given `dy`: `(dx, dweight)`, each only when asked for.
@@ -208,22 +214,33 @@ pub fn conv2d_backward(
     let (o, n, image_len) = (shape.channels_out, shape.batch, shape.image_len());
     assert!(x.len() == n * image_len && weight.len() == o * patch && dy.len() == n * o * positions);
     let w = Matrix::row_major(weight, o, patch);
+    let grid = shifted::Grid::of(shape);
 
     let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
     let new_scratch = || Scratch {
-        cols: vec![0f32; patch * positions],
+        columns: match grid {
+            Some(grid) => Columns::Shifted(grid, shifted::BackwardScratch::new(shape, &grid)),
+            None => Columns::Im2col(vec![0f32; patch * positions]),
+        },
         weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }],
     };
     let per_image = |scratch: &mut Scratch, index: usize, dx_image: Option<&mut [f32]>| {
-        let grad = Matrix::row_major(&dy[index * o * positions..][..o * positions], o, positions);
-        if want_dweight {
-            im2col(&x[index * image_len..][..image_len], shape, out, &mut scratch.cols);
-            let cols = Matrix::row_major(&scratch.cols, patch, positions);
-            gemm_into(&mut scratch.weight_grad, grad, cols.transposed(), true);
+        let (image, dy) = (&x[index * image_len..][..image_len], &dy[index * o * positions..][..o * positions]);
+        let weight_grad = want_dweight.then_some(&mut scratch.weight_grad[..]);
+        let cols = match &mut scratch.columns {
+            Columns::Shifted(grid, columns) => {
+                return shifted::backward_image(image, weight, dy, shape, grid, columns, weight_grad, dx_image);
+            }
+            Columns::Im2col(cols) => cols,
+        };
+        let grad = Matrix::row_major(dy, o, positions);
+        if let Some(weight_grad) = weight_grad {
+            im2col(image, shape, out, cols);
+            gemm_into(weight_grad, grad, Matrix::row_major(cols, patch, positions).transposed(), true);
         }
         if let Some(dx_image) = dx_image {
-            gemm_into(&mut scratch.cols, w.transposed(), grad, false);
-            col2im(&scratch.cols, shape, out, dx_image);
+            gemm_into(cols, w.transposed(), grad, false);
+            col2im(cols, shape, out, dx_image);
         }
     };
     // Fixed chunks of images, each summing its own share of the weight gradient, and the shares
@@ -247,8 +264,15 @@ pub fn conv2d_backward(
             scratch.weight_grad
         })
         .collect();
-    let weight_grad =
-        want_dweight.then(|| shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]));
+    let weight_grad = want_dweight.then(|| {
+        let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]);
+        // The shifted path sums the kernel by rows; burn's layout is restored once, here.
+        if grid.is_some() {
+            shifted::kernel_from_rows(&sum, shape)
+        } else {
+            sum
+        }
+    });
     (want_dx.then_some(dx), weight_grad)
 }
 

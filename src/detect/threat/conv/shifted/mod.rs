@@ -7,6 +7,10 @@
 //! each the padded image shifted by `j`, read from offset `i·wp` at one fixed stride, and the
 //! buffer holds each input value only `kw` times, written by whole-row copies.
 
+mod backward;
+
+pub(super) use backward::{backward_image, Scratch as BackwardScratch};
+
 use super::epilogue::Epilogue;
 use super::gemm::{gemm_into, Matrix};
 use super::host::ConvShape;
@@ -64,6 +68,18 @@ pub(super) fn kernel_rows(weight: &[f32], shape: &ConvShape) -> Vec<f32> {
         }
     }
     rows
+}
+
+/// The inverse of [`kernel_rows`]: burn's `[o][c][i][j]` from `[i][o][c][j]`.
+pub(super) fn kernel_from_rows(rows: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (oc, [kh, kw]) = (shape.channels_out * shape.channels_in, shape.kernel);
+    let mut weight = vec![0f32; rows.len()];
+    for (i, row) in rows.chunks_exact(oc * kw).enumerate() {
+        for (k, taps) in row.chunks_exact(kw).enumerate() {
+            weight[(k * kh + i) * kw..][..kw].copy_from_slice(taps);
+        }
+    }
+    weight
 }
 
 /// Row `(c, j)` of `shifted`, at `r·wp + col`, holds the padded image at `(r, col + j)`: row
@@ -175,6 +191,24 @@ mod tests {
                 assert!((a - b).abs() < 1e-4, "{input:?} k{kernel:?} p{padding:?}: {a} against {b}");
             }
         }
+    }
+
+    #[test]
+    fn kernel_rows_regroup_and_restore_every_weight() {
+        let shape = ConvShape {
+            batch: 1,
+            channels_in: 3,
+            channels_out: 2,
+            input: [6, 6],
+            kernel: [2, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+        };
+        let weight: Vec<f32> = (0..2 * 3 * 2 * 3).map(|v| v as f32).collect();
+        let rows = kernel_rows(&weight, &shape);
+        // Kernel row 1 of output 1, input 2: burn's [1][2][1][..].
+        assert_eq!(&rows[(2 * 3 + 3 + 2) * 3..][..3], &weight[((3 + 2) * 2 + 1) * 3..][..3]);
+        assert_eq!(kernel_from_rows(&rows, &shape), weight);
     }
 
     #[test]
