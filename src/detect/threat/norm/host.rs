@@ -47,10 +47,9 @@ pub fn forward_then(
     let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
         .into_par_iter()
         .map(|channel| {
-            let sum: f64 = (0..n).map(|i| plane(i, channel).iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let sum: f64 = (0..n).map(|i| lane_sum(plane(i, channel), |v| v as f64)).sum();
             let mean = sum / count;
-            let squares: f64 =
-                (0..n).map(|i| plane(i, channel).iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum();
+            let squares: f64 = (0..n).map(|i| lane_sum(plane(i, channel), |v| (v as f64 - mean).powi(2))).sum();
             (mean, squares / count)
         })
         .unzip();
@@ -114,12 +113,10 @@ pub fn backward_then(
             (0..n).fold((0f64, 0f64), |(dg, db), i| {
                 let from = at(i, channel);
                 let (dy, h) = (&dy[from..][..hw], &x_hat[from..][..hw]);
-                let (mut row_dg, mut row_db) = (0f32, 0f32);
-                for (j, (&d, &h)) in dy.iter().zip(h).enumerate() {
-                    let d = gated(from, d, j);
-                    row_dg += d * h;
-                    row_db += d;
-                }
+                let (row_dg, row_db) = match relu_output {
+                    Some(y) => lane_pair_sum(dy, h, &y[from..][..hw], |d, y| if y <= 0.0 { 0.0 } else { d }),
+                    None => lane_pair_sum(dy, h, dy, |d, _| d),
+                };
                 (dg + row_dg as f64, db + row_db as f64)
             })
         })
@@ -150,6 +147,48 @@ pub fn backward_then(
     Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual: want_residual.then_some(dresidual) }
 }
 
+/// Accumulators per sum: one running sum is a chain the compiler must keep in order, so it
+/// cannot vectorise it; this many independent ones, added in a fixed order at the end, it can,
+/// and the order (so the bits) is the same on every run.
+const LANES: usize = 16;
+
+/// `Σ value(v)` over `values`, in [`LANES`] accumulators.
+#[inline(always)]
+fn lane_sum(values: &[f32], value: impl Fn(f32) -> f64) -> f64 {
+    let mut lanes = [0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| value(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += value(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `(Σ g·h, Σ g)` with `g = gate(d, y)` over `dy`, `h` and `y` (all one length), in [`LANES`]
+/// accumulators each: the norm's γ and β gradients on one plane.
+#[inline(always)]
+fn lane_pair_sum(dy: &[f32], h: &[f32], y: &[f32], gate: impl Fn(f32, f32) -> f32) -> (f32, f32) {
+    let (mut gh, mut g) = ([0f32; LANES], [0f32; LANES]);
+    let (dys, hs, ys) = (dy.chunks_exact(LANES), h.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tails = (dys.remainder(), hs.remainder(), ys.remainder());
+    for ((dy, h), y) in dys.zip(hs).zip(ys) {
+        for k in 0..LANES {
+            let d = gate(dy[k], y[k]);
+            gh[k] += d * h[k];
+            g[k] += d;
+        }
+    }
+    let (mut sum_gh, mut sum_g) = (gh.iter().sum::<f32>(), g.iter().sum::<f32>());
+    for ((&dy, &h), &y) in tails.0.iter().zip(tails.1).zip(tails.2) {
+        let d = gate(dy, y);
+        sum_gh += d * h;
+        sum_g += d;
+    }
+    (sum_gh, sum_g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +203,21 @@ mod tests {
             let mean = values.iter().sum::<f32>() / values.len() as f32;
             let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / values.len() as f32;
             assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "channel {channel}: mean {mean}, var {var}");
+        }
+    }
+
+    #[test]
+    fn lane_sums_add_every_value_whatever_the_length() {
+        for len in [0, 5, 16, 37] {
+            let dy: Vec<f32> = (0..len).map(|i| (i % 7) as f32 - 3.0).collect();
+            let h: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.5).collect();
+            let y: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 }).collect();
+            let gate = |d: f32, y: f32| if y <= 0.0 { 0.0 } else { d };
+            let (gh, g) = lane_pair_sum(&dy, &h, &y, gate);
+            let kept = || (0..len).filter(|i| i % 3 != 0);
+            assert_eq!(g, kept().map(|i| dy[i]).sum::<f32>(), "length {len}");
+            assert_eq!(gh, kept().map(|i| dy[i] * h[i]).sum::<f32>(), "length {len}");
+            assert_eq!(lane_sum(&h, |v| v as f64), h.iter().map(|&v| v as f64).sum::<f64>(), "length {len}");
         }
     }
 }
