@@ -290,7 +290,7 @@ mod tests {
     }
 
     /// The fused host pass against burn's ops (conv, broadcast add, add, ReLU), with and without
-    /// a residual, on a 3×3 kernel at strides 2 and 1 (im2col and shifted rows) and a pointwise one.
+    /// a residual, on a 3×3 kernel at strides 2 and 1 (phase planes) and a pointwise one (no columns).
     #[test]
     fn the_fused_pass_matches_burns_ops() {
         let device = Default::default();

@@ -1,33 +1,33 @@
-//! The gradients of a shifted convolution, on the same padded grid as its forward pass.
+//! The gradients of a convolution on the phase planes of its forward pass.
 //!
 //! The output gradient is laid on the grid with zeros in the discarded columns, so those columns
-//! add nothing: the weight gradient is one GEMM per kernel row against the shifted copies, and
-//! the input gradient one GEMM whose rows `(c, i, j)` each add back onto the padded image as one
-//! contiguous run at offset `i·wp + j`, where col2im added a short run per output row.
+//! add nothing: the weight gradient is one GEMM per kernel row against the same planes as the
+//! forward, and the input gradient one GEMM whose rows `(c, i, j)` each add onto plane
+//! `(i mod s, c, j)`'s gradient as one contiguous run at row `i/s`, where col2im added a short
+//! run per output row; the planes' gradients then add back onto the image.
 
 use super::super::gemm::{gemm_into, Matrix};
 use super::super::host::ConvShape;
-use super::{shift_copies, Grid};
+use super::{fill_planes, Grid};
 
 /// One task's buffers for the backward pass, reused across its images.
 pub(in super::super) struct Scratch {
-    shifted: Vec<f32>,
+    planes: Vec<f32>,
     /// The output gradient on the grid; the discarded columns stay zero from here on.
     wide: Vec<f32>,
     columns: Vec<f32>,
-    /// The padded input gradient, with room for the last plane's runs to spill past its end
-    /// (they carry only the discarded columns' zeros).
-    padded: Vec<f32>,
+    /// The gradient of the planes.
+    plane_grads: Vec<f32>,
 }
 
 impl Scratch {
     pub(in super::super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
         let patch = shape.channels_in * shape.kernel[0] * shape.kernel[1];
         Self {
-            shifted: vec![0f32; shape.channels_in * shape.kernel[1] * grid.plane()],
+            planes: vec![0f32; grid.copies(shape)],
             wide: vec![0f32; shape.channels_out * grid.columns()],
             columns: vec![0f32; patch * grid.columns()],
-            padded: vec![0f32; shape.channels_in * grid.plane() + shape.kernel[1]],
+            plane_grads: vec![0f32; grid.copies(shape)],
         }
     }
 }
@@ -45,42 +45,57 @@ pub(in super::super) fn backward_image(
     weight_grad: Option<&mut [f32]>,
     dx: Option<&mut [f32]>,
 ) {
-    let (o, [kh, kw], wp) = (shape.channels_out, shape.kernel, grid.padded[1]);
-    let [oh, ow] = grid.out;
+    let (o, wq, [oh, ow]) = (shape.channels_out, grid.planes[1], grid.out);
     for (wide, plane) in scratch.wide.chunks_exact_mut(grid.columns()).zip(dy.chunks_exact(oh * ow)) {
-        for (wide, line) in wide.chunks_exact_mut(wp).zip(plane.chunks_exact(ow)) {
+        for (wide, line) in wide.chunks_exact_mut(wq).zip(plane.chunks_exact(ow)) {
             wide[..ow].copy_from_slice(line);
         }
     }
     let grad = Matrix::row_major(&scratch.wide, o, grid.columns());
-    let taps = shape.channels_in * kw;
     if let Some(weight_grad) = weight_grad {
-        shift_copies(image, shape, grid, &mut scratch.shifted);
+        fill_planes(image, shape, grid, &mut scratch.planes);
+        let taps = shape.channels_in * shape.kernel[1];
         for (i, rows) in weight_grad.chunks_exact_mut(o * taps).enumerate() {
-            let shifted = Matrix {
-                data: &scratch.shifted[i * wp..],
-                rows: taps,
-                cols: grid.columns(),
-                row_stride: grid.plane(),
-                col_stride: 1,
-            };
-            gemm_into(rows, grad, shifted.transposed(), true);
+            gemm_into(rows, grad, grid.kernel_row(shape, &scratch.planes, i).transposed(), true);
         }
     }
     if let Some(dx) = dx {
-        let patch = shape.channels_in * kh * kw;
+        let patch = shape.channels_in * shape.kernel[0] * shape.kernel[1];
         gemm_into(&mut scratch.columns, Matrix::row_major(weight, o, patch).transposed(), grad, false);
-        scratch.padded.fill(0.0);
-        for (row, run) in scratch.columns.chunks_exact(grid.columns()).enumerate() {
-            let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
-            let dst = &mut scratch.padded[c * grid.plane() + i * wp + j..][..run.len()];
-            dst.iter_mut().zip(run).for_each(|(d, r)| *d += r);
+        add_runs(&scratch.columns, shape, grid, &mut scratch.plane_grads);
+        add_planes(&scratch.plane_grads, shape, grid, dx);
+    }
+}
+
+/// The planes' gradient: row `(c, i, j)` of `columns` added as one run onto plane
+/// `(i mod s, c, j)` from row `i/s` on.
+fn add_runs(columns: &[f32], shape: &ConvShape, grid: &Grid, plane_grads: &mut [f32]) {
+    let ([kh, kw], c_in, plane) = (shape.kernel, shape.channels_in, grid.plane());
+    plane_grads.fill(0.0);
+    for (row, run) in columns.chunks_exact(grid.columns()).enumerate() {
+        let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
+        let start = (((i % grid.stride) * c_in + c) * kw + j) * plane + (i / grid.stride) * grid.planes[1];
+        let dst = &mut plane_grads[start..][..run.len()];
+        dst.iter_mut().zip(run).for_each(|(d, r)| *d += r);
+    }
+}
+
+/// `dx` from the planes' gradient: each plane value added onto the input pixel it copied.
+fn add_planes(plane_grads: &[f32], shape: &ConvShape, grid: &Grid, dx: &mut [f32]) {
+    let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
+    let (c_in, kw) = (shape.channels_in, shape.kernel[1]);
+    dx.fill(0.0);
+    for (plane_index, plane) in plane_grads.chunks_exact(grid.plane()).enumerate() {
+        let (alpha, c, j) = (plane_index / (c_in * kw), plane_index / kw % c_in, plane_index % kw);
+        let first = pw.saturating_sub(j).div_ceil(s).min(wq);
+        let end = (pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq);
+        if first == end {
+            continue;
         }
-        let ([h, w], [ph, pw]) = (shape.input, shape.padding);
-        for (plane, padded) in dx.chunks_exact_mut(h * w).zip(scratch.padded.chunks(grid.plane())) {
-            for (line, padded) in plane.chunks_exact_mut(w).zip(padded[ph * wp..].chunks(wp)) {
-                line.copy_from_slice(&padded[pw..pw + w]);
-            }
+        for (y, line) in plane.chunks_exact(wq).enumerate() {
+            let Some(row) = (s * y + alpha).checked_sub(ph).filter(|&row| row < h) else { continue };
+            let target = &mut dx[(c * h + row) * w + s * first + j - pw..][..s * (end - first - 1) + 1];
+            target.iter_mut().step_by(s).zip(&line[first..end]).for_each(|(d, v)| *d += v);
         }
     }
 }

@@ -1,11 +1,13 @@
-//! A stride-1 convolution as one GEMM per kernel row over width-shifted copies of the image.
+//! A convolution as one GEMM per kernel row over shifted, phase-split copies of the image.
 //!
 //! im2col writes every input value `kh·kw` times, a zero-fill and a short copy per output row,
-//! and was about a third of an inference forward at 28 px (docs/warm-start.md). Here the output
-//! is computed on the padded grid instead, `oh` rows of `wp` columns of which the last `kw − 1`
-//! of each row are discarded: then kernel row `i`'s columns are rows `(c, j)` of one buffer,
-//! each the padded image shifted by `j`, read from offset `i·wp` at one fixed stride, and the
-//! buffer holds each input value only `kw` times, written by whole-row copies.
+//! and was about a third of an inference forward at 28 px (docs/warm-start.md). Here the image is
+//! copied into planes `(α, c, j)`, plane `(α, c, j)` holding the padded image's rows `s·y + α`
+//! and columns `s·x + j` (stride `s`): then output `(r, x)` reads tap `(i, j)` of channel `c` at
+//! row `r + i/s`, column `x` of plane `(i mod s, c, j)`, so kernel row `i`'s columns are the rows
+//! `(c, j)` of those planes, read at one fixed stride from offset `(i/s)·wq`. The GEMM computes
+//! `oh` rows of `wq` columns, and the epilogue drops the last `wq − ow` of each. The planes hold
+//! each input value `kw·min(s, kh)/s²` times; at stride 1 they are whole-plane copies.
 
 mod backward;
 
@@ -15,45 +17,71 @@ use super::epilogue::Epilogue;
 use super::gemm::{gemm_into, Matrix};
 use super::host::ConvShape;
 
-/// The padded grid a stride-1 convolution runs on, for shapes where shifting pays.
+/// The grid a convolution runs on: the phase planes' size and the output's.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Grid {
-    padded: [usize; 2],
+    stride: usize,
+    /// Row phases `α` that some kernel row reads: `min(s, kh)`.
+    phases: usize,
+    /// Rows and columns of one plane: the padded image's, divided by the stride, rounded up.
+    planes: [usize; 2],
     out: [usize; 2],
 }
 
 impl Grid {
-    /// `None` unless the stride is 1, the kernel wider than a point (a pointwise kernel needs no
-    /// columns at all) and the image not empty.
+    /// `None` for a pointwise kernel at stride 1 without padding (the image is its own columns),
+    /// for unequal strides along the two axes, and for an empty image.
     pub(super) fn of(shape: &ConvShape) -> Option<Self> {
         let out = shape.output()?;
+        let s = shape.stride[0];
+        let pointwise = shape.kernel == [1, 1] && s == 1 && shape.padding == [0, 0];
+        let usable = s == shape.stride[1] && !pointwise && shape.input[0] * shape.input[1] > 0;
         let padded = [shape.input[0] + 2 * shape.padding[0], shape.input[1] + 2 * shape.padding[1]];
-        let spatial = shape.stride == [1, 1] && shape.kernel != [1, 1] && shape.input[0] * shape.input[1] > 0;
-        spatial.then_some(Self { padded, out })
+        let planes = [padded[0].div_ceil(s), padded[1].div_ceil(s)];
+        usable.then_some(Self { stride: s, phases: s.min(shape.kernel[0]), planes, out })
     }
 
     fn plane(&self) -> usize {
-        self.padded[0] * self.padded[1]
+        self.planes[0] * self.planes[1]
     }
 
-    /// GEMM columns: every padded column of each output row.
+    /// GEMM columns: every plane column of each output row.
     fn columns(&self) -> usize {
-        self.out[0] * self.padded[1]
+        self.out[0] * self.planes[1]
+    }
+
+    /// Values in all the planes of one image.
+    fn copies(&self, shape: &ConvShape) -> usize {
+        self.phases * shape.channels_in * shape.kernel[1] * self.plane()
+    }
+
+    /// Where kernel row `i`'s first column starts in the planes.
+    fn kernel_row_start(&self, shape: &ConvShape, i: usize) -> usize {
+        let taps = shape.channels_in * shape.kernel[1];
+        (i % self.stride) * taps * self.plane() + (i / self.stride) * self.planes[1]
+    }
+
+    /// Kernel row `i`'s columns in `planes`: rows `(c, j)`, `oh·wq` columns each.
+    fn kernel_row<'a>(&self, shape: &ConvShape, planes: &'a [f32], i: usize) -> Matrix<'a> {
+        Matrix {
+            data: &planes[self.kernel_row_start(shape, i)..],
+            rows: shape.channels_in * shape.kernel[1],
+            cols: self.columns(),
+            row_stride: self.plane(),
+            col_stride: 1,
+        }
     }
 }
 
 /// One image's buffers, reused across the images a task runs.
 pub(super) struct Scratch {
-    shifted: Vec<f32>,
+    planes: Vec<f32>,
     wide: Vec<f32>,
 }
 
 impl Scratch {
     pub(super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
-        Self {
-            shifted: vec![0f32; shape.channels_in * shape.kernel[1] * grid.plane()],
-            wide: vec![0f32; shape.channels_out * grid.columns()],
-        }
+        Self { planes: vec![0f32; grid.copies(shape)], wide: vec![0f32; shape.channels_out * grid.columns()] }
     }
 }
 
@@ -82,12 +110,39 @@ pub(super) fn kernel_from_rows(rows: &[f32], shape: &ConvShape) -> Vec<f32> {
     weight
 }
 
-/// Row `(c, j)` of `shifted`, at `r·wp + col`, holds the padded image at `(r, col + j)`: row
-/// `(c, 0)` is channel `c` padded, line by line, and rows `(c, j)` are that row from `j` on, one
-/// copy each, zero-filled at the end. Past a line's right edge they read the next line's start,
-/// which only the discarded columns see.
+/// Fills the planes `(α, c, j)` (see the module's note), zero outside the image. Where a
+/// plane column runs past the padded image's right edge, stride 1 leaves the next line's start
+/// there instead (one copy per plane); only the discarded columns read those values.
+fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]) {
+    if grid.stride == 1 {
+        return shift_copies(image, shape, grid, planes);
+    }
+    let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
+    let (c_in, kw) = (shape.channels_in, shape.kernel[1]);
+    for (plane_index, plane) in planes.chunks_exact_mut(grid.plane()).enumerate() {
+        let (alpha, c, j) = (plane_index / (c_in * kw), plane_index / kw % c_in, plane_index % kw);
+        let channel = &image[c * h * w..][..h * w];
+        // Plane column x reads input column s·x + j − pw: inside the image from `first` to `end`.
+        let first = pw.saturating_sub(j).div_ceil(s).min(wq);
+        let end = (pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq);
+        for (y, line) in plane.chunks_exact_mut(wq).enumerate() {
+            match (s * y + alpha).checked_sub(ph).filter(|&row| row < h) {
+                Some(row) if first < end => {
+                    line[..first].fill(0.0);
+                    let source = &channel[row * w + s * first + j - pw..(row + 1) * w];
+                    line[first..end].iter_mut().zip(source.iter().step_by(s)).for_each(|(d, v)| *d = *v);
+                    line[end..].fill(0.0);
+                }
+                _ => line.fill(0.0),
+            }
+        }
+    }
+}
+
+/// [`fill_planes`] at stride 1: plane `(c, 0)` is channel `c` padded, line by line, and planes
+/// `(c, j)` are that plane from `j` on, one copy each, zero-filled at the end.
 fn shift_copies(image: &[f32], shape: &ConvShape, grid: &Grid, shifted: &mut [f32]) {
-    let ([h, w], [ph, pw], wp) = (shape.input, shape.padding, grid.padded[1]);
+    let ([h, w], [ph, pw], wp) = (shape.input, shape.padding, grid.planes[1]);
     let (kw, plane) = (shape.kernel[1], grid.plane());
     for (c, rows) in shifted.chunks_exact_mut(kw * plane).enumerate() {
         let (padded, shifts) = rows.split_at_mut(plane);
@@ -116,21 +171,13 @@ pub(super) fn forward_image(
     (y, index): (&mut [f32], usize),
     epilogue: &Epilogue,
 ) {
-    let (o, [kh, kw], wp) = (shape.channels_out, shape.kernel, grid.padded[1]);
-    let taps = shape.channels_in * kw;
-    shift_copies(image, shape, grid, &mut scratch.shifted);
+    let (o, kh, taps) = (shape.channels_out, shape.kernel[0], shape.channels_in * shape.kernel[1]);
+    fill_planes(image, shape, grid, &mut scratch.planes);
     for i in 0..kh {
         let lhs = Matrix::row_major(&rows[i * o * taps..][..o * taps], o, taps);
-        let rhs = Matrix {
-            data: &scratch.shifted[i * wp..],
-            rows: taps,
-            cols: grid.columns(),
-            row_stride: grid.plane(),
-            col_stride: 1,
-        };
-        gemm_into(&mut scratch.wide, lhs, rhs, i > 0);
+        gemm_into(&mut scratch.wide, lhs, grid.kernel_row(shape, &scratch.planes, i), i > 0);
     }
-    epilogue.apply_wide(&scratch.wide, wp, y, index, grid.out);
+    epilogue.apply_wide(&scratch.wide, grid.planes[1], y, index, grid.out);
 }
 
 #[cfg(test)]
@@ -140,14 +187,14 @@ mod tests {
     /// The plain definition, one output value at a time.
     fn direct(x: &[f32], weight: &[f32], shape: &ConvShape) -> Vec<f32> {
         let [oh, ow] = shape.output().unwrap();
-        let ([h, w], [kh, kw], [ph, pw]) = (shape.input, shape.kernel, shape.padding);
+        let ([h, w], [kh, kw], [ph, pw], [sh, sw]) = (shape.input, shape.kernel, shape.padding, shape.stride);
         let (c_in, c_out) = (shape.channels_in, shape.channels_out);
         let mut y = vec![0f32; c_out * oh * ow];
         for o in 0..c_out {
             for (r, col) in (0..oh).flat_map(|r| (0..ow).map(move |col| (r, col))) {
                 let mut sum = 0f64;
                 for (c, i, j) in (0..c_in).flat_map(|c| (0..kh).flat_map(move |i| (0..kw).map(move |j| (c, i, j)))) {
-                    let (yy, xx) = ((r + i) as isize - ph as isize, (col + j) as isize - pw as isize);
+                    let (yy, xx) = ((r * sh + i) as isize - ph as isize, (col * sw + j) as isize - pw as isize);
                     if (0..h as isize).contains(&yy) && (0..w as isize).contains(&xx) {
                         let v = x[(c * h + yy as usize) * w + xx as usize] as f64;
                         sum += v * weight[((o * c_in + c) * kh + i) * kw + j] as f64;
@@ -160,12 +207,21 @@ mod tests {
     }
 
     #[test]
-    fn shifted_rows_give_the_convolution() {
-        // Padding narrower, equal to and wider than the kernel's reach, and a kernel wider than the image.
-        for (input, kernel, padding) in
-            [([5, 6], [3, 3], [1, 1]), ([7, 4], [3, 2], [0, 1]), ([4, 4], [4, 4], [2, 2]), ([3, 2], [2, 5], [1, 2])]
-        {
-            let shape = ConvShape { batch: 1, channels_in: 3, channels_out: 2, input, kernel, stride: [1, 1], padding };
+    fn the_planes_give_the_convolution() {
+        // Padding narrower, equal to and wider than the kernel's reach, a kernel wider than the
+        // image, strides of 1 to 3, and a kernel shorter than its stride.
+        for (input, kernel, padding, stride) in [
+            ([5, 6], [3, 3], [1, 1], 1),
+            ([7, 4], [3, 2], [0, 1], 1),
+            ([4, 4], [4, 4], [2, 2], 1),
+            ([3, 2], [2, 5], [1, 2], 1),
+            ([8, 7], [3, 3], [1, 1], 2),
+            ([9, 10], [5, 3], [2, 0], 3),
+            ([6, 6], [1, 1], [0, 0], 2),
+            ([5, 7], [2, 4], [1, 2], 3),
+        ] {
+            let stride = [stride, stride];
+            let shape = ConvShape { batch: 1, channels_in: 3, channels_out: 2, input, kernel, stride, padding };
             let grid = Grid::of(&shape).unwrap();
             let values = |len: usize, step: usize| -> Vec<f32> {
                 (0..len).map(|i| ((i * step % 23) as f32 - 11.0) / 4.0).collect()
@@ -176,7 +232,7 @@ mod tests {
             // Garbage in the output and scratch must not survive.
             let mut y = vec![f32::NAN; 2 * oh * ow];
             let mut scratch = Scratch::new(&shape, &grid);
-            scratch.shifted.fill(f32::NAN);
+            scratch.planes.fill(f32::NAN);
             forward_image(
                 &x,
                 &kernel_rows(&weight, &shape),
@@ -188,7 +244,7 @@ mod tests {
             );
             let expected = direct(&x, &weight, &shape);
             for (a, b) in y.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-4, "{input:?} k{kernel:?} p{padding:?}: {a} against {b}");
+                assert!((a - b).abs() < 1e-4, "{input:?} k{kernel:?} p{padding:?} s{stride:?}: {a} against {b}");
             }
         }
     }
@@ -212,18 +268,20 @@ mod tests {
     }
 
     #[test]
-    fn only_stride_one_spatial_kernels_are_shifted() {
-        let shape = |kernel, stride| ConvShape {
+    fn every_kernel_takes_the_planes_but_a_plain_pointwise_one_and_unequal_strides() {
+        let shape = |kernel, stride, padding| ConvShape {
             batch: 1,
             channels_in: 1,
             channels_out: 1,
             input: [8, 8],
             kernel,
             stride,
-            padding: [1, 1],
+            padding,
         };
-        assert!(Grid::of(&shape([3, 3], [1, 1])).is_some());
-        assert!(Grid::of(&shape([3, 3], [2, 2])).is_none());
-        assert!(Grid::of(&shape([1, 1], [1, 1])).is_none());
+        assert!(Grid::of(&shape([3, 3], [1, 1], [1, 1])).is_some());
+        assert!(Grid::of(&shape([3, 3], [2, 2], [1, 1])).is_some());
+        assert!(Grid::of(&shape([1, 1], [2, 2], [0, 0])).is_some());
+        assert!(Grid::of(&shape([1, 1], [1, 1], [0, 0])).is_none());
+        assert!(Grid::of(&shape([3, 3], [1, 2], [1, 1])).is_none());
     }
 }
