@@ -36,7 +36,7 @@ impl Epilogue<'_> {
     }
 
     /// [`Self::apply`] reading the convolution from `wide` instead, whose lines of `out[1]`
-    /// values start `stride` apart (the padded grid of a shifted convolution): the discarded
+    /// values start `stride` apart (the grid of a convolution on phase planes): the discarded
     /// columns are dropped in the same pass.
     pub(super) fn apply_wide(&self, wide: &[f32], stride: usize, y: &mut [f32], index: usize, out: [usize; 2]) {
         let [oh, ow] = out;

@@ -1,14 +1,16 @@
-//! The convolution and its gradients on the host, as im2col and GEMMs per image.
+//! The convolution and its gradients on the host, as GEMMs per image.
 //!
 //! burn's generic weight gradient is itself a convolution whose kernel is the whole output map
 //! (28×28 in the warm start), which Flex runs at a few GFLOP/s; written as im2col and
 //! `dW += dY·colsᵀ`, `dcols = Wᵀ·dY` and col2im, the same work is plain SGEMM. Each image's
-//! columns are built and consumed while they are in cache, and images run in parallel.
+//! columns are built and consumed while they are in cache, and images run in parallel. The
+//! columns come from [`super::planes`] (copies of the image that the GEMM reads in place); im2col
+//! remains for unequal strides along the two axes.
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Matrix};
-use super::shifted;
+use super::planes;
 
 pub use super::epilogue::Epilogue;
 
@@ -154,13 +156,13 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     assert!(epilogue.shift.is_none_or(|s| s.len() == o));
     assert!(epilogue.residual.is_none_or(|r| r.len() == shape.batch * o * positions));
     let mut y = vec![0f32; shape.batch * o * positions];
-    if let Some(grid) = shifted::Grid::of(shape) {
-        let rows = shifted::kernel_rows(weight, shape);
+    if let Some(grid) = planes::Grid::of(shape) {
+        let rows = planes::kernel_rows(weight, shape);
         y.par_chunks_mut(o * positions).enumerate().for_each_init(
-            || shifted::Scratch::new(shape, &grid),
+            || planes::Scratch::new(shape, &grid),
             |scratch, (index, y_image)| {
                 let image = &x[index * image_len..][..image_len];
-                shifted::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
+                planes::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
             },
         );
         return y;
@@ -191,10 +193,10 @@ struct Scratch {
     weight_grad: Vec<f32>,
 }
 
-/// How an image's columns are built: im2col, or shifted copies on the padded grid.
+/// How an image's columns are built: im2col, or the phase planes.
 enum Columns {
     Im2col(Vec<f32>),
-    Shifted(shifted::Grid, shifted::BackwardScratch),
+    Planes(planes::Grid, planes::BackwardScratch),
 }
 
 /// The gradients of `y = conv(x, weight)` given `dy`: `(dx, dweight)`, each only when asked for.
@@ -214,12 +216,12 @@ pub fn conv2d_backward(
     let (o, n, image_len) = (shape.channels_out, shape.batch, shape.image_len());
     assert!(x.len() == n * image_len && weight.len() == o * patch && dy.len() == n * o * positions);
     let w = Matrix::row_major(weight, o, patch);
-    let grid = shifted::Grid::of(shape);
+    let grid = planes::Grid::of(shape);
 
     let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
     let new_scratch = || Scratch {
         columns: match grid {
-            Some(grid) => Columns::Shifted(grid, shifted::BackwardScratch::new(shape, &grid)),
+            Some(grid) => Columns::Planes(grid, planes::BackwardScratch::new(shape, &grid)),
             None => Columns::Im2col(vec![0f32; patch * positions]),
         },
         weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }],
@@ -228,8 +230,8 @@ pub fn conv2d_backward(
         let (image, dy) = (&x[index * image_len..][..image_len], &dy[index * o * positions..][..o * positions]);
         let weight_grad = want_dweight.then_some(&mut scratch.weight_grad[..]);
         let cols = match &mut scratch.columns {
-            Columns::Shifted(grid, columns) => {
-                return shifted::backward_image(image, weight, dy, shape, grid, columns, weight_grad, dx_image);
+            Columns::Planes(grid, columns) => {
+                return planes::backward_image(image, weight, dy, shape, grid, columns, weight_grad, dx_image);
             }
             Columns::Im2col(cols) => cols,
         };
@@ -266,9 +268,9 @@ pub fn conv2d_backward(
         .collect();
     let weight_grad = want_dweight.then(|| {
         let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]);
-        // The shifted path sums the kernel by rows; burn's layout is restored once, here.
+        // The planes sum the kernel by rows; burn's layout is restored once, here.
         if grid.is_some() {
-            shifted::kernel_from_rows(&sum, shape)
+            planes::kernel_from_rows(&sum, shape)
         } else {
             sum
         }

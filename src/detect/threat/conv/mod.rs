@@ -11,7 +11,7 @@
 mod epilogue;
 mod gemm;
 pub mod host;
-mod shifted;
+mod planes;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
