@@ -83,12 +83,10 @@ fn add_runs(columns: &[f32], shape: &ConvShape, grid: &Grid, plane_grads: &mut [
 /// `dx` from the planes' gradient: each plane value added onto the input pixel it copied.
 fn add_planes(plane_grads: &[f32], shape: &ConvShape, grid: &Grid, dx: &mut [f32]) {
     let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
-    let (c_in, kw) = (shape.channels_in, shape.kernel[1]);
     dx.fill(0.0);
-    for (plane_index, plane) in plane_grads.chunks_exact(grid.plane()).enumerate() {
-        let (alpha, c, j) = (plane_index / (c_in * kw), plane_index / kw % c_in, plane_index % kw);
-        let first = pw.saturating_sub(j).div_ceil(s).min(wq);
-        let end = (pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq);
+    for (index, plane) in plane_grads.chunks_exact(grid.plane()).enumerate() {
+        let (alpha, c, j) = grid.phase_channel_tap(shape, index);
+        let std::ops::Range { start: first, end } = grid.inside(shape, j);
         if first == end {
             continue;
         }

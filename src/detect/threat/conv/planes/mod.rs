@@ -61,6 +61,19 @@ impl Grid {
         (i % self.stride) * taps * self.plane() + (i / self.stride) * self.planes[1]
     }
 
+    /// Plane `index`'s `(α, c, j)`.
+    fn phase_channel_tap(&self, shape: &ConvShape, index: usize) -> (usize, usize, usize) {
+        let (c_in, kw) = (shape.channels_in, shape.kernel[1]);
+        (index / (c_in * kw), index / kw % c_in, index % kw)
+    }
+
+    /// The plane columns `x` of tap column `j` whose input column `s·x + j − pw` is inside the image.
+    fn inside(&self, shape: &ConvShape, j: usize) -> std::ops::Range<usize> {
+        let ([_, w], [_, pw], s, wq) = (shape.input, shape.padding, self.stride, self.planes[1]);
+        let first = pw.saturating_sub(j).div_ceil(s).min(wq);
+        first..(pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq)
+    }
+
     /// Kernel row `i`'s columns in `planes`: rows `(c, j)`, `oh·wq` columns each.
     fn kernel_row<'a>(&self, shape: &ConvShape, planes: &'a [f32], i: usize) -> Matrix<'a> {
         Matrix {
@@ -118,13 +131,10 @@ fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]
         return shift_copies(image, shape, grid, planes);
     }
     let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
-    let (c_in, kw) = (shape.channels_in, shape.kernel[1]);
-    for (plane_index, plane) in planes.chunks_exact_mut(grid.plane()).enumerate() {
-        let (alpha, c, j) = (plane_index / (c_in * kw), plane_index / kw % c_in, plane_index % kw);
+    for (index, plane) in planes.chunks_exact_mut(grid.plane()).enumerate() {
+        let (alpha, c, j) = grid.phase_channel_tap(shape, index);
         let channel = &image[c * h * w..][..h * w];
-        // Plane column x reads input column s·x + j − pw: inside the image from `first` to `end`.
-        let first = pw.saturating_sub(j).div_ceil(s).min(wq);
-        let end = (pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq);
+        let std::ops::Range { start: first, end } = grid.inside(shape, j);
         for (y, line) in plane.chunks_exact_mut(wq).enumerate() {
             match (s * y + alpha).checked_sub(ph).filter(|&row| row < h) {
                 Some(row) if first < end => {
