@@ -12,6 +12,7 @@ mod epilogue;
 mod gemm;
 pub mod host;
 mod planes;
+mod shape;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;

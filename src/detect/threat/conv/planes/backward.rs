@@ -7,7 +7,7 @@
 //! run per output row; the planes' gradients then add back onto the image.
 
 use super::super::gemm::{gemm_into, Matrix};
-use super::super::host::ConvShape;
+use super::super::shape::ConvShape;
 use super::{fill_planes, Grid};
 
 /// One task's buffers for the backward pass, reused across its images.
@@ -22,7 +22,7 @@ pub(in super::super) struct Scratch {
 
 impl Scratch {
     pub(in super::super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
-        let patch = shape.channels_in * shape.kernel[0] * shape.kernel[1];
+        let patch = shape.patch_len();
         Self {
             planes: vec![0f32; grid.copies(shape)],
             wide: vec![0f32; shape.channels_out * grid.columns()],
@@ -60,7 +60,7 @@ pub(in super::super) fn backward_image(
         }
     }
     if let Some(dx) = dx {
-        let patch = shape.channels_in * shape.kernel[0] * shape.kernel[1];
+        let patch = shape.patch_len();
         gemm_into(&mut scratch.columns, Matrix::row_major(weight, o, patch).transposed(), grad, false);
         add_runs(&scratch.columns, shape, grid, &mut scratch.plane_grads);
         add_planes(&scratch.plane_grads, shape, grid, dx);

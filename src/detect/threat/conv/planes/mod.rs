@@ -15,7 +15,7 @@ pub(super) use backward::{backward_image, Scratch as BackwardScratch};
 
 use super::epilogue::Epilogue;
 use super::gemm::{gemm_into, Matrix};
-use super::host::ConvShape;
+use super::shape::ConvShape;
 
 /// The grid a convolution runs on: the phase planes' size and the output's.
 #[derive(Clone, Copy, Debug)]
