@@ -17,21 +17,10 @@ impl Epilogue<'_> {
     /// Applies the epilogue to image `index`'s output `y` (`O` planes of `positions` values),
     /// channel by channel while the image is in cache.
     pub(super) fn apply(&self, y: &mut [f32], index: usize, positions: usize) {
-        let (shift, relu) = (self.shift, self.relu);
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
         for (c, plane) in y.chunks_mut(positions).enumerate() {
-            let add = shift.map_or(0.0, |s| s[c]);
-            match residual {
-                Some(r) => {
-                    let r = &r[c * positions..][..positions];
-                    plane.iter_mut().zip(r).for_each(|(v, r)| *v = *v + add + r);
-                }
-                None if add != 0.0 => plane.iter_mut().for_each(|v| *v += add),
-                None => {}
-            }
-            if relu {
-                plane.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+            let residual = residual.map(|r| &r[c * positions..][..positions]);
+            self.finish(c, plane, residual, |_, v| v);
         }
     }
 
@@ -42,27 +31,34 @@ impl Epilogue<'_> {
         let [oh, ow] = out;
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
         for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
-            let add = self.shift.map_or(0.0, |s| s[c]);
             for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
-                let source = &wide[(c * oh + r) * stride..][..ow];
-                // One pass per line; lines are short (28 values and less in the encoder), so the
-                // branches stay outside the loop.
-                match (residual.map(|res| &res[(c * oh + r) * ow..][..ow]), self.relu) {
-                    (Some(res), true) => finish(line, source, |k, s| (s + add + res[k]).max(0.0)),
-                    (Some(res), false) => finish(line, source, |k, s| s + add + res[k]),
-                    (None, true) => finish(line, source, |_, s| (s + add).max(0.0)),
-                    (None, false) => finish(line, source, |_, s| s + add),
-                }
+                let source = &wide[(c * oh + r) * stride..][..line.len()];
+                let residual = residual.map(|res| &res[(c * oh + r) * ow..][..ow]);
+                self.finish(c, line, residual, |k, _| source[k]);
             }
+        }
+    }
+
+    /// `line[k] = relu?(conv(k) + shift[c] + residual[k])` on one line of channel `c`, where
+    /// `conv(k, line[k])` gives the convolution's value. Lines are short (28 values and less in
+    /// the encoder), so the branches stay outside the loop.
+    #[inline(always)]
+    fn finish(&self, c: usize, line: &mut [f32], residual: Option<&[f32]>, conv: impl Fn(usize, f32) -> f32) {
+        let add = self.shift.map_or(0.0, |s| s[c]);
+        // Cut to the line's length, so the compiler sees every index in bounds and vectorises.
+        match (residual.map(|r| &r[..line.len()]), self.relu) {
+            (Some(res), true) => each(line, |k, v| (conv(k, v) + add + res[k]).max(0.0)),
+            (Some(res), false) => each(line, |k, v| conv(k, v) + add + res[k]),
+            (None, true) => each(line, |k, v| (conv(k, v) + add).max(0.0)),
+            (None, false) => each(line, |k, v| conv(k, v) + add),
         }
     }
 }
 
-/// `line[k] = value(k, source[k])`; `source` is as long as `line`.
+/// `line[k] = value(k, line[k])`.
 #[inline(always)]
-fn finish(line: &mut [f32], source: &[f32], value: impl Fn(usize, f32) -> f32) {
-    let source = &source[..line.len()];
-    for (k, (v, s)) in line.iter_mut().zip(source).enumerate() {
-        *v = value(k, *s);
+fn each(line: &mut [f32], value: impl Fn(usize, f32) -> f32) {
+    for (k, v) in line.iter_mut().enumerate() {
+        *v = value(k, *v);
     }
 }

@@ -103,10 +103,7 @@ pub fn backward_then(
     assert!(relu_output.is_none_or(|y| y.len() == dy.len()), "the ReLU's output is shaped like dy");
     let at = |image: usize, channel: usize| (image * c + channel) * hw;
     // The gradient that reaches the sum before the ReLU.
-    let gated = |from: usize, d: f32, i: usize| match relu_output {
-        Some(y) if y[from + i] <= 0.0 => 0.0,
-        _ => d,
-    };
+    let gated = |from: usize, d: f32, i: usize| relu_output.map_or(d, |y| relu_gate(d, y[from + i]));
     let (dgamma, dbeta): (Vec<f64>, Vec<f64>) = (0..c)
         .into_par_iter()
         .map(|channel| {
@@ -114,7 +111,7 @@ pub fn backward_then(
                 let from = at(i, channel);
                 let (dy, h) = (&dy[from..][..hw], &x_hat[from..][..hw]);
                 let (row_dg, row_db) = match relu_output {
-                    Some(y) => lane_pair_sum(dy, h, &y[from..][..hw], |d, y| if y <= 0.0 { 0.0 } else { d }),
+                    Some(y) => lane_pair_sum(dy, h, &y[from..][..hw], relu_gate),
                     None => lane_pair_sum(dy, h, dy, |d, _| d),
                 };
                 (dg + row_dg as f64, db + row_db as f64)
@@ -145,6 +142,16 @@ pub fn backward_then(
     }
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual: want_residual.then_some(dresidual) }
+}
+
+/// The gradient `d` that passes a ReLU whose output was `y`: none where it clamped.
+#[inline(always)]
+fn relu_gate(d: f32, y: f32) -> f32 {
+    if y <= 0.0 {
+        0.0
+    } else {
+        d
+    }
 }
 
 /// Accumulators per sum: one running sum is a chain the compiler must keep in order, so it
@@ -212,8 +219,7 @@ mod tests {
             let dy: Vec<f32> = (0..len).map(|i| (i % 7) as f32 - 3.0).collect();
             let h: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.5).collect();
             let y: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 }).collect();
-            let gate = |d: f32, y: f32| if y <= 0.0 { 0.0 } else { d };
-            let (gh, g) = lane_pair_sum(&dy, &h, &y, gate);
+            let (gh, g) = lane_pair_sum(&dy, &h, &y, relu_gate);
             let kept = || (0..len).filter(|i| i % 3 != 0);
             assert_eq!(g, kept().map(|i| dy[i]).sum::<f32>(), "length {len}");
             assert_eq!(gh, kept().map(|i| dy[i] * h[i]).sum::<f32>(), "length {len}");
