@@ -71,7 +71,7 @@ impl RecurrenceConfig {
         summary: &mut RecurrenceSummary,
     ) -> Option<RecurringPatch> {
         summary.swept += 1;
-        let sweep = Sweep::run(images, &candidate.template, candidate.side);
+        let sweep = Sweep::run(images, &candidate.template, candidate.side, self.match_radius * self.outer_ratio);
         let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
         let found = verdict(images, &sweep, &carriers, self);
         if found != IslandVerdict::Trigger {
@@ -160,7 +160,7 @@ fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig
     let (inner_r, outer_r) = (config.match_radius, config.match_radius * config.outer_ratio);
     let (mut inner, mut outer) = (0usize, 0usize);
     for image in subset {
-        if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side) {
+        if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side, outer_r) {
             let d = (d2 / candidate.template.len() as f32).sqrt();
             inner += usize::from(d <= inner_r);
             outer += usize::from(d <= outer_r);

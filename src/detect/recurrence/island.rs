@@ -8,17 +8,19 @@ use super::hyperparams::RecurrenceConfig;
 use super::windows::{best_match, Corner};
 use crate::image::{Image, PixelBox};
 
-/// Every image's best match to one template: RMS distance and where.
+/// Every image's best match to one template within a reach: RMS distance and where.
 pub struct Sweep {
+    /// `None` where nothing in the image comes within the reach.
     pub matches: Vec<Option<(f32, Corner)>>,
 }
 
 impl Sweep {
-    pub fn run(images: &[Image], template: &[f32], side: usize) -> Self {
+    /// The island test looks no farther than the outer radius, so that is the usual `reach`.
+    pub fn run(images: &[Image], template: &[f32], side: usize, reach: f32) -> Self {
         let dim = template.len().max(1) as f32;
         let matches = images
             .par_iter()
-            .map(|image| best_match(image, template, side).map(|(d2, corner)| ((d2 / dim).sqrt(), corner)))
+            .map(|image| best_match(image, template, side, reach).map(|(d2, corner)| ((d2 / dim).sqrt(), corner)))
             .collect();
         Self { matches }
     }
@@ -187,8 +189,8 @@ mod tests {
         // A 4×4 template from inside the patch: the extent grows back to the whole 6×6 patch.
         let template: Vec<f32> =
             (1..5).flat_map(|y| (1..5).map(move |x| (y, x))).map(|(y, x)| patch.get(0, y, x)).collect();
-        let sweep = Sweep::run(&images, &template, 4);
         let config = RecurrenceConfig::new();
+        let sweep = Sweep::run(&images, &template, 4, config.match_radius * config.outer_ratio);
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers, (0..8).collect::<Vec<_>>());
         assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Trigger);
@@ -204,8 +206,8 @@ mod tests {
         let images: Vec<Image> = (0..40).map(|s| if s < 6 { image.clone() } else { noise(s, 12, 12) }).collect();
         let template: Vec<f32> =
             (0..4).flat_map(|y| (0..4).map(move |x| (y, x))).map(|(y, x)| image.get(0, y, x)).collect();
-        let sweep = Sweep::run(&images, &template, 4);
         let config = RecurrenceConfig::new();
+        let sweep = Sweep::run(&images, &template, 4, config.match_radius * config.outer_ratio);
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers.len(), 6);
         assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Duplicates);

@@ -53,7 +53,7 @@ impl PatchTemplate {
         } else {
             Cow::Owned(image.with_channels(self.channels))
         };
-        let (d2, corner) = windows::best_match(&image, &self.values, self.side)?;
+        let (d2, corner) = windows::best_match(&image, &self.values, self.side, radius)?;
         let distance = (d2 / self.values.len().max(1) as f32).sqrt();
         (distance <= radius)
             .then_some((distance, PixelBox { x: corner.x as usize, y: corner.y as usize, w: self.side, h: self.side }))

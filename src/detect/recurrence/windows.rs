@@ -65,18 +65,32 @@ pub fn distance2_below(a: &[f32], b: &[f32], limit: f32) -> f32 {
     sum
 }
 
-/// The best match of `template` (a `side` window) anywhere in `image`: squared distance and corner.
+/// The best match of `template` (a `side` window) in `image` among the positions whose RMS
+/// distance is at most `reach`: squared distance and corner, or `None` when no position comes that
+/// near (`f32::INFINITY` for the best match anywhere).
 ///
 /// Each position is compared in place, row by row: copying the window first cost more than the
-/// comparison, which rejects most positions after a few values. The sums are grouped by four
-/// values as [`distance2_below`] groups them, so the distances are the same to the last bit.
-pub fn best_match(image: &Image, template: &[f32], side: usize) -> Option<(f32, Corner)> {
+/// comparison, which rejects most positions after a few values. Callers look only at matches
+/// within a radius, so a position is dropped as soon as its sum passes `reach`, not only once it
+/// passes the best so far. The reach is widened by a hair so that the caller's own RMS test, not
+/// the rounding of this squared limit, decides the boundary; within the reach the result is the
+/// best match's, to the last bit. The sums are grouped by four values as [`distance2_below`]
+/// groups them.
+pub fn best_match(image: &Image, template: &[f32], side: usize, reach: f32) -> Option<(f32, Corner)> {
+    if image.height() < side || image.width() < side {
+        return None;
+    }
+    let cap = reach * reach * template.len().max(1) as f32 * (1.0 + 1e-4);
     let mut best: Option<(f32, Corner)> = None;
-    for corner in corners(image, side, 1) {
-        let limit = best.map_or(f32::INFINITY, |(d, _)| d);
-        let d = distance2_at(image, corner, side, template, limit);
-        if d < limit {
-            best = Some((d, corner));
+    // The order of `corners(image, side, 1)`, without its per-row allocations.
+    for y in 0..=image.height() - side {
+        for x in 0..=image.width() - side {
+            let corner = Corner { x: x as u32, y: y as u32 };
+            let limit = best.map_or(cap, |(d, _)| d);
+            let d = distance2_at(image, corner, side, template, limit);
+            if d < limit || (best.is_none() && d <= limit) {
+                best = Some((d, corner));
+            }
         }
     }
     best
@@ -156,7 +170,7 @@ mod tests {
         let mut image = Image::new(1, 8, 8, vec![0.0; 64]).unwrap();
         let patch = Image::new(1, 3, 3, vec![0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.5]).unwrap();
         image.paste(&patch, 4, 2);
-        let (d, corner) = best_match(&image, patch.pixels(), 3).unwrap();
+        let (d, corner) = best_match(&image, patch.pixels(), 3, f32::INFINITY).unwrap();
         assert_eq!((d, corner), (0.0, Corner { x: 4, y: 2 }));
         assert!(texture(patch.pixels()) > 0.2);
         assert_eq!(texture(&[0.5; 9]), 0.0);
@@ -164,6 +178,26 @@ mod tests {
         assert_eq!(flat_share(&[0.0, 0.0, 0.01, 0.9], 0.02, &mut scratch), 0.75);
         assert_eq!(flat_share(&[0.0, 1.0, 0.0, 1.0], 0.02, &mut scratch), 0.5);
         assert_eq!(flat_share(&[0.1, 0.3, 0.5, 0.7], 0.02, &mut scratch), 0.25);
+    }
+
+    /// Within its reach the bounded search finds the unbounded one's match to the last bit, and
+    /// past it nothing, on sides whose groups of four do and do not cross rows.
+    #[test]
+    fn a_reach_keeps_the_best_match_within_it_and_drops_the_rest() {
+        let pixels: Vec<f32> = (0..2 * 12 * 13).map(|i| ((i * 7919 % 103) as f32 / 103.0).powi(2)).collect();
+        let image = Image::new(2, 12, 13, pixels).unwrap();
+        let mut window = Vec::new();
+        for side in [3, 4, 7] {
+            read_window(&image, Corner { x: 5, y: 3 }, side, &mut window);
+            let template: Vec<f32> =
+                window.iter().enumerate().map(|(i, v)| v + 0.03 * ((i % 3) as f32 - 1.0)).collect();
+            let (d2, corner) = best_match(&image, &template, side, f32::INFINITY).unwrap();
+            let rms = (d2 / template.len() as f32).sqrt();
+            assert_eq!(corner, Corner { x: 5, y: 3 }, "side {side}");
+            let near = best_match(&image, &template, side, rms).unwrap();
+            assert_eq!((near.0.to_bits(), near.1), (d2.to_bits(), corner), "side {side}");
+            assert_eq!(best_match(&image, &template, side, 0.9 * rms), None, "side {side}");
+        }
     }
 
     /// The in-place comparison gives the copied window's distance to the last bit, at every
