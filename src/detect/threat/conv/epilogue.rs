@@ -24,15 +24,22 @@ impl Epilogue<'_> {
         }
     }
 
-    /// [`Self::apply`] reading the convolution from `wide` instead, whose lines of `out[1]`
-    /// values start `stride` apart (the grid of a convolution on phase planes): the discarded
-    /// columns are dropped in the same pass.
-    pub(super) fn apply_wide(&self, wide: &[f32], stride: usize, y: &mut [f32], index: usize, out: [usize; 2]) {
+    /// [`Self::apply`] reading the convolution from `wide` instead, whose channels start
+    /// `channel_stride` apart and their lines of `out[1]` values `line_stride` apart (the grid of
+    /// a convolution on phase planes): the discarded columns are dropped in the same pass.
+    pub(super) fn apply_wide(
+        &self,
+        wide: &[f32],
+        [channel_stride, line_stride]: [usize; 2],
+        y: &mut [f32],
+        index: usize,
+        out: [usize; 2],
+    ) {
         let [oh, ow] = out;
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
         for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
             for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
-                let source = &wide[(c * oh + r) * stride..][..line.len()];
+                let source = &wide[c * channel_stride + r * line_stride..][..line.len()];
                 let residual = residual.map(|res| &res[(c * oh + r) * ow..][..ow]);
                 self.finish(c, line, residual, |k, _| source[k]);
             }

@@ -13,7 +13,7 @@ use super::{fill_planes, Grid};
 /// One task's buffers for the backward pass, reused across its images.
 pub(in super::super) struct Scratch {
     planes: Vec<f32>,
-    /// The output gradient on the grid; the discarded columns stay zero from here on.
+    /// The output gradient on the GEMM's columns; the discarded and extra columns stay zero.
     wide: Vec<f32>,
     columns: Vec<f32>,
     /// The gradient of the planes.
@@ -24,7 +24,7 @@ impl Scratch {
     pub(in super::super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
         let patch = shape.patch_len();
         Self {
-            planes: vec![0f32; grid.copies(shape)],
+            planes: vec![0f32; grid.copies(shape) + grid.tail()],
             wide: vec![0f32; shape.channels_out * grid.columns()],
             columns: vec![0f32; patch * grid.columns()],
             plane_grads: vec![0f32; grid.copies(shape)],
@@ -73,6 +73,8 @@ fn add_runs(columns: &[f32], shape: &ConvShape, grid: &Grid, plane_grads: &mut [
     let ([kh, kw], c_in, plane) = (shape.kernel, shape.channels_in, grid.plane());
     plane_grads.fill(0.0);
     for (row, run) in columns.chunks_exact(grid.columns()).enumerate() {
+        // The GEMM's extra columns hold zeros (the output gradient's are zero): left out.
+        let run = &run[..grid.grid_columns()];
         let (c, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
         let start = (((i % grid.stride) * c_in + c) * kw + j) * plane + (i / grid.stride) * grid.planes[1];
         let dst = &mut plane_grads[start..][..run.len()];

@@ -17,6 +17,9 @@ use super::epilogue::Epilogue;
 use super::gemm::{gemm_into, Matrix};
 use super::shape::ConvShape;
 
+/// f32 values in one of the gemm crate's vectors on the widest instruction set it is built for.
+const GEMM_LANES: usize = 16;
+
 /// The grid a convolution runs on: the phase planes' size and the output's.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Grid {
@@ -45,9 +48,22 @@ impl Grid {
         self.planes[0] * self.planes[1]
     }
 
-    /// GEMM columns: every plane column of each output row.
-    fn columns(&self) -> usize {
+    /// Grid columns: every plane column of each output row.
+    fn grid_columns(&self) -> usize {
         self.out[0] * self.planes[1]
+    }
+
+    /// GEMM columns: the grid's, rounded up to a multiple of [`GEMM_LANES`]. The gemm crate
+    /// repacks the columns of every product unless their count is a multiple of its vector width,
+    /// and that packing was a tenth of a training step at 28 px; the extra columns read past the
+    /// grid (into the next plane or [`Grid::tail`]) and are dropped with the discarded ones.
+    fn columns(&self) -> usize {
+        self.grid_columns().next_multiple_of(GEMM_LANES)
+    }
+
+    /// Values past the last plane that the last GEMM's extra columns read.
+    fn tail(&self) -> usize {
+        self.columns() - self.grid_columns()
     }
 
     /// Values in all the planes of one image.
@@ -94,7 +110,10 @@ pub(super) struct Scratch {
 
 impl Scratch {
     pub(super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
-        Self { planes: vec![0f32; grid.copies(shape)], wide: vec![0f32; shape.channels_out * grid.columns()] }
+        Self {
+            planes: vec![0f32; grid.copies(shape) + grid.tail()],
+            wide: vec![0f32; shape.channels_out * grid.columns()],
+        }
     }
 }
 
@@ -187,7 +206,7 @@ pub(super) fn forward_image(
         let lhs = Matrix::row_major(&rows[i * o * taps..][..o * taps], o, taps);
         gemm_into(&mut scratch.wide, lhs, grid.kernel_row(shape, &scratch.planes, i), i > 0);
     }
-    epilogue.apply_wide(&scratch.wide, grid.planes[1], y, index, grid.out);
+    epilogue.apply_wide(&scratch.wide, [grid.columns(), grid.planes[1]], y, index, grid.out);
 }
 
 #[cfg(test)]
