@@ -8,6 +8,7 @@ mod moco;
 mod norm;
 mod simclr;
 mod train;
+mod zeroed;
 
 pub use augment::AugmentConfig;
 pub use checkpoint::{load_model, save_model, Checkpoint, CheckpointMeta};

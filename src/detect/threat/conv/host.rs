@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm_into, Matrix};
 use super::planes;
 pub use super::shape::ConvShape;
+use crate::detect::threat::zeroed::zeroed;
 
 pub use super::epilogue::Epilogue;
 
@@ -121,7 +122,7 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
     assert!(epilogue.shift.is_none_or(|s| s.len() == o));
     assert!(epilogue.residual.is_none_or(|r| r.len() == shape.batch * o * positions));
-    let mut y = vec![0f32; shape.batch * o * positions];
+    let mut y = zeroed(shape.batch * o * positions);
     if let Some(grid) = planes::Grid::of(shape) {
         let rows = planes::kernel_rows(weight, shape);
         y.par_chunks_mut(o * positions).enumerate().for_each_init(
@@ -184,7 +185,7 @@ pub fn conv2d_backward(
     let w = Matrix::row_major(weight, o, patch);
     let grid = planes::Grid::of(shape);
 
-    let mut dx = vec![0f32; if want_dx { n * image_len } else { 0 }];
+    let mut dx = zeroed(if want_dx { n * image_len } else { 0 });
     let new_scratch = || Scratch {
         columns: match grid {
             Some(grid) => Columns::Planes(grid, planes::BackwardScratch::new(shape, &grid)),

@@ -7,6 +7,8 @@
 
 use rayon::prelude::*;
 
+use crate::detect::threat::zeroed::zeroed;
+
 /// A normalised batch and what its backward pass needs.
 pub struct Normalised {
     /// `γ·x̂ + β`, `N×C×HW`.
@@ -55,8 +57,7 @@ pub fn forward_then(
         .unzip();
     let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (v + epsilon).sqrt()) as f32).collect();
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let mut y = vec![0f32; x.len()];
-    let mut x_hat = vec![0f32; x.len()];
+    let (mut y, mut x_hat) = (zeroed(x.len()), zeroed(x.len()));
     y.par_chunks_mut(hw).zip(x_hat.par_chunks_mut(hw)).zip(x.par_chunks(hw)).enumerate().for_each(
         |(row, ((y, x_hat), x))| {
             let channel = row % c;
@@ -119,8 +120,8 @@ pub fn backward_then(
         })
         .unzip();
     let count = (n * hw) as f64;
-    let mut dx = vec![0f32; dy.len()];
-    let mut dresidual = if want_residual { vec![0f32; dy.len()] } else { Vec::new() };
+    let mut dx = zeroed(dy.len());
+    let mut dresidual = if want_residual { zeroed(dy.len()) } else { Vec::new() };
     let input_row = |row: usize, dx: &mut [f32], mut dres: Option<&mut [f32]>| {
         let channel = row % c;
         let scale = gamma[channel] * inv_std[channel];
