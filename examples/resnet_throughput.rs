@@ -20,11 +20,12 @@ use poisoncam::detect::resnet::{Arch, Normalization, ResNetConfig, Stem};
 use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
-// The command line's allocator, so these numbers are the ones it gets (Cargo.toml says why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The command line's allocator and its settings, so these numbers are the ones it gets.
+#[path = "../src/bin/poisoncam/allocator.rs"]
+mod allocator;
 
 fn main() -> poisoncam::Result<()> {
+    allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let arch = if args.get(1).is_some_and(|a| a == "resnet50") { Arch::ResNet50 } else { Arch::ResNet18 };
     let size: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);

@@ -20,11 +20,12 @@ use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStart
 use poisoncam::image::ImageBatchSource;
 use poisoncam::Image;
 
-// The command line's allocator, so these numbers are the ones it gets (Cargo.toml says why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The command line's allocator and its settings, so these numbers are the ones it gets.
+#[path = "../src/bin/poisoncam/allocator.rs"]
+mod allocator;
 
 fn main() -> poisoncam::Result<()> {
+    allocator::keep_freed_memory();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let size: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(28);
     let device = burn::tensor::Device::<Compute>::default();

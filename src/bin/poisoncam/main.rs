@@ -1,5 +1,6 @@
 //! The `poisoncam` command line: `demo`, `eval` and `scan` (docs/design.md §6).
 
+mod allocator;
 mod demo;
 mod encoder;
 mod eval;
@@ -89,11 +90,8 @@ fn run_on<B: AutodiffBackend>(command: Command, on_gpu: bool, device: &B::Device
     }
 }
 
-// Keeps freed tensor buffers instead of returning them to the OS (Cargo.toml says why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
