@@ -4,6 +4,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
 
 use super::hyperparams::RecurrenceConfig;
 use super::island::island;
@@ -37,43 +38,55 @@ pub struct Mined {
 pub fn mine(images: &[Image], side: usize, config: &RecurrenceConfig) -> Mined {
     let stride = (side / 4).max(1);
     let mut candidates = Vec::new();
-    let mut windows = 0;
     let mut rng = StdRng::seed_from_u64(config.seed ^ 0x7ec0 ^ side as u64);
     let dim = images.first().map_or(0, |i| i.channels()) * side * side;
+    // Which windows are textured does not depend on the table: found once for all of them.
+    let textured = textured_windows(images, side, stride, config);
     for table in 0..config.tables {
         // Table 0 uses the plain grid; the others shift it so that a split bucket meets again.
         let offsets: Vec<f32> =
             (0..dim).map(|_| if table == 0 { 0.0 } else { rng.random::<f32>() * config.bucket_width }).collect();
-        let entries = hash_windows(images, side, stride, &offsets, config);
-        windows = entries.len();
+        let entries = hash_windows(images, side, &textured, &offsets, config.bucket_width);
         candidates.extend(bucket_candidates(images, side, &entries, config));
     }
     candidates.sort_by(|a, b| b.images.len().cmp(&a.images.len()).then_with(|| a.images.cmp(&b.images)));
-    Mined { windows, candidates }
+    Mined { windows: textured.len(), candidates }
 }
 
-fn hash_windows(
-    images: &[Image],
-    side: usize,
-    stride: usize,
-    offsets: &[f32],
-    config: &RecurrenceConfig,
-) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    let (mut values, mut scratch) = (Vec::new(), Vec::new());
-    for (index, image) in images.iter().enumerate() {
-        for corner in corners(image, side, stride) {
-            read_window(image, corner, side, &mut values);
-            if texture(&values) < config.min_texture
-                || flat_share(&values, FLAT_TOLERANCE, &mut scratch) > config.max_flat_share
-            {
-                continue;
-            }
-            let key = bucket_key(&values, offsets, config.bucket_width);
-            entries.push(Entry { key, image: index as u32, corner });
-        }
-    }
-    entries.sort_unstable_by_key(|e| (e.key, e.image, e.corner));
+/// Every window on the `stride` grid with enough texture and no dominant flat level, in image
+/// order. Images are independent, so the pool takes them in parallel.
+fn textured_windows(images: &[Image], side: usize, stride: usize, config: &RecurrenceConfig) -> Vec<(u32, Corner)> {
+    let per_image: Vec<Vec<(u32, Corner)>> = images
+        .par_iter()
+        .enumerate()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(values, scratch), (index, image)| {
+                corners(image, side, stride)
+                    .filter(|&corner| {
+                        read_window(image, corner, side, values);
+                        texture(values) >= config.min_texture
+                            && flat_share(values, FLAT_TOLERANCE, scratch) <= config.max_flat_share
+                    })
+                    .map(|corner| (index as u32, corner))
+                    .collect()
+            },
+        )
+        .collect();
+    per_image.concat()
+}
+
+/// The windows' bucket keys under one table's `offsets`, sorted by key (then image and corner,
+/// so the order is total and the same on every run).
+fn hash_windows(images: &[Image], side: usize, windows: &[(u32, Corner)], offsets: &[f32], width: f32) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = windows
+        .par_iter()
+        .map_init(Vec::new, |values, &(image, corner)| {
+            read_window(&images[image as usize], corner, side, values);
+            Entry { key: bucket_key(values, offsets, width), image, corner }
+        })
+        .collect();
+    entries.par_sort_unstable_by_key(|e| (e.key, e.image, e.corner));
     entries
 }
 
@@ -98,61 +111,69 @@ fn bucket_key(values: &[f32], offsets: &[f32], width: f32) -> u64 {
 const MODE_SAMPLES: usize = 16;
 
 fn bucket_candidates(images: &[Image], side: usize, entries: &[Entry], config: &RecurrenceConfig) -> Vec<Candidate> {
-    let limit = config.match_radius * config.match_radius;
-    let mut out = Vec::new();
+    let mut buckets = Vec::new();
     let mut start = 0;
     while start < entries.len() {
         let end = start + entries[start..].iter().take_while(|e| e.key == entries[start].key).count();
-        let bucket = &entries[start..end];
+        buckets.push(&entries[start..end]);
         start = end;
-        let distinct = count_distinct(bucket.iter().map(|e| e.image));
-        if distinct < config.min_carriers {
-            continue;
-        }
-        let values: Vec<Vec<f32>> = bucket
+    }
+    // Buckets are judged independently; collecting keeps their key order.
+    buckets.into_par_iter().filter_map(|bucket| bucket_candidate(images, side, bucket, config)).collect()
+}
+
+/// The candidate of one bucket, if its images mostly sit around one of its windows.
+fn bucket_candidate(images: &[Image], side: usize, bucket: &[Entry], config: &RecurrenceConfig) -> Option<Candidate> {
+    let limit = config.match_radius * config.match_radius;
+    let distinct = count_distinct(bucket.iter().map(|e| e.image));
+    if distinct < config.min_carriers {
+        return None;
+    }
+    let values: Vec<Vec<f32>> = bucket
+        .iter()
+        .map(|e| {
+            let mut v = Vec::new();
+            read_window(&images[e.image as usize], e.corner, side, &mut v);
+            v
+        })
+        .collect();
+    let dim = values[0].len() as f32;
+    let step = (bucket.len() / MODE_SAMPLES).max(1);
+    // Distinct images with a window of the bucket within `limit` (squared, per value) of `mode`.
+    let images_near = |mode: usize, limit: f32| -> Vec<u32> {
+        let mut near: Vec<u32> = bucket
             .iter()
-            .map(|e| {
-                let mut v = Vec::new();
-                read_window(&images[e.image as usize], e.corner, side, &mut v);
-                v
-            })
+            .zip(&values)
+            .filter(|(_, v)| distance2_below(v, &values[mode], limit * dim) <= limit * dim)
+            .map(|(e, _)| e.image)
             .collect();
-        let dim = values[0].len() as f32;
-        let step = (bucket.len() / MODE_SAMPLES).max(1);
-        // Distinct images with a window of the bucket within `limit` (squared, per value) of `mode`.
-        let images_near = |mode: usize, limit: f32| -> Vec<u32> {
-            let mut near: Vec<u32> = bucket
-                .iter()
-                .zip(&values)
-                .filter(|(_, v)| distance2_below(v, &values[mode], limit * dim) <= limit * dim)
-                .map(|(e, _)| e.image)
-                .collect();
-            near.dedup();
-            near
-        };
-        let mut best: Option<Vec<u32>> = None;
-        let mut best_mode = 0;
-        for mode in (0..bucket.len()).step_by(step).take(MODE_SAMPLES) {
-            let near = images_near(mode, limit);
-            if best.as_ref().is_none_or(|b| near.len() > b.len()) {
-                best = Some(near);
-                best_mode = mode;
-            }
-        }
-        let Some(near) = best else { continue };
-        let plausible = near.len() >= config.min_carriers
-            && near.len() as f64 >= config.min_core_share * distinct as f64
-            && near.len() as f64 <= config.max_carrier_share * images.len() as f64;
-        // The island test within the bucket, before any sweep: a natural bucket's matches keep
-        // growing past the match radius.
-        if plausible {
-            let outer = images_near(best_mode, limit * config.outer_ratio * config.outer_ratio);
-            if island(near.len(), outer.len(), 0.0, config) {
-                out.push(Candidate { side, template: values[best_mode].clone(), images: near });
-            }
+        near.dedup();
+        near
+    };
+    let mut best: Option<Vec<u32>> = None;
+    let mut best_mode = 0;
+    for mode in (0..bucket.len()).step_by(step).take(MODE_SAMPLES) {
+        let near = images_near(mode, limit);
+        if best.as_ref().is_none_or(|b| near.len() > b.len()) {
+            best = Some(near);
+            best_mode = mode;
         }
     }
-    out
+    let near = best?;
+    let plausible = near.len() >= config.min_carriers
+        && near.len() as f64 >= config.min_core_share * distinct as f64
+        && near.len() as f64 <= config.max_carrier_share * images.len() as f64;
+    // The island test within the bucket, before any sweep: a natural bucket's matches keep
+    // growing past the match radius.
+    if !plausible {
+        return None;
+    }
+    let outer = images_near(best_mode, limit * config.outer_ratio * config.outer_ratio);
+    island(near.len(), outer.len(), 0.0, config).then(|| Candidate {
+        side,
+        template: values[best_mode].clone(),
+        images: near,
+    })
 }
 
 /// Distinct values of a sorted sequence.
