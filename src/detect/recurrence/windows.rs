@@ -82,11 +82,22 @@ pub fn best_match(image: &Image, template: &[f32], side: usize, reach: f32) -> O
     }
     let cap = reach * reach * template.len().max(1) as f32 * (1.0 + 1e-4);
     let mut best: Option<(f32, Corner)> = None;
+    let (width, across) = (image.width(), image.width() - side + 1);
+    // A window's first group of four lies in its first row when the side is four or more.
+    let screened = side >= 4 && template.len() >= 4;
+    let mut first = vec![0f32; if screened { across } else { 0 }];
     // The order of `corners(image, side, 1)`, without its per-row allocations.
     for y in 0..=image.height() - side {
-        for x in 0..=image.width() - side {
-            let corner = Corner { x: x as u32, y: y as u32 };
+        if screened {
+            first_groups(&image.pixels()[y * width..][..width], &template[..4], &mut first);
+        }
+        for x in 0..across {
             let limit = best.map_or(cap, |(d, _)| d);
+            // Most positions end on their first group, which distance2_at would return as is.
+            if screened && first[x] > limit {
+                continue;
+            }
+            let corner = Corner { x: x as u32, y: y as u32 };
             let d = distance2_at(image, corner, side, template, limit);
             if d < limit || (best.is_none() && d <= limit) {
                 best = Some((d, corner));
@@ -94,6 +105,17 @@ pub fn best_match(image: &Image, template: &[f32], side: usize, reach: f32) -> O
         }
     }
     best
+}
+
+/// The first group of four of [`distance2_at`] at every position along one image row, summed in
+/// the same order (so to the same bits), as one pass the compiler vectorises.
+fn first_groups(row: &[f32], template: &[f32], first: &mut [f32]) {
+    first.fill(0.0);
+    for (k, &t) in template.iter().enumerate() {
+        for (f, &v) in first.iter_mut().zip(&row[k..]) {
+            *f += (v - t) * (v - t);
+        }
+    }
 }
 
 /// [`distance2_below`] of the window at `corner` and `template`, read from the image in place.
@@ -192,6 +214,17 @@ mod tests {
             let template: Vec<f32> =
                 window.iter().enumerate().map(|(i, v)| v + 0.03 * ((i % 3) as f32 - 1.0)).collect();
             let (d2, corner) = best_match(&image, &template, side, f32::INFINITY).unwrap();
+            // Against every window copied out and compared in full: the first-group screen and
+            // the early stops change nothing.
+            let mut brute: Option<(f32, Corner)> = None;
+            for at in corners(&image, side, 1) {
+                read_window(&image, at, side, &mut window);
+                let d = distance2_below(&window, &template, f32::INFINITY);
+                if brute.is_none_or(|(b, _)| d < b) {
+                    brute = Some((d, at));
+                }
+            }
+            assert_eq!(brute.map(|(d, at)| (d.to_bits(), at)), Some((d2.to_bits(), corner)), "side {side}");
             let rms = (d2 / template.len() as f32).sqrt();
             assert_eq!(corner, Corner { x: 5, y: 3 }, "side {side}");
             let near = best_match(&image, &template, side, rms).unwrap();
