@@ -97,6 +97,12 @@ impl AugmentConfig {
         ViewParams { center: [cx, cy], half: [if flip { -w } else { w }, h], brightness, contrast, saturation, grey }
     }
 
+    /// The two views of a batch that a contrastive step compares, drawn in that order.
+    pub fn views<B: Backend>(&self, images: Tensor<B, 4>, rng: &mut StdRng) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let first = self.augment(images.clone(), rng);
+        (first, self.augment(images, rng))
+    }
+
     /// One augmented view of each image in `images` (`N×C×H×W`, values in [0, 1]).
     pub fn augment<B: Backend>(&self, images: Tensor<B, 4>, rng: &mut StdRng) -> Tensor<B, 4> {
         let [n, c, h, w] = images.dims();
