@@ -5,7 +5,7 @@
 //! and so does mimalloc by default, a little later: either way the pages fault in again, and the
 //! kernel clears each one first (`clear_page_erms`, about a tenth of a 28 px warm-start step in
 //! `perf`, 25,000 page faults per 2,048 images against 500 without purging; docs/warm-start.md,
-//! 2026-12-04). Memory still peaks where it did; it is only kept once reached.
+//! 2026-12-05). Memory still peaks where it did; it is only kept once reached.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

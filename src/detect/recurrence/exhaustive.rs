@@ -71,7 +71,7 @@ impl RecurrenceConfig {
         summary: &mut RecurrenceSummary,
     ) -> Option<RecurringPatch> {
         summary.swept += 1;
-        let sweep = Sweep::run(images, &candidate.template, candidate.side, self.match_radius * self.outer_ratio);
+        let sweep = Sweep::run(images, &candidate.template, candidate.side, self.outer_radius());
         let carriers: Vec<usize> = sweep.within(self.match_radius).into_iter().filter(|&i| !taken[i]).collect();
         let found = verdict(images, &sweep, &carriers, self);
         if found != IslandVerdict::Trigger {
@@ -157,7 +157,7 @@ fn presweep(images: &[Image], mut candidates: Vec<Candidate>, config: &Recurrenc
 
 /// The island test of `candidate` within `subset`.
 fn island_in(subset: &[&Image], candidate: &Candidate, config: &RecurrenceConfig) -> bool {
-    let (inner_r, outer_r) = (config.match_radius, config.match_radius * config.outer_ratio);
+    let (inner_r, outer_r) = (config.match_radius, config.outer_radius());
     let (mut inner, mut outer) = (0usize, 0usize);
     for image in subset {
         if let Some((d2, _)) = windows::best_match(image, &candidate.template, candidate.side, outer_r) {
@@ -178,7 +178,7 @@ fn build_patch(
     config: &RecurrenceConfig,
 ) -> RecurringPatch {
     let extent = patch_extent(images, sweep, carriers, candidate.side, config.match_radius);
-    let outer = sweep.within(config.match_radius * config.outer_ratio).len();
+    let outer = sweep.within(config.outer_radius()).len();
     let mut places: Vec<(u32, u32)> = Vec::new();
     let carriers: Vec<Carrier> = carriers
         .iter()

@@ -126,6 +126,11 @@ impl RecurrenceConfig {
         self.pyramid.check()
     }
 
+    /// The island test's outer radius, `outer_ratio × match_radius`: no caller looks farther.
+    pub fn outer_radius(&self) -> f32 {
+        self.match_radius * self.outer_ratio
+    }
+
     /// Window sides in pixels for images whose most common shorter side is `side`, deduplicated.
     pub fn window_sides(&self, side: usize) -> Vec<usize> {
         let mut sides: Vec<usize> = self

@@ -15,7 +15,8 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// The island test looks no farther than the outer radius, so that is the usual `reach`.
+    /// Matches farther than `reach` (RMS) are `None`; [`RecurrenceConfig::outer_radius`] is as far
+    /// as the island test looks.
     pub fn run(images: &[Image], template: &[f32], side: usize, reach: f32) -> Self {
         let dim = template.len().max(1) as f32;
         let matches = images
@@ -49,7 +50,7 @@ pub enum IslandVerdict {
 /// The island verdict on a sweep; `carriers` are the images within the match radius.
 pub fn verdict(images: &[Image], sweep: &Sweep, carriers: &[usize], config: &RecurrenceConfig) -> IslandVerdict {
     let inner = carriers.len();
-    let outer = sweep.within(config.match_radius * config.outer_ratio).len();
+    let outer = sweep.within(config.outer_radius()).len();
     if inner < config.min_carriers {
         IslandVerdict::TooFew
     } else if inner as f64 > config.max_carrier_share * images.len() as f64 {
@@ -190,7 +191,7 @@ mod tests {
         let template: Vec<f32> =
             (1..5).flat_map(|y| (1..5).map(move |x| (y, x))).map(|(y, x)| patch.get(0, y, x)).collect();
         let config = RecurrenceConfig::new();
-        let sweep = Sweep::run(&images, &template, 4, config.match_radius * config.outer_ratio);
+        let sweep = Sweep::run(&images, &template, 4, config.outer_radius());
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers, (0..8).collect::<Vec<_>>());
         assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Trigger);
@@ -207,7 +208,7 @@ mod tests {
         let template: Vec<f32> =
             (0..4).flat_map(|y| (0..4).map(move |x| (y, x))).map(|(y, x)| image.get(0, y, x)).collect();
         let config = RecurrenceConfig::new();
-        let sweep = Sweep::run(&images, &template, 4, config.match_radius * config.outer_ratio);
+        let sweep = Sweep::run(&images, &template, 4, config.outer_radius());
         let carriers = sweep.within(config.match_radius);
         assert_eq!(carriers.len(), 6);
         assert_eq!(verdict(&images, &sweep, &carriers, &config), IslandVerdict::Duplicates);

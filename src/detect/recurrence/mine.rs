@@ -163,11 +163,11 @@ fn bucket_candidate(images: &[Image], side: usize, bucket: &[Entry], config: &Re
     let plausible = near.len() >= config.min_carriers
         && near.len() as f64 >= config.min_core_share * distinct as f64
         && near.len() as f64 <= config.max_carrier_share * images.len() as f64;
-    // The island test within the bucket, before any sweep: a natural bucket's matches keep
-    // growing past the match radius.
     if !plausible {
         return None;
     }
+    // The island test within the bucket, before any sweep: a natural bucket's matches keep
+    // growing past the match radius.
     let outer = images_near(best_mode, limit * config.outer_ratio * config.outer_ratio);
     island(near.len(), outer.len(), 0.0, config).then(|| Candidate {
         side,

@@ -73,8 +73,9 @@ pub fn distance2_below(a: &[f32], b: &[f32], limit: f32) -> f32 {
 /// comparison, which rejects most positions after a few values. Callers look only at matches
 /// within a radius, so a position is dropped as soon as its sum passes `reach`, not only once it
 /// passes the best so far. The reach is widened by a hair so that the caller's own RMS test, not
-/// the rounding of this squared limit, decides the boundary; within the reach the result is the
-/// best match's, to the last bit. The sums are grouped by four values as [`distance2_below`]
+/// the rounding of this squared limit, decides the boundary (and a position exactly at the
+/// widened limit may be dropped); within the reach the result is the best match's, to the last
+/// bit. The sums are grouped by four values as [`distance2_below`]
 /// groups them.
 pub fn best_match(image: &Image, template: &[f32], side: usize, reach: f32) -> Option<(f32, Corner)> {
     if image.height() < side || image.width() < side {
@@ -99,7 +100,7 @@ pub fn best_match(image: &Image, template: &[f32], side: usize, reach: f32) -> O
             }
             let corner = Corner { x: x as u32, y: y as u32 };
             let d = distance2_at(image, corner, side, template, limit);
-            if d < limit || (best.is_none() && d <= limit) {
+            if d < limit {
                 best = Some((d, corner));
             }
         }

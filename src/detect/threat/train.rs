@@ -203,15 +203,14 @@ pub fn warm_start<B: AutodiffBackend>(
     let bar = stage_bar("warm start (steps)", (config.epochs.saturating_sub(from_cache) * steps_per_epoch) as u64);
     let started = Instant::now();
     let mut step = SslStep::new(model, optim, config, &encoder, device);
+    let augment = step.augment.clone();
+    let views = |batch: &[usize], rng: &mut StdRng| augment.views(images.batch::<B::InnerBackend>(batch, device), rng);
     for epoch in from_cache..config.epochs {
         let (order, mut rng) = epoch_order(config, images.len(), epoch);
         // The losses stay on the device until the epoch ends: reading one back each step would
         // make a GPU wait for every step before the next is queued.
         let mut total: Option<Tensor<B::InnerBackend, 1>> = None;
         let batches: Vec<&[usize]> = order.chunks(config.batch_size).filter(|b| b.len() >= 2).collect();
-        let augment = step.augment.clone();
-        let views =
-            |batch: &[usize], rng: &mut StdRng| augment.views(images.batch::<B::InnerBackend>(batch, device), rng);
         // The next batch's views are made on a second thread while this batch trains: the
         // augmentation's ops run on one thread, and the pool's threads waited on them (about a
         // twentieth of a 28 px step in `perf`). They draw from `rng` in the same order as before.

@@ -24,7 +24,7 @@ impl Scratch {
     pub(in super::super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
         let patch = shape.patch_len();
         Self {
-            planes: vec![0f32; grid.copies(shape) + grid.tail()],
+            planes: vec![0f32; grid.planes_len(shape)],
             wide: vec![0f32; shape.channels_out * grid.columns()],
             columns: vec![0f32; patch * grid.columns()],
             plane_grads: vec![0f32; grid.copies(shape)],

@@ -56,19 +56,19 @@ impl Grid {
     /// GEMM columns: the grid's, rounded up to a multiple of [`GEMM_LANES`]. The gemm crate
     /// repacks the columns of every product unless their count is a multiple of its vector width,
     /// and that packing was a tenth of a training step at 28 px; the extra columns read past the
-    /// grid (into the next plane or [`Grid::tail`]) and are dropped with the discarded ones.
+    /// grid (into the next plane or the tail of [`Grid::planes_len`]) and are dropped with the discarded ones.
     fn columns(&self) -> usize {
         self.grid_columns().next_multiple_of(GEMM_LANES)
-    }
-
-    /// Values past the last plane that the last GEMM's extra columns read.
-    fn tail(&self) -> usize {
-        self.columns() - self.grid_columns()
     }
 
     /// Values in all the planes of one image.
     fn copies(&self, shape: &ConvShape) -> usize {
         self.phases * shape.channels_in * shape.kernel[1] * self.plane()
+    }
+
+    /// The planes' buffer: [`Grid::copies`] and a tail for the last GEMM's extra columns to read.
+    fn planes_len(&self, shape: &ConvShape) -> usize {
+        self.copies(shape) + self.columns() - self.grid_columns()
     }
 
     /// Where kernel row `i`'s first column starts in the planes.
@@ -90,7 +90,7 @@ impl Grid {
         first..(pw + w).saturating_sub(j).div_ceil(s).clamp(first, wq)
     }
 
-    /// Kernel row `i`'s columns in `planes`: rows `(c, j)`, `oh·wq` columns each.
+    /// Kernel row `i`'s columns in `planes`: rows `(c, j)`, [`Grid::columns`] each.
     fn kernel_row<'a>(&self, shape: &ConvShape, planes: &'a [f32], i: usize) -> Matrix<'a> {
         Matrix {
             data: &planes[self.kernel_row_start(shape, i)..],
@@ -110,10 +110,7 @@ pub(super) struct Scratch {
 
 impl Scratch {
     pub(super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
-        Self {
-            planes: vec![0f32; grid.copies(shape) + grid.tail()],
-            wide: vec![0f32; shape.channels_out * grid.columns()],
-        }
+        Self { planes: vec![0f32; grid.planes_len(shape)], wide: vec![0f32; shape.channels_out * grid.columns()] }
     }
 }
 
