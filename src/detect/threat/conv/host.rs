@@ -235,9 +235,9 @@ pub fn conv2d_backward(
         .collect();
     let weight_grad = want_dweight.then(|| {
         let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]);
-        // The planes sum the kernel by rows; burn's layout is restored once, here.
+        // The planes sum the kernel by rows of taps; burn's layout is restored once, here.
         if grid.is_some() {
-            planes::kernel_from_rows(&sum, shape)
+            planes::kernel_from_taps(&sum, shape)
         } else {
             sum
         }

@@ -127,13 +127,28 @@ pub(super) fn kernel_rows(weight: &[f32], shape: &ConvShape) -> Vec<f32> {
     rows
 }
 
-/// The inverse of [`kernel_rows`]: burn's `[o][c][i][j]` from `[i][o][c][j]`.
-pub(super) fn kernel_from_rows(rows: &[f32], shape: &ConvShape) -> Vec<f32> {
-    let (oc, [kh, kw]) = (shape.channels_out * shape.channels_in, shape.kernel);
-    let mut weight = vec![0f32; rows.len()];
-    for (i, row) in rows.chunks_exact(oc * kw).enumerate() {
-        for (k, taps) in row.chunks_exact(kw).enumerate() {
-            weight[(k * kh + i) * kw..][..kw].copy_from_slice(taps);
+/// The layout the backward pass sums the weight gradient in, burn's `[o][c][i][j]` regrouped
+/// as `[i][c][j][o]`: kernel row `i`'s `C·kw × O` matrix contiguous.
+#[cfg(test)]
+fn kernel_taps(weight: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (o, c, [kh, kw]) = (shape.channels_out, shape.channels_in, shape.kernel);
+    let mut taps = Vec::with_capacity(weight.len());
+    for i in 0..kh {
+        for (c, j) in (0..c).flat_map(|c| (0..kw).map(move |j| (c, j))) {
+            taps.extend((0..o).map(|o| weight[((o * shape.channels_in + c) * kh + i) * kw + j]));
+        }
+    }
+    taps
+}
+
+/// The inverse of [`kernel_taps`]: burn's `[o][c][i][j]` from `[i][c][j][o]`.
+pub(super) fn kernel_from_taps(taps: &[f32], shape: &ConvShape) -> Vec<f32> {
+    let (o, c, [kh, kw]) = (shape.channels_out, shape.channels_in, shape.kernel);
+    let mut weight = vec![0f32; taps.len()];
+    for (tap, outputs) in taps.chunks_exact(o).enumerate() {
+        let (i, c, j) = (tap / (c * kw), tap / kw % c, tap % kw);
+        for (oc, &value) in outputs.iter().enumerate() {
+            weight[((oc * shape.channels_in + c) * kh + i) * kw + j] = value;
         }
     }
     weight
@@ -276,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn kernel_rows_regroup_and_restore_every_weight() {
+    fn kernel_rows_and_taps_regroup_every_weight() {
         let shape = ConvShape {
             batch: 1,
             channels_in: 3,
@@ -290,7 +305,10 @@ mod tests {
         let rows = kernel_rows(&weight, &shape);
         // Kernel row 1 of output 1, input 2: burn's [1][2][1][..].
         assert_eq!(&rows[(2 * 3 + 3 + 2) * 3..][..3], &weight[((3 + 2) * 2 + 1) * 3..][..3]);
-        assert_eq!(kernel_from_rows(&rows, &shape), weight);
+        // Kernel row 1, input 2, column 0 of output 1: the same weight, and every weight restored.
+        let taps = kernel_taps(&weight, &shape);
+        assert_eq!(taps[((3 + 2) * 3) * 2 + 1], weight[((3 + 2) * 2 + 1) * 3]);
+        assert_eq!(kernel_from_taps(&taps, &shape), weight);
     }
 
     #[test]
