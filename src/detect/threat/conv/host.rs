@@ -10,8 +10,8 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm_into, Matrix};
-use super::planes;
 pub use super::shape::ConvShape;
+use super::{adjoint, planes};
 use crate::detect::threat::zeroed::zeroed;
 
 pub use super::epilogue::Epilogue;
@@ -185,6 +185,10 @@ pub fn conv2d_backward(
     let w = Matrix::row_major(weight, o, patch);
     let grid = planes::Grid::of(shape);
 
+    // At stride 1 the input gradient is a convolution of its own; the loop below then sums the
+    // weight gradient alone.
+    let adjoint = want_dx.then(|| adjoint::input_gradient(dy, weight, shape)).flatten();
+    let want_dx = want_dx && adjoint.is_none();
     let mut dx = zeroed(if want_dx { n * image_len } else { 0 });
     let new_scratch = || Scratch {
         columns: match grid {
@@ -242,7 +246,7 @@ pub fn conv2d_backward(
             sum
         }
     });
-    (want_dx.then_some(dx), weight_grad)
+    (adjoint.or(want_dx.then_some(dx)), weight_grad)
 }
 
 /// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.

@@ -8,6 +8,7 @@
 //! uneven padding, not f32) keep burn's own op. The modules and their records are burn's, so
 //! checkpoints do not change.
 
+mod adjoint;
 mod epilogue;
 mod gemm;
 pub mod host;
@@ -325,5 +326,9 @@ mod tests {
         compare(2, 3, 5, [9, 13], [5, 3], 3, [2, 1]);
         compare(1, 2, 3, [6, 5], [3, 3], 2, [0, 0]);
         compare(2, 3, 2, [4, 4], [4, 4], 1, [2, 2]);
+        // Stride 1 with a kernel taller than wide, and with padding past the kernel's reach
+        // (its input gradient is not a convolution then).
+        compare(2, 3, 4, [7, 6], [5, 3], 1, [2, 1]);
+        compare(2, 3, 4, [7, 6], [3, 3], 1, [3, 1]);
     }
 }
