@@ -64,11 +64,12 @@ struct Inputs {
     residual: Option<FlexAutodiff>,
 }
 
-/// What the backward pass keeps: `x̂`, `1/σ` and `γ` per channel, the `N×C×HW` shape, and the
-/// output when a ReLU ran (its sign is the ReLU's mask).
+/// What the backward pass keeps: the input (contiguous), the mean, `1/σ` and `γ` per channel,
+/// the `N×C×HW` shape, and the output when a ReLU ran (its sign is the ReLU's mask).
 #[derive(Clone, Debug)]
 struct SavedState {
-    x_hat: FlexTensor,
+    x: FlexTensor,
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
     gamma: Vec<f32>,
     shape: [usize; 3],
@@ -105,16 +106,15 @@ impl Backward<Flex, 4> for NormResidualBackward {
 fn register_gradients(state: SavedState, dy: FlexTensor, parents: [Option<NodeId>; 4], grads: &mut Gradients) {
     let dy = dy.to_contiguous();
     let relu_output = state.relu_output.map(|y| y.to_contiguous());
-    let slices = (dy.as_slice::<f32>(), state.x_hat.as_slice::<f32>());
-    let (Some(dy_values), Some(x_hat_values)) = slices else { unreachable!("the forward pass checked for f32") };
+    let slices = (dy.as_slice::<f32>(), state.x.as_slice::<f32>());
+    let (Some(dy_values), Some(x_values)) = slices else { unreachable!("the forward pass checked for f32") };
     let relu_values = relu_output.as_ref().map(|y| y.as_slice::<f32>().unwrap_or_else(|| unreachable!("f32")));
     let [x, gamma, beta, residual] = parents;
     let out = host::backward_then(
         dy_values,
-        x_hat_values,
+        x_values,
         state.shape,
-        &state.gamma,
-        &state.inv_std,
+        [&state.gamma, &state.mean, &state.inv_std],
         relu_values,
         residual.is_some(),
     );
@@ -140,10 +140,11 @@ fn normalise(inputs: Inputs, shape: [usize; 3], epsilon: f64, relu: bool) -> (Fl
     let residual = residual_contiguous.as_ref().map(|r| r.as_slice::<f32>().unwrap_or_else(|| unreachable!("f32")));
     let out = host::forward_then(x_values, shape, &gamma_values, &beta_values, epsilon, Then { residual, relu });
     let dims = inputs.x.primitive.layout().shape().to_vec();
-    let y = FlexTensor::from_data(TensorData::new(out.y, dims.clone()));
-    // Built only when a parent tracks gradients; it takes the forward's buffers, not copies.
+    let y = FlexTensor::from_data(TensorData::new(out.y, dims));
+    // Built only when a parent tracks gradients; it shares the input's buffer, not a copy.
     let state = |y: &FlexTensor| SavedState {
-        x_hat: FlexTensor::from_data(TensorData::new(out.x_hat, dims)),
+        x: x_contiguous.clone(),
+        mean: out.mean.clone(),
         inv_std: out.inv_std,
         gamma: gamma_values,
         shape,

@@ -9,12 +9,10 @@ use rayon::prelude::*;
 
 use crate::detect::threat::zeroed::zeroed;
 
-/// A normalised batch and what its backward pass needs.
+/// A normalised batch and what its backward pass needs besides the input.
 pub struct Normalised {
-    /// `γ·x̂ + β`, `N×C×HW`.
+    /// `γ·x̂ + β` with `x̂ = (x − mean) / sqrt(var + ε)`, `N×C×HW`.
     pub y: Vec<f32>,
-    /// `(x − mean) / sqrt(var + ε)`, `N×C×HW`.
-    pub x_hat: Vec<f32>,
     /// Per-channel batch mean.
     pub mean: Vec<f32>,
     /// Per-channel biased batch variance.
@@ -57,24 +55,23 @@ pub fn forward_then(
         .unzip();
     let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (v + epsilon).sqrt()) as f32).collect();
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let (mut y, mut x_hat) = (zeroed(x.len()), zeroed(x.len()));
-    y.par_chunks_mut(hw).zip(x_hat.par_chunks_mut(hw)).zip(x.par_chunks(hw)).enumerate().for_each(
-        |(row, ((y, x_hat), x))| {
-            let channel = row % c;
-            let (m, s, g, b) = (mean[channel], inv_std[channel], gamma[channel], beta[channel]);
-            for ((y, h), &v) in y.iter_mut().zip(x_hat.iter_mut()).zip(x) {
-                *h = (v - m) * s;
-                *y = *h * g + b;
-            }
-            if let Some(residual) = then.residual {
-                y.iter_mut().zip(&residual[row * hw..][..hw]).for_each(|(y, r)| *y += r);
-            }
-            if then.relu {
-                y.iter_mut().for_each(|y| *y = y.max(0.0));
-            }
-        },
-    );
-    Normalised { y, x_hat, mean, var: var.iter().map(|&v| v as f32).collect(), inv_std }
+    // x̂ is not kept: the backward pass recomputes it from `x` with the same two operations, to
+    // the same bits, which saves writing and holding a second batch-sized buffer per norm.
+    let mut y = zeroed(x.len());
+    y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(row, (y, x))| {
+        let channel = row % c;
+        let (m, s, g, b) = (mean[channel], inv_std[channel], gamma[channel], beta[channel]);
+        for (y, &v) in y.iter_mut().zip(x) {
+            *y = hat(v, m, s) * g + b;
+        }
+        if let Some(residual) = then.residual {
+            y.iter_mut().zip(&residual[row * hw..][..hw]).for_each(|(y, r)| *y += r);
+        }
+        if then.relu {
+            y.iter_mut().for_each(|y| *y = y.max(0.0));
+        }
+    });
+    Normalised { y, mean, var: var.iter().map(|&v| v as f32).collect(), inv_std }
 }
 
 /// The gradients of [`forward_then`] given `dy`.
@@ -93,14 +90,14 @@ pub struct Gradients {
 /// gradient passes where that is positive), and `want_residual` asks for the residual's.
 pub fn backward_then(
     dy: &[f32],
-    x_hat: &[f32],
+    x: &[f32],
     [n, c, hw]: [usize; 3],
-    gamma: &[f32],
-    inv_std: &[f32],
+    [gamma, mean, inv_std]: [&[f32]; 3],
     relu_output: Option<&[f32]>,
     want_residual: bool,
 ) -> Gradients {
-    assert!(dy.len() == n * c * hw && x_hat.len() == dy.len() && gamma.len() == c && inv_std.len() == c);
+    assert!(dy.len() == n * c * hw && x.len() == dy.len());
+    assert!(gamma.len() == c && mean.len() == c && inv_std.len() == c);
     assert!(relu_output.is_none_or(|y| y.len() == dy.len()), "the ReLU's output is shaped like dy");
     let at = |image: usize, channel: usize| (image * c + channel) * hw;
     // The gradient that reaches the sum before the ReLU.
@@ -110,10 +107,11 @@ pub fn backward_then(
         .map(|channel| {
             (0..n).fold((0f64, 0f64), |(dg, db), i| {
                 let from = at(i, channel);
-                let (dy, h) = (&dy[from..][..hw], &x_hat[from..][..hw]);
+                let (dy, x) = (&dy[from..][..hw], &x[from..][..hw]);
+                let h = |v| hat(v, mean[channel], inv_std[channel]);
                 let (row_dg, row_db) = match relu_output {
-                    Some(y) => lane_pair_sum(dy, h, &y[from..][..hw], relu_gate),
-                    None => lane_pair_sum(dy, h, dy, |d, _| d),
+                    Some(y) => lane_pair_sum(dy, x, &y[from..][..hw], relu_gate, h),
+                    None => lane_pair_sum(dy, x, dy, |d, _| d, h),
                 };
                 (dg + row_dg as f64, db + row_db as f64)
             })
@@ -127,9 +125,10 @@ pub fn backward_then(
         let scale = gamma[channel] * inv_std[channel];
         let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
         let from = row * hw;
-        for (j, ((dx, &d), &h)) in dx.iter_mut().zip(&dy[from..][..hw]).zip(&x_hat[from..][..hw]).enumerate() {
+        let (m, s) = (mean[channel], inv_std[channel]);
+        for (j, ((dx, &d), &v)) in dx.iter_mut().zip(&dy[from..][..hw]).zip(&x[from..][..hw]).enumerate() {
             let d = gated(from, d, j);
-            *dx = scale * (d - mean_dy - h * mean_dy_h);
+            *dx = scale * (d - mean_dy - hat(v, m, s) * mean_dy_h);
             if let Some(dres) = dres.as_deref_mut() {
                 dres[j] = d;
             }
@@ -143,6 +142,12 @@ pub fn backward_then(
     }
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual: want_residual.then_some(dresidual) }
+}
+
+/// `x̂ = (v − mean) · (1/σ)`, written once for the forward pass and the backward's recomputation.
+#[inline(always)]
+fn hat(v: f32, mean: f32, inv_std: f32) -> f32 {
+    (v - mean) * inv_std
 }
 
 /// The gradient `d` that passes a ReLU whose output was `y`: none where it clamped.
@@ -174,24 +179,30 @@ fn lane_sum(values: &[f32], value: impl Fn(f32) -> f64) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-/// `(Σ g·h, Σ g)` with `g = gate(d, y)` over `dy`, `h` and `y` (all one length), in [`LANES`]
-/// accumulators each: the norm's γ and β gradients on one plane.
+/// `(Σ g·h(x), Σ g)` with `g = gate(d, y)` over `dy`, `x` and `y` (all one length), in
+/// [`LANES`] accumulators each: the norm's γ and β gradients on one plane.
 #[inline(always)]
-fn lane_pair_sum(dy: &[f32], h: &[f32], y: &[f32], gate: impl Fn(f32, f32) -> f32) -> (f32, f32) {
+fn lane_pair_sum(
+    dy: &[f32],
+    x: &[f32],
+    y: &[f32],
+    gate: impl Fn(f32, f32) -> f32,
+    h: impl Fn(f32) -> f32,
+) -> (f32, f32) {
     let (mut gh, mut g) = ([0f32; LANES], [0f32; LANES]);
-    let (dys, hs, ys) = (dy.chunks_exact(LANES), h.chunks_exact(LANES), y.chunks_exact(LANES));
-    let tails = (dys.remainder(), hs.remainder(), ys.remainder());
-    for ((dy, h), y) in dys.zip(hs).zip(ys) {
+    let (dys, xs, ys) = (dy.chunks_exact(LANES), x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tails = (dys.remainder(), xs.remainder(), ys.remainder());
+    for ((dy, x), y) in dys.zip(xs).zip(ys) {
         for k in 0..LANES {
             let d = gate(dy[k], y[k]);
-            gh[k] += d * h[k];
+            gh[k] += d * h(x[k]);
             g[k] += d;
         }
     }
     let (mut sum_gh, mut sum_g) = (gh.iter().sum::<f32>(), g.iter().sum::<f32>());
-    for ((&dy, &h), &y) in tails.0.iter().zip(tails.1).zip(tails.2) {
+    for ((&dy, &x), &y) in tails.0.iter().zip(tails.1).zip(tails.2) {
         let d = gate(dy, y);
-        sum_gh += d * h;
+        sum_gh += d * h(x);
         sum_g += d;
     }
     (sum_gh, sum_g)
@@ -220,7 +231,7 @@ mod tests {
             let dy: Vec<f32> = (0..len).map(|i| (i % 7) as f32 - 3.0).collect();
             let h: Vec<f32> = (0..len).map(|i| (i % 5) as f32 * 0.5).collect();
             let y: Vec<f32> = (0..len).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 }).collect();
-            let (gh, g) = lane_pair_sum(&dy, &h, &y, relu_gate);
+            let (gh, g) = lane_pair_sum(&dy, &h, &y, relu_gate, |v| v);
             let kept = || (0..len).filter(|i| i % 3 != 0);
             assert_eq!(g, kept().map(|i| dy[i]).sum::<f32>(), "length {len}");
             assert_eq!(gh, kept().map(|i| dy[i] * h[i]).sum::<f32>(), "length {len}");
