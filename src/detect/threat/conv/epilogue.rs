@@ -37,6 +37,15 @@ impl Epilogue<'_> {
     ) {
         let [oh, ow] = out;
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
+        if line_stride == ow {
+            // Nothing to drop (a narrow grid): each channel is one run, not `oh` short lines.
+            for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
+                let source = &wide[c * channel_stride..][..plane.len()];
+                let residual = residual.map(|res| &res[c * oh * ow..][..oh * ow]);
+                self.finish(c, plane, residual, |k, _| source[k]);
+            }
+            return;
+        }
         for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
             for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
                 let source = &wide[c * channel_stride + r * line_stride..][..line.len()];

@@ -64,6 +64,9 @@ pub(in super::super) fn backward_image(
         }
     }
     if let Some(dx) = dx {
+        // A narrow grid's convolution has stride 1 and padding inside the kernel, so its input
+        // gradient is always taken as a convolution (`adjoint`), never added back from here.
+        assert!(!grid.narrow, "no run-by-run input gradient on a narrow grid");
         let patch = shape.patch_len();
         gemm_into(&mut scratch.columns, Matrix::row_major(weight, o, patch).transposed(), grad, false);
         add_runs(&scratch.columns, shape, grid, &mut scratch.plane_grads);

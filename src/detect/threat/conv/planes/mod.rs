@@ -8,6 +8,13 @@
 //! `(c, j)` of those planes, read at one fixed stride from offset `(i/s)·wq`. The GEMM computes
 //! `oh` rows of `wq` columns, and the epilogue drops the last `wq − ow` of each. The planes hold
 //! each input value `kw·min(s, kh)/s²` times; at stride 1 they are whole-plane copies.
+//!
+//! A stride-1 convolution whose output is as wide as its input (`2·pw + 1 = kw`, the encoder's
+//! 3×3 kernels at padding 1) keeps the image's own width instead: plane `(c, j)` is the image
+//! shifted by `j − pw` along its rows, padded above and below only, with the values that
+//! wrapped round from the next or previous row zeroed. Then each channel is one copy and a few
+//! zeros per row, not a copy per line, and the grid is the output itself, with no discarded
+//! columns (`wq − ow` of `wq` of every product, 7% at 28 px).
 
 mod backward;
 
@@ -26,8 +33,12 @@ pub(super) struct Grid {
     stride: usize,
     /// Row phases `α` that some kernel row reads: `min(s, kh)`.
     phases: usize,
-    /// Rows and columns of one plane: the padded image's, divided by the stride, rounded up.
+    /// Rows and columns of one plane: the padded image's, divided by the stride, rounded up; or
+    /// the image's own width when [`Grid::narrow`].
     planes: [usize; 2],
+    /// Planes as wide as the image, padded above and below only (stride 1, output as wide as
+    /// the input).
+    narrow: bool,
     out: [usize; 2],
 }
 
@@ -40,8 +51,12 @@ impl Grid {
         let pointwise = shape.kernel == [1, 1] && s == 1 && shape.padding == [0, 0];
         let usable = s == shape.stride[1] && !pointwise && shape.input[0] * shape.input[1] > 0;
         let padded = [shape.input[0] + 2 * shape.padding[0], shape.input[1] + 2 * shape.padding[1]];
-        let planes = [padded[0].div_ceil(s), padded[1].div_ceil(s)];
-        usable.then_some(Self { stride: s, phases: s.min(shape.kernel[0]), planes, out })
+        let ([kh, kw], [ph, pw]) = (shape.kernel, shape.padding);
+        // Padding above and below past the kernel's reach would put whole zero rows between
+        // outputs' reads; that (rare) case keeps the padded planes.
+        let narrow = s == 1 && 2 * pw + 1 == kw && ph < kh;
+        let planes = if narrow { [padded[0], shape.input[1]] } else { [padded[0].div_ceil(s), padded[1].div_ceil(s)] };
+        usable.then_some(Self { stride: s, phases: s.min(kh), planes, narrow, out })
     }
 
     fn plane(&self) -> usize {
@@ -158,6 +173,9 @@ pub(super) fn kernel_from_taps(taps: &[f32], shape: &ConvShape) -> Vec<f32> {
 /// plane column runs past the padded image's right edge, stride 1 leaves the next line's start
 /// there instead (one copy per plane); only the discarded columns read those values.
 fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]) {
+    if grid.narrow {
+        return row_shifts(image, shape, grid, planes);
+    }
     if grid.stride == 1 {
         return shift_copies(image, shape, grid, planes);
     }
@@ -171,13 +189,30 @@ fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]
                 Some(row) if first < end => {
                     line[..first].fill(0.0);
                     let source = &channel[row * w + s * first + j - pw..(row + 1) * w];
-                    line[first..end].iter_mut().zip(source.iter().step_by(s)).for_each(|(d, v)| *d = *v);
+                    every_nth(&mut line[first..end], source, s);
                     line[end..].fill(0.0);
                 }
                 _ => line.fill(0.0),
             }
         }
     }
+}
+
+/// `dst[k] = source[s·k]`. The encoder's stride, 2, takes blocks of 8 values from 16, which
+/// the compiler turns into vector shuffles; a value at a time, the strided planes were a
+/// sixteenth of an inference forward.
+fn every_nth(dst: &mut [f32], source: &[f32], s: usize) {
+    let mut done = 0;
+    if s == 2 {
+        let (blocks, _) = dst.as_chunks_mut::<8>();
+        let (pairs, _) = source.as_chunks::<16>();
+        for (block, pair) in blocks.iter_mut().zip(pairs) {
+            *block = std::array::from_fn(|k| pair[2 * k]);
+            done += 8;
+        }
+    }
+    let rest = dst[done..].iter_mut().zip(source[s * done..].iter().step_by(s));
+    rest.for_each(|(d, v)| *d = *v);
 }
 
 /// [`fill_planes`] at stride 1: plane `(c, 0)` is channel `c` padded, line by line, and planes
@@ -198,6 +233,30 @@ fn shift_copies(image: &[f32], shape: &ConvShape, grid: &Grid, shifted: &mut [f3
         for (j, shifted) in (1..kw).zip(shifts.chunks_exact_mut(plane)) {
             shifted[..plane - j].copy_from_slice(&padded[j..]);
             shifted[plane - j..].fill(0.0);
+        }
+    }
+}
+
+/// [`fill_planes`] on a [`Grid::narrow`] grid: plane `(c, j)` row `y` is image row `y − ph`
+/// shifted by `d = j − pw`, its `|d|` values that came from the neighbouring row zeroed.
+fn row_shifts(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]) {
+    let ([h, w], [ph, pw], kw) = (shape.input, shape.padding, shape.kernel[1]);
+    for (index, plane) in planes[..grid.copies(shape)].chunks_exact_mut(grid.plane()).enumerate() {
+        let (c, j) = (index / kw, index % kw);
+        let channel = &image[c * h * w..][..h * w];
+        let (above, rest) = plane.split_at_mut(ph * w);
+        let (body, below) = rest.split_at_mut(h * w);
+        above.fill(0.0);
+        below.fill(0.0);
+        if j >= pw {
+            let d = (j - pw).min(w);
+            body[..h * w - d].copy_from_slice(&channel[d..]);
+            // The last `d` columns of each row read the next row's first values: zero.
+            (w - d..w).for_each(|x| body[x..].iter_mut().step_by(w).for_each(|v| *v = 0.0));
+        } else {
+            let d = (pw - j).min(w);
+            body[d..].copy_from_slice(&channel[..h * w - d]);
+            (0..d).for_each(|x| body[x..].iter_mut().step_by(w).for_each(|v| *v = 0.0));
         }
     }
 }
@@ -260,6 +319,12 @@ mod tests {
             ([9, 10], [5, 3], [2, 0], 3),
             ([6, 6], [1, 1], [0, 0], 2),
             ([5, 7], [2, 4], [1, 2], 3),
+            // Narrow grids: a 5×5 kernel, a one-row image, a kernel wider than the image.
+            ([6, 5], [5, 5], [2, 2], 1),
+            ([1, 6], [3, 3], [1, 1], 1),
+            ([4, 2], [3, 7], [1, 3], 1),
+            // Stride-2 rows long enough for the blocks of eight.
+            ([5, 41], [3, 3], [1, 1], 2),
         ] {
             let stride = [stride, stride];
             let shape = ConvShape { batch: 1, channels_in: 3, channels_out: 2, input, kernel, stride, padding };
@@ -327,5 +392,30 @@ mod tests {
         assert!(Grid::of(&shape([1, 1], [2, 2], [0, 0])).is_some());
         assert!(Grid::of(&shape([1, 1], [1, 1], [0, 0])).is_none());
         assert!(Grid::of(&shape([3, 3], [1, 2], [1, 1])).is_none());
+    }
+
+    #[test]
+    fn every_nth_takes_every_nth_value_at_every_length() {
+        let source: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        for (s, len) in [(2, 0), (2, 7), (2, 8), (2, 17), (2, 32), (3, 11), (1, 20)] {
+            let mut dst = vec![f32::NAN; len];
+            every_nth(&mut dst, &source[..s * len.max(1) - s + 1], s);
+            let expected: Vec<f32> = (0..len).map(|k| (s * k) as f32).collect();
+            assert_eq!(dst, expected, "stride {s}, {len} values");
+        }
+    }
+
+    #[test]
+    fn only_a_stride_1_convolution_as_wide_as_its_input_takes_narrow_planes() {
+        let grid = |kernel, stride, padding| {
+            let shape = ConvShape { batch: 1, channels_in: 1, channels_out: 1, input: [8, 8], kernel, stride, padding };
+            Grid::of(&shape).unwrap()
+        };
+        let narrow = grid([3, 3], [1, 1], [1, 1]);
+        assert!(narrow.narrow && narrow.grid_columns() == 8 * 8, "the grid is the output, nothing discarded");
+        assert!(grid([5, 3], [1, 1], [2, 1]).narrow);
+        assert!(!grid([3, 3], [2, 2], [1, 1]).narrow);
+        assert!(!grid([3, 3], [1, 1], [0, 0]).narrow);
+        assert!(!grid([3, 3], [1, 1], [3, 1]).narrow);
     }
 }
