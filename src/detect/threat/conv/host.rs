@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm_into, Matrix};
 pub use super::shape::ConvShape;
 use super::{adjoint, planes};
-use crate::detect::threat::zeroed::zeroed;
+use crate::detect::threat::zeroed::{written_in_chunks, zeroed};
 
 pub use super::epilogue::Epilogue;
 
@@ -122,24 +122,27 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     assert!(x.len() == shape.batch * image_len && weight.len() == o * patch);
     assert!(epilogue.shift.is_none_or(|s| s.len() == o));
     assert!(epilogue.residual.is_none_or(|r| r.len() == shape.batch * o * positions));
-    let mut y = zeroed(shape.batch * o * positions);
+    let len = shape.batch * o * positions;
     if let Some(grid) = planes::Grid::of(shape) {
         let rows = planes::kernel_rows(weight, shape);
-        y.par_chunks_mut(o * positions).enumerate().for_each_init(
+        return written_in_chunks(
+            len,
+            o * positions,
             || planes::Scratch::new(shape, &grid),
-            |scratch, (index, y_image)| {
+            |scratch, index, y_image| {
                 let image = &x[index * image_len..][..image_len];
                 planes::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
             },
         );
-        return y;
     }
     // A 1×1 kernel at stride 1 without padding reads the image as its own columns.
     let pointwise = shape.kernel == [1, 1] && shape.stride == [1, 1] && shape.padding == [0, 0];
     let w = Matrix::row_major(weight, o, patch);
-    y.par_chunks_mut(o * positions).enumerate().for_each_init(
+    written_in_chunks(
+        len,
+        o * positions,
         || vec![0f32; if pointwise { 0 } else { patch * positions }],
-        |cols, (index, y_image)| {
+        |cols, index, y_image| {
             let image = &x[index * image_len..][..image_len];
             let cols = if pointwise {
                 image
@@ -150,8 +153,7 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
             gemm_into(y_image, w, Matrix::row_major(cols, patch, positions), false);
             epilogue.apply(y_image, index, positions);
         },
-    );
-    y
+    )
 }
 
 /// One task's scratch: an image's columns and the task's share of the weight gradient.

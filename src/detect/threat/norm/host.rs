@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::detect::threat::zeroed::zeroed;
+use crate::detect::threat::zeroed::written_in_chunks;
 
 /// A normalised batch and what its backward pass needs besides the input.
 pub struct Normalised {
@@ -57,20 +57,25 @@ pub fn forward_then(
     let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
     // x̂ is not kept: the backward pass recomputes it from `x` with the same two operations, to
     // the same bits, which saves writing and holding a second batch-sized buffer per norm.
-    let mut y = zeroed(x.len());
-    y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(row, (y, x))| {
-        let channel = row % c;
-        let (m, s, g, b) = (mean[channel], inv_std[channel], gamma[channel], beta[channel]);
-        for (y, &v) in y.iter_mut().zip(x) {
-            *y = hat(v, m, s) * g + b;
-        }
-        if let Some(residual) = then.residual {
-            y.iter_mut().zip(&residual[row * hw..][..hw]).for_each(|(y, r)| *y += r);
-        }
-        if then.relu {
-            y.iter_mut().for_each(|y| *y = y.max(0.0));
-        }
-    });
+    let y = written_in_chunks(
+        x.len(),
+        hw,
+        || (),
+        |_, row, y| {
+            let x = &x[row * hw..][..hw];
+            let channel = row % c;
+            let (m, s, g, b) = (mean[channel], inv_std[channel], gamma[channel], beta[channel]);
+            for (y, &v) in y.iter_mut().zip(x) {
+                *y = hat(v, m, s) * g + b;
+            }
+            if let Some(residual) = then.residual {
+                y.iter_mut().zip(&residual[row * hw..][..hw]).for_each(|(y, r)| *y += r);
+            }
+            if then.relu {
+                y.iter_mut().for_each(|y| *y = y.max(0.0));
+            }
+        },
+    );
     Normalised { y, mean, var: var.iter().map(|&v| v as f32).collect(), inv_std }
 }
 
@@ -118,30 +123,36 @@ pub fn backward_then(
         })
         .unzip();
     let count = (n * hw) as f64;
-    let mut dx = zeroed(dy.len());
-    let mut dresidual = if want_residual { zeroed(dy.len()) } else { Vec::new() };
-    let input_row = |row: usize, dx: &mut [f32], mut dres: Option<&mut [f32]>| {
-        let channel = row % c;
-        let scale = gamma[channel] * inv_std[channel];
-        let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
-        let from = row * hw;
-        let (m, s) = (mean[channel], inv_std[channel]);
-        for (j, ((dx, &d), &v)) in dx.iter_mut().zip(&dy[from..][..hw]).zip(&x[from..][..hw]).enumerate() {
-            let d = gated(from, d, j);
-            *dx = scale * (d - mean_dy - hat(v, m, s) * mean_dy_h);
-            if let Some(dres) = dres.as_deref_mut() {
-                dres[j] = d;
+    let dx = written_in_chunks(
+        dy.len(),
+        hw,
+        || (),
+        |_, row, dx| {
+            let channel = row % c;
+            let scale = gamma[channel] * inv_std[channel];
+            let (mean_dy, mean_dy_h) = ((dbeta[channel] / count) as f32, (dgamma[channel] / count) as f32);
+            let from = row * hw;
+            let (m, s) = (mean[channel], inv_std[channel]);
+            for (j, ((dx, &d), &v)) in dx.iter_mut().zip(&dy[from..][..hw]).zip(&x[from..][..hw]).enumerate() {
+                *dx = scale * (gated(from, d, j) - mean_dy - hat(v, m, s) * mean_dy_h);
             }
-        }
-    };
-    if want_residual {
-        let rows = dx.par_chunks_mut(hw).zip(dresidual.par_chunks_mut(hw)).enumerate();
-        rows.for_each(|(row, (dx, dres))| input_row(row, dx, Some(dres)));
-    } else {
-        dx.par_chunks_mut(hw).enumerate().for_each(|(row, dx)| input_row(row, dx, None));
-    }
+        },
+    );
+    // The residual's gradient is what passed the ReLU: a pass of its own, which costs less than
+    // zeroing a second buffer for the pass above to write in step.
+    let dresidual = want_residual.then(|| {
+        written_in_chunks(
+            dy.len(),
+            hw,
+            || (),
+            |_, row, dres| {
+                let from = row * hw;
+                dres.iter_mut().zip(&dy[from..][..hw]).enumerate().for_each(|(j, (r, &d))| *r = gated(from, d, j));
+            },
+        )
+    });
     let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
-    Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual: want_residual.then_some(dresidual) }
+    Gradients { dx, dgamma: to_f32(dgamma), dbeta: to_f32(dbeta), dresidual }
 }
 
 /// `x̂ = (v − mean) · (1/σ)`, written once for the forward pass and the backward's recomputation.
