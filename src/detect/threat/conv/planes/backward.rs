@@ -4,7 +4,8 @@
 //! add nothing: the weight gradient is one GEMM per kernel row against the same planes as the
 //! forward, and the input gradient one GEMM whose rows `(c, i, j)` each add onto plane
 //! `(i mod s, c, j)`'s gradient as one contiguous run at row `i/s`, where col2im added a short
-//! run per output row; the planes' gradients then add back onto the image.
+//! run per output row; the planes' gradients then add back onto the image. That input gradient
+//! serves strided convolutions; at stride 1 it is a convolution of its own (`conv::adjoint`).
 
 use super::super::gemm::{gemm_into, Matrix};
 use super::super::shape::ConvShape;
