@@ -3,22 +3,14 @@
 //! A training step at 28 px allocates tens of megabytes of outputs and gradients per layer.
 //! `vec![0.0; n]` zeroes them on the calling thread while the pool waits, and the pages are
 //! fresh from the system, so the kernel clears each one first on that same thread: in `perf` the
-//! pool's threads sat idle for about a fifth of a step. [`zeroed`] has the pool write the zeros,
-//! each thread its own part. [`written_in_chunks`] goes further for a buffer that is about to be
-//! overwritten anyway: each chunk is zeroed by the task that then writes it, while the chunk is
+//! pool's threads sat idle for about a fifth of a step. [`written_in_chunks`] has each chunk of
+//! such a buffer zeroed by the task that then writes it, while the chunk is
 //! in that core's cache, instead of in a pass of its own over the whole buffer (a 25 MB stream
 //! per layer, 4–5% of a step).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
-
-/// `vec![0f32; len]`, written by the rayon pool.
-pub(crate) fn zeroed(len: usize) -> Vec<f32> {
-    let mut values = Vec::with_capacity(len);
-    values.par_extend(rayon::iter::repeat_n(0f32, len));
-    values
-}
 
 /// A `len`-value buffer cut into chunks of `chunk` values (the last may be shorter), each zeroed
 /// and then handed to `write(state, index, chunk)` on the pool, with `state` from `init` once
@@ -50,15 +42,6 @@ pub(crate) fn written_in_chunks<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_value_is_zero_at_every_length() {
-        for len in [0, 1, 17, 1 << 20] {
-            let values = zeroed(len);
-            assert_eq!(values.len(), len);
-            assert!(values.iter().all(|&v| v.to_bits() == 0));
-        }
-    }
 
     #[test]
     fn chunks_start_at_zero_and_keep_what_is_written() {

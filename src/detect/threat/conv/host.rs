@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm_into, Matrix};
 pub use super::shape::ConvShape;
 use super::{adjoint, planes};
-use crate::detect::threat::zeroed::{written_in_chunks, zeroed};
+use crate::detect::threat::zeroed::written_in_chunks;
 
 pub use super::epilogue::Epilogue;
 
@@ -156,12 +156,6 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     )
 }
 
-/// One task's scratch: an image's columns and the task's share of the weight gradient.
-struct Scratch {
-    columns: Columns,
-    weight_grad: Vec<f32>,
-}
-
 /// How an image's columns are built: im2col, or the phase planes.
 enum Columns {
     Im2col(Vec<f32>),
@@ -191,18 +185,16 @@ pub fn conv2d_backward(
     // weight gradient alone.
     let adjoint = want_dx.then(|| adjoint::input_gradient(dy, weight, shape)).flatten();
     let want_dx = want_dx && adjoint.is_none();
-    let mut dx = zeroed(if want_dx { n * image_len } else { 0 });
-    let new_scratch = || Scratch {
-        columns: match grid {
-            Some(grid) => Columns::Planes(grid, planes::BackwardScratch::new(shape, &grid)),
-            None => Columns::Im2col(vec![0f32; patch * positions]),
-        },
-        weight_grad: vec![0f32; if want_dweight { o * patch } else { 0 }],
+    // Scratch buffers are made once per task and reused across its chunks of images; each chunk
+    // sums its own share of the weight gradient.
+    let new_columns = || match grid {
+        Some(grid) => Columns::Planes(grid, planes::BackwardScratch::new(shape, &grid, want_dx)),
+        None => Columns::Im2col(vec![0f32; patch * positions]),
     };
-    let per_image = |scratch: &mut Scratch, index: usize, dx_image: Option<&mut [f32]>| {
+    let per_image = |columns: &mut Columns, weight_grad: &mut [f32], index: usize, dx_image: Option<&mut [f32]>| {
         let (image, dy) = (&x[index * image_len..][..image_len], &dy[index * o * positions..][..o * positions]);
-        let weight_grad = want_dweight.then_some(&mut scratch.weight_grad[..]);
-        let cols = match &mut scratch.columns {
+        let weight_grad = want_dweight.then_some(weight_grad);
+        let cols = match columns {
             Columns::Planes(grid, columns) => {
                 return planes::backward_image(image, weight, dy, shape, grid, columns, weight_grad, dx_image);
             }
@@ -221,24 +213,29 @@ pub fn conv2d_backward(
     // Fixed chunks of images, each summing its own share of the weight gradient, and the shares
     // added in chunk order: the sum's order, and so its bits, do not depend on how rayon
     // schedules the chunks or on the number of threads (runs are deterministic under a seed).
-    let dx_chunks: Vec<Option<&mut [f32]>> = if want_dx {
-        dx.chunks_mut(IMAGES_PER_SHARE * image_len).map(Some).collect()
-    } else {
-        (0..n.div_ceil(IMAGES_PER_SHARE)).map(|_| None).collect()
+    let chunk_share = |columns: &mut Columns, chunk: usize, mut dx_chunk: Option<&mut [f32]>| {
+        let mut share = vec![0f32; if want_dweight { o * patch } else { 0 }];
+        let first = chunk * IMAGES_PER_SHARE;
+        for index in first..(first + IMAGES_PER_SHARE).min(n) {
+            let dx_image = dx_chunk.as_deref_mut().map(|dx| &mut dx[(index - first) * image_len..][..image_len]);
+            per_image(columns, &mut share, index, dx_image);
+        }
+        share
     };
-    let shares: Vec<Vec<f32>> = dx_chunks
-        .into_par_iter()
-        .enumerate()
-        .map(|(chunk, mut dx_chunk)| {
-            let mut scratch = new_scratch();
-            let first = chunk * IMAGES_PER_SHARE;
-            for index in first..(first + IMAGES_PER_SHARE).min(n) {
-                let dx_image = dx_chunk.as_deref_mut().map(|dx| &mut dx[(index - first) * image_len..][..image_len]);
-                per_image(&mut scratch, index, dx_image);
-            }
-            scratch.weight_grad
-        })
-        .collect();
+    let chunks = n.div_ceil(IMAGES_PER_SHARE);
+    let (dx, shares) = if want_dx {
+        // The input gradient is written chunk by chunk by the task that sums the chunk's share.
+        let shares = std::sync::Mutex::new(vec![Vec::new(); chunks]);
+        let dx = written_in_chunks(n * image_len, IMAGES_PER_SHARE * image_len, new_columns, |columns, chunk, part| {
+            let share = chunk_share(columns, chunk, Some(part));
+            shares.lock().expect("no task panicked holding the shares")[chunk] = share;
+        });
+        (Some(dx), shares.into_inner().expect("no task panicked holding the shares"))
+    } else {
+        let shares =
+            (0..chunks).into_par_iter().map_init(new_columns, |columns, chunk| chunk_share(columns, chunk, None));
+        (None, shares.collect())
+    };
     let weight_grad = want_dweight.then(|| {
         let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]);
         // The planes sum the kernel by rows of taps; burn's layout is restored once, here.
@@ -248,7 +245,7 @@ pub fn conv2d_backward(
             sum
         }
     });
-    (adjoint.or(want_dx.then_some(dx)), weight_grad)
+    (adjoint.or(dx), weight_grad)
 }
 
 /// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.

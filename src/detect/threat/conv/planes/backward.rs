@@ -22,13 +22,15 @@ pub(in super::super) struct Scratch {
 }
 
 impl Scratch {
-    pub(in super::super) fn new(shape: &ConvShape, grid: &Grid) -> Self {
-        let patch = shape.patch_len();
+    /// Buffers for `shape` on `grid`; those of the input gradient only when `want_dx` (the
+    /// columns alone are several times the image, and the stride-1 layers never use them).
+    pub(in super::super) fn new(shape: &ConvShape, grid: &Grid, want_dx: bool) -> Self {
+        let dx_len = |len: usize| if want_dx { len } else { 0 };
         Self {
             planes: vec![0f32; grid.planes_len(shape)],
             wide: vec![0f32; shape.channels_out * grid.columns()],
-            columns: vec![0f32; patch * grid.columns()],
-            plane_grads: vec![0f32; grid.copies(shape)],
+            columns: vec![0f32; dx_len(shape.patch_len() * grid.columns())],
+            plane_grads: vec![0f32; dx_len(grid.copies(shape))],
         }
     }
 }
