@@ -181,8 +181,14 @@ pub fn conv2d_backward(
     let w = Matrix::row_major(weight, o, patch);
     let grid = planes::Grid::of(shape);
 
-    // At stride 1 the input gradient is a convolution of its own; the loop below then sums the
-    // weight gradient alone.
+    // At stride 1 on a narrow grid both gradients come from the output gradient's planes.
+    if want_dx && want_dweight {
+        if let Some((dx, dweight)) = adjoint::gradients(x, dy, weight, shape) {
+            return (Some(dx), Some(dweight));
+        }
+    }
+    // Otherwise at stride 1 the input gradient is a convolution of its own; the loop below then
+    // sums the weight gradient alone.
     let adjoint = want_dx.then(|| adjoint::input_gradient(dy, weight, shape)).flatten();
     let want_dx = want_dx && adjoint.is_none();
     // Scratch buffers are made once per task and reused across its chunks of images; each chunk
@@ -249,9 +255,9 @@ pub fn conv2d_backward(
 }
 
 /// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.
-const IMAGES_PER_SHARE: usize = 8;
+pub(super) const IMAGES_PER_SHARE: usize = 8;
 
-fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+pub(super) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
     a
 }

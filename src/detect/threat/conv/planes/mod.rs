@@ -59,6 +59,11 @@ impl Grid {
         usable.then_some(Self { stride: s, phases: s.min(kh), planes, narrow, out })
     }
 
+    /// Whether the planes are as wide as the image (see the module's note).
+    pub(super) fn is_narrow(&self) -> bool {
+        self.narrow
+    }
+
     fn plane(&self) -> usize {
         self.planes[0] * self.planes[1]
     }
@@ -278,6 +283,28 @@ pub(super) fn forward_image(
         gemm_into(&mut scratch.wide, lhs, grid.kernel_row(shape, &scratch.planes, i), i > 0);
     }
     epilogue.apply_wide(&scratch.wide, [grid.columns(), grid.planes[1]], y, index, grid.out);
+}
+
+/// Adds the weight gradient of the convolution whose input gradient `adjoint` computes, for
+/// one image `x`, into `share` (`[i′][o][j′][c]`): `scratch` holds the planes of that image's
+/// output gradient from [`forward_image`] on `adjoint`'s narrow grid, whose kernel row `i′`
+/// rows `(o, j′)` are the output gradient shifted by tap `(i′, j′)`, each against `x` as it is.
+pub(super) fn add_weight_grad_of_adjoint(
+    x: &[f32],
+    adjoint: &ConvShape,
+    grid: &Grid,
+    scratch: &Scratch,
+    share: &mut [f32],
+) {
+    assert!(grid.narrow, "the planes' columns are the image's positions only on a narrow grid");
+    let (c, positions) = (adjoint.channels_out, grid.grid_columns());
+    let x = Matrix::row_major(x, c, positions).transposed();
+    let taps = adjoint.channels_in * adjoint.kernel[1];
+    for (i, sums) in share.chunks_exact_mut(taps * c).enumerate() {
+        // Only the grid's own columns: `x` has no values past them.
+        let shifted = Matrix { cols: positions, ..grid.kernel_row(adjoint, &scratch.planes, i) };
+        gemm_into(sums, shifted, x, true);
+    }
 }
 
 #[cfg(test)]
