@@ -39,6 +39,29 @@ pub(crate) fn written_in_chunks<S>(
     values
 }
 
+/// [`written_in_chunks`] without the zeros, for a `write` that sets every value of its chunk
+/// (an inference forward's output, about a twentieth of its time spent zeroing).
+///
+/// # Safety
+/// `write` must write every value of the chunk it is handed before it returns; the buffer is
+/// then taken as initialised.
+pub(crate) unsafe fn set_in_chunks<S>(
+    len: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    write: impl Fn(&mut S, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each_init(init, |state, (index, part)| write(state, index, part));
+    // SAFETY: the chunks cover the first `len` values of the capacity, and the caller's `write`
+    // set every value of each; a panic in `write` propagates before this line.
+    unsafe { values.set_len(len) };
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +85,27 @@ mod tests {
                 let expected = if (k % step) % 2 == 0 { (k / step) as f32 + 1.0 } else { 0.0 };
                 assert_eq!(v, expected, "value {k} of {len} in chunks of {chunk}");
             }
+        }
+    }
+
+    #[test]
+    fn every_chunk_is_handed_out_once_and_keeps_what_is_set() {
+        for (len, chunk) in [(0, 4), (1, 4), (17, 4), (100_000, 784), (10, 0)] {
+            // SAFETY: each call sets every value of its chunk.
+            let values = unsafe {
+                set_in_chunks(
+                    len,
+                    chunk,
+                    || (),
+                    |_, index, part| {
+                        part.iter_mut().enumerate().for_each(|(k, v)| {
+                            v.write((index * chunk.max(1) + k) as f32);
+                        })
+                    },
+                )
+            };
+            assert_eq!(values.len(), len);
+            assert!(values.iter().enumerate().all(|(k, &v)| v == k as f32), "{len} in chunks of {chunk}");
         }
     }
 }

@@ -13,7 +13,7 @@ use super::epilogue::Epilogue;
 use super::host::{add_into, conv2d_forward, IMAGES_PER_SHARE};
 use super::planes;
 use super::shape::ConvShape;
-use crate::detect::threat::zeroed::written_in_chunks;
+use crate::detect::threat::zeroed::set_in_chunks;
 
 /// `dx` for the output gradient `dy` of a convolution of `shape` with `weight` (`O×C×kh×kw`), as
 /// a convolution; `None` when the stride is not 1 or the padding reaches past the kernel (then
@@ -37,21 +37,31 @@ pub(super) fn gradients(x: &[f32], dy: &[f32], weight: &[f32], shape: &ConvShape
     // Each chunk of images sums its own share, and the shares are added in chunk order: the
     // bits do not depend on the pool's scheduling.
     let shares = Mutex::new(vec![Vec::new(); n.div_ceil(IMAGES_PER_SHARE)]);
-    let dx = written_in_chunks(
-        n * x_len,
-        IMAGES_PER_SHARE * x_len,
-        || planes::Scratch::new(&adjoint, &grid),
-        |scratch, chunk, part| {
-            let mut share = vec![0f32; weight.len()];
-            for (k, dx) in part.chunks_exact_mut(x_len).enumerate() {
-                let index = chunk * IMAGES_PER_SHARE + k;
-                let dy = &dy[index * dy_len..][..dy_len];
-                planes::forward_image(dy, &rows, &adjoint, &grid, scratch, (dx, index), &Epilogue::default());
-                planes::add_weight_grad_of_adjoint(&x[index * x_len..][..x_len], &adjoint, &grid, scratch, &mut share);
-            }
-            shares.lock().expect("no task panicked holding the shares")[chunk] = share;
-        },
-    );
+    // SAFETY: `forward_image` writes every value of each image's `dx` (its epilogue does), and
+    // the chunk is whole images.
+    let dx = unsafe {
+        set_in_chunks(
+            n * x_len,
+            IMAGES_PER_SHARE * x_len,
+            || planes::Scratch::new(&adjoint, &grid),
+            |scratch, chunk, part| {
+                let mut share = vec![0f32; weight.len()];
+                for (k, dx) in part.chunks_exact_mut(x_len).enumerate() {
+                    let index = chunk * IMAGES_PER_SHARE + k;
+                    let dy = &dy[index * dy_len..][..dy_len];
+                    planes::forward_image(dy, &rows, &adjoint, &grid, scratch, (dx, index), &Epilogue::default());
+                    planes::add_weight_grad_of_adjoint(
+                        &x[index * x_len..][..x_len],
+                        &adjoint,
+                        &grid,
+                        scratch,
+                        &mut share,
+                    );
+                }
+                shares.lock().expect("no task panicked holding the shares")[chunk] = share;
+            },
+        )
+    };
     let shares = shares.into_inner().expect("no task panicked holding the shares");
     let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; weight.len()]);
     Some((dx, kernel_from_adjoint_rows(&sum, shape)))

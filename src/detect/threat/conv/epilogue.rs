@@ -1,5 +1,7 @@
 //! What a host convolution applies to each image's output before it leaves the cache.
 
+use std::mem::MaybeUninit;
+
 /// What a forward pass applies to each image's output while it is still in cache, in this
 /// order: a per-output-channel `shift`, a `residual` of the output's shape, then a ReLU. An
 /// inference-mode ResNet's folded batch norm, skip connection and activation cost no extra pass.
@@ -20,18 +22,19 @@ impl Epilogue<'_> {
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
         for (c, plane) in y.chunks_mut(positions).enumerate() {
             let residual = residual.map(|r| &r[c * positions..][..positions]);
-            self.finish(c, plane, residual, |_, v| v);
+            self.finish(c, plane, residual, |_, v| *v);
         }
     }
 
     /// [`Self::apply`] reading the convolution from `wide` instead, whose channels start
     /// `channel_stride` apart and their lines of `out[1]` values `line_stride` apart (the grid of
-    /// a convolution on phase planes): the discarded columns are dropped in the same pass.
+    /// a convolution on phase planes): the discarded columns are dropped in the same pass. Every
+    /// value of `y` is written and none is read, so `y` need not be initialised (or zeroed).
     pub(super) fn apply_wide(
         &self,
         wide: &[f32],
         [channel_stride, line_stride]: [usize; 2],
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
         index: usize,
         out: [usize; 2],
     ) {
@@ -56,10 +59,10 @@ impl Epilogue<'_> {
     }
 
     /// `line[k] = relu?(conv(k) + shift[c] + residual[k])` on one line of channel `c`, where
-    /// `conv(k, line[k])` gives the convolution's value. Lines are short (28 values and less in
+    /// `conv(k, &line[k])` gives the convolution's value. Lines are short (28 values and less in
     /// the encoder), so the branches stay outside the loop.
     #[inline(always)]
-    fn finish(&self, c: usize, line: &mut [f32], residual: Option<&[f32]>, conv: impl Fn(usize, f32) -> f32) {
+    fn finish<T: Slot>(&self, c: usize, line: &mut [T], residual: Option<&[f32]>, conv: impl Fn(usize, &T) -> f32) {
         let add = self.shift.map_or(0.0, |s| s[c]);
         // Cut to the line's length, so the compiler sees every index in bounds and vectorises.
         match (residual.map(|r| &r[..line.len()]), self.relu) {
@@ -71,10 +74,30 @@ impl Epilogue<'_> {
     }
 }
 
-/// `line[k] = value(k, line[k])`.
+/// Where an epilogue writes a value: an output computed in place, or one not yet written.
+trait Slot {
+    fn put(&mut self, value: f32);
+}
+
+impl Slot for f32 {
+    #[inline(always)]
+    fn put(&mut self, value: f32) {
+        *self = value;
+    }
+}
+
+impl Slot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn put(&mut self, value: f32) {
+        self.write(value);
+    }
+}
+
+/// `line[k] = value(k, &line[k])`.
 #[inline(always)]
-fn each(line: &mut [f32], value: impl Fn(usize, f32) -> f32) {
-    for (k, v) in line.iter_mut().enumerate() {
-        *v = value(k, *v);
+fn each<T: Slot>(line: &mut [T], value: impl Fn(usize, &T) -> f32) {
+    for (k, slot) in line.iter_mut().enumerate() {
+        let v = value(k, slot);
+        slot.put(v);
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm_into, Matrix};
 pub use super::shape::ConvShape;
 use super::{adjoint, planes};
-use crate::detect::threat::zeroed::written_in_chunks;
+use crate::detect::threat::zeroed::{set_in_chunks, written_in_chunks};
 
 pub use super::epilogue::Epilogue;
 
@@ -125,15 +125,19 @@ pub fn conv2d_forward_with(x: &[f32], weight: &[f32], shape: &ConvShape, epilogu
     let len = shape.batch * o * positions;
     if let Some(grid) = planes::Grid::of(shape) {
         let rows = planes::kernel_rows(weight, shape);
-        return written_in_chunks(
-            len,
-            o * positions,
-            || planes::Scratch::new(shape, &grid),
-            |scratch, index, y_image| {
-                let image = &x[index * image_len..][..image_len];
-                planes::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
-            },
-        );
+        // SAFETY: `forward_image` ends in `Epilogue::apply_wide`, which writes every value of
+        // the image's output.
+        return unsafe {
+            set_in_chunks(
+                len,
+                o * positions,
+                || planes::Scratch::new(shape, &grid),
+                |scratch, index, y_image| {
+                    let image = &x[index * image_len..][..image_len];
+                    planes::forward_image(image, &rows, shape, &grid, scratch, (y_image, index), &epilogue);
+                },
+            )
+        };
     }
     // A 1×1 kernel at stride 1 without padding reads the image as its own columns.
     let pointwise = shape.kernel == [1, 1] && shape.stride == [1, 1] && shape.padding == [0, 0];

@@ -273,7 +273,7 @@ pub(super) fn forward_image(
     shape: &ConvShape,
     grid: &Grid,
     scratch: &mut Scratch,
-    (y, index): (&mut [f32], usize),
+    (y, index): (&mut [std::mem::MaybeUninit<f32>], usize),
     epilogue: &Epilogue,
 ) {
     let (o, kh, taps) = (shape.channels_out, shape.kernel[0], shape.channels_in * shape.kernel[1]);
@@ -363,7 +363,7 @@ mod tests {
             let weight = values(2 * 3 * kernel[0] * kernel[1], 5);
             let [oh, ow] = grid.out;
             // Garbage in the output and scratch must not survive.
-            let mut y = vec![f32::NAN; 2 * oh * ow];
+            let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); 2 * oh * ow];
             let mut scratch = Scratch::new(&shape, &grid);
             scratch.planes.fill(f32::NAN);
             forward_image(
@@ -375,6 +375,8 @@ mod tests {
                 (&mut y, 0),
                 &Epilogue::default(),
             );
+            // SAFETY: every value was initialised (to NaN) when `y` was made.
+            let y: Vec<f32> = y.iter().map(|v| unsafe { v.assume_init() }).collect();
             let expected = direct(&x, &weight, &shape);
             for (a, b) in y.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-4, "{input:?} k{kernel:?} p{padding:?} s{stride:?}: {a} against {b}");
