@@ -36,6 +36,10 @@ pub struct DetectionScores {
     /// the paste test kept none of them.
     #[serde(default)]
     pub poison_clusters: Vec<PoisonCluster>,
+    /// The highest paste scores of clusters holding no true poison, highest first (at most
+    /// three): the noise a kept cluster's score has to clear.
+    #[serde(default)]
+    pub clean_cluster_top_scores: Vec<f32>,
     /// Held-out balanced accuracy of the poison classifier, when one was trained.
     pub classifier_validation: Option<f32>,
     /// Samples that classifier flagged, used or not.
@@ -135,6 +139,7 @@ pub fn detection_scores(
         kept_clusters: kept.len(),
         paste_threshold: detection.decisions.paste_threshold,
         poison_clusters: poison_clusters(detection, truth),
+        clean_cluster_top_scores: clean_cluster_top_scores(detection, truth, 3),
         classifier_validation: detection.classifier_validation,
         classifier_flagged: detection.classifier_flagged,
         missed: {
@@ -165,6 +170,21 @@ fn poison_clusters(detection: &Detection, truth: &GroundTruth) -> Vec<PoisonClus
         .collect()
 }
 
+fn clean_cluster_top_scores(detection: &Detection, truth: &GroundTruth, count: usize) -> Vec<f32> {
+    let poisoned: std::collections::HashSet<usize> =
+        truth.poisoned.iter().map(|(i, _)| detection.evidence[*i].cluster).collect();
+    let mut scores: Vec<f32> = detection
+        .cluster_scores
+        .iter()
+        .enumerate()
+        .filter(|(cluster, _)| !poisoned.contains(cluster))
+        .map(|(_, &score)| score)
+        .collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    scores.truncate(count);
+    scores
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +213,18 @@ mod tests {
         assert!((s.clean_removed_rate - 2.0 / 8.0).abs() < 1e-12);
         let none = removal_scores([], &truth, 10);
         assert_eq!((none.precision, none.recall, none.f1), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn clean_cluster_scores_leave_out_every_cluster_holding_a_poison() {
+        let mut detection = Detection::empty(6);
+        for (evidence, cluster) in detection.evidence.iter_mut().zip([0, 0, 1, 2, 3, 4]) {
+            evidence.cluster = cluster;
+        }
+        detection.cluster_scores = vec![0.9, 0.2, 0.4, 0.1, 0.3];
+        let poisoned = vec![(1, PixelBox { x: 0, y: 0, w: 2, h: 2 })];
+        let truth = GroundTruth { target: 0, poisoned };
+        assert_eq!(clean_cluster_top_scores(&detection, &truth, 3), vec![0.4, 0.3, 0.2]);
+        assert_eq!(clean_cluster_top_scores(&detection, &truth, 1), vec![0.4]);
     }
 }
