@@ -341,6 +341,7 @@ fn the_guard_removes_exactly_what_the_filter_removed_by_the_same_stage() {
     let d = &mut config.detector;
     d.paste.outlier_mads = 0.0;
     d.paste.min_moved = 0.0;
+    d.paste.min_cluster_moved = 0.0;
     d.paste.kept_cluster_share = 0.3;
     d.classifier.min_validation_accuracy = 0.5;
     d.classifier.max_flagged_share = 1.0;
@@ -378,6 +379,7 @@ fn a_guard_fitted_through_the_users_resnet_saves_and_loads_it() {
     let d = &mut config.detector;
     d.paste.outlier_mads = 0.0;
     d.paste.min_moved = 0.0;
+    d.paste.min_cluster_moved = 0.0;
     d.classifier.min_validation_accuracy = 0.5;
     let device = Default::default();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet/moco.pth.tar");

@@ -35,9 +35,18 @@ pub struct PasteConfig {
     /// absolute deviations: on clean data no cluster stands out, and nothing is removed. Default 4.
     #[config(default = 4.0)]
     pub outlier_mads: f64,
-    /// And it must move at least this share of the references. Default 0.05.
+    /// And it must move at least this share of the references; so must every patch the paste
+    /// test removes. Default 0.05.
     #[config(default = 0.05)]
     pub min_moved: f64,
+    /// A kept cluster's best probe must move at least this share of the references, however far
+    /// the other clusters' scores lie below it. Default 0.18: by chance, the best probe of a
+    /// cluster without poisons moved up to 0.14 in every 28 px run measured, a cluster whose
+    /// threat model had learnt the backdoor 0.23 to 0.59 (docs/detector.md, 2026-12-05); when
+    /// the clean scores lay close together the outlier rule alone kept clean clusters, and the
+    /// demo removed 45 clean images.
+    #[config(default = 0.18)]
+    pub min_cluster_moved: f64,
     /// Score a patch by the cluster it drags the largest share of references into (true), or
     /// only by its own cluster (false: PatchSearch's rule, which the baseline keeps). Default true:
     /// with its own cluster alone, poisons outside the backdoor's main cluster scored like clean
@@ -63,6 +72,7 @@ impl PasteConfig {
         share("detector.paste.kept_cluster_share", self.kept_cluster_share)?;
         non_negative("detector.paste.outlier_mads", self.outlier_mads)?;
         share("detector.paste.min_moved", self.min_moved)?;
+        share("detector.paste.min_cluster_moved", self.min_cluster_moved)?;
         at_least("detector.paste.candidates_per_cluster", self.candidates_per_cluster, 1, "at least 1")
     }
 }

@@ -15,7 +15,7 @@ use crate::detect::classify::{ClassifierData, PoisonClassifier};
 use crate::detect::decisions::Decisions;
 use crate::detect::embed::{embed, Embed};
 use crate::detect::judge::{Judge, MaskingFit};
-use crate::detect::paste::{median_mad, PasteTest};
+use crate::detect::paste::{median_mad, PasteConfig, PasteTest};
 use crate::error::Result;
 use crate::image::{ImageBatchSource, PixelBox};
 
@@ -94,10 +94,7 @@ fn fit_paste<B: burn::tensor::backend::Backend>(
         .collect();
     let (median, mad) = median_mad(&cluster_scores);
     let paste_threshold = (median + config.paste.outlier_mads as f32 * mad).max(config.paste.min_moved as f32);
-    let mut kept_clusters: Vec<usize> = (0..clusters.k()).filter(|&k| cluster_scores[k] > paste_threshold).collect();
-    kept_clusters.sort_by(|&a, &b| cluster_scores[b].total_cmp(&cluster_scores[a]).then(a.cmp(&b)));
-    let cap = ((clusters.k() as f64 * config.paste.kept_cluster_share).ceil() as usize).max(1);
-    kept_clusters.truncate(cap);
+    let kept_clusters = kept_clusters(&cluster_scores, paste_threshold, &config.paste);
     let forwards_before = judge.probe().forwards();
     costs.record("cluster_pruning", started, forwards_before);
 
@@ -184,6 +181,16 @@ fn fit_classifier<B: AutodiffBackend>(
 }
 
 /// Samples above `threshold` that the paste test has not already removed (`already`, sorted).
+/// The clusters whose best probe stands out from the rest and moved at least `min_cluster_moved`,
+/// strongest first, at most `kept_cluster_share` of them.
+fn kept_clusters(scores: &[f32], threshold: f32, paste: &PasteConfig) -> Vec<usize> {
+    let stands_out = |score: f32| score > threshold && score >= paste.min_cluster_moved as f32;
+    let mut kept: Vec<usize> = (0..scores.len()).filter(|&k| stands_out(scores[k])).collect();
+    kept.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    kept.truncate(((scores.len() as f64 * paste.kept_cluster_share).ceil() as usize).max(1));
+    kept
+}
+
 fn sweep(probabilities: &[f32], already: &[usize], threshold: f32) -> Vec<usize> {
     (0..probabilities.len()).filter(|i| probabilities[*i] > threshold && already.binary_search(i).is_err()).collect()
 }
@@ -235,6 +242,19 @@ fn masking_limits(evidence: &[Evidence], k: usize, mads: f64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_clusters_close_together_are_not_kept_however_low_the_threshold() {
+        let paste = PasteConfig::new();
+        let mut scores: Vec<f32> = (0..40).map(|k| 0.04 + 0.001 * k as f32).collect();
+        scores[7] = 0.09;
+        assert!(kept_clusters(&scores, 0.05, &paste).is_empty(), "0.09 is within clean clusters' chance");
+        scores[3] = 0.3;
+        scores[9] = 0.5;
+        assert_eq!(kept_clusters(&scores, 0.05, &paste), vec![9, 3], "strongest first");
+        let open = PasteConfig { min_cluster_moved: 0.0, ..PasteConfig::new() };
+        assert_eq!(kept_clusters(&scores, 0.05, &open), vec![9, 3, 7, 39], "capped at a tenth of 40");
+    }
 
     #[test]
     fn sweep_flags_only_what_the_paste_test_left() {
