@@ -6,6 +6,7 @@ pub(crate) mod conv;
 mod encoder;
 mod moco;
 mod norm;
+mod shares;
 mod simclr;
 mod train;
 mod zeroed;

@@ -7,12 +7,11 @@
 //! `k − 1 − p`: the forward pass's phase planes then run it, `O·kw` terms per sum and kernel row,
 //! writing each input value once.
 
-use std::sync::Mutex;
-
 use super::epilogue::Epilogue;
-use super::host::{add_into, conv2d_forward, IMAGES_PER_SHARE};
+use super::host::{conv2d_forward, IMAGES_PER_SHARE};
 use super::planes;
 use super::shape::ConvShape;
+use crate::detect::threat::shares::Shares;
 use crate::detect::threat::zeroed::set_in_chunks;
 
 /// `dx` for the output gradient `dy` of a convolution of `shape` with `weight` (`O×C×kh×kw`), as
@@ -36,7 +35,7 @@ pub(super) fn gradients(x: &[f32], dy: &[f32], weight: &[f32], shape: &ConvShape
     let (n, dy_len, x_len) = (shape.batch, adjoint.image_len(), shape.image_len());
     // Each chunk of images sums its own share, and the shares are added in chunk order: the
     // bits do not depend on the pool's scheduling.
-    let shares = Mutex::new(vec![Vec::new(); n.div_ceil(IMAGES_PER_SHARE)]);
+    let shares = Shares::new(n.div_ceil(IMAGES_PER_SHARE));
     // SAFETY: `forward_image` writes every value of each image's `dx` (its epilogue does), and
     // the chunk is whole images.
     let dx = unsafe {
@@ -58,13 +57,11 @@ pub(super) fn gradients(x: &[f32], dy: &[f32], weight: &[f32], shape: &ConvShape
                         &mut share,
                     );
                 }
-                shares.lock().expect("no task panicked holding the shares")[chunk] = share;
+                shares.put(chunk, share);
             },
         )
     };
-    let shares = shares.into_inner().expect("no task panicked holding the shares");
-    let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; weight.len()]);
-    Some((dx, kernel_from_adjoint_rows(&sum, shape)))
+    Some((dx, kernel_from_adjoint_rows(&shares.sum(weight.len()), shape)))
 }
 
 /// burn's `[o][c][i][j]` from the sums of [`gradients`], laid out `[i′][o][j′][c]` by the

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::gemm::{gemm_into, Matrix};
 pub use super::shape::ConvShape;
 use super::{adjoint, planes};
+use crate::detect::threat::shares::Shares;
 use crate::detect::threat::zeroed::{set_in_chunks, written_in_chunks};
 
 pub use super::epilogue::Epilogue;
@@ -232,22 +233,20 @@ pub fn conv2d_backward(
         }
         share
     };
-    let chunks = n.div_ceil(IMAGES_PER_SHARE);
-    let (dx, shares) = if want_dx {
+    let shares = Shares::new(n.div_ceil(IMAGES_PER_SHARE));
+    let dx = if want_dx {
         // The input gradient is written chunk by chunk by the task that sums the chunk's share.
-        let shares = std::sync::Mutex::new(vec![Vec::new(); chunks]);
-        let dx = written_in_chunks(n * image_len, IMAGES_PER_SHARE * image_len, new_columns, |columns, chunk, part| {
-            let share = chunk_share(columns, chunk, Some(part));
-            shares.lock().expect("no task panicked holding the shares")[chunk] = share;
-        });
-        (Some(dx), shares.into_inner().expect("no task panicked holding the shares"))
+        Some(written_in_chunks(n * image_len, IMAGES_PER_SHARE * image_len, new_columns, |columns, chunk, part| {
+            shares.put(chunk, chunk_share(columns, chunk, Some(part)));
+        }))
     } else {
-        let shares =
-            (0..chunks).into_par_iter().map_init(new_columns, |columns, chunk| chunk_share(columns, chunk, None));
-        (None, shares.collect())
+        (0..n.div_ceil(IMAGES_PER_SHARE))
+            .into_par_iter()
+            .for_each_init(new_columns, |columns, chunk| shares.put(chunk, chunk_share(columns, chunk, None)));
+        None
     };
     let weight_grad = want_dweight.then(|| {
-        let sum = shares.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; o * patch]);
+        let sum = shares.sum(o * patch);
         // The planes sum the kernel by rows of taps; burn's layout is restored once, here.
         if grid.is_some() {
             planes::kernel_from_taps(&sum, shape)
@@ -260,11 +259,6 @@ pub fn conv2d_backward(
 
 /// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.
 pub(super) const IMAGES_PER_SHARE: usize = 8;
-
-pub(super) fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-    a
-}
 
 #[cfg(test)]
 mod tests {
