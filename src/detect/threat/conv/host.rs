@@ -87,10 +87,10 @@ fn zero(values: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds each column entry back onto the input pixel it came from.
+/// The adjoint of [`im2col`]: adds each column entry back onto the input pixel it came from
+/// (onto `dx` as it is: the backward pass hands it over zeroed).
 fn col2im(cols: &[f32], shape: &ConvShape, out: [usize; 2], dx: &mut [f32]) {
     let sw = shape.stride[1];
-    dx.fill(0.0);
     for (row, col) in cols.chunks_exact(out[0] * out[1]).enumerate() {
         let tap = shape.tap(out, row);
         let plane = &mut dx[tap.plane.clone()];

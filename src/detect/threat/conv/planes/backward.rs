@@ -36,7 +36,8 @@ impl Scratch {
 }
 
 /// Image `index`'s share of the gradients: adds its weight gradient into `weight_grad` (laid out
-/// as [`super::kernel_taps`]) and overwrites `dx` (`C × h × w`), each when given.
+/// as [`super::kernel_taps`]) and its input gradient into `dx` (`C × h × w`, zeroed by the
+/// caller, which writes it in chunks it has just zeroed), each when given.
 #[allow(clippy::too_many_arguments)]
 pub(in super::super) fn backward_image(
     image: &[f32],
@@ -95,7 +96,6 @@ fn add_runs(columns: &[f32], shape: &ConvShape, grid: &Grid, plane_grads: &mut [
 /// `dx` from the planes' gradient: each plane value added onto the input pixel it copied.
 fn add_planes(plane_grads: &[f32], shape: &ConvShape, grid: &Grid, dx: &mut [f32]) {
     let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
-    dx.fill(0.0);
     for (index, plane) in plane_grads.chunks_exact(grid.plane()).enumerate() {
         let (alpha, c, j) = grid.phase_channel_tap(shape, index);
         let std::ops::Range { start: first, end } = grid.inside(shape, j);
