@@ -40,12 +40,12 @@ pub struct PasteConfig {
     #[config(default = 0.05)]
     pub min_moved: f64,
     /// A kept cluster's best probe must move at least this share of the references, however far
-    /// the other clusters' scores lie below it. Default 0.18: by chance, the best probe of a
-    /// cluster without poisons moved up to 0.14 in every 28 px run measured, a cluster whose
-    /// threat model had learnt the backdoor 0.23 to 0.59 (docs/detector.md, 2026-12-05); when
-    /// the clean scores lay close together the outlier rule alone kept clean clusters, and the
-    /// demo removed 45 clean images.
-    #[config(default = 0.18)]
+    /// the other clusters' scores lie below it. Default 0.15: by chance, the best probe of a
+    /// cluster without poisons moved up to 0.10 in the twelve 28 px runs of 2026-12-05 (under
+    /// 0.14 on 2026-11-27), a cluster whose threat model had learnt the backdoor 0.20 to 0.59
+    /// (docs/detector.md, 2026-12-05); when the clean scores lay close together the outlier rule
+    /// alone kept clean clusters, and the demo removed 45 clean images.
+    #[config(default = 0.15)]
     pub min_cluster_moved: f64,
     /// Score a patch by the cluster it drags the largest share of references into (true), or
     /// only by its own cluster (false: PatchSearch's rule, which the baseline keeps). Default true:
