@@ -180,7 +180,6 @@ fn fit_classifier<B: AutodiffBackend>(
     Ok((Some(trained), Some(forwards)))
 }
 
-/// Samples above `threshold` that the paste test has not already removed (`already`, sorted).
 /// The clusters whose best probe stands out from the rest and moved at least `min_cluster_moved`,
 /// strongest first, at most `kept_cluster_share` of them.
 fn kept_clusters(scores: &[f32], threshold: f32, paste: &PasteConfig) -> Vec<usize> {
@@ -191,6 +190,7 @@ fn kept_clusters(scores: &[f32], threshold: f32, paste: &PasteConfig) -> Vec<usi
     kept
 }
 
+/// Samples above `threshold` that the paste test has not already removed (`already`, sorted).
 fn sweep(probabilities: &[f32], already: &[usize], threshold: f32) -> Vec<usize> {
     (0..probabilities.len()).filter(|i| probabilities[*i] > threshold && already.binary_search(i).is_err()).collect()
 }

@@ -126,6 +126,7 @@ pub fn detection_scores(
     let hits = truth.poisoned.iter().zip(direct).filter(|((_, t), b)| b.is_some_and(|b| box_hit(&b, t))).count();
     let localised = truth.poisoned.iter().filter(|(i, _)| detection.box_of(*i).is_some()).count();
     let kept: std::collections::HashSet<usize> = detection.decisions.kept_clusters.iter().copied().collect();
+    let poison_clusters = poison_clusters(detection, truth);
     DetectionScores {
         trigger_localization_acc: ratio(hits, poisons),
         poisons_localised_by_pipeline: ratio(localised, poisons),
@@ -138,8 +139,8 @@ pub fn detection_scores(
             .count(),
         kept_clusters: kept.len(),
         paste_threshold: detection.decisions.paste_threshold,
-        poison_clusters: poison_clusters(detection, truth),
-        clean_cluster_top_scores: clean_cluster_top_scores(detection, truth, 3),
+        clean_cluster_top_scores: clean_cluster_top_scores(&detection.cluster_scores, &poison_clusters, 3),
+        poison_clusters,
         classifier_validation: detection.classifier_validation,
         classifier_flagged: detection.classifier_flagged,
         missed: {
@@ -170,19 +171,17 @@ fn poison_clusters(detection: &Detection, truth: &GroundTruth) -> Vec<PoisonClus
         .collect()
 }
 
-fn clean_cluster_top_scores(detection: &Detection, truth: &GroundTruth, count: usize) -> Vec<f32> {
-    let poisoned: std::collections::HashSet<usize> =
-        truth.poisoned.iter().map(|(i, _)| detection.evidence[*i].cluster).collect();
-    let mut scores: Vec<f32> = detection
-        .cluster_scores
+/// The `count` best of `scores` (by cluster) outside `poisoned`, highest first.
+fn clean_cluster_top_scores(scores: &[f32], poisoned: &[PoisonCluster], count: usize) -> Vec<f32> {
+    let mut clean: Vec<f32> = scores
         .iter()
         .enumerate()
-        .filter(|(cluster, _)| !poisoned.contains(cluster))
+        .filter(|(cluster, _)| !poisoned.iter().any(|p| p.cluster == *cluster))
         .map(|(_, &score)| score)
         .collect();
-    scores.sort_by(|a, b| b.total_cmp(a));
-    scores.truncate(count);
-    scores
+    clean.sort_by(|a, b| b.total_cmp(a));
+    clean.truncate(count);
+    clean
 }
 
 #[cfg(test)]
@@ -217,14 +216,10 @@ mod tests {
 
     #[test]
     fn clean_cluster_scores_leave_out_every_cluster_holding_a_poison() {
-        let mut detection = Detection::empty(6);
-        for (evidence, cluster) in detection.evidence.iter_mut().zip([0, 0, 1, 2, 3, 4]) {
-            evidence.cluster = cluster;
-        }
-        detection.cluster_scores = vec![0.9, 0.2, 0.4, 0.1, 0.3];
-        let poisoned = vec![(1, PixelBox { x: 0, y: 0, w: 2, h: 2 })];
-        let truth = GroundTruth { target: 0, poisoned };
-        assert_eq!(clean_cluster_top_scores(&detection, &truth, 3), vec![0.4, 0.3, 0.2]);
-        assert_eq!(clean_cluster_top_scores(&detection, &truth, 1), vec![0.4]);
+        let scores = [0.9, 0.2, 0.4, 0.1, 0.3, 0.8];
+        let holding = |cluster| PoisonCluster { cluster, poisons: 1, members: 2, score: Some(scores[cluster]) };
+        let poisoned = [holding(0), holding(5)];
+        assert_eq!(clean_cluster_top_scores(&scores, &poisoned, 3), vec![0.4, 0.3, 0.2]);
+        assert_eq!(clean_cluster_top_scores(&scores, &poisoned, 1), vec![0.4]);
     }
 }

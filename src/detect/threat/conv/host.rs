@@ -233,14 +233,15 @@ pub fn conv2d_backward(
         }
         share
     };
-    let shares = Shares::new(n.div_ceil(IMAGES_PER_SHARE));
+    let chunks = n.div_ceil(IMAGES_PER_SHARE);
+    let shares = Shares::new(chunks);
     let dx = if want_dx {
         // The input gradient is written chunk by chunk by the task that sums the chunk's share.
         Some(written_in_chunks(n * image_len, IMAGES_PER_SHARE * image_len, new_columns, |columns, chunk, part| {
             shares.put(chunk, chunk_share(columns, chunk, Some(part)));
         }))
     } else {
-        (0..n.div_ceil(IMAGES_PER_SHARE))
+        (0..chunks)
             .into_par_iter()
             .for_each_init(new_columns, |columns, chunk| shares.put(chunk, chunk_share(columns, chunk, None)));
         None
