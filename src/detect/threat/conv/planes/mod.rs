@@ -185,15 +185,25 @@ fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]
         return shift_copies(image, shape, grid, planes);
     }
     let ([h, w], [ph, pw], s, wq) = (shape.input, shape.padding, grid.stride, grid.planes[1]);
-    for (index, plane) in planes.chunks_exact_mut(grid.plane()).enumerate() {
+    let plane_len = grid.plane();
+    for index in 0..grid.copies(shape) / plane_len {
         let (alpha, c, j) = grid.phase_channel_tap(shape, index);
+        if j >= s {
+            // Tap `j` reads the column after tap `j − s`'s: that plane shifted by one value.
+            let (before, rest) = planes.split_at_mut(index * plane_len);
+            let earlier = &before[(index - s) * plane_len..][..plane_len];
+            shift_by_one(earlier, &mut rest[..plane_len]);
+            continue;
+        }
+        let plane = &mut planes[index * plane_len..][..plane_len];
         let channel = &image[c * h * w..][..h * w];
         let std::ops::Range { start: first, end } = grid.inside(shape, j);
         for (y, line) in plane.chunks_exact_mut(wq).enumerate() {
             match (s * y + alpha).checked_sub(ph).filter(|&row| row < h) {
                 Some(row) if first < end => {
                     line[..first].fill(0.0);
-                    let source = &channel[row * w + s * first + j - pw..(row + 1) * w];
+                    // On past the line's end where the channel goes on, for `every_nth`'s last block.
+                    let source = &channel[row * w + s * first + j - pw..];
                     every_nth(&mut line[first..end], source, s);
                     line[end..].fill(0.0);
                 }
@@ -203,21 +213,58 @@ fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]
     }
 }
 
-/// `dst[k] = source[s·k]`. The encoder's stride, 2, takes blocks of 8 values from 16, which
-/// the compiler turns into vector shuffles; a value at a time, the strided planes were a
-/// sixteenth of an inference forward.
+/// `dst[k] = source[s·k]`. At the encoder's stride, 2, in blocks of 4 values taken from 8 by
+/// one vector shuffle, the last block overlapping the one before instead of a tail a value at a
+/// time; that needs `source` to run on to `2·dst.len()` values. A value at a time, the strided
+/// planes were a sixteenth of an inference forward (the encoder's lines are 14 and 7 values).
 fn every_nth(dst: &mut [f32], source: &[f32], s: usize) {
-    let mut done = 0;
-    if s == 2 {
-        let (blocks, _) = dst.as_chunks_mut::<8>();
-        let (pairs, _) = source.as_chunks::<16>();
-        for (block, pair) in blocks.iter_mut().zip(pairs) {
-            *block = std::array::from_fn(|k| pair[2 * k]);
-            done += 8;
+    let n = dst.len();
+    if s == 2 && n >= 4 && source.len() >= 2 * n {
+        let last = n - 4;
+        let mut start = 0;
+        loop {
+            let from = start.min(last);
+            let pair: &[f32; 8] = source[2 * from..][..8].try_into().expect("eight values");
+            dst[from..][..4].copy_from_slice(&evens(pair));
+            if from == last {
+                return;
+            }
+            start += 4;
         }
     }
-    let rest = dst[done..].iter_mut().zip(source[s * done..].iter().step_by(s));
-    rest.for_each(|(d, v)| *d = *v);
+    // Indexed, not `step_by`: its length is a division, per line.
+    for (k, d) in dst.iter_mut().enumerate() {
+        *d = source[s * k];
+    }
+}
+
+/// Values 0, 2, 4 and 6 of `pair`. The compiler leaves `[p[0], p[2], …]` as four scalar loads
+/// and stores (SSE2, the baseline it builds for, has the one-instruction shuffle).
+#[cfg(target_arch = "x86_64")]
+fn evens(pair: &[f32; 8]) -> [f32; 4] {
+    use std::arch::x86_64::{_mm_loadu_ps, _mm_shuffle_ps, _mm_storeu_ps};
+    let mut out = [0f32; 4];
+    // SAFETY: SSE is part of every x86_64 target; the loads read values 0–3 and 4–7 of `pair`
+    // and the store writes the four values of `out`, all unaligned-safe.
+    unsafe {
+        let (low, high) = (_mm_loadu_ps(pair.as_ptr()), _mm_loadu_ps(pair.as_ptr().add(4)));
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_shuffle_ps::<0b10_00_10_00>(low, high));
+    }
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn evens(pair: &[f32; 8]) -> [f32; 4] {
+    std::array::from_fn(|k| pair[2 * k])
+}
+
+/// `shifted[x] = plane[x + 1]`, the last value zero. As a plane of tap `j + s`, each line's last
+/// column then holds the next line's first value, a column no output keeps: with a kernel wider
+/// than its stride, the output is narrower than the plane.
+fn shift_by_one(plane: &[f32], shifted: &mut [f32]) {
+    let len = plane.len();
+    shifted[..len - 1].copy_from_slice(&plane[1..]);
+    shifted[len - 1] = 0.0;
 }
 
 /// [`fill_planes`] at stride 1: plane `(c, 0)` is channel `c` padded, line by line, and planes
@@ -426,11 +473,15 @@ mod tests {
     #[test]
     fn every_nth_takes_every_nth_value_at_every_length() {
         let source: Vec<f32> = (0..64).map(|v| v as f32).collect();
-        for (s, len) in [(2, 0), (2, 7), (2, 8), (2, 17), (2, 32), (3, 11), (1, 20)] {
-            let mut dst = vec![f32::NAN; len];
-            every_nth(&mut dst, &source[..s * len.max(1) - s + 1], s);
-            let expected: Vec<f32> = (0..len).map(|k| (s * k) as f32).collect();
-            assert_eq!(dst, expected, "stride {s}, {len} values");
+        for (s, len) in [(2, 0), (2, 3), (2, 4), (2, 7), (2, 8), (2, 14), (2, 17), (2, 32), (3, 11), (1, 20)] {
+            // Only as far as the last value taken (a value at a time), and on to the end
+            // (blocks, the last overlapping).
+            for source in [&source[..s * len.max(1) - s + 1], &source[..]] {
+                let mut dst = vec![f32::NAN; len];
+                every_nth(&mut dst, source, s);
+                let expected: Vec<f32> = (0..len).map(|k| (s * k) as f32).collect();
+                assert_eq!(dst, expected, "stride {s}, {len} values from {}", source.len());
+            }
         }
     }
 
