@@ -20,6 +20,12 @@ pub type Cuda = burn::backend::Cuda;
 #[cfg(feature = "cuda")]
 pub type CudaTrain = Autodiff<Cuda>;
 
+/// Whether `B` is [`Compute`], whose tensors live in host memory: there, what a GPU would be
+/// sent as indices and built on the device is cheaper built in place on the host.
+pub(crate) fn is_host<B: 'static>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<Compute>()
+}
+
 /// `value` as a `U` when it is one, otherwise `value` back: how the threat model's layers pick
 /// their Flex host kernels for a backend chosen at run time.
 pub(crate) fn cast<T: 'static, U: 'static>(value: T) -> Result<U, T> {

@@ -6,6 +6,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::embed::Embed;
+use crate::detect::localize::masking::mask_window;
 use crate::image::PixelBox;
 
 /// What one forward pass says about an image.
@@ -80,8 +81,20 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
     /// Measures masked copies of `originals` (consecutive `C×H×W` images) built on the device:
     /// the originals are uploaded once, and each batch of copies is gathered and masked there,
     /// so no copy of an image crosses from the host. `fill` holds each original's channel means.
+    ///
+    /// On the host (Flex) each batch is copied and masked in place instead: burn's gather and
+    /// masked fill there cost a twentieth of a masked forward (docs/warm-start.md, 2026-12-05).
     pub fn measure_masked(&self, originals: &[f32], fill: &[f32], copies: &[MaskedCopy]) -> Vec<Activation> {
         let [c, h, w] = self.image_shape;
+        if crate::backend::is_host::<B>() {
+            let batches = copies.chunks(self.batch_size).map(|chunk| {
+                let pixels = masked_on_host(originals, fill, chunk, self.image_shape);
+                let batch = Tensor::<B, 4>::from_data(TensorData::new(pixels, [chunk.len(), c, h, w]), &self.device);
+                let toward: Vec<usize> = chunk.iter().map(|copy| copy.toward).collect();
+                self.activations(batch, &toward)
+            });
+            return self.read_back(batches.collect());
+        }
         let n = originals.len() / (c * h * w).max(1);
         let uploaded = Tensor::<B, 4>::from_data(TensorData::new(originals.to_vec(), [n, c, h, w]), &self.device);
         let means = Tensor::<B, 4>::from_data(TensorData::new(fill.to_vec(), [n, c, 1, 1]), &self.device);
@@ -126,6 +139,22 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
     }
 }
 
+/// [`masked_batch`] on the host: the copies' pixels, each the image of `originals` (consecutive
+/// `C×H×W` images) it names with its window set to that image's channel means in `fill`.
+pub fn masked_on_host(originals: &[f32], fill: &[f32], copies: &[MaskedCopy], shape: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = shape;
+    let size = c * h * w;
+    let mut pixels = Vec::with_capacity(copies.len() * size);
+    for copy in copies {
+        let start = pixels.len();
+        pixels.extend_from_slice(&originals[copy.image * size..][..size]);
+        if let Some(window) = &copy.window {
+            mask_window(&mut pixels[start..], shape, window, &fill[copy.image * c..][..c]);
+        }
+    }
+    pixels
+}
+
 /// The copies as one `M×C×H×W` batch: each the uploaded image it names, with its window set to
 /// that image's channel means. Only indices and window corners are uploaded.
 pub fn masked_batch<B: Backend>(
@@ -166,7 +195,7 @@ pub fn masked_batch<B: Backend>(
 mod tests {
     use super::*;
     use crate::backend::Compute;
-    use crate::detect::localize::masking::{channel_means, mask_window};
+    use crate::detect::localize::masking::channel_means;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
@@ -191,14 +220,41 @@ mod tests {
         let on_device: Vec<f32> =
             masked_batch(&uploaded, &means, &copies, [h, w], &device).into_data().iter::<f32>().collect();
 
-        let mut on_host = Vec::new();
-        for copy in &copies {
-            let start = on_host.len();
-            on_host.extend_from_slice(&originals[copy.image * size..(copy.image + 1) * size]);
-            if let Some(window) = &copy.window {
-                mask_window(&mut on_host[start..], [c, h, w], window, &fill[copy.image * c..(copy.image + 1) * c]);
-            }
-        }
+        let on_host = masked_on_host(&originals, &fill, &copies, [c, h, w]);
         assert_eq!(on_device, on_host, "bit for bit");
+    }
+
+    #[test]
+    fn the_probe_measures_host_built_copies_as_the_device_built_batch() {
+        use crate::detect::cluster::KMeansConfig;
+        use crate::detect::embed::embed;
+        use crate::detect::threat::{init_model, EncoderConfig};
+        use crate::image::ImageBatchSource;
+        let (n, h, w) = (6, 10, 10);
+        let device = Default::default();
+        let model = init_model::<Compute>(&EncoderConfig::new(), 3, &device);
+        let mut rng = StdRng::seed_from_u64(9);
+        let originals: Vec<f32> = (0..n * h * w).map(|_| rng.random::<f32>()).collect();
+        let images = ImageBatchSource::from_raw(originals.clone(), [n, 1, h, w]).unwrap();
+        let clusters =
+            KMeansConfig::new().with_k(Some(2)).fit::<Compute>(&embed(&model.backbone, &images, 4, &device), &device);
+        let clusters = clusters.unwrap();
+        let fill: Vec<f32> = originals.chunks(h * w).flat_map(|image| channel_means(image, 1)).collect();
+        let copies: Vec<MaskedCopy> = (0..15)
+            .map(|k| MaskedCopy {
+                image: k % n,
+                window: (k % 4 != 0).then(|| PixelBox { x: k % 7, y: (3 * k) % 6, w: 1 + k % 4, h: 2 + k % 3 }),
+                toward: k % 2,
+            })
+            .collect();
+        // A batch of 4 cuts the 15 copies unevenly.
+        let probe = ActivationProbe::new(&model.backbone, &clusters, [1, h, w], 4, &device);
+        let uploaded = Tensor::<Compute, 4>::from_data(TensorData::new(originals.clone(), [n, 1, h, w]), &device);
+        let means = Tensor::<Compute, 4>::from_data(TensorData::new(fill.clone(), [n, 1, 1, 1]), &device);
+        let built: Vec<f32> =
+            masked_batch(&uploaded, &means, &copies, [h, w], &device).into_data().iter::<f32>().collect();
+        let toward: Vec<usize> = copies.iter().map(|copy| copy.toward).collect();
+        assert_eq!(probe.measure_masked(&originals, &fill, &copies), probe.measure(&built, &toward));
+        assert_eq!(probe.forwards(), 30);
     }
 }

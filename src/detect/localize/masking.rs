@@ -259,9 +259,8 @@ impl Masked {
     }
 }
 
-/// Fills `window` of a `C×H×W` image with each channel's mean: the host reference that the
-/// device-built masked batches are tested against.
-#[cfg(test)]
+/// Fills `window` of a `C×H×W` image with each channel's mean: how the probe builds masked
+/// copies on the host, and the reference the device-built batches are tested against.
 pub(crate) fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
     let [c, h, w] = shape;
     for ch in 0..c {
