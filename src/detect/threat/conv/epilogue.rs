@@ -53,8 +53,27 @@ impl Epilogue<'_> {
             for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
                 let source = &wide[c * channel_stride + r * line_stride..][..line.len()];
                 let residual = residual.map(|res| &res[(c * oh + r) * ow..][..ow]);
-                self.finish(c, line, residual, |k, _| source[k]);
+                self.finish_short(c, line, source, residual);
             }
+        }
+    }
+
+    /// [`Self::finish`] on a short line read from `source`, in blocks of 4 values, the last
+    /// overlapping the one before: the encoder's strided lines are 14 and 7 values, and their
+    /// tails a value at a time were about a tenth of the epilogue. Each value is computed from
+    /// `source` and `residual` alone, so writing one twice writes the same value.
+    fn finish_short(&self, c: usize, line: &mut [MaybeUninit<f32>], source: &[f32], residual: Option<&[f32]>) {
+        let n = line.len();
+        if n < 4 {
+            return self.finish(c, line, residual, |k, _| source[k]);
+        }
+        let add = self.shift.map_or(0.0, |s| s[c]);
+        let source = &source[..n];
+        match (residual.map(|r| &r[..n]), self.relu) {
+            (Some(res), true) => in_blocks(line, |k| (source[k] + add + res[k]).max(0.0)),
+            (Some(res), false) => in_blocks(line, |k| source[k] + add + res[k]),
+            (None, true) => in_blocks(line, |k| (source[k] + add).max(0.0)),
+            (None, false) => in_blocks(line, |k| source[k] + add),
         }
     }
 
@@ -90,6 +109,24 @@ impl Slot for MaybeUninit<f32> {
     #[inline(always)]
     fn put(&mut self, value: f32) {
         self.write(value);
+    }
+}
+
+/// `line[k] = value(k)` for a line of at least 4 values, 4 at a time, the last 4 overlapping.
+#[inline(always)]
+fn in_blocks(line: &mut [MaybeUninit<f32>], value: impl Fn(usize) -> f32) {
+    let last = line.len() - 4;
+    let mut start = 0;
+    loop {
+        let from = start.min(last);
+        let block: [f32; 4] = std::array::from_fn(|k| value(from + k));
+        for (slot, v) in line[from..][..4].iter_mut().zip(block) {
+            slot.write(v);
+        }
+        if from == last {
+            return;
+        }
+        start += 4;
     }
 }
 
