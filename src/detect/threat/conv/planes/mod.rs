@@ -175,8 +175,9 @@ pub(super) fn kernel_from_taps(taps: &[f32], shape: &ConvShape) -> Vec<f32> {
 }
 
 /// Fills the planes `(α, c, j)` (see the module's note), zero outside the image. Where a
-/// plane column runs past the padded image's right edge, stride 1 leaves the next line's start
-/// there instead (one copy per plane); only the discarded columns read those values.
+/// plane column runs past the padded image's right edge, stride 1, and at larger strides the
+/// taps `j ≥ s`, leave the next line's start there instead (one copy per plane); only the
+/// discarded columns read those values.
 fn fill_planes(image: &[f32], shape: &ConvShape, grid: &Grid, planes: &mut [f32]) {
     if grid.narrow {
         return row_shifts(image, shape, grid, planes);
