@@ -263,10 +263,9 @@ impl Masked {
 /// copies on the host, and the reference the device-built batches are tested against.
 pub(crate) fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
     let [c, h, w] = shape;
-    for ch in 0..c {
+    for (plane, &mean) in pixels.chunks_exact_mut((h * w).max(1)).zip(&fill[..c]) {
         for y in window.y..(window.y + window.h).min(h) {
-            let row = ch * h * w + y * w;
-            pixels[row + window.x..row + (window.x + window.w).min(w)].fill(fill[ch]);
+            plane[y * w + window.x..y * w + (window.x + window.w).min(w)].fill(mean);
         }
     }
 }
