@@ -67,14 +67,11 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
 
     /// Measures `pixels` (consecutive `C×H×W` images), the i-th toward cluster `toward[i]`.
     pub fn measure(&self, pixels: &[f32], toward: &[usize]) -> Vec<Activation> {
-        let [c, h, w] = self.image_shape;
-        let size = c * h * w;
-        let batches =
-            pixels.chunks(self.batch_size * size).zip(toward.chunks(self.batch_size)).map(|(chunk, targets)| {
-                let images =
-                    Tensor::<B, 4>::from_data(TensorData::new(chunk.to_vec(), [targets.len(), c, h, w]), &self.device);
-                self.activations(images, targets)
-            });
+        let size: usize = self.image_shape.iter().product();
+        let batches = pixels
+            .chunks(self.batch_size * size)
+            .zip(toward.chunks(self.batch_size))
+            .map(|(chunk, targets)| self.activations(self.upload(chunk.to_vec()), targets));
         self.read_back(batches.collect())
     }
 
@@ -86,24 +83,28 @@ impl<'a, B: Backend> ActivationProbe<'a, B> {
     /// masked fill there cost a twentieth of a masked forward (docs/warm-start.md, 2026-12-05).
     pub fn measure_masked(&self, originals: &[f32], fill: &[f32], copies: &[MaskedCopy]) -> Vec<Activation> {
         let [c, h, w] = self.image_shape;
-        if crate::backend::is_host::<B>() {
-            let batches = copies.chunks(self.batch_size).map(|chunk| {
-                let pixels = masked_on_host(originals, fill, chunk, self.image_shape);
-                let batch = Tensor::<B, 4>::from_data(TensorData::new(pixels, [chunk.len(), c, h, w]), &self.device);
-                let toward: Vec<usize> = chunk.iter().map(|copy| copy.toward).collect();
-                self.activations(batch, &toward)
-            });
-            return self.read_back(batches.collect());
-        }
-        let n = originals.len() / (c * h * w).max(1);
-        let uploaded = Tensor::<B, 4>::from_data(TensorData::new(originals.to_vec(), [n, c, h, w]), &self.device);
-        let means = Tensor::<B, 4>::from_data(TensorData::new(fill.to_vec(), [n, c, 1, 1]), &self.device);
+        let on_device = (!crate::backend::is_host::<B>()).then(|| {
+            let n = originals.len() / (c * h * w).max(1);
+            let uploaded = Tensor::<B, 4>::from_data(TensorData::new(originals.to_vec(), [n, c, h, w]), &self.device);
+            let means = Tensor::<B, 4>::from_data(TensorData::new(fill.to_vec(), [n, c, 1, 1]), &self.device);
+            (uploaded, means)
+        });
         let batches = copies.chunks(self.batch_size).map(|chunk| {
-            let batch = masked_batch(&uploaded, &means, chunk, [h, w], &self.device);
+            let batch = match &on_device {
+                Some((uploaded, means)) => masked_batch(uploaded, means, chunk, [h, w], &self.device),
+                None => self.upload(masked_on_host(originals, fill, chunk, self.image_shape)),
+            };
             let toward: Vec<usize> = chunk.iter().map(|copy| copy.toward).collect();
             self.activations(batch, &toward)
         });
         self.read_back(batches.collect())
+    }
+
+    /// Consecutive images of the probe's shape as one batch on its device.
+    fn upload(&self, pixels: Vec<f32>) -> Tensor<B, 4> {
+        let [c, h, w] = self.image_shape;
+        let n = pixels.len() / (c * h * w).max(1);
+        Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, c, h, w]), &self.device)
     }
 
     /// The activations of one batch, left on the device: the cosine toward each target and the

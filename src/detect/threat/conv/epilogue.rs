@@ -22,7 +22,7 @@ impl Epilogue<'_> {
         let residual = self.residual.map(|r| &r[index * y.len()..][..y.len()]);
         for (c, plane) in y.chunks_mut(positions).enumerate() {
             let residual = residual.map(|r| &r[c * positions..][..positions]);
-            self.finish(c, plane, residual, |_, v| *v);
+            self.finish::<InOrder, _>(c, plane, residual, |_, v| *v);
         }
     }
 
@@ -45,7 +45,7 @@ impl Epilogue<'_> {
             for (c, plane) in y.chunks_exact_mut(oh * ow).enumerate() {
                 let source = &wide[c * channel_stride..][..plane.len()];
                 let residual = residual.map(|res| &res[c * oh * ow..][..oh * ow]);
-                self.finish(c, plane, residual, |k, _| source[k]);
+                self.finish::<InOrder, _>(c, plane, residual, |k, _| source[k]);
             }
             return;
         }
@@ -53,42 +53,30 @@ impl Epilogue<'_> {
             for (r, line) in plane.chunks_exact_mut(ow).enumerate() {
                 let source = &wide[c * channel_stride + r * line_stride..][..line.len()];
                 let residual = residual.map(|res| &res[(c * oh + r) * ow..][..ow]);
-                self.finish_short(c, line, source, residual);
+                // Each value from `wide` and the residual alone: a block may overlap the last.
+                self.finish::<Overlapping, _>(c, line, residual, |k, _| source[k]);
             }
         }
     }
 
-    /// [`Self::finish`] on a short line read from `source`, in blocks of 4 values, the last
-    /// overlapping the one before: the encoder's strided lines are 14 and 7 values, and their
-    /// tails a value at a time were about a tenth of the epilogue. Each value is computed from
-    /// `source` and `residual` alone, so writing one twice writes the same value.
-    fn finish_short(&self, c: usize, line: &mut [MaybeUninit<f32>], source: &[f32], residual: Option<&[f32]>) {
-        let n = line.len();
-        if n < 4 {
-            return self.finish(c, line, residual, |k, _| source[k]);
-        }
-        let add = self.shift.map_or(0.0, |s| s[c]);
-        let source = &source[..n];
-        match (residual.map(|r| &r[..n]), self.relu) {
-            (Some(res), true) => in_blocks(line, |k| (source[k] + add + res[k]).max(0.0)),
-            (Some(res), false) => in_blocks(line, |k| source[k] + add + res[k]),
-            (None, true) => in_blocks(line, |k| (source[k] + add).max(0.0)),
-            (None, false) => in_blocks(line, |k| source[k] + add),
-        }
-    }
-
     /// `line[k] = relu?(conv(k) + shift[c] + residual[k])` on one line of channel `c`, where
-    /// `conv(k, &line[k])` gives the convolution's value. Lines are short (28 values and less in
-    /// the encoder), so the branches stay outside the loop.
+    /// `conv(k, &line[k])` gives the convolution's value, walked as `P` walks a line. Lines are
+    /// short (28 values and less in the encoder), so the branches stay outside the loop.
     #[inline(always)]
-    fn finish<T: Slot>(&self, c: usize, line: &mut [T], residual: Option<&[f32]>, conv: impl Fn(usize, &T) -> f32) {
+    fn finish<P: Pass, T: Slot>(
+        &self,
+        c: usize,
+        line: &mut [T],
+        residual: Option<&[f32]>,
+        conv: impl Fn(usize, &T) -> f32,
+    ) {
         let add = self.shift.map_or(0.0, |s| s[c]);
         // Cut to the line's length, so the compiler sees every index in bounds and vectorises.
         match (residual.map(|r| &r[..line.len()]), self.relu) {
-            (Some(res), true) => each(line, |k, v| (conv(k, v) + add + res[k]).max(0.0)),
-            (Some(res), false) => each(line, |k, v| conv(k, v) + add + res[k]),
-            (None, true) => each(line, |k, v| (conv(k, v) + add).max(0.0)),
-            (None, false) => each(line, |k, v| conv(k, v) + add),
+            (Some(res), true) => P::run(line, |k, v| (conv(k, v) + add + res[k]).max(0.0)),
+            (Some(res), false) => P::run(line, |k, v| conv(k, v) + add + res[k]),
+            (None, true) => P::run(line, |k, v| (conv(k, v) + add).max(0.0)),
+            (None, false) => P::run(line, |k, v| conv(k, v) + add),
         }
     }
 }
@@ -112,29 +100,44 @@ impl Slot for MaybeUninit<f32> {
     }
 }
 
-/// `line[k] = value(k)` for a line of at least 4 values, 4 at a time, the last 4 overlapping.
-#[inline(always)]
-fn in_blocks(line: &mut [MaybeUninit<f32>], value: impl Fn(usize) -> f32) {
-    let last = line.len() - 4;
-    let mut start = 0;
-    loop {
-        let from = start.min(last);
-        let block: [f32; 4] = std::array::from_fn(|k| value(from + k));
-        for (slot, v) in line[from..][..4].iter_mut().zip(block) {
-            slot.write(v);
+/// How [`Epilogue::finish`] walks a line: `line[k] = value(k, &line[k])` for every `k`.
+trait Pass {
+    fn run<T: Slot>(line: &mut [T], value: impl Fn(usize, &T) -> f32);
+}
+
+/// One value after another, each read before it is written: in place is safe.
+struct InOrder;
+
+impl Pass for InOrder {
+    #[inline(always)]
+    fn run<T: Slot>(line: &mut [T], value: impl Fn(usize, &T) -> f32) {
+        for (k, slot) in line.iter_mut().enumerate() {
+            let v = value(k, slot);
+            slot.put(v);
         }
-        if from == last {
-            return;
-        }
-        start += 4;
     }
 }
 
-/// `line[k] = value(k, &line[k])`.
-#[inline(always)]
-fn each<T: Slot>(line: &mut [T], value: impl Fn(usize, &T) -> f32) {
-    for (k, slot) in line.iter_mut().enumerate() {
-        let v = value(k, slot);
-        slot.put(v);
+/// Blocks of 4, the last overlapping the one before, for a `value` that does not read the slot
+/// (some are written twice). The encoder's strided lines are 14 and 7 values; [`InOrder`] left
+/// their last 2 and 3 to a scalar tail per line, about a tenth of the epilogue.
+struct Overlapping;
+
+impl Pass for Overlapping {
+    #[inline(always)]
+    fn run<T: Slot>(line: &mut [T], value: impl Fn(usize, &T) -> f32) {
+        let Some(last) = line.len().checked_sub(4) else { return InOrder::run(line, value) };
+        let mut start = 0;
+        loop {
+            let from = start.min(last);
+            let block: [f32; 4] = std::array::from_fn(|k| value(from + k, &line[from + k]));
+            for (slot, v) in line[from..][..4].iter_mut().zip(block) {
+                slot.put(v);
+            }
+            if from == last {
+                return;
+            }
+            start += 4;
+        }
     }
 }
