@@ -16,6 +16,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A path that is not a regular file (a FIFO, a socket, a device): never opened for reading,
+    /// since a read could block for good or never end.
+    #[error("{path} is {kind}, not a regular file; it is not read")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+
+    /// A file larger than the most that is read of its kind (it may also have grown while read).
+    #[error("{path} holds more than {limit} bytes, the most that is read of such a file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap, in bytes.
+        limit: u64,
+    },
+
     /// A file is not what its format promises (IDX, CIFAR binary, checkpoint).
     #[error("{path} is not a valid {format} file: {reason}")]
     Format {

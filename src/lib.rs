@@ -12,12 +12,16 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub(crate) mod bounded;
 mod check;
 pub mod data;
 pub mod detect;
 pub mod durable;
 pub mod error;
 pub mod filter;
+#[cfg(feature = "eval")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod image;
 pub mod progress;
 #[cfg(feature = "eval")]

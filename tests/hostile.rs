@@ -175,6 +175,89 @@ fn broken_odd_and_hostile_files_are_kept_or_removed_never_lost() {
     assert_eq!(s.report["working_size"], serde_json::json!([3, 28, 28]), "the RGB files make the set RGB");
 }
 
+/// Runs `poisoncam` with `args`, failing the test (and killing it) if it has not ended within
+/// `limit`: these cases are about scans that used to hang.
+#[cfg(unix)]
+fn poisoncam_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poisoncam"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("`poisoncam {}` still ran after {limit:?}", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_devices_and_sockets_named_like_images_are_reported_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..30 {
+        png(&data.join(format!("{i:02}.png")), 28, i);
+    }
+    assert!(Command::new("mkfifo").arg(data.join("fifo.png")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/urandom", data.join("rand.jpg")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(data.join("socket.png")).unwrap();
+    let out = dir.path().join("out");
+    let args = ["scan", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--signals", "recurrence"];
+    let output = poisoncam_within(&args, std::time::Duration::from_secs(120));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let s = read_outputs(&out);
+    assert_eq!(s.kept.len(), 30, "every image is kept: {:?}", s.removed);
+    assert!(s.removed.is_empty(), "{:?}", s.removed);
+    let reasons: Vec<(String, String)> = s.report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_string(), e["reason"].as_str().unwrap().to_string()))
+        .collect();
+    let reason = |id: &str| reasons.iter().find(|(i, _)| i == id).map(|(_, r)| r.clone()).unwrap_or_default();
+    assert!(reason("fifo.png").contains("FIFO"), "{reasons:?}");
+    assert!(reason("rand.jpg").contains("character device"), "{reasons:?}");
+    assert!(reason("socket.png").contains("socket"), "{reasons:?}");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn files_listed_then_deleted_or_swapped_for_a_fifo_or_a_device_are_unreadable() {
+    // A file list is read first and its files later, as a folder's listing is: a file deleted or
+    // replaced between the two is met by the read itself.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for i in 0..20 {
+        png(&data.join(format!("{i:02}.png")), 28, i);
+    }
+    let mut lines: Vec<String> = (0..20).map(|i| format!("data/{i:02}.png")).collect();
+    lines.extend(["data/gone.png", "data/fifo.png", "data/rand.jpg"].map(String::from));
+    std::fs::write(dir.path().join("list.txt"), lines.join("\n")).unwrap();
+    assert!(Command::new("mkfifo").arg(data.join("fifo.png")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/urandom", data.join("rand.jpg")).unwrap();
+    let out = dir.path().join("out");
+    let list = dir.path().join("list.txt");
+    let args =
+        ["scan", "--filelist", list.to_str().unwrap(), "--out", out.to_str().unwrap(), "--signals", "recurrence"];
+    let output = poisoncam_within(&args, std::time::Duration::from_secs(120));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let s = read_outputs(&out);
+    assert_eq!(s.kept.len(), 20);
+    let removed: BTreeSet<(String, String)> = s.removed.into_iter().collect();
+    let expected: BTreeSet<(String, String)> =
+        ["data/gone.png", "data/fifo.png", "data/rand.jpg"].map(|id| (id.to_string(), "unreadable".to_string())).into();
+    assert_eq!(removed, expected);
+    let removed_log = std::fs::read_to_string(out.join("removed.jsonl")).unwrap();
+    assert!(removed_log.contains("FIFO") && removed_log.contains("character device"), "{removed_log}");
+}
+
 #[test]
 fn empty_tiny_and_repeated_folders() {
     let dir = tempfile::tempdir().unwrap();

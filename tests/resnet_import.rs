@@ -190,6 +190,62 @@ fn a_pickle_that_calls_a_system_function_is_refused_by_name_and_runs_nothing() {
     assert!(!marker.exists(), "the pickle's call ran");
 }
 
+/// `twin18.pth` with its first storage entry replaced by `zeros` bytes of zeros, deflated: a zip
+/// bomb whose pickle is a real ResNet's.
+fn inflating_checkpoint(path: &Path, zeros: usize) {
+    use std::io::Write;
+    let mut source = zip::ZipArchive::new(std::fs::File::open(fixture("twin18.pth")).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let deflated =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    for i in 0..source.len() {
+        let entry = source.by_index(i).unwrap();
+        if entry.name().ends_with("/data/0") {
+            let name = entry.name().to_string();
+            drop(entry);
+            out.start_file(name, deflated).unwrap();
+            let block = vec![0u8; 1 << 20];
+            for _ in 0..zeros / block.len() {
+                out.write_all(&block).unwrap();
+            }
+        } else {
+            out.raw_copy_file(entry).unwrap();
+        }
+    }
+    out.finish().unwrap();
+}
+
+#[test]
+fn a_storage_entry_that_inflates_past_its_tensors_is_refused_before_inflating() {
+    let dir = tempfile::tempdir().unwrap();
+    let twin = twin("twin18");
+    let bomb = dir.path().join("bomb.pth");
+    inflating_checkpoint(&bomb, 64 << 20);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 1 << 20, "the bomb is small on disk");
+    match problem(load(&settings(bomb, &twin))) {
+        CheckpointProblem::EntrySize { entry, declared_bytes, needed_bytes } => {
+            assert!(entry.ends_with("data/0"), "{entry}");
+            assert_eq!(declared_bytes, 64 << 20);
+            assert!(needed_bytes < declared_bytes);
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_checkpoint_path_that_is_a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("encoder.pth");
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let file = EncoderFile::new(fifo, 32, Normalization::None);
+    match problem(load(&file)) {
+        CheckpointProblem::Unreadable(why) => assert!(why.contains("FIFO"), "{why}"),
+        other => panic!("{other}"),
+    }
+}
+
 /// A safetensors file of zero-filled f32 tensors with these keys and shapes.
 fn safetensors(path: &Path, tensors: &[(&str, Vec<usize>)]) {
     let mut header = serde_json::Map::new();

@@ -36,7 +36,7 @@ pub fn read_cifar10(path: impl AsRef<Path>) -> Result<ImageDataset> {
 }
 
 fn read_file(path: &Path) -> Result<Vec<ImageItem>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::bounded::read(path, crate::bounded::MAX_DATA_BYTES)?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(Error::format(
             path,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// A last field that is a whole number is the label; a line with a label must give it on every
 /// line, or none may.
 pub fn read_filelist(path: &Path) -> Result<InMemDataset<ImageFile>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::bounded::read_text(path)?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut files = Vec::new();
     let mut labelled = None;

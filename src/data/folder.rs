@@ -61,7 +61,8 @@ pub struct FolderListing {
     /// Every file with an image extension, sorted by path; a burn `Dataset` whose items decode
     /// on demand (an undecodable one is then logged unreadable by the filter).
     pub files: InMemDataset<ImageFile>,
-    /// Folders that could not be listed (no permission, a symlink loop), with the reason.
+    /// Folders that could not be listed (no permission, a symlink loop) and entries named like
+    /// images that are not regular files (a FIFO, a socket, a device), with the reason.
     pub skipped: Vec<SkippedFile>,
     /// Class names by label; empty for a flat folder.
     pub classes: Vec<String>,
@@ -161,17 +162,33 @@ impl Walk<'_> {
                 Ok(entry) => entry.path(),
                 Err(e) => return self.skip(dir, id(), e.to_string()),
             };
-            if path.is_dir() {
+            // The kind after following links: a folder is entered, a regular file listed, and a
+            // FIFO, socket or device named like an image is reported, never opened (a read of
+            // one would block or never end). A dangling link is listed, to be reported unreadable.
+            let meta = std::fs::metadata(&path);
+            if meta.as_ref().is_ok_and(|m| m.is_dir()) {
                 self.enter(&path)?;
             } else if path
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
             {
-                self.files.push(path);
+                match meta.ok().as_ref().and_then(crate::bounded::special_kind) {
+                    Some(kind) => self.skipped.push(SkippedFile { id: self.id_of(&path), reason: not_read(kind) }),
+                    None => self.files.push(path),
+                }
             }
         }
         Ok(())
+    }
+
+    fn id_of(&self, path: &Path) -> String {
+        path.strip_prefix(self.root)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     fn skip(&mut self, dir: &Path, id: String, reason: String) -> Result<()> {
@@ -183,23 +200,34 @@ impl Walk<'_> {
     }
 }
 
+/// Why a listed path that is not a regular file is not read.
+fn not_read(kind: &str) -> String {
+    format!("{kind}, not a regular file: never opened, since a read could block or never end")
+}
+
 /// Largest width or height a file may declare: a small file that declares 100,000 × 100,000
 /// pixels (a decompression bomb) is an error, not an out-of-memory abort. 16,384 px covers
 /// 150-megapixel photos.
 pub const MAX_DECODED_SIDE: u32 = 16_384;
 /// The most memory one decoding may take; 1 GiB holds a 16-bit RGBA image of 130 megapixels.
 pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// The most bytes read of one image file: a file larger than the decoder may allocate holds
+/// nothing it could decode, and a file that grows past it while read is unreadable.
+pub const MAX_FILE_BYTES: u64 = MAX_DECODE_BYTES;
 
 /// Decodes a file to grey (for grey sources) or RGB; alpha is dropped, 16-bit samples are
 /// scaled to [0, 1], and CMYK JPEGs are converted to RGB by the decoder. Pixels are kept in the
 /// order they are stored: an EXIF orientation is not applied, as PIL's `Image.open` and
 /// torchvision's loader do not apply it, so boxes point where a trainer sees the patch. Within
-/// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`].
+/// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`], reading at most [`MAX_FILE_BYTES`] of a regular
+/// file (a FIFO or a device is [`Error::NotAFile`]).
 pub fn decode(path: &Path) -> Result<Image> {
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    let file = crate::bounded::open_capped(path, MAX_FILE_BYTES)?;
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader = reader.with_guessed_format().map_err(|e| crate::bounded::capped_error(path, MAX_FILE_BYTES, e))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODED_SIDE);
     limits.max_image_height = Some(MAX_DECODED_SIDE);
@@ -212,6 +240,18 @@ pub fn decode(path: &Path) -> Result<Image> {
     } else {
         Image::from_hwc_u8(1, h, w, decoded.to_luma8().as_raw())
     }
+}
+
+/// The width and height a file's header declares, read through the same checks as [`decode`]
+/// (a regular file, at most [`MAX_FILE_BYTES`]) without decoding its pixels.
+pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    let file = crate::bounded::open_capped(path, MAX_FILE_BYTES)?;
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader.with_guessed_format().map_err(|e| crate::bounded::capped_error(path, MAX_FILE_BYTES, e))?;
+    reader.into_dimensions().map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 #[cfg(test)]

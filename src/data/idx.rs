@@ -6,6 +6,7 @@ use std::path::Path;
 use flate2::read::GzDecoder;
 
 use super::{ImageDataset, ImageItem};
+use crate::bounded::MAX_DATA_BYTES;
 use crate::error::{Error, Result};
 use crate::image::Image;
 
@@ -20,14 +21,20 @@ struct IdxArray {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let raw = crate::bounded::read(path, MAX_DATA_BYTES)?;
     decompress_if_gz(path, raw)
 }
 
 pub(crate) fn decompress_if_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
+        // A small gzip can inflate to any size (a decompression bomb): the output is capped.
         let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| Error::format(path, "gzip", e.to_string()))?;
+        crate::bounded::Capped::new(GzDecoder::new(raw.as_slice()), MAX_DATA_BYTES).read_to_end(&mut out).map_err(
+            |e| match crate::bounded::capped_error(path, MAX_DATA_BYTES, e) {
+                Error::Io { source, .. } => Error::format(path, "gzip", source.to_string()),
+                too_large => too_large,
+            },
+        )?;
         Ok(out)
     } else {
         Ok(raw)

@@ -42,7 +42,7 @@ impl PoisonFilterConfig {
     /// config; a setting the config does not have (a typo, say) or a value of the wrong type is
     /// an error naming it, as is any value `check()` rejects.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::bounded::read_text(path)?;
         let bad = |reason: String| Error::Config(format!("{}: {reason}", path.display()));
         let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let mut merged: serde_json::Value = serde_json::from_str(&burn::config::config_to_json(&Self::new()))?;

@@ -66,7 +66,8 @@ struct ScanReport<'a> {
     /// Why the default signals were changed for this data (masking off for photos on the CPU).
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
-    /// Folders that could not be listed (no permission, a link loop) and, for formats read
+    /// Folders that could not be listed (no permission, a link loop), entries named like images
+    /// that are not regular files (FIFOs, sockets, devices: never opened) and, for formats read
     /// whole, records that could not be decoded; they are in neither output list.
     skipped: &'a [SkippedFile],
     #[serde(flatten)]
@@ -106,7 +107,7 @@ fn median_short_side(files: &[PathBuf]) -> Option<usize> {
         .iter()
         .step_by(step)
         .take(SIZE_SAMPLE)
-        .filter_map(|f| image::image_dimensions(f).ok())
+        .filter_map(|f| poisoncam::data::file_dimensions(f).ok())
         .map(|(w, h)| w.min(h) as usize)
         .collect();
     sides.sort_unstable();
@@ -192,8 +193,7 @@ fn files_of(files: InMemDataset<ImageFile>) -> FolderListing {
 
 /// The ids of a `--keep` file: one a line, blank lines ignored.
 fn read_ids(path: &Path) -> Result<HashSet<String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| poisoncam::Error::Io { path: path.to_path_buf(), source })?;
+    let text = poisoncam::data::read_text(path)?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
@@ -264,7 +264,7 @@ impl<B: Backend> Outputs<'_, B> {
         let unreadable = report.removals.iter().filter(|r| r.stage == Stage::Unreadable).count();
         let verb = if args.report_only { "would remove" } else { "removed" };
         println!(
-            "{path}: {} images, kept {}, {verb} {} (of which {unreadable} unreadable), cleared {}, skipped {} folders; wrote {}",
+            "{path}: {} images, kept {}, {verb} {} (of which {unreadable} unreadable), cleared {}, skipped {} (folders, FIFOs, devices, sockets: never read); wrote {}",
             report.total,
             kept.len(),
             if args.report_only { report.removed } else { removed },

@@ -37,6 +37,36 @@ pub enum CheckpointProblem {
         /// What the archive holds.
         stored_bytes: usize,
     },
+    /// An archive entry whose declared or inflated size is not what its tensors need: refused
+    /// before it is inflated (a zip bomb), or when it inflates past what it declared.
+    #[error("archive entry `{entry}` holds {declared_bytes} bytes where {needed_bytes} are expected; refused before it is read")]
+    EntrySize {
+        /// The entry's name in the archive.
+        entry: String,
+        /// The size it declares (or, when it lied, what it inflated to).
+        declared_bytes: u64,
+        /// What its tensors need (0: no tensor reads it).
+        needed_bytes: u64,
+    },
+    /// An archive entry that inflates to another size than it declares (counted only up to one
+    /// byte past its declaration, so a lying entry is never inflated further).
+    #[error("archive entry `{entry}` declares {declared_bytes} bytes but inflates to {inflated_bytes}{}; refused", if inflated_bytes > declared_bytes { " or more" } else { "" })]
+    Inflates {
+        /// The entry's name in the archive.
+        entry: String,
+        /// The size it declares.
+        declared_bytes: u64,
+        /// What it inflated to, counted up to one past the declaration.
+        inflated_bytes: u64,
+    },
+    /// The file goes past one of the reader's limits (its size, the pickle's nesting or length).
+    #[error("more than {limit} {what}; refused")]
+    Limit {
+        /// What was counted.
+        what: &'static str,
+        /// The most allowed.
+        limit: u64,
+    },
     /// No torchvision ResNet backbone is in the file.
     #[error("no torchvision ResNet backbone: {0}")]
     NotResNet(String),
@@ -129,9 +159,14 @@ impl EncoderFile {
 /// Every tensor of the file by its full key: a torch zip is checked first (`pickle::check`).
 fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, CheckpointProblem> {
     let mut head = [0u8; 9];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .map_err(|e| CheckpointProblem::Unreadable(e.to_string()))?;
+    // A regular file within the size cap, or nothing is read: a FIFO would block the read below.
+    let mut file = crate::bounded::open_capped(path, pickle::MAX_CHECKPOINT_BYTES).map_err(|e| match e {
+        Error::TooLarge { .. } => {
+            CheckpointProblem::Limit { what: "bytes in a checkpoint file", limit: pickle::MAX_CHECKPOINT_BYTES }
+        }
+        other => CheckpointProblem::Unreadable(other.to_string()),
+    })?;
+    let read = std::io::Read::read(&mut file, &mut head).map_err(|e| CheckpointProblem::Unreadable(e.to_string()))?;
     let unreadable = |e: &dyn std::fmt::Display| CheckpointProblem::Unreadable(e.to_string());
     if read >= 4 && head[..4] == *b"PK\x03\x04" {
         pickle::check(path)?;

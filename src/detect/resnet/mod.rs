@@ -12,6 +12,7 @@ mod keys;
 mod pickle;
 
 pub use import::{CheckpointProblem, EncoderFile};
+pub(crate) use pickle::walk as walk_pickle;
 
 use burn::config::Config;
 use burn::module::Module;

@@ -120,6 +120,7 @@ impl Checkpoint {
         device: &B::Device,
     ) -> Result<ThreatModel<B>> {
         let path = self.saved(MODEL, epochs);
+        record_fits(&model, &path)?;
         model.load_file(&path, &recorder(), device).map_err(|e| cache_error(&path, e))
     }
 
@@ -148,8 +149,15 @@ pub fn save_model<B: Backend, M: Module<B>>(model: &M, path: impl AsRef<Path>) -
 /// Loads a module saved with [`save_model`] into `model` (which fixes the architecture).
 pub fn load_model<B: Backend, M: Module<B>>(model: M, path: impl AsRef<Path>, device: &B::Device) -> Result<M> {
     let path = path.as_ref().with_extension("mpk");
-    if !path.exists() {
-        return Err(Error::io(&path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
-    }
+    record_fits(&model, &path)?;
     model.load_file(&path, &recorder(), device).map_err(|e| cache_error(&path, e))
+}
+
+/// Checks, before burn's recorder reads the whole file, that `path` is a regular file no larger
+/// than a record of `model` can be (its parameters as f32 twice over, for names and framing, plus
+/// 1 MiB): a saved guard or cache entry swapped for a FIFO or a huge file is an error, not a hang
+/// or an allocation.
+fn record_fits<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
+    let cap = (model.num_params() as u64).saturating_mul(8).saturating_add(1 << 20);
+    crate::bounded::open_capped(path, cap).map(drop)
 }

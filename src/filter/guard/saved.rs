@@ -188,8 +188,11 @@ fn load_masking<B: Backend>(
 /// The paste test of `meta` with its reference pixels read back, whole or an error.
 fn load_references(dir: &Path, generation: u64, paste: &PasteTest) -> Result<PasteTest> {
     let path = references_path(dir, generation);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let expected = paste.len() * paste.shape.iter().product::<usize>() * 4;
+    let expected = paste.shape.iter().try_fold(paste.len().saturating_mul(4), |acc, &d| acc.checked_mul(d));
+    let Some(expected) = expected else {
+        return Err(Error::format(&path, "poisoncam paste references", format!("shape {:?} overflows", paste.shape)));
+    };
+    let bytes = crate::bounded::read(&path, expected as u64)?;
     if bytes.len() != expected {
         let reason =
             format!("{} bytes for {} references of {:?}, expected {expected}", bytes.len(), paste.len(), paste.shape);
@@ -222,7 +225,7 @@ fn classifier_path(dir: &Path, generation: Option<u64>, i: usize) -> PathBuf {
 
 fn read_meta(dir: &Path) -> Result<GuardMeta> {
     let path = dir.join(GUARD_JSON);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = crate::bounded::read_text(&path)?;
     serde_json::from_str(&text).map_err(|e| Error::format(&path, "poisoncam guard", e.to_string()))
 }
 
