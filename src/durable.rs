@@ -11,18 +11,18 @@ use crate::error::{Error, Result};
 /// syncs the folder, so that after a crash `path` holds the old contents or the new, whole.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_of(path);
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::write(dir, e))?;
     // A temporary file is private (0600); the outputs are meant to be read by others, as a file
     // written in place would be.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
+        file.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::write(path, e))?;
     }
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    file.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    file.persist(path).map_err(|e| Error::io(path, e.error))?;
+    file.write_all(bytes).map_err(|e| Error::write(path, e))?;
+    file.as_file().sync_all().map_err(|e| Error::write(path, e))?;
+    file.persist(path).map_err(|e| Error::write(path, e.error))?;
     sync_dir(dir)
 }
 

@@ -16,6 +16,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An output could not be written (a full disk, no permission); what was there before is
+    /// left whole.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// What was written.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A path that is not a regular file (a FIFO, a socket, a device): never opened for reading,
     /// since a read could block for good or never end.
     #[error("{path} is {kind}, not a regular file; it is not read")]
@@ -193,6 +204,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Write { path: path.into(), source }
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, format: &'static str, reason: impl Into<String>) -> Self {

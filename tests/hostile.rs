@@ -258,6 +258,58 @@ fn files_listed_then_deleted_or_swapped_for_a_fifo_or_a_device_are_unreadable() 
     assert!(removed_log.contains("FIFO") && removed_log.contains("character device"), "{removed_log}");
 }
 
+/// Unmounts a small file system when the test ends, however it ends.
+#[cfg(target_os = "linux")]
+struct Mounted(std::path::PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_fails_the_scan_clearly_and_leaves_each_output_whole_or_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    // A 48 KiB file system: the outputs of 1,500 images (their kept list alone is 60 KB) cannot fit.
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"]).arg(&small).output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: a tmpfs cannot be mounted here (needs root)");
+        return;
+    }
+    let _mounted = Mounted(small.clone());
+    let data = dir.path().join("data");
+    for i in 0..1500 {
+        png(&data.join(format!("image-with-a-long-name-{i:05}.png")), 28, i);
+    }
+    let out = small.join("out");
+    let output = scan(&data, &out, &[]);
+    assert!(!output.status.success(), "the scan cannot have written everything");
+    assert!(
+        stderr(&output).contains("cannot write") && stderr(&output).contains("No space left"),
+        "{}",
+        stderr(&output)
+    );
+    let mut whole = 0;
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".tmp"), "a temporary file is left: {name}");
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        match name.as_str() {
+            "report.json" => drop(serde_json::from_str::<serde_json::Value>(&text).unwrap()),
+            "removed.jsonl" => text.lines().for_each(|l| drop(serde_json::from_str::<serde_json::Value>(l).unwrap())),
+            "kept.txt" | "kept.filelist" => assert_eq!(text.lines().count(), 1500, "{name} is whole"),
+            _ => {}
+        }
+        whole += 1;
+    }
+    assert!(whole < 5, "some output could not be written, so it is absent");
+}
+
 #[test]
 fn empty_tiny_and_repeated_folders() {
     let dir = tempfile::tempdir().unwrap();

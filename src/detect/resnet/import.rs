@@ -11,7 +11,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use burn_store::{ModuleStore, PytorchStore, SafetensorsStore, TensorSnapshot};
 
 use super::blocks::{Block, ConvNorm};
-use super::{keys, pickle, Arch, Normalization, ResNet, ResNetConfig, Stem};
+use super::{archive, keys, Arch, Normalization, ResNet, ResNetConfig, Stem};
 use crate::error::{Error, Result};
 
 /// torchvision's `BatchNorm2d` ε, which a state_dict does not store.
@@ -160,16 +160,16 @@ impl EncoderFile {
 fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorSnapshot>, CheckpointProblem> {
     let mut head = [0u8; 9];
     // A regular file within the size cap, or nothing is read: a FIFO would block the read below.
-    let mut file = crate::bounded::open_capped(path, pickle::MAX_CHECKPOINT_BYTES).map_err(|e| match e {
+    let mut file = crate::bounded::open_capped(path, archive::MAX_CHECKPOINT_BYTES).map_err(|e| match e {
         Error::TooLarge { .. } => {
-            CheckpointProblem::Limit { what: "bytes in a checkpoint file", limit: pickle::MAX_CHECKPOINT_BYTES }
+            CheckpointProblem::Limit { what: "bytes in a checkpoint file", limit: archive::MAX_CHECKPOINT_BYTES }
         }
         other => CheckpointProblem::Unreadable(other.to_string()),
     })?;
     let read = std::io::Read::read(&mut file, &mut head).map_err(|e| CheckpointProblem::Unreadable(e.to_string()))?;
     let unreadable = |e: &dyn std::fmt::Display| CheckpointProblem::Unreadable(e.to_string());
     if read >= 4 && head[..4] == *b"PK\x03\x04" {
-        pickle::check(path)?;
+        archive::check(path)?;
         // burn-store renumbers gaps in indices by default (`0, 2, 4` to `0, 1, 2`), which would
         // move an nn.Sequential's children onto each other's names.
         let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);

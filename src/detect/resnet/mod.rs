@@ -6,6 +6,7 @@
 //! minutes does not learn a backdoor. The network runs in inference mode: every batch norm is
 //! folded into the convolution before it when the checkpoint is read.
 
+mod archive;
 mod blocks;
 mod import;
 mod keys;
