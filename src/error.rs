@@ -181,7 +181,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        problem: crate::detect::resnet::CheckpointProblem,
+        problem: crate::detect::resnet::problem::CheckpointProblem,
     },
 
     /// Grad-CAM needs a feature map of at least 2×2 to tell one place from another.

@@ -6,7 +6,6 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::embed::Embed;
-use crate::detect::localize::masking::mask_window;
 use crate::image::PixelBox;
 
 /// What one forward pass says about an image.
@@ -192,11 +191,27 @@ pub fn masked_batch<B: Backend>(
     base.mask_where(inside_x.bool_and(inside_y), fill)
 }
 
+/// Fills `window` of a `C×H×W` image with each channel's mean: how the probe builds masked
+/// copies on the host, and the reference the device-built batches are tested against.
+pub(crate) fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
+    let [c, h, w] = shape;
+    for (plane, &mean) in pixels.chunks_exact_mut((h * w).max(1)).zip(&fill[..c]) {
+        for y in window.y..(window.y + window.h).min(h) {
+            plane[y * w + window.x..y * w + (window.x + window.w).min(w)].fill(mean);
+        }
+    }
+}
+
+/// Per-channel means of a `C×H×W` image.
+pub fn channel_means(pixels: &[f32], channels: usize) -> Vec<f32> {
+    let size = pixels.len() / channels.max(1);
+    pixels.chunks(size.max(1)).map(|ch| ch.iter().sum::<f32>() / size.max(1) as f32).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::Compute;
-    use crate::detect::localize::masking::channel_means;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
@@ -257,5 +272,17 @@ mod tests {
         let toward: Vec<usize> = copies.iter().map(|copy| copy.toward).collect();
         assert_eq!(probe.measure_masked(&originals, &fill, &copies), probe.measure(&built, &toward));
         assert_eq!(probe.forwards(), 30);
+    }
+
+    #[test]
+    fn mask_fills_only_the_window() {
+        let mut pixels: Vec<f32> = (0..2 * 4 * 4).map(|v| v as f32).collect();
+        let fill = channel_means(&pixels, 2);
+        assert_eq!(fill, vec![7.5, 23.5]);
+        mask_window(&mut pixels, [2, 4, 4], &PixelBox { x: 1, y: 2, w: 2, h: 2 }, &fill);
+        assert_eq!(pixels[2 * 4 + 1], 7.5);
+        assert_eq!(pixels[16 + 3 * 4 + 2], 23.5);
+        assert_eq!(pixels[0], 0.0);
+        assert_eq!(pixels[16 + 3 * 4 + 3], 31.0);
     }
 }

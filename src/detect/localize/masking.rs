@@ -5,7 +5,7 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::activation::{ActivationProbe, MaskedCopy};
+use crate::detect::activation::{channel_means, ActivationProbe, MaskedCopy};
 use crate::detect::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::Result;
 use crate::image::ImageBatchSource;
@@ -259,23 +259,6 @@ impl Masked {
     }
 }
 
-/// Fills `window` of a `C×H×W` image with each channel's mean: how the probe builds masked
-/// copies on the host, and the reference the device-built batches are tested against.
-pub(crate) fn mask_window(pixels: &mut [f32], shape: [usize; 3], window: &PixelBox, fill: &[f32]) {
-    let [c, h, w] = shape;
-    for (plane, &mean) in pixels.chunks_exact_mut((h * w).max(1)).zip(&fill[..c]) {
-        for y in window.y..(window.y + window.h).min(h) {
-            plane[y * w + window.x..y * w + (window.x + window.w).min(w)].fill(mean);
-        }
-    }
-}
-
-/// Per-channel means of a `C×H×W` image.
-pub fn channel_means(pixels: &[f32], channels: usize) -> Vec<f32> {
-    let size = pixels.len() / channels.max(1);
-    pixels.chunks(size.max(1)).map(|ch| ch.iter().sum::<f32>() / size.max(1) as f32).collect()
-}
-
 /// Runs each image's masked copies through the probe, built on the device from one upload of
 /// the images; the unmasked image too, unless its activation is known from an earlier level.
 fn measure_masks<B: Backend>(
@@ -358,17 +341,5 @@ mod tests {
         let around = nudged(&PixelBox { x: 0, y: 10, w: 7, h: 7 }, 28, 28);
         assert_eq!(around.len(), 6);
         assert!(around.iter().all(|b| b.x <= 2 && b.y >= 8 && b.y <= 12));
-    }
-
-    #[test]
-    fn mask_fills_only_the_window() {
-        let mut pixels: Vec<f32> = (0..2 * 4 * 4).map(|v| v as f32).collect();
-        let fill = channel_means(&pixels, 2);
-        assert_eq!(fill, vec![7.5, 23.5]);
-        mask_window(&mut pixels, [2, 4, 4], &PixelBox { x: 1, y: 2, w: 2, h: 2 }, &fill);
-        assert_eq!(pixels[2 * 4 + 1], 7.5);
-        assert_eq!(pixels[16 + 3 * 4 + 2], 23.5);
-        assert_eq!(pixels[0], 0.0);
-        assert_eq!(pixels[16 + 3 * 4 + 3], 31.0);
     }
 }

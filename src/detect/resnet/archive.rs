@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::pickle::{scan, TensorUse};
-use super::CheckpointProblem;
+use super::problem::CheckpointProblem;
 
 /// The most bytes of a checkpoint file (a torch zip or safetensors): several times a
 /// ResNet-152 with a momentum twin and optimiser state. Also the most its entries inflate to.

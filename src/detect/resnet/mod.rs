@@ -11,9 +11,11 @@ mod blocks;
 mod import;
 mod keys;
 mod pickle;
+pub(crate) mod problem;
 
-pub use import::{CheckpointProblem, EncoderFile};
+pub use import::EncoderFile;
 pub(crate) use pickle::walk as walk_pickle;
+pub use problem::CheckpointProblem;
 
 use burn::config::Config;
 use burn::module::Module;

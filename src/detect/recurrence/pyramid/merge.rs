@@ -4,7 +4,7 @@
 
 use super::distance::fitted_rms;
 use super::index::Core;
-use super::verify::{mean_of, Seen};
+use super::seen::{mean_of, Seen};
 use crate::detect::recurrence::{Carrier, RecurringPatch};
 use crate::image::PixelBox;
 

@@ -34,6 +34,7 @@ mod matching;
 mod merge;
 mod params;
 mod scene;
+mod seen;
 mod verify;
 
 pub use matching::{best_level_match, LevelMatch};

@@ -11,24 +11,10 @@ use super::level::{levels, Level};
 use super::merge::merge;
 use super::params::PyramidConfig;
 use super::scene::{one_place, shared_scene, Thumbnail};
+use super::seen::{mean_of, Seen};
 use crate::detect::recurrence::{ImageRows, RecurringPatch};
 use crate::image::{Image, PixelBox};
 use crate::progress::stage_bar;
-
-/// One core's window in one image, read back from its pixels.
-pub(super) struct Seen {
-    pub core: usize,
-    pub image: usize,
-    pub factor: usize,
-    pub x: usize,
-    pub y: usize,
-    pub window: Vec<f32>,
-    /// The mean colour of each block of the ring around the window (see [`surroundings`]);
-    /// `None` for a block that leaves the image.
-    pub context: Vec<Option<[f32; 3]>>,
-    /// RMS distance to itself shifted by `SHIFT` level pixels, the nearest of eight directions.
-    pub self_distance: f32,
-}
 
 /// Windows across the region around a window whose likeness tells one image repeated from a
 /// patch pasted into different images: wide enough that a trigger of up to twice the window fills
@@ -218,16 +204,6 @@ fn median(values: impl Iterator<Item = f32>) -> f32 {
     let mut v: Vec<f32> = values.collect();
     v.sort_by(f32::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The mean window of `set`.
-pub(super) fn mean_of(set: &[&Seen]) -> Vec<f32> {
-    let mut m = vec![0.0f32; set.first().map_or(0, |s| s.window.len())];
-    for s in set {
-        m.iter_mut().zip(&s.window).for_each(|(a, b)| *a += b);
-    }
-    m.iter_mut().for_each(|v| *v /= set.len().max(1) as f32);
-    m
 }
 
 /// The shares of a `3 × s × s` window's pixels within `tolerance` (on every channel) of its most

@@ -14,7 +14,7 @@ mod value;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::CheckpointProblem;
+use super::problem::CheckpointProblem;
 pub(super) use value::TensorUse;
 use value::{allowed, storage_of, tensor_use, Container, Value};
 

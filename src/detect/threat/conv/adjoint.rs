@@ -8,11 +8,14 @@
 //! writing each input value once.
 
 use super::epilogue::Epilogue;
-use super::host::{conv2d_forward, IMAGES_PER_SHARE};
+use super::forward::conv2d_forward;
 use super::planes;
 use super::shape::ConvShape;
 use crate::detect::threat::shares::Shares;
 use crate::detect::threat::zeroed::set_in_chunks;
+
+/// Images whose weight-gradient terms one task sums before the tasks' sums are added in order.
+pub(super) const IMAGES_PER_SHARE: usize = 8;
 
 /// `dx` for the output gradient `dy` of a convolution of `shape` with `weight` (`O×C×kh×kw`), as
 /// a convolution; `None` when the stride is not 1 or the padding reaches past the kernel (then

@@ -10,6 +10,7 @@
 
 mod adjoint;
 mod epilogue;
+mod forward;
 mod gemm;
 pub mod host;
 mod planes;
