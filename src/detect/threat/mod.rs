@@ -8,6 +8,7 @@ mod moco;
 mod norm;
 mod shares;
 mod simclr;
+mod step;
 mod train;
 mod zeroed;
 
@@ -17,7 +18,7 @@ pub use encoder::{Backbone, BasicBlock, EncoderConfig, ProjectionHead, ThreatMod
 pub use moco::{info_nce, MocoState};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig, NormStatistics};
 pub use simclr::{l2_normalize, nt_xent};
+pub use step::{train_from_loader, SslStep};
 pub use train::{
-    init_model, init_model_with, model_fingerprint, train_from_loader, warm_start, SslMethod, SslStep, WarmStartConfig,
-    WarmStartReport,
+    init_model, init_model_with, model_fingerprint, warm_start, SslMethod, WarmStartConfig, WarmStartReport,
 };
