@@ -30,8 +30,12 @@ struct Log {
     sink: Box<dyn Write + Send>,
 }
 
-/// A stage of `len` steps labelled `label`: a bar on a terminal, lines in a log.
+/// A stage of `len` steps labelled `label`: a bar on a terminal, lines in a log. A stage of no
+/// steps shows nothing (a log of a guard's batches would otherwise fill with empty stages).
 pub fn stage_bar(label: &str, len: u64) -> Stage {
+    if len == 0 {
+        return Stage::hidden();
+    }
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(len);
         if let Ok(style) = ProgressStyle::with_template("{prefix:28} {bar:30} {pos}/{len} {elapsed}<{eta} {msg}") {
@@ -45,6 +49,11 @@ pub fn stage_bar(label: &str, len: u64) -> Stage {
 }
 
 impl Stage {
+    /// A stage that shows nothing: work too small or too frequent to report (a guard's batch).
+    pub fn hidden() -> Stage {
+        Stage { bar: ProgressBar::hidden(), log: None }
+    }
+
     /// A stage that writes its lines to `sink` every `every`.
     pub fn logged(label: &str, len: u64, every: Duration, sink: Box<dyn Write + Send>) -> Stage {
         let now = Instant::now();
@@ -178,5 +187,11 @@ mod tests {
         stage.finish_and_clear();
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_stage_of_no_steps_shows_nothing() {
+        assert!(stage_bar("localising", 0).log.is_none());
+        assert!(Stage::hidden().log.is_none());
     }
 }

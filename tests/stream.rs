@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -143,9 +144,15 @@ fn iterator_screening_logs_what_it_drops() {
 fn growing_dataset_only_adds_the_new_samples() {
     let f = fitted();
     let guard = load(f.dir.path());
+    let distinct = |items: &[ImageItem]| items.iter().map(|i| i.image.fingerprint()).collect::<HashSet<u64>>().len();
     let kept_first = guard.screen_dataset(&ImageDataset::new(f.items[..200].to_vec())).unwrap();
+    // Each image judged is cached once: the first 200 now, and only the new ones after.
+    assert_eq!(guard.cached_verdicts(), distinct(&f.items[..200]));
     let kept_all = guard.screen_dataset(&ImageDataset::new(f.items.clone())).unwrap();
+    assert_eq!(guard.cached_verdicts(), distinct(&f.items), "the grown set adds only its new images");
+    assert!(distinct(&f.items) > distinct(&f.items[..200]), "the set did grow");
     assert_eq!(&kept_all[..kept_first.len()], &kept_first[..]);
+    assert!(!guard.removals().is_empty(), "the poisons are removed, so kept and removed are both tested");
     assert_eq!(kept_all.len() + guard.removals().len(), f.items.len());
 }
 
@@ -399,5 +406,6 @@ fn a_guard_fitted_through_the_users_resnet_saves_and_loads_it() {
     assert_eq!(before, after);
     let removed: Vec<usize> = after.iter().enumerate().filter(|(_, v)| v.removed).map(|(i, _)| i).collect();
     let by_filter: Vec<usize> = filter.report().removals.iter().map(|r| r.index).collect();
+    assert!(!by_filter.is_empty(), "the filter removed something, so the two sets are not both empty");
     assert_eq!(removed, by_filter);
 }

@@ -36,6 +36,8 @@ pub struct Judge<'a, B: Backend> {
     probe: ActivationProbe<'a, B>,
     config: &'a DetectorConfig,
     device: &'a B::Device,
+    /// Whether its stages show progress: the fit's long stages do, a guard's batches do not.
+    shows_progress: bool,
 }
 
 impl<'a, B: Backend> Judge<'a, B> {
@@ -48,7 +50,20 @@ impl<'a, B: Backend> Judge<'a, B> {
         device: &'a B::Device,
     ) -> Self {
         let probe = ActivationProbe::new(backbone, clusters, shape, config.batch_size, device);
-        Self { backbone, clusters, probe, config, device }
+        Self { backbone, clusters, probe, config, device, shows_progress: true }
+    }
+
+    /// This judge, its stages showing no progress (for a guard screening batch after batch).
+    pub fn quiet(self) -> Self {
+        Self { shows_progress: false, ..self }
+    }
+
+    fn stage(&self, label: &str, len: usize) -> crate::progress::Stage {
+        if self.shows_progress {
+            stage_bar(label, len as u64)
+        } else {
+            crate::progress::Stage::hidden()
+        }
     }
 
     /// The probe the stages measure with (its forward count is the stages' cost).
@@ -87,7 +102,7 @@ impl<'a, B: Backend> Judge<'a, B> {
         indices: &[usize],
         label: &str,
     ) -> Result<()> {
-        let bar = stage_bar(label, indices.len() as u64);
+        let bar = self.stage(label, indices.len());
         let round = self.config.cam.images_per_round.max(1) * 4;
         for chunk in indices.chunks(round) {
             let targets: Vec<usize> = chunk.iter().map(|&i| evidence[i].cluster).collect();
@@ -119,7 +134,7 @@ impl<'a, B: Backend> Judge<'a, B> {
                 _ => None,
             })
             .collect();
-        let bar = stage_bar(label, todo.len() as u64);
+        let bar = self.stage(label, todo.len());
         // Enough candidates per call to fill whole batches even when few references lie outside
         // a candidate's cluster.
         for chunk in todo.chunks(64) {

@@ -57,7 +57,7 @@ impl<B: Backend> MaskingGuard<B> {
             return Ok(Vec::new());
         }
         let source = ImageBatchSource::new(images, shape[0], shape[1], shape[2])?;
-        let judge = Judge::new(&self.model, &self.fit.clusters, shape, detector, device);
+        let judge = Judge::new(&self.model, &self.fit.clusters, shape, detector, device).quiet();
         let mut evidence = judge.assign(&source);
         let stages = judge.complete(&source, &mut evidence, &self.fit)?;
         Ok(evidence

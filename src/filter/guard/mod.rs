@@ -104,7 +104,7 @@ impl<B: Backend> Guard<B> {
         self.masking.as_ref().is_some_and(MaskingGuard::is_armed) || !self.meta.templates.is_empty()
     }
 
-    /// Screens one sample (cached by its id, when it has one).
+    /// Screens one sample (its verdict cached by the image's content).
     pub fn screen<I: AsImage>(&self, item: &I) -> Verdict {
         self.screen_batch(std::slice::from_ref(item)).remove(0)
     }
