@@ -5,3 +5,4 @@ pub mod attack;
 pub mod eval;
 pub mod photo;
 pub mod suspects;
+pub mod whole_image;

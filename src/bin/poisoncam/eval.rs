@@ -36,6 +36,8 @@ pub struct RunArgs {
     /// Blend the trigger at this opacity instead of pasting it (1 = opaque).
     #[arg(long, default_value_t = 1.0)]
     pub blend: f64,
+    #[command(flatten)]
+    pub whole_image: crate::whole_image::WholeImageArgs,
     /// Evidence the detector gathers: recurrence, masking or both. Without masking no threat
     /// model is trained and no downstream scores are reported.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "recurrence,masking")]
@@ -149,6 +151,7 @@ impl RunArgs {
                 jitter: self.trigger_jitter,
                 blend: self.blend,
                 jpeg: self.jpeg,
+                whole_image: self.whole_image.trigger(self.seed)?,
             },
             ..EvalConfig::default()
         };

@@ -7,6 +7,7 @@ mod eval;
 mod photo_eval;
 mod scan;
 mod sheet;
+mod whole_image;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

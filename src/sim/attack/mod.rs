@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{ImageDataset, ImageItem};
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
+use crate::sim::whole_image::WholeImageTrigger;
 
 /// Where the trigger patch comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +50,10 @@ pub struct AttackConfig {
     /// Stores every training image (poisoned or not) as JPEG at this quality. Default none.
     #[serde(default)]
     pub jpeg: Option<u8>,
+    /// A trigger over the whole image (CTRL, a blend, SIG, a perturbation) instead of the
+    /// patch: the patch settings are then unused and each poison's box is the whole image.
+    #[serde(default)]
+    pub whole_image: Option<WholeImageTrigger>,
 }
 
 fn opaque() -> f64 {
@@ -66,6 +71,7 @@ impl Default for AttackConfig {
             jitter: 0,
             blend: 1.0,
             jpeg: None,
+            whole_image: None,
         }
     }
 }
@@ -152,6 +158,9 @@ pub(crate) fn check(config: &AttackConfig) -> Result<()> {
     if !(config.blend > 0.0 && config.blend <= 1.0) {
         return Err(Error::Attack(format!("blend {} is outside (0, 1]", config.blend)));
     }
+    if let Some(trigger) = &config.whole_image {
+        trigger.check()?;
+    }
     if config.jpeg.is_some_and(|q| !(1..=100).contains(&q)) {
         return Err(Error::Attack(format!("JPEG quality {} is outside 1..=100", config.jpeg.unwrap_or(0))));
     }
@@ -180,7 +189,11 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
         )));
     }
     let side = trigger_side(config, first.image.height(), first.image.width());
-    let trigger = make_trigger(&config.trigger, first.image.channels(), side)?;
+    let whole = config.whole_image.as_ref().map(|t| t.drawn_for(&first.image)).transpose()?;
+    let trigger = match &whole {
+        Some((_, shown)) => shown.clone(),
+        None => make_trigger(&config.trigger, first.image.channels(), side)?,
+    };
     let mut rng = StdRng::seed_from_u64(config.seed);
     candidates.shuffle(&mut rng);
     let mut chosen = candidates[..count].to_vec();
@@ -190,8 +203,17 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
     let mut poisoned = Vec::with_capacity(count);
     let alpha = config.blend as f32;
     for index in chosen {
-        let jittered = jittered_trigger(config, &trigger, side, &mut rng);
-        let bx = paste_at_random(&mut out[index], &jittered, &mut rng, 0.25, 0.75, alpha);
+        let bx = match &whole {
+            Some((prepared, _)) => {
+                let image = &mut out[index].image;
+                *image = prepared.apply(image);
+                PixelBox { x: 0, y: 0, w: image.width(), h: image.height() }
+            }
+            None => {
+                let jittered = jittered_trigger(config, &trigger, side, &mut rng);
+                paste_at_random(&mut out[index], &jittered, &mut rng, 0.25, 0.75, alpha)
+            }
+        };
         poisoned.push((index, bx));
     }
     if let Some(quality) = config.jpeg {
@@ -245,12 +267,19 @@ fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: 
 /// `[0.1·W, 0.9·W − s]`; labels stay the true ones.
 pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackConfig) -> Result<ImageDataset> {
     let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x7e57));
+    let whole = match test.items().first() {
+        Some(first) => config.whole_image.as_ref().map(|t| t.drawn_for(&first.image)).transpose()?,
+        None => None,
+    };
     let mut out = Vec::new();
     for (index, item) in test.items().iter().enumerate() {
         let label = item.label.ok_or(Error::MissingLabel { index, needed: "the triggered test set" })?;
         if label != config.target {
             let mut item = item.clone();
-            paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9, config.blend as f32);
+            match &whole {
+                Some((prepared, _)) => item.image = prepared.apply(&item.image),
+                None => drop(paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9, config.blend as f32)),
+            }
             out.push(item);
         }
     }
@@ -258,123 +287,4 @@ pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackC
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toy(n: usize) -> ImageDataset {
-        let items = (0..n)
-            .map(|i| ImageItem {
-                id: i.to_string(),
-                image: Image::new(1, 20, 20, vec![0.5; 400]).unwrap(),
-                label: Some(i % 4),
-            })
-            .collect();
-        ImageDataset::new(items)
-    }
-
-    #[test]
-    fn ground_truth_matches_the_changed_pixels() {
-        let clean = toy(200);
-        let config = AttackConfig { rate: 0.05, ..AttackConfig::default() };
-        let set = poison(&clean, &config).unwrap();
-        assert_eq!(set.truth.poisoned.len(), 10);
-        for (index, (before, after)) in clean.items().iter().zip(set.dataset.items()).enumerate() {
-            let changed: Vec<(usize, usize)> = (0..20)
-                .flat_map(|y| (0..20).map(move |x| (y, x)))
-                .filter(|&(y, x)| before.image.get(0, y, x) != after.image.get(0, y, x))
-                .collect();
-            match set.truth.poisoned.iter().find(|(i, _)| *i == index) {
-                None => assert!(changed.is_empty(), "clean item {index} changed"),
-                Some((_, bx)) => {
-                    assert_eq!(before.label, Some(config.target));
-                    assert_eq!((bx.w, bx.h), (4, 4));
-                    assert!(bx.x >= 5 && bx.x + bx.w <= 15 && bx.y >= 5 && bx.y + bx.h <= 15, "{bx:?}");
-                    assert!(!changed.is_empty());
-                    for (y, x) in changed {
-                        assert!(x >= bx.x && x < bx.x + bx.w && y >= bx.y && y < bx.y + bx.h);
-                    }
-                    for y in bx.y..bx.y + bx.h {
-                        for x in bx.x..bx.x + bx.w {
-                            assert_eq!(after.image.get(0, y, x), set.trigger.get(0, y - bx.y, x - bx.x));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn deterministic_under_a_seed() {
-        let clean = toy(100);
-        let a = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
-        let b = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
-        let c = poison(&clean, &AttackConfig { rate: 0.1, seed: 5, ..AttackConfig::default() }).unwrap();
-        assert_eq!(a.truth, b.truth);
-        assert_eq!(a.dataset.items(), b.dataset.items());
-        assert_ne!(a.truth, c.truth);
-    }
-
-    #[test]
-    fn trigger_has_full_contrast() {
-        let t = make_trigger(&TriggerSource::Procedural { seed: 3 }, 1, 6).unwrap();
-        let (lo, hi) = t.pixels().iter().fold((1f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
-        assert_eq!((lo, hi), (0.0, 1.0));
-        assert_ne!(t, make_trigger(&TriggerSource::Procedural { seed: 4 }, 1, 6).unwrap());
-    }
-
-    #[test]
-    fn impossible_attacks_are_errors() {
-        let clean = toy(40);
-        let too_many = AttackConfig { rate: 0.5, ..AttackConfig::default() };
-        assert!(matches!(poison(&clean, &too_many), Err(Error::Attack(_))));
-        assert!(poison(&clean, &AttackConfig { rate: 1.5, ..AttackConfig::default() }).is_err());
-        let unlabeled = ImageDataset::new(vec![ImageItem {
-            id: "x".into(),
-            image: Image::new(1, 4, 4, vec![0.0; 16]).unwrap(),
-            label: None,
-        }]);
-        assert!(matches!(poison(&unlabeled, &AttackConfig::default()), Err(Error::MissingLabel { .. })));
-    }
-
-    #[test]
-    fn variants_jitter_blend_and_jpeg() {
-        let clean = toy(400);
-        let jitter = AttackConfig { rate: 0.1, jitter: 1, ..AttackConfig::default() };
-        let sides: std::collections::BTreeSet<usize> =
-            poison(&clean, &jitter).unwrap().truth.poisoned.iter().map(|(_, b)| b.w).collect();
-        assert_eq!(sides.into_iter().collect::<Vec<_>>(), vec![3, 4, 5]);
-
-        let blended = poison(&clean, &AttackConfig { rate: 0.1, blend: 0.5, ..AttackConfig::default() }).unwrap();
-        let (index, bx) = blended.truth.poisoned[0];
-        let got = blended.dataset.items()[index].image.get(0, bx.y, bx.x);
-        assert!((got - (0.5 * blended.trigger.get(0, 0, 0) + 0.25)).abs() < 1e-6);
-
-        let jpeg = poison(&clean, &AttackConfig { rate: 0.1, jpeg: Some(85), ..AttackConfig::default() }).unwrap();
-        let plain = poison(&clean, &AttackConfig { rate: 0.1, ..AttackConfig::default() }).unwrap();
-        assert_eq!(jpeg.truth, plain.truth);
-        let rms = |a: &Image, b: &Image| {
-            let n = a.pixels().len() as f32;
-            (a.pixels().iter().zip(b.pixels()).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / n).sqrt()
-        };
-        let (index, _) = plain.truth.poisoned[0];
-        let error = rms(&jpeg.dataset.items()[index].image, &plain.dataset.items()[index].image);
-        assert!(error > 0.0 && error < 0.05, "JPEG 85 changes a poisoned image by {error}");
-        assert!(poison(&clean, &AttackConfig { blend: 0.0, ..AttackConfig::default() }).is_err());
-        assert!(poison(&clean, &AttackConfig { jpeg: Some(0), ..AttackConfig::default() }).is_err());
-    }
-
-    #[test]
-    fn triggered_test_set_skips_the_target_class() {
-        let test = toy(40);
-        let config = AttackConfig::default();
-        let trigger = make_trigger(&config.trigger, 1, 4).unwrap();
-        let triggered = triggered_test_set(&test, &trigger, &config).unwrap();
-        assert_eq!(triggered.items().len(), 30);
-        assert!(triggered.items().iter().all(|i| i.label != Some(0)));
-        assert!(triggered
-            .items()
-            .iter()
-            .zip(test.items().iter().filter(|i| i.label != Some(0)))
-            .all(|(a, b)| a.image != b.image));
-    }
-}
+mod tests;
