@@ -222,12 +222,7 @@ pub const MAX_FILE_BYTES: u64 = MAX_DECODE_BYTES;
 /// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`], reading at most [`MAX_FILE_BYTES`] of a regular
 /// file (a FIFO or a device is [`Error::NotAFile`]).
 pub fn decode(path: &Path) -> Result<Image> {
-    let file = crate::bounded::open_capped(path, MAX_FILE_BYTES)?;
-    let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
-    if let Ok(format) = image::ImageFormat::from_path(path) {
-        reader.set_format(format);
-    }
-    let mut reader = reader.with_guessed_format().map_err(|e| crate::bounded::capped_error(path, MAX_FILE_BYTES, e))?;
+    let mut reader = open_image(path)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DECODED_SIDE);
     limits.max_image_height = Some(MAX_DECODED_SIDE);
@@ -242,16 +237,23 @@ pub fn decode(path: &Path) -> Result<Image> {
     }
 }
 
-/// The width and height a file's header declares, read through the same checks as [`decode`]
-/// (a regular file, at most [`MAX_FILE_BYTES`]) without decoding its pixels.
-pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+type Reader = image::ImageReader<std::io::BufReader<crate::bounded::Capped<std::fs::File>>>;
+
+/// A decoder's reader on a regular file of at most [`MAX_FILE_BYTES`], its format guessed from the
+/// content, else the extension (as `ImageReader::open` guesses).
+fn open_image(path: &Path) -> Result<Reader> {
     let file = crate::bounded::open_capped(path, MAX_FILE_BYTES)?;
     let mut reader = image::ImageReader::new(std::io::BufReader::new(file));
     if let Ok(format) = image::ImageFormat::from_path(path) {
         reader.set_format(format);
     }
-    let reader = reader.with_guessed_format().map_err(|e| crate::bounded::capped_error(path, MAX_FILE_BYTES, e))?;
-    reader.into_dimensions().map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })
+    reader.with_guessed_format().map_err(|e| crate::bounded::capped_error(path, MAX_FILE_BYTES, e))
+}
+
+/// The width and height a file's header declares, read through the same checks as [`decode`]
+/// (a regular file, at most [`MAX_FILE_BYTES`]) without decoding its pixels.
+pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    open_image(path)?.into_dimensions().map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 #[cfg(test)]

@@ -143,4 +143,3 @@ fn a_whole_image_trigger_changes_exactly_the_poisons_and_boxes_the_whole_image()
     let expected = 0.8 * 0.5 + 0.2 * set.trigger.get(0, 3, 4);
     assert!((first.get(0, 3, 4) - expected).abs() <= 0.5 / 255.0 + 1e-6);
 }
-
