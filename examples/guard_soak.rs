@@ -2,9 +2,10 @@
 //! the dataset they come from; resident memory is sampled as the screens go by, and every
 //! verdict is compared with one thread's verdict for the same sample from a fresh guard.
 //!
-//! `cargo run --release --features cli --example guard_soak -- [--screens 100000] [--threads 3]`
+//! `cargo run --release --features cli --example guard_soak -- [--screens 100000] [--threads 3] [--masking]`
 //!
-//! The guard is fitted by recurrence on 3,000 embedded images with a pasted trigger on 2%;
+//! The guard is fitted by recurrence on 3,000 embedded images with a pasted trigger on 2% (with
+//! `--masking`, by both signals, the warm start as in `examples/streaming`: 3 epochs, cached);
 //! arriving sample `i` is embedded image `i mod 10,000` (poisoned the same way) with one corner
 //! pixel set from `i / 10,000`, so each is new content and the verdict cache churns.
 
@@ -54,8 +55,14 @@ fn main() -> Result<()> {
     let device = burn::tensor::Device::<Compute>::default();
     let attacked = poison(&FashionMnist::embedded()?, &AttackConfig { rate: 0.02, ..AttackConfig::default() })?;
     let pool: Arc<Vec<ImageItem>> = Arc::new(attacked.dataset.items().to_vec());
+    let masking = std::env::args().any(|a| a == "--masking");
     let mut config = PoisonFilterConfig::new();
-    config.detector.signals.masking = false;
+    config.detector.signals.masking = masking;
+    if masking {
+        config.warm_start.epochs = 3;
+        config.warm_start.augment.crop_scale_min = 0.6;
+        config.warm_start.cache_dir = Some(".poisoncam-cache".into());
+    }
     let (filter, guard) = PoisonFilter::fit_guarded::<Train>(attacked.dataset.slice(0..3000), &config, &device)?;
     println!("fit: removed {} of 3000; guard armed: {}", filter.report().removed, guard.is_armed());
     let guard = Arc::new(guard);
