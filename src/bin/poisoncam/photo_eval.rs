@@ -23,9 +23,9 @@ use crate::eval::SignalName;
 pub struct PhotoEvalArgs {
     /// An image folder with one sub-folder per class.
     pub data: PathBuf,
-    /// The trigger image (e.g. one of the published HTBA triggers).
-    #[arg(long)]
-    pub trigger: PathBuf,
+    /// The trigger image (e.g. one of the published HTBA triggers); not used with --whole-image.
+    #[arg(long, required_unless_present = "whole_image")]
+    pub trigger: Option<PathBuf>,
     /// The class sub-folder to poison.
     #[arg(long)]
     pub target: String,
@@ -67,6 +67,8 @@ pub struct PhotoEvalArgs {
     /// guard instead (0: the filter sees every file).
     #[arg(long, default_value_t = 0.0)]
     pub guard_share: f64,
+    #[command(flatten)]
+    pub whole_image: crate::whole_image::WholeImageArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,7 +81,10 @@ pub enum Format {
 struct PhotoEvalReport<'a> {
     data: &'a std::path::Path,
     target: &'a str,
-    trigger: &'a std::path::Path,
+    /// The patch trigger's file; `null` with a whole-image trigger.
+    trigger: Option<&'a std::path::Path>,
+    /// The whole-image trigger, when one replaced the patch.
+    whole_image: Option<&'a poisoncam::sim::whole_image::WholeImageTrigger>,
     trigger_px: usize,
     class_rate: f64,
     blend: f64,
@@ -115,7 +120,7 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
     let config = config.seeded(args.seed);
     config.check()?;
     let attack = PhotoAttack {
-        trigger: args.trigger.clone(),
+        trigger: args.trigger.clone().unwrap_or_default(),
         trigger_px: args.trigger_px,
         target: args.target.clone(),
         class_rate: args.class_rate,
@@ -126,6 +131,7 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
             Format::Png => StoredAs::Png,
         },
         seed: args.seed,
+        whole_image: args.whole_image.trigger(args.seed)?,
     };
     attack.check()?;
     if args.work.exists() {
@@ -165,7 +171,8 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
     let report = PhotoEvalReport {
         data: &args.data,
         target: &args.target,
-        trigger: &args.trigger,
+        trigger: args.trigger.as_deref(),
+        whole_image: attack.whole_image.as_ref(),
         trigger_px: args.trigger_px,
         class_rate: args.class_rate,
         blend: args.blend,

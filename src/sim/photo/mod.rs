@@ -19,6 +19,7 @@ use crate::data::{decode_file as decode, FolderListing};
 use crate::error::{Error, Result};
 use crate::filter::report::FilterReport;
 use crate::image::{Image, PixelBox};
+use crate::sim::whole_image::WholeImageTrigger;
 
 /// How the files are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -48,6 +49,9 @@ pub struct PhotoAttack {
     pub stored_as: StoredAs,
     /// Seeds which images are poisoned, where, and the file names.
     pub seed: u64,
+    /// A trigger over the whole image instead of the patch (the patch settings are then unused;
+    /// a poison's box is the whole image). Its key or pattern is drawn at the first poison's size.
+    pub whole_image: Option<WholeImageTrigger>,
 }
 
 /// What was written: each file's id and, for a poison, where its trigger is.
@@ -74,6 +78,9 @@ impl PhotoAttack {
         if !(0.0..1.0).contains(&self.scale_jitter) {
             return bad(format!("scale jitter {} is outside [0, 1)", self.scale_jitter));
         }
+        if let Some(trigger) = &self.whole_image {
+            trigger.check()?;
+        }
         if let StoredAs::Jpeg(q) = self.stored_as {
             if !(1..=100).contains(&q) {
                 return bad(format!("JPEG quality {q} is outside 1..=100"));
@@ -89,7 +96,11 @@ impl PhotoAttack {
         if !listing.classes.iter().any(|c| *c == self.target) {
             return Err(Error::Attack(format!("no class folder `{}` (classes: {:?})", self.target, listing.classes)));
         }
-        let trigger = decode(&self.trigger)?.with_channels(3);
+        let trigger = match &self.whole_image {
+            Some(_) => Image::new(3, 1, 1, vec![0.0; 3])?,
+            None => decode(&self.trigger)?.with_channels(3),
+        };
+        let mut whole = None;
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x9407_0e5e);
         let files: Vec<_> = listing.files.iter().collect();
         let in_target: Vec<usize> =
@@ -105,8 +116,18 @@ impl PhotoAttack {
             let mut image = image.with_channels(3);
             let mut placed = None;
             if chosen.binary_search(&i).is_ok() {
-                placed = self.paste(&mut image, &trigger, &mut rng);
-                truth.too_small += usize::from(placed.is_none());
+                if let Some(kind) = &self.whole_image {
+                    let prepared = match whole.take() {
+                        Some(prepared) => prepared,
+                        None => kind.prepare([3, image.height(), image.width()])?,
+                    };
+                    image = prepared.apply(&image);
+                    placed = Some(PixelBox { x: 0, y: 0, w: image.width(), h: image.height() });
+                    whole = Some(prepared);
+                } else {
+                    placed = self.paste(&mut image, &trigger, &mut rng);
+                    truth.too_small += usize::from(placed.is_none());
+                }
             }
             let class = file.id.rsplit_once('/').map(|(c, _)| c);
             let name = format!("{:016x}.{}", rng.random::<u64>(), self.extension());
@@ -210,137 +231,4 @@ impl PhotoScore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nonsense_attacks_are_named() {
-        let attack = PhotoAttack {
-            trigger: "t.png".into(),
-            trigger_px: 50,
-            target: "a".into(),
-            class_rate: 0.5,
-            blend: 1.0,
-            scale_jitter: 0.0,
-            stored_as: StoredAs::Jpeg(75),
-            seed: 0,
-        };
-        assert!(attack.check().is_ok());
-        for bad in [
-            PhotoAttack { trigger_px: 0, ..attack.clone() },
-            PhotoAttack { class_rate: 1.5, ..attack.clone() },
-            PhotoAttack { blend: 0.0, ..attack.clone() },
-            PhotoAttack { scale_jitter: f64::NAN, ..attack.clone() },
-            PhotoAttack { stored_as: StoredAs::Jpeg(0), ..attack.clone() },
-        ] {
-            assert!(matches!(bad.check(), Err(Error::Attack(_))), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_htba_placement_keeps_the_trigger_in_the_middle_half() {
-        let attack = PhotoAttack {
-            trigger: "t.png".into(),
-            trigger_px: 20,
-            target: "a".into(),
-            class_rate: 1.0,
-            blend: 1.0,
-            scale_jitter: 0.0,
-            stored_as: StoredAs::Png,
-            seed: 0,
-        };
-        let trigger = Image::new(3, 8, 8, vec![1.0; 192]).unwrap();
-        let mut rng = StdRng::seed_from_u64(1);
-        for _ in 0..50 {
-            let mut image = Image::new(3, 100, 160, vec![0.0; 3 * 100 * 160]).unwrap();
-            let b = attack.paste(&mut image, &trigger, &mut rng).unwrap();
-            assert!(b.x >= 40 && b.x + b.w <= 120 && b.y >= 25 && b.y + b.h <= 75, "{b:?}");
-            assert_eq!(image.get(1, b.y + 3, b.x + 3), 1.0);
-        }
-        let mut small = Image::new(3, 30, 30, vec![0.0; 2700]).unwrap();
-        assert!(attack.paste(&mut small, &trigger, &mut rng).is_none(), "15 px of middle half cannot hold 20 px");
-    }
-
-    #[test]
-    fn a_written_attack_hides_its_poisons_and_is_scored_against_its_truth() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, out) = (dir.path().join("data"), dir.path().join("out"));
-        let mut rng = StdRng::seed_from_u64(2);
-        for (class, n) in [("cats", 10), ("dogs", 6)] {
-            std::fs::create_dir_all(data.join(class)).unwrap();
-            for i in 0..n {
-                let pixels: Vec<u8> = (0..3 * 120 * 100).map(|_| rng.random::<u8>()).collect();
-                image::RgbImage::from_raw(100, 120, pixels)
-                    .unwrap()
-                    .save(data.join(format!("{class}/{i}.png")))
-                    .unwrap();
-            }
-        }
-        let trigger = dir.path().join("t.png");
-        image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 0])).save(&trigger).unwrap();
-        let attack = PhotoAttack {
-            trigger,
-            trigger_px: 20,
-            target: "cats".into(),
-            class_rate: 0.5,
-            blend: 1.0,
-            scale_jitter: 0.0,
-            stored_as: StoredAs::Png,
-            seed: 4,
-        };
-        let truth = attack.write(&crate::data::list_image_folder(&data).unwrap(), &out).unwrap();
-        assert_eq!(truth.files.len(), 16);
-        let poisons: Vec<(&String, PixelBox)> = truth.files.iter().filter_map(|(id, b)| Some((id, (*b)?))).collect();
-        assert_eq!(poisons.len(), 5, "half of the 10 cats");
-        assert!(poisons.iter().all(|(id, _)| id.starts_with("cats/")));
-        for id in truth.files.keys() {
-            let name = id.rsplit('/').next().unwrap();
-            assert!(name.len() == 20 && name.ends_with(".png"), "a random name in one format: {id}");
-        }
-        let (id, b) = poisons[0];
-        let written = decode(&out.join(id)).unwrap();
-        assert_eq!((written.get(0, b.y + 10, b.x + 10), written.get(1, b.y + 10, b.x + 10)), (1.0, 0.0));
-        assert!(matches!(
-            PhotoAttack { target: "birds".into(), ..attack.clone() }
-                .write(&crate::data::list_image_folder(&data).unwrap(), &dir.path().join("o2")),
-            Err(Error::Attack(_))
-        ));
-
-        let clean = truth.files.iter().find(|(_, b)| b.is_none()).map(|(id, _)| id.clone()).unwrap();
-        let removal = |id: &str, original_box: Option<[usize; 4]>| crate::filter::report::Removal {
-            index: 0,
-            id: id.into(),
-            score: 1.0,
-            trigger_box: None,
-            original_box,
-            stage: crate::detect::Stage::Recurrence,
-            error: None,
-        };
-        let report = FilterReport {
-            removals: vec![
-                removal(poisons[0].0, Some([b.x + 5, b.y + 5, 4, 4])),
-                removal(poisons[1].0, Some([0, 0, 2, 2])),
-                removal(&clean, None),
-            ],
-            total: 16,
-            kept: 13,
-            removed: 3,
-            backend: "flex".into(),
-            working_size: [3, 120, 100],
-            warm_start: None,
-            recurrence: None,
-            kept_clusters: vec![],
-            paste_threshold: None,
-            classifier_validation: None,
-            classifier_flagged: None,
-            classifier_skipped: None,
-            cost: vec![],
-            duplicates: vec![],
-        };
-        let score = PhotoScore::of(&report, &truth);
-        assert_eq!((score.poisons, score.removed, score.true_removed, score.clean_removed), (5, 3, 2, 1));
-        assert!((score.precision - 2.0 / 3.0).abs() < 1e-9 && (score.recall - 0.4).abs() < 1e-9);
-        let located_second = poisons[1].1.intersection(&PixelBox { x: 0, y: 0, w: 2, h: 2 }) > 0;
-        assert_eq!(score.localisation, if located_second { 1.0 } else { 0.5 });
-    }
-}
+mod tests;
