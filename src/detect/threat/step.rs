@@ -1,9 +1,11 @@
 //! One SSL optimiser step (SimCLR's NT-Xent or MoCo v2's InfoNCE on two augmented views), shared
 //! by the cached warm start and by training from a burn `DataLoader`.
 
-use burn::module::AutodiffModule;
+use std::sync::Mutex;
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -11,10 +13,39 @@ use rand::SeedableRng;
 use super::augment::AugmentConfig;
 use super::encoder::{EncoderConfig, ThreatModel};
 use super::moco::{info_nce, MocoState};
+use super::settings::{SslMethod, WarmStartConfig};
 use super::simclr::nt_xent;
-use super::train::{init_model, SslMethod, WarmStartConfig};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
+
+/// Backends seed one global generator; holding this lock while seeding and initialising keeps
+/// parallel runs in one process from drawing from each other's stream.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// A freshly initialised threat model, deterministic under `seed`.
+pub fn init_model<B: Backend>(config: &EncoderConfig, seed: u64, device: &B::Device) -> ThreatModel<B> {
+    init_model_with(seed, device, |d| config.init(d))
+}
+
+/// Any module built by `build`, its parameters drawn under `seed`.
+pub fn init_model_with<B: Backend, M: Module<B>>(
+    seed: u64,
+    device: &B::Device,
+    build: impl FnOnce(&B::Device) -> M,
+) -> M {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    let model = build(device);
+    // Parameters initialise lazily on first use; draw them now, under the seed and the lock.
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+    model
+}
 
 /// One optimiser step of SimCLR or MoCo v2: the shared core of the cached warm start and of
 /// training from a burn `DataLoader`.

@@ -1,11 +1,9 @@
 //! The warm start: a few epochs of SimCLR or MoCo v2 on the (possibly poisoned) data.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::Instant;
 
 use crate::progress::stage_bar;
-use burn::config::Config;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -15,60 +13,13 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::augment::AugmentConfig;
 use super::checkpoint::{Checkpoint, CheckpointMeta};
 use super::encoder::{EncoderConfig, ThreatModel};
-use super::step::SslStep;
+use super::settings::{SslMethod, WarmStartConfig};
+use super::step::{init_model, SslStep};
 use crate::durable::FileLock;
 use crate::error::{Error, Result};
 use crate::image::{Fnv, ImageBatchSource};
-
-/// The self-supervised objective of the warm start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SslMethod {
-    /// SimCLR: two views, NT-Xent over the batch.
-    SimClr,
-    /// MoCo v2: a momentum key encoder and a queue of negatives.
-    MocoV2,
-}
-
-/// Warm-start settings; defaults are docs/design.md §3.1's.
-#[derive(Config, Debug, PartialEq)]
-pub struct WarmStartConfig {
-    /// The SSL objective. Default SimCLR.
-    #[config(default = "SslMethod::SimClr")]
-    pub method: SslMethod,
-    /// `in_channels` is overwritten by the data's channel count.
-    #[config(default = "EncoderConfig::new()")]
-    pub encoder: EncoderConfig,
-    /// The augmentations that make the views.
-    #[config(default = "AugmentConfig::new()")]
-    pub augment: AugmentConfig,
-    /// Passes over the data.
-    #[config(default = 10)]
-    pub epochs: usize,
-    /// Images per optimiser step.
-    #[config(default = 256)]
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    #[config(default = 1e-3)]
-    pub learning_rate: f64,
-    /// NT-Xent / InfoNCE temperature.
-    #[config(default = 0.2)]
-    pub temperature: f32,
-    /// MoCo key-encoder momentum.
-    #[config(default = 0.99)]
-    pub moco_momentum: f32,
-    /// MoCo queue length.
-    #[config(default = 4096)]
-    pub moco_queue: usize,
-    /// Seeds initialisation, order and augmentations.
-    #[config(default = 0)]
-    pub seed: u64,
-    /// Where checkpoints go; `None` trains without a cache.
-    #[config(default = "None")]
-    pub cache_dir: Option<PathBuf>,
-}
 
 /// What the warm start did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,35 +34,6 @@ pub struct WarmStartReport {
     pub seconds: f64,
     /// Images per second over those epochs.
     pub images_per_second: f64,
-}
-
-/// Backends seed one global generator; holding this lock while seeding and initialising keeps
-/// parallel runs in one process from drawing from each other's stream.
-static INIT_LOCK: Mutex<()> = Mutex::new(());
-
-/// A freshly initialised threat model, deterministic under `seed`.
-pub fn init_model<B: Backend>(config: &EncoderConfig, seed: u64, device: &B::Device) -> ThreatModel<B> {
-    init_model_with(seed, device, |d| config.init(d))
-}
-
-/// Any module built by `build`, its parameters drawn under `seed`.
-pub fn init_model_with<B: Backend, M: Module<B>>(
-    seed: u64,
-    device: &B::Device,
-    build: impl FnOnce(&B::Device) -> M,
-) -> M {
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    B::seed(device, seed);
-    let model = build(device);
-    // Parameters initialise lazily on first use; draw them now, under the seed and the lock.
-    struct Touch;
-    impl<B: Backend> ModuleVisitor<B> for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let _ = param.val();
-        }
-    }
-    model.visit(&mut Touch);
-    model
 }
 
 impl WarmStartConfig {
