@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// before and after decompression: 1 GiB of 8-bit pixels is 4 GiB as the f32 images it becomes.
 pub(crate) const MAX_DATA_BYTES: u64 = 1 << 30;
 
-/// The most a text input (a `--config` JSON, a file list, a deny list, a guard's JSON) may hold.
+/// The most a text input (a `--config` JSON, a file list, a `--keep` list, a guard's JSON) may hold.
 pub(crate) const MAX_TEXT_BYTES: u64 = 256 << 20;
 
 /// What a path that is not a regular file is, in words, or `None` for a regular file. Links are

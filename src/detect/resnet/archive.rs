@@ -18,8 +18,13 @@ const MAX_PICKLE_BYTES: u64 = 64 << 20;
 /// The most bytes of any other small entry (`version`, `byteorder`, `.format_version`).
 const MAX_SMALL_ENTRY_BYTES: u64 = 1 << 20;
 
-fn limit(what: &'static str, limit: u64) -> CheckpointProblem {
-    CheckpointProblem::Limit { what, limit }
+/// Opens a checkpoint: a regular file within [`MAX_CHECKPOINT_BYTES`], or nothing is read (a
+/// FIFO would block the first read, a device never end).
+pub(super) fn open(path: &Path) -> Result<crate::bounded::Capped<std::fs::File>, CheckpointProblem> {
+    crate::bounded::open_capped(path, MAX_CHECKPOINT_BYTES).map_err(|e| match e {
+        crate::Error::TooLarge { .. } => CheckpointProblem::limit("bytes in a checkpoint file", MAX_CHECKPOINT_BYTES),
+        other => CheckpointProblem::Unreadable(other.to_string()),
+    })
 }
 
 /// Checks the checkpoint at `path` (a zip, as `torch.save` writes since PyTorch 1.6), reading at
@@ -27,10 +32,7 @@ fn limit(what: &'static str, limit: u64) -> CheckpointProblem {
 /// against what its tensors need before any is inflated; then each is inflated once, capped at its
 /// declared size, so an entry that lies about its size cannot inflate past it.
 pub(super) fn check(path: &Path) -> Result<(), CheckpointProblem> {
-    let file = crate::bounded::open_capped(path, MAX_CHECKPOINT_BYTES).map_err(|e| match e {
-        crate::Error::TooLarge { .. } => limit("bytes in a checkpoint file", MAX_CHECKPOINT_BYTES),
-        other => CheckpointProblem::Unreadable(other.to_string()),
-    })?;
+    let file = open(path)?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| CheckpointProblem::Unreadable(format!("not a whole zip archive ({e}); truncated?")))?;
     let names: Vec<String> = archive.file_names().map(str::to_string).collect();
@@ -78,7 +80,7 @@ pub(super) fn check(path: &Path) -> Result<(), CheckpointProblem> {
         }
         total = total.saturating_add(declared);
         if total > MAX_CHECKPOINT_BYTES {
-            return Err(limit("bytes in a checkpoint's entries, inflated", MAX_CHECKPOINT_BYTES));
+            return Err(CheckpointProblem::limit("bytes in a checkpoint's entries, inflated", MAX_CHECKPOINT_BYTES));
         }
     }
     for name in names.iter().filter(|n| !n.ends_with('/')) {

@@ -101,3 +101,10 @@ pub enum CheckpointProblem {
         reason: String,
     },
 }
+
+impl CheckpointProblem {
+    /// The problem of a value past one of the reader's limits.
+    pub(crate) fn limit(what: &'static str, limit: u64) -> Self {
+        CheckpointProblem::Limit { what, limit }
+    }
+}

@@ -24,11 +24,6 @@ const MAX_DEPTH: usize = 100;
 /// The most values on the walker's stack, in its memo, or containers built.
 const MAX_VALUES: usize = 1 << 22;
 
-/// A checkpoint problem for a value past one of the walker's limits.
-fn limit(what: &'static str, limit: u64) -> CheckpointProblem {
-    CheckpointProblem::Limit { what, limit }
-}
-
 struct Machine<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -59,7 +54,10 @@ pub(super) fn scan(bytes: &[u8]) -> Result<Vec<TensorUse>, CheckpointProblem> {
         }
         m.step(op)?;
         if m.stack.len() > MAX_VALUES || m.memo.len() > MAX_VALUES || m.containers.len() > MAX_VALUES {
-            return Err(limit("values on a pickle's stack, in its memo, or containers", MAX_VALUES as u64));
+            return Err(CheckpointProblem::limit(
+                "values on a pickle's stack, in its memo, or containers",
+                MAX_VALUES as u64,
+            ));
         }
     }
 }
@@ -123,7 +121,7 @@ impl Machine<'_> {
     fn nest(&mut self, items: &[Value]) -> Result<usize, CheckpointProblem> {
         let depth = 1 + items.iter().map(|v| self.depth(v)).max().unwrap_or(0);
         if depth > MAX_DEPTH {
-            return Err(limit("levels of nesting in a pickle", MAX_DEPTH as u64));
+            return Err(CheckpointProblem::limit("levels of nesting in a pickle", MAX_DEPTH as u64));
         }
         for item in items {
             if let Value::Container(i) = item {
