@@ -4,7 +4,7 @@
 # sig (delta, 20; f = 6), perturbation (bound, 8). STORAGE: png (default for ctrl), jpeg420 (PIL's
 # default chroma subsampling; the default otherwise) or jpeg444. QUALITY: JPEG quality, 75.
 # The truth file marks each poison with its whole image, [0, 0, max(w, h)].
-import os, sys, random, glob, json, hashlib
+import os, sys, random
 import numpy as np
 from PIL import Image
 src, out, attack, target, rate, seed = sys.argv[1:6] + [int(sys.argv[6])]
@@ -56,21 +56,8 @@ def poison(im):
         sys.exit(f'unknown attack {attack}')
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
 
-truth = {}
-files = sorted(glob.glob(f'{src}/*/*.png'))
-tfiles = [f for f in files if f.split('/')[-2] == target]
-pois = set(rng.sample(tfiles, int(round(rate * len(tfiles)))))
-for f in files:
-    im = Image.open(f).convert('RGB')
-    cls = f.split('/')[-2]
-    name = hashlib.md5((f + str(seed)).encode()).hexdigest()[:16]
-    os.makedirs(f'{out}/{cls}', exist_ok=True)
-    p = f in pois
-    if p: im = poison(im)
-    ext = 'png' if storage == 'png' else 'jpg'
-    path = f'{out}/{cls}/{name}.{ext}'
-    if storage == 'png': im.save(path)
-    else: im.save(path, quality=quality, subsampling=0 if storage == 'jpeg444' else 2)
-    truth[f'{cls}/{name}.{ext}'] = [0, 0, max(im.size)] if p else None
-json.dump(truth, open(f'{out}.truth.json', 'w'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from poison import write_set
+truth = write_set(src, out, target, rate, seed, rng, lambda im: (poison(im), [0, 0, max(im.size)]),
+                  {'jpeg420': 'jpeg'}.get(storage, storage), quality)
 print('poisoned', sum(v is not None for v in truth.values()), 'of', len(truth), 'with', attack, param, storage)
