@@ -96,9 +96,10 @@ impl PhotoAttack {
         if !listing.classes.iter().any(|c| *c == self.target) {
             return Err(Error::Attack(format!("no class folder `{}` (classes: {:?})", self.target, listing.classes)));
         }
-        let trigger = match &self.whole_image {
-            Some(_) => Image::new(3, 1, 1, vec![0.0; 3])?,
-            None => decode(&self.trigger)?.with_channels(3),
+        // The patch, or the whole-image trigger drawn at the first poison's size.
+        let patch = match &self.whole_image {
+            Some(_) => None,
+            None => Some(decode(&self.trigger)?.with_channels(3)),
         };
         let mut whole = None;
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x9407_0e5e);
@@ -117,15 +118,15 @@ impl PhotoAttack {
             let mut placed = None;
             if chosen.binary_search(&i).is_ok() {
                 if let Some(kind) = &self.whole_image {
-                    let prepared = match whole.take() {
-                        Some(prepared) => prepared,
-                        None => kind.prepare([3, image.height(), image.width()])?,
-                    };
-                    image = prepared.apply(&image);
+                    if whole.is_none() {
+                        whole = Some(kind.prepare([3, image.height(), image.width()])?);
+                    }
+                    if let Some(prepared) = &whole {
+                        image = prepared.apply(&image);
+                    }
                     placed = Some(PixelBox { x: 0, y: 0, w: image.width(), h: image.height() });
-                    whole = Some(prepared);
-                } else {
-                    placed = self.paste(&mut image, &trigger, &mut rng);
+                } else if let Some(patch) = &patch {
+                    placed = self.paste(&mut image, patch, &mut rng);
                     truth.too_small += usize::from(placed.is_none());
                 }
             }
