@@ -58,7 +58,7 @@ fn main() -> Result<()> {
     let count: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let rows = Procedural { count };
     let started = Instant::now();
-    let found = RecurrenceConfig::new().find_rows(&rows, |r| rows.read(r))?;
+    let found = RecurrenceConfig::new().find_rows(&rows, &|r| rows.read(r))?;
     let seconds = started.elapsed().as_secs_f64();
     let s = &found.summary;
     println!(

@@ -87,6 +87,15 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// Reads a whole regular UTF-8 file of at most [`MAX_TEXT_BYTES`].
+/// SHA-256 of a regular file of at most `limit` bytes, streamed (memory stays flat).
+pub(crate) fn sha256(path: &Path, limit: u64) -> Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut file = open_capped(path, limit)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| capped_error(path, limit, e))?;
+    Ok(hasher.finalize().into())
+}
+
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = read(path, MAX_TEXT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use poisoncam::backend::Compute;
-use poisoncam::detect::recurrence::{ImageRows, RecurrenceConfig};
+use poisoncam::detect::recurrence::{ImageRows, RecurrenceConfig, TemplateScreen};
 use poisoncam::detect::{DetectorConfig, Stage};
 use poisoncam::filter::guard::Guard;
 use poisoncam::Image;
@@ -126,7 +126,8 @@ fn a_recurrence_only_guard_removes_new_photo_poisons_and_keeps_new_clean_photos(
     let found = RecurrenceConfig::new().find(&poisoned).unwrap();
     let templates: Vec<_> = found.patches.iter().map(|p| p.template()).collect();
     assert!(!templates.is_empty() && templates.iter().all(|t| t.factor > 1), "photo patches are compared on a level");
-    let guard = Guard::<Compute>::new(templates, DetectorConfig::new(), [3, 64, 64], &Default::default());
+    let screen = TemplateScreen::new(templates, &RecurrenceConfig::new());
+    let guard = Guard::<Compute>::new(vec![Box::new(screen)], DetectorConfig::new(), [3, 64, 64], &Default::default());
     let mut rng = StdRng::seed_from_u64(29);
     let patch = trigger(48);
     let (mut caught, mut clean_removed) = (0, 0);
@@ -159,7 +160,7 @@ fn a_recurrence_only_guard_removes_new_photo_poisons_and_keeps_new_clean_photos(
 fn verification_reads_only_the_images_the_index_names() {
     let (poisoned, _) = fixture();
     let rows = Counted { images: &poisoned, reads: Default::default() };
-    let found = RecurrenceConfig::new().find_rows(&rows, |r| Ok(poisoned[r].clone())).unwrap();
+    let found = RecurrenceConfig::new().find_rows(&rows, &|r| Ok(poisoned[r].clone())).unwrap();
     let verified = found.summary.verified_images;
     assert_eq!(rows.reads.into_inner(), poisoned.len() + verified, "one index read each, then the named images");
     assert!(verified > 0 && verified < poisoned.len(), "{verified} of {} read again", poisoned.len());
@@ -220,7 +221,7 @@ fn a_killed_index_resumes_from_its_cache_and_finds_the_same_patches() {
     let config = RecurrenceConfig::new().with_cache_dir(Some(cache.path().to_path_buf()));
     let run = || {
         let rows = Counted { images: &poisoned, reads: Default::default() };
-        let found = config.find_rows(&rows, |r| Ok(poisoned[r].clone())).unwrap();
+        let found = config.find_rows(&rows, &|r| Ok(poisoned[r].clone())).unwrap();
         (found, rows.reads.into_inner())
     };
     let (first, first_reads) = run();
@@ -248,6 +249,6 @@ fn a_killed_index_resumes_from_its_cache_and_finds_the_same_patches() {
     let mut other = poisoned.clone();
     other.swap(0, 1);
     let rows = Counted { images: &other, reads: Default::default() };
-    config.find_rows(&rows, |r| Ok(other[r].clone())).unwrap();
+    config.find_rows(&rows, &|r| Ok(other[r].clone())).unwrap();
     assert!(rows.reads.into_inner() >= other.len());
 }

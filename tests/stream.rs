@@ -12,7 +12,7 @@ use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detect::classify::{ClassifierData, PoisonClassifier};
 use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
-use poisoncam::detect::recurrence::RecurrenceConfig;
+use poisoncam::detect::recurrence::{RecurrenceConfig, TemplateScreen};
 use poisoncam::detect::threat::{warm_start, WarmStartConfig};
 use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit, Stage};
 use poisoncam::filter::guard::{Guard, GuardModel, MaskingGuard, ScreenExt, Verdict};
@@ -52,7 +52,8 @@ fn fitted() -> &'static Fitted {
         assert!(classifier.validation_accuracy >= 0.9, "validation {}", classifier.validation_accuracy);
         let natives = common::natives(&set.dataset);
         let found = RecurrenceConfig::new().find(&natives).unwrap();
-        let templates = found.patches.iter().map(|p| p.template()).collect();
+        let templates =
+            TemplateScreen::new(found.patches.iter().map(|p| p.template()).collect(), &RecurrenceConfig::new());
         // The classifier alone decides for masking: no cluster was kept by a paste test.
         let masking = |c: PoisonClassifier<Compute>| {
             let decisions = Decisions { classifier_threshold: Some(c.threshold), ..Decisions::default() };
@@ -61,8 +62,8 @@ fn fitted() -> &'static Fitted {
         };
         let masking_only = Guard::new(Vec::new(), DetectorConfig::new(), [1, 28, 28], &device)
             .with_masking(masking(classifier.clone()));
-        let guard =
-            Guard::new(templates, DetectorConfig::new(), [1, 28, 28], &device).with_masking(masking(classifier));
+        let guard = Guard::new(vec![Box::new(templates)], DetectorConfig::new(), [1, 28, 28], &device)
+            .with_masking(masking(classifier));
         let poisoned = set.truth.poisoned.iter().map(|(i, _)| *i).collect();
         let trigger = set.trigger.clone();
         let items = set.dataset.into_items();

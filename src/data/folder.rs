@@ -54,6 +54,9 @@ impl AsImage for ImageFile {
     fn id(&self) -> Option<String> {
         Some(self.id.clone())
     }
+    fn digest(&self) -> Option<Result<[u8; 32]>> {
+        Some(crate::bounded::sha256(&self.path, MAX_FILE_BYTES))
+    }
 }
 
 /// The image files below a folder, listed but not decoded.

@@ -74,12 +74,16 @@ pub struct DetectorConfig {
     /// Images per forward pass. Default 512.
     #[config(default = 512)]
     pub batch_size: usize,
+    /// A list of SHA-256 hashes of known poisons' files (`sha256sum` output); a file whose bytes
+    /// hash to one is removed (detect::deny). Default none.
+    #[config(default = "None")]
+    pub deny: Option<std::path::PathBuf>,
 }
 
 impl DetectorConfig {
     /// Rejects settings that cannot work, before any image is read.
     pub fn check(&self) -> Result<()> {
-        if !self.signals.recurrence && !self.signals.masking {
+        if !self.signals.recurrence && !self.signals.masking && self.deny.is_none() {
             return Err(Error::Config("every signal is off: nothing could be detected".into()));
         }
         if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {

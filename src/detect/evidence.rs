@@ -9,6 +9,7 @@ use crate::detect::cluster::Clusters;
 use crate::detect::decisions::Decisions;
 use crate::detect::paste::PasteScore;
 use crate::detect::recurrence::{PatchTemplate, RecurrenceSummary};
+use crate::detect::signal::{Finding, SignalReport};
 use crate::image::PixelBox;
 
 /// The stage whose evidence removed a sample.
@@ -25,6 +26,8 @@ pub enum Stage {
     Classifier,
     /// The item's image could not be read, so nothing can vouch for it (the filter's verdict).
     Unreadable,
+    /// Its stored bytes hash to a value on the deny list of known poisons.
+    Deny,
 }
 
 impl Stage {
@@ -36,6 +39,7 @@ impl Stage {
             Stage::Paste => "paste",
             Stage::Classifier => "classifier",
             Stage::Unreadable => "unreadable",
+            Stage::Deny => "deny",
         }
     }
 }
@@ -71,8 +75,8 @@ impl Evidence {
 pub struct RecurrenceHit {
     /// Index of the patch among the detection's recurring patches.
     pub patch: usize,
-    /// RMS distance to the patch's template.
-    pub distance: f32,
+    /// 1 − RMS distance to the patch's template / the radius it was held to.
+    pub score: f32,
     /// Where the patch sits, in working-size pixels.
     pub patch_box: PixelBox,
 }
@@ -118,23 +122,34 @@ pub struct Detection {
     pub classifier_skipped: Option<String>,
     /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
+    /// The training-free signals' fold, by row: the finding that decided, where one did.
+    pub findings: Vec<Option<Finding>>,
+    /// What each training-free signal looked at, in fold order.
+    pub signals: Vec<SignalReport>,
 }
 
 impl Detection {
-    /// The strength of the evidence against a sample: 1 for a recurring patch's carrier, else the
-    /// classifier's probability, the paste share or the masking score.
+    /// The strength of the evidence against a sample: the training-free finding's score where
+    /// one decided, else the classifier's probability, the paste share or the masking score.
     pub fn score_of(&self, index: usize) -> f32 {
-        let e = &self.evidence[index];
-        if e.recurrence.is_some() {
-            return 1.0;
+        match self.findings.get(index).copied().flatten() {
+            Some(finding) => finding.score,
+            None => self.evidence[index].masking_score(),
         }
-        e.masking_score()
     }
 
-    /// The located trigger: the recurring patch where there is one, else the masking box.
+    /// The located trigger, in working-size pixels: the training-free finding's box where one
+    /// decided (none for a whole-sample finding), else the masking box.
     pub fn box_of(&self, index: usize) -> Option<PixelBox> {
-        let e = &self.evidence[index];
-        e.recurrence.map(|r| r.patch_box).or(e.trigger_box)
+        match self.findings.get(index).copied().flatten() {
+            Some(finding) => finding.trigger_box,
+            None => self.evidence[index].trigger_box,
+        }
+    }
+
+    /// The same box in the sample's own pixels, where a training-free finding gave it.
+    pub fn original_box_of(&self, index: usize) -> Option<PixelBox> {
+        self.findings.get(index).copied().flatten().and_then(|f| f.original_box)
     }
 }
 
@@ -169,6 +184,8 @@ impl Detection {
             classifier_flagged: None,
             classifier_skipped: None,
             cost: Vec::new(),
+            findings: vec![None; n],
+            signals: Vec::new(),
         }
     }
 }

@@ -1,19 +1,22 @@
-//! The detector (docs/design.md §2–§3), two signals fused:
-//! - recurrence (training-free): patches pasted unchanged into many images;
-//! - masking (needs the threat model): embed, cluster, localise on a few probes of every cluster,
-//!   keep the clusters whose located patches pass the paste test, search those clusters, then let
-//!   the poison classifier sweep every sample.
+//! The detector (docs/design.md §2–§3): the training-free signals behind the [`signal`] seam, in
+//! the registry's order (a deny list of known poisons' hashes; recurrence: patches pasted
+//! unchanged into many images), then masking (needs the threat model): embed, cluster, localise
+//! on a few probes of every cluster, keep the clusters whose located patches pass the paste test,
+//! search those clusters, then let the poison classifier sweep every sample.
 //!
-//! A sample is removed when either signal confirms it; each removal records which one did.
+//! A sample is removed when any signal confirms it; each removal records which one did (the first
+//! training-free signal with a finding, else masking's stage).
 
 pub mod activation;
 pub mod classify;
 pub mod cluster;
+pub mod deny;
 pub mod embed;
 pub mod localize;
 pub mod paste;
 pub mod recurrence;
 pub mod resnet;
+pub mod signal;
 pub mod threat;
 
 mod config;
@@ -27,8 +30,6 @@ pub use decisions::Decisions;
 pub use evidence::{Detection, Evidence, RecurrenceHit, Stage, StageCost};
 pub use judge::{Judge, MaskingFit};
 
-use std::time::Instant;
-
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::detect::activation::ActivationProbe;
@@ -36,9 +37,10 @@ use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
 use crate::detect::localize::gradcam::GradCam;
 use crate::detect::localize::{Localize, Scene};
-use crate::detect::recurrence::{HeldImages, ImageRows};
+use crate::detect::recurrence::{HeldImages, ImageRows, RecurrenceSummary, TemplateScreen};
+use crate::detect::signal::{fit_all, Screen, SignalInput};
 use crate::error::{Error, Result};
-use crate::image::{scale_box, Image, ImageBatchSource, PixelBox};
+use crate::image::{Image, ImageBatchSource, PixelBox};
 
 /// Runs the detector over `images` (at the working size) and `natives` (the same images at their
 /// own resolution, where recurrence is mined). `backbone` is the threat model; the masking signal
@@ -53,15 +55,22 @@ pub fn detect<B: AutodiffBackend>(
     detect_and_fit::<B>(backbone, images, natives, config, device).map(|(d, _)| d)
 }
 
-/// [`detect`], also returning what masking fitted (its clusters, paste references, classifier and
-/// decisions), for a guard to judge new samples by.
+/// What a detector fit leaves for a guard to judge new samples by.
+pub struct DetectorFit<B: Backend> {
+    /// The training-free signals' screens, in fold order.
+    pub screens: Vec<Box<dyn Screen>>,
+    /// What masking fitted (its clusters, paste references, classifier and decisions), where it ran.
+    pub masking: Option<MaskingFit<B>>,
+}
+
+/// [`detect`], also returning what the signals fitted, for a guard to judge new samples by.
 pub fn detect_and_fit<B: AutodiffBackend>(
     backbone: Option<&dyn Embed<B::InnerBackend>>,
     images: &ImageBatchSource,
     natives: &[Image],
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<(Detection, Option<MaskingFit<B::InnerBackend>>)> {
+) -> Result<(Detection, DetectorFit<B::InnerBackend>)> {
     let held = HeldImages(natives);
     let input = DetectorInput { images: Some(images), shape: images.shape(), natives: &held };
     detect_input::<B>(backbone, &input, |r| Ok(natives[r].clone()), config, device)
@@ -84,10 +93,10 @@ pub struct DetectorInput<'a> {
 pub fn detect_input<B: AutodiffBackend>(
     backbone: Option<&dyn Embed<B::InnerBackend>>,
     input: &DetectorInput,
-    read_capped: impl Fn(usize) -> Result<Image>,
+    read_capped: impl Fn(usize) -> Result<Image> + Sync,
     config: &DetectorConfig,
     device: &B::Device,
-) -> Result<(Detection, Option<MaskingFit<B::InnerBackend>>)> {
+) -> Result<(Detection, DetectorFit<B::InnerBackend>)> {
     config.check()?;
     let [n, _, h, w] = input.shape;
     if n == 0 {
@@ -96,11 +105,9 @@ pub fn detect_input<B: AutodiffBackend>(
     if input.natives.len() != n {
         return Err(Error::Config(format!("{} native images for {n} working images", input.natives.len())));
     }
-    let started = Instant::now();
-    let recurrence =
-        if config.signals.recurrence { Some(config.recurrence.find_rows(input.natives, read_capped)?) } else { None };
-    let recurrence_seconds = started.elapsed().as_secs_f64();
-    let (mut detection, fit) = if config.signals.masking {
+    let signal_input = SignalInput { rows: input.natives, working: [h, w], read_capped: &read_capped };
+    let signals = fit_all(config, &signal_input)?;
+    let (mut detection, masking) = if config.signals.masking {
         let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;
         let images = input.images.ok_or_else(|| Error::Config("the masking signal needs the working images".into()))?;
         let (detection, fit) = pruning::masking::<B>(backbone, images, config, device)?;
@@ -108,25 +115,36 @@ pub fn detect_input<B: AutodiffBackend>(
     } else {
         (Detection::empty(n), None)
     };
-    if let Some(found) = recurrence {
-        let mut carriers = Vec::new();
-        for (patch, carrier) in found.carriers() {
-            let patch_box = scale_box(carrier.patch_box, input.natives.size(carrier.image), [h, w]);
-            detection.evidence[carrier.image].recurrence =
-                Some(RecurrenceHit { patch, distance: carrier.distance, patch_box });
-            carriers.push(carrier.image);
+    // The training-free findings decide their rows, masking the rest.
+    let mut decided = Vec::new();
+    for (row, finding) in signals.findings.iter().enumerate() {
+        let Some(finding) = finding else { continue };
+        if finding.stage == Stage::Recurrence {
+            if let (Some(patch), Some(patch_box)) = (finding.pattern, finding.trigger_box) {
+                detection.evidence[row].recurrence = Some(RecurrenceHit { patch, score: finding.score, patch_box });
+            }
         }
-        carriers.dedup();
-        detection.removed.retain(|(i, _)| carriers.binary_search(i).is_err());
-        detection.removed.extend(carriers.into_iter().map(|i| (i, Stage::Recurrence)));
-        detection.removed.sort_by_key(|&(i, _)| i);
-        detection
-            .cost
-            .insert(0, StageCost { stage: "recurrence".into(), seconds: recurrence_seconds, forwards_per_image: 0.0 });
-        detection.templates = found.patches.iter().map(|p| p.template()).collect();
-        detection.recurrence = Some(found.summary);
+        decided.push((row, finding.stage));
     }
-    Ok((detection, fit))
+    detection.removed.retain(|(i, _)| decided.binary_search_by_key(i, |&(r, _)| r).is_err());
+    detection.removed.extend(decided);
+    detection.removed.sort_by_key(|&(i, _)| i);
+    detection.cost.splice(0..0, signals.cost);
+    detection.templates = signals
+        .screens
+        .iter()
+        .find_map(|s| s.as_any().downcast_ref::<TemplateScreen>())
+        .map(|t| t.templates.clone())
+        .unwrap_or_default();
+    detection.recurrence = signals
+        .reports
+        .iter()
+        .find(|r| r.name == "recurrence")
+        .map(|r| serde_json::from_value::<RecurrenceSummary>(r.summary.clone()))
+        .transpose()?;
+    detection.findings = signals.findings;
+    detection.signals = signals.reports;
+    Ok((detection, DetectorFit { screens: signals.screens, masking }))
 }
 
 /// The trigger box and localisation score of each of `indices`, toward cluster `targets[i]`

@@ -17,7 +17,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::detect::embed::Embed;
 use crate::detect::threat::{warm_start, WarmStartReport};
-use crate::detect::{detect_input, Detection, DetectorInput, MaskingFit, Stage};
+use crate::detect::{detect_input, Detection, DetectorFit, DetectorInput, Stage};
 use crate::error::Result;
 use crate::filter::guard::{Guard, GuardModel, MaskingGuard};
 use crate::filter::report::{FilterReport, Removal, Suspicion};
@@ -78,8 +78,8 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         config.check()?;
         let images = config.read_images(&dataset)?;
         if !config.detector.signals.masking {
-            let (filter, _) = Self::finish::<B>(dataset, images, None, None, config, device)?;
-            let guard = filter.recurrence_guard(config, device);
+            let (filter, fit) = Self::finish::<B>(dataset, images, None, None, config, device)?;
+            let guard = filter.guard_of(fit.screens, config, device);
             return Ok((filter, guard));
         }
         let encoder = config.warm_start.encoder_for(images.working()?);
@@ -110,16 +110,21 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         device: &B::Device,
     ) -> Result<(Self, Guard<B::InnerBackend>)> {
         let (filter, fit) = Self::finish::<B>(dataset, images, Some(&model), warm, config, device)?;
-        let guard = filter.recurrence_guard(config, device);
-        Ok(match fit {
-            Some(fit) => (filter, guard.with_masking(MaskingGuard::new(model, fit))),
+        let guard = filter.guard_of(fit.screens, config, device);
+        Ok(match fit.masking {
+            Some(masking) => (filter, guard.with_masking(MaskingGuard::new(model, masking))),
             None => (filter, guard),
         })
     }
 
-    /// A guard that screens by the recurring patches this fit confirmed.
-    fn recurrence_guard<B: Backend>(&self, config: &PoisonFilterConfig, device: &B::Device) -> Guard<B> {
-        Guard::new(self.detection.templates.clone(), config.detector.clone(), self.report.working_size, device)
+    /// A guard that screens by the training-free signals' fitted screens.
+    fn guard_of<B: Backend>(
+        &self,
+        screens: Vec<Box<dyn crate::detect::signal::Screen>>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Guard<B> {
+        Guard::new(screens, config.detector.clone(), self.report.working_size, device)
     }
 
     /// Filters `dataset` looking through an encoder trained elsewhere (the user's own SSL model:
@@ -142,7 +147,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         warm: Option<WarmStartReport>,
         config: &PoisonFilterConfig,
         device: &B::Device,
-    ) -> Result<(Self, Option<MaskingFit<B::InnerBackend>>)> {
+    ) -> Result<(Self, DetectorFit<B::InnerBackend>)> {
         let plan = config.read_plan();
         let rows = images.rows(&inner, &plan);
         let input = DetectorInput { images: images.source.as_ref(), shape: images.shape, natives: &rows };
@@ -155,12 +160,20 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             .map(|&(row, stage)| {
                 let index = images.rows[row];
                 let trigger_box = detection.box_of(row);
+                // A training-free finding gave its box in the pixels of the row as read (a held
+                // image may have been scaled down); masking's is scaled up from the working size.
+                let original = images.original_sizes[row];
+                let read = images.natives[row].as_ref().map_or(original, |i| [i.height(), i.width()]);
+                let original_box = match detection.original_box_of(row) {
+                    Some(b) => Some(scale_box(b, read, original)),
+                    None => trigger_box.map(|b| scale_box(b, [h, w], original)),
+                };
                 Removal {
                     index,
                     id: images.ids[index].clone(),
                     score: detection.score_of(row),
                     trigger_box: trigger_box.map(|b| b.to_array()),
-                    original_box: trigger_box.map(|b| scale_box(b, [h, w], images.original_sizes[row]).to_array()),
+                    original_box: original_box.map(|b| b.to_array()),
                     stage,
                     error: None,
                 }
@@ -197,6 +210,7 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
             classifier_flagged: detection.classifier_flagged,
             classifier_skipped: detection.classifier_skipped.clone(),
             cost: detection.cost.clone(),
+            signals: detection.signals.clone(),
             removals,
             duplicates: detection
                 .recurrence

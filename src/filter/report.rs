@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::recurrence::RecurrenceSummary;
+use crate::detect::signal::SignalReport;
 use crate::detect::threat::WarmStartReport;
 use crate::detect::{Stage, StageCost};
 use crate::durable::write_atomic;
@@ -86,6 +87,9 @@ pub struct FilterReport {
     pub classifier_skipped: Option<String>,
     /// Wall time and forwards per image of every stage, in order.
     pub cost: Vec<StageCost>,
+    /// What each training-free signal looked at and found (before the fold), in fold order.
+    #[serde(default)]
+    pub signals: Vec<SignalReport>,
     /// Every removed item, with its evidence, in increasing index order.
     pub removals: Vec<Removal>,
     /// Ids of each group of items that share a window together with its surroundings: one
@@ -141,6 +145,7 @@ mod tests {
             classifier_flagged: None,
             classifier_skipped: None,
             cost: vec![],
+            signals: Vec::new(),
             removals: vec![removal(0, Stage::Paste), removal(2, Stage::Unreadable)],
             duplicates: vec![],
         };

@@ -192,6 +192,12 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> ImageRows for DatasetRows<'_, I, D> {
     fn fingerprint(&self, row: usize) -> Option<u64> {
         Some(self.images.fingerprints[row])
     }
+
+    fn digest(&self, row: usize) -> Result<Option<[u8; 32]>> {
+        let index = self.images.rows[row];
+        let len = self.dataset.len();
+        self.dataset.get(index).ok_or(Error::MissingItem { index, len })?.digest().transpose()
+    }
 }
 
 #[cfg(test)]

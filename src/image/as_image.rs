@@ -22,6 +22,12 @@ pub trait AsImage {
     fn id(&self) -> Option<String> {
         None
     }
+
+    /// SHA-256 of the item's bytes as stored (a file's, before decoding), where it has any: the
+    /// deny list matches known poisons by it.
+    fn digest(&self) -> Option<Result<[u8; 32]>> {
+        None
+    }
 }
 
 impl AsImage for Image {

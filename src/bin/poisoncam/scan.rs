@@ -38,6 +38,10 @@ pub struct ScanArgs {
     /// and `removed.jsonl` say what would have been removed.
     #[arg(long)]
     pub report_only: bool,
+    /// SHA-256 hashes of known poisons' files, one a line as its first field (`sha256sum`
+    /// output works as it is): a file whose bytes hash to one is removed (stage `deny`).
+    #[arg(long)]
+    pub deny: Option<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
     /// A `PoisonFilterConfig` as JSON; defaults otherwise.
@@ -134,6 +138,9 @@ fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, fil
 
 pub fn run<B: AutodiffBackend>(args: &ScanArgs, on_gpu: bool, device: &B::Device) -> Result<()> {
     let mut config = filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
+    if let Some(list) = &args.deny {
+        config.detector.deny = Some(list.clone());
+    }
     // A scan of photos can run for hours; its index resumes from the cache as the warm start
     // does. (eval-photos leaves it off, so that its timings are of the index being built.)
     let recurrence = &mut config.detector.recurrence;

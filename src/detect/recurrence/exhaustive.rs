@@ -198,6 +198,7 @@ fn build_patch(
         support: 1,
         factor: 1,
         radius: config.match_radius,
+        extent: Some(extent),
         carriers,
     }
 }

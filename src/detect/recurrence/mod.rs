@@ -19,6 +19,7 @@ mod hyperparams;
 mod island;
 mod mine;
 pub mod pyramid;
+mod signal;
 mod template;
 mod windows;
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use hyperparams::RecurrenceConfig;
 pub use island::IslandVerdict;
+pub use signal::{RecurrenceSignal, TemplateScreen, REGISTRATION};
 pub use template::PatchTemplate;
 
 use crate::error::{Error, Result};
@@ -63,6 +65,10 @@ pub struct RecurringPatch {
     pub factor: usize,
     /// RMS distance within which the carriers matched, in compared pixels.
     pub radius: f32,
+    /// The carriers' box around the matched window, `[x0, y0, x1, y1]` from its corner, where
+    /// every carrier's box is that window grown the same way (the exhaustive miner's); `None`
+    /// where each carrier's box was measured on its own (the photo index).
+    pub extent: Option<[isize; 4]>,
 }
 
 /// What the stage looked at and why candidates were turned down.
@@ -154,6 +160,10 @@ pub trait ImageRows: Sync {
     fn fingerprint(&self, _row: usize) -> Option<u64> {
         None
     }
+    /// SHA-256 of row `row`'s stored bytes, where its item has any (a file's).
+    fn digest(&self, _row: usize) -> Result<Option<[u8; 32]>> {
+        Ok(None)
+    }
 }
 
 /// Images held in memory, as [`ImageRows`].
@@ -186,7 +196,7 @@ impl RecurrenceConfig {
     /// Finds the patches that recur across the images of `rows`: photos through the index
     /// ([`pyramid`]), which reads each image once and again only where the index points; small
     /// images by the exhaustive miner below, which holds them all (`read_capped` gives each).
-    pub fn find_rows(&self, rows: &dyn ImageRows, read_capped: impl Fn(usize) -> Result<Image>) -> Result<Recurrence> {
+    pub fn find_rows(&self, rows: &dyn ImageRows, read_capped: &dyn Fn(usize) -> Result<Image>) -> Result<Recurrence> {
         self.check()?;
         if rows.is_empty() {
             return Err(Error::NoInput("the recurrence stage"));
@@ -207,7 +217,7 @@ impl RecurrenceConfig {
     /// Finds the patches that recur across `images` (any sizes; grey images are compared as RGB
     /// when the set mixes both).
     pub fn find(&self, images: &[Image]) -> Result<Recurrence> {
-        self.find_rows(&HeldImages(images), |r| Ok(images[r].clone()))
+        self.find_rows(&HeldImages(images), &|r| Ok(images[r].clone()))
     }
 }
 

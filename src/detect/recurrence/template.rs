@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use super::island::carrier_box;
 use super::pyramid::{best_level_match, LevelMatch};
 use super::{windows, RecurringPatch};
 use crate::image::{Image, PixelBox};
@@ -28,6 +29,11 @@ pub struct PatchTemplate {
     /// saved before it was kept, which use the radius the caller gives.
     #[serde(default)]
     pub radius: Option<f32>,
+    /// The box a copy is reported at around the matched window, `[x0, y0, x1, y1]` from its
+    /// corner, as the fit reported its carriers (see [`RecurringPatch::extent`]); `None`: the
+    /// window itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extent: Option<[isize; 4]>,
 }
 
 fn one() -> usize {
@@ -55,8 +61,11 @@ impl PatchTemplate {
         };
         let (d2, corner) = windows::best_match(&image, &self.values, self.side, radius)?;
         let distance = (d2 / self.values.len().max(1) as f32).sqrt();
-        (distance <= radius)
-            .then_some((distance, PixelBox { x: corner.x as usize, y: corner.y as usize, w: self.side, h: self.side }))
+        let found = match self.extent {
+            Some(extent) => carrier_box(&image, corner, extent),
+            None => PixelBox { x: corner.x as usize, y: corner.y as usize, w: self.side, h: self.side },
+        };
+        (distance <= radius).then_some((distance, found))
     }
 }
 
@@ -70,6 +79,7 @@ impl RecurringPatch {
             values: self.template.clone(),
             factor: self.factor,
             radius: Some(self.radius),
+            extent: self.extent,
         }
     }
 }
@@ -102,7 +112,14 @@ mod tests {
     }
 
     fn photo_template(t: &Image, factor: usize) -> PatchTemplate {
-        PatchTemplate { channels: 3, side: t.height(), values: t.pixels().to_vec(), factor, radius: Some(0.06) }
+        PatchTemplate {
+            channels: 3,
+            side: t.height(),
+            values: t.pixels().to_vec(),
+            factor,
+            radius: Some(0.06),
+            extent: None,
+        }
     }
 
     #[test]
@@ -131,7 +148,8 @@ mod tests {
         let t = trigger(4);
         let mut image = Image::new(3, 12, 12, vec![0.5; 3 * 144]).unwrap();
         image.paste(&t, 3, 5);
-        let template = PatchTemplate { channels: 3, side: 4, values: t.pixels().to_vec(), factor: 1, radius: None };
+        let template =
+            PatchTemplate { channels: 3, side: 4, values: t.pixels().to_vec(), factor: 1, radius: None, extent: None };
         assert_eq!(template.find_in(&image, 0.01).map(|(_, b)| (b.x, b.y)), Some((3, 5)));
         let saved = r#"{"channels":3,"side":4,"values":[]}"#;
         let old: PatchTemplate = serde_json::from_str(saved).unwrap();

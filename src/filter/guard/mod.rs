@@ -23,8 +23,8 @@ use dashmap::DashMap;
 use lru::LruCache;
 use rayon::prelude::*;
 
-use crate::detect::recurrence::PatchTemplate;
-use crate::detect::{DetectorConfig, Stage};
+use crate::detect::signal::{screen_all, Sample, Screen};
+use crate::detect::DetectorConfig;
 use crate::error::{Error, Result};
 use crate::image::{scale_box, AsImage, Image};
 use saved::GuardMeta;
@@ -39,7 +39,9 @@ pub const DEFAULT_VERDICT_CACHE: usize = 65_536;
 /// recently used verdicts go first). Unreadable samples are never cached: a read that failed for
 /// a passing reason is tried again next time.
 pub struct Guard<B: Backend> {
-    /// The threat model's half, `None` for a guard fitted with recurrence alone.
+    /// The training-free signals' screens, in fold order: the first finding decides.
+    screens: Vec<Box<dyn Screen>>,
+    /// The threat model's half, `None` for a guard fitted without masking.
     masking: Option<MaskingGuard<B>>,
     meta: GuardMeta,
     device: B::Device,
@@ -51,29 +53,35 @@ pub struct Guard<B: Backend> {
 }
 
 impl<B: Backend> Guard<B> {
-    /// A guard that removes the samples carrying one of `templates` (the patches recurrence
-    /// confirmed) and passes the rest; [`Guard::with_masking`] adds the threat model's judgement.
-    /// `working_shape` is `[C, H, W]` of the fit's working size, where verdicts' `trigger_box`
-    /// lies.
+    /// A guard that removes the samples one of `screens` (the training-free signals' fitted
+    /// rules, in fold order) finds and passes the rest; [`Guard::with_masking`] adds the threat
+    /// model's judgement. `working_shape` is `[C, H, W]` of the fit's working size, where
+    /// verdicts' `trigger_box` lies.
     pub fn new(
-        templates: Vec<PatchTemplate>,
+        screens: Vec<Box<dyn Screen>>,
         detector: DetectorConfig,
         working_shape: [usize; 3],
         device: &B::Device,
     ) -> Self {
-        let meta = GuardMeta::new::<B>(None, templates, detector, working_shape);
-        Self::assemble(None, meta, device)
+        let meta = GuardMeta::new::<B>(None, names(&screens), detector, working_shape);
+        Self::assemble(screens, None, meta, device)
     }
 
-    /// This guard, also judging the samples that carry no template by masking's threat model
-    /// and classifier.
+    /// This guard, also judging the samples no screen found by masking's threat model and
+    /// classifier.
     pub fn with_masking(self, masking: MaskingGuard<B>) -> Self {
-        let meta = GuardMeta::new(Some(&masking), self.meta.templates, self.meta.detector, self.meta.working_shape);
-        Self::assemble(Some(masking), meta, &self.device)
+        let meta = GuardMeta::new(Some(&masking), names(&self.screens), self.meta.detector, self.meta.working_shape);
+        Self::assemble(self.screens, Some(masking), meta, &self.device)
     }
 
-    fn assemble(masking: Option<MaskingGuard<B>>, meta: GuardMeta, device: &B::Device) -> Self {
+    fn assemble(
+        screens: Vec<Box<dyn Screen>>,
+        masking: Option<MaskingGuard<B>>,
+        meta: GuardMeta,
+        device: &B::Device,
+    ) -> Self {
         Self {
+            screens,
             masking,
             meta,
             device: device.clone(),
@@ -101,7 +109,7 @@ impl<B: Backend> Guard<B> {
 
     /// Whether the fit found poisons to learn from; without, every sample passes.
     pub fn is_armed(&self) -> bool {
-        self.masking.as_ref().is_some_and(MaskingGuard::is_armed) || !self.meta.templates.is_empty()
+        self.masking.as_ref().is_some_and(MaskingGuard::is_armed) || self.screens.iter().any(|s| s.is_armed())
     }
 
     /// Screens one sample (its verdict cached by the image's content).
@@ -115,25 +123,33 @@ impl<B: Backend> Guard<B> {
         let mut out: Vec<Option<Verdict>> = vec![None; items.len()];
         let mut keys = vec![None; items.len()];
         let mut fresh = Vec::new();
+        let wants_digest = self.screens.iter().any(|s| s.needs_digest());
         for (i, item) in items.iter().enumerate() {
-            let image = match item.as_image() {
-                Ok(image) => image,
+            let read = item.as_image().and_then(|image| {
+                let digest = if wants_digest { item.digest().transpose()? } else { None };
+                Ok((image, digest))
+            });
+            let (image, digest) = match read {
+                Ok(read) => read,
                 Err(e) => {
                     out[i] = Some(unreadable(e));
                     continue;
                 }
             };
-            let key = image.fingerprint();
+            // The same pixels stored as other bytes may be judged otherwise by a deny list.
+            let key =
+                image.fingerprint() ^ digest.map_or(0, |d| u64::from_le_bytes(d[..8].try_into().unwrap_or_default()));
             keys[i] = Some(key);
             match self.cache().get(&key) {
                 Some(v) => out[i] = Some(v.clone()),
-                None => fresh.push((i, image)),
+                None => fresh.push((i, image, digest)),
             }
         }
         // Template search costs a pass over each image's pixels per template: one image a thread.
-        let carried: Vec<Option<Verdict>> = fresh.par_iter().map(|(_, image)| self.carried_patch(image)).collect();
+        let found: Vec<Option<Verdict>> =
+            fresh.par_iter().map(|(_, image, digest)| self.screened(image, *digest)).collect();
         let (mut todo, mut todo_images) = (Vec::new(), Vec::new());
-        for ((i, image), verdict) in fresh.into_iter().zip(carried) {
+        for ((i, image, _), verdict) in fresh.into_iter().zip(found) {
             match verdict {
                 Some(v) => out[i] = Some(v),
                 None if self.masking.is_some() => {
@@ -206,24 +222,14 @@ impl<B: Backend> Guard<B> {
         out
     }
 
-    /// A removal verdict when `image` (at its own size) carries one of the fit's recurring patches.
-    fn carried_patch(&self, image: &Image) -> Option<Verdict> {
-        let default_radius = self.meta.detector.recurrence.match_radius;
-        // The score is the distance against the radius the matching template was held to.
-        let (distance, found, radius) = self
-            .meta
-            .templates
-            .iter()
-            .find_map(|t| t.find_in(image, default_radius).map(|(d, b)| (d, b, t.radius_or(default_radius))))?;
+    /// A removal verdict when one of the screens finds `image` (at its own size), by the first.
+    fn screened(&self, image: &Image, digest: Option<[u8; 32]>) -> Option<Verdict> {
         let [_, h, w] = self.meta.working_shape;
-        Some(Verdict {
-            removed: true,
-            stage: Some(Stage::Recurrence),
-            score: 1.0 - distance / radius,
-            cluster: None,
-            trigger_box: Some(scale_box(found, [image.height(), image.width()], [h, w])),
-            original_box: Some(found),
-            error: None,
-        })
+        let finding = screen_all(&self.screens, &Sample { image, digest }, [h, w])?;
+        Some(Verdict::from(finding))
     }
+}
+
+fn names(screens: &[Box<dyn Screen>]) -> Vec<String> {
+    screens.iter().map(|s| s.name().to_string()).collect()
 }

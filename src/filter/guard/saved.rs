@@ -13,8 +13,9 @@ use super::Guard;
 use crate::detect::classify::{PatchNet, PoisonClassifier};
 use crate::detect::cluster::Clusters;
 use crate::detect::paste::PasteTest;
-use crate::detect::recurrence::PatchTemplate;
+use crate::detect::recurrence::{PatchTemplate, TemplateScreen};
 use crate::detect::resnet::ResNetConfig;
+use crate::detect::signal::{registry, Screen};
 use crate::detect::threat::{load_model, save_model, EncoderConfig};
 use crate::detect::{Decisions, DetectorConfig, MaskingFit};
 use crate::durable::{sync_dir, sync_file, write_atomic};
@@ -45,9 +46,13 @@ pub(super) struct GuardMeta {
     pub threshold: f32,
     #[serde(default)]
     pub validation_accuracy: f32,
-    /// Recurring patches the fit confirmed; a new sample carrying one is removed.
-    #[serde(default)]
+    /// Recurring patches the fit confirmed, in guards saved before each signal had its own
+    /// folder; empty since (the recurrence screen is in `signals-G/recurrence/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<PatchTemplate>,
+    /// The training-free signals' screens saved in `signals-G/<name>/`, in fold order.
+    #[serde(default)]
+    pub signals: Vec<String>,
     /// Masking's dataset-level decisions; `None` in guards saved before they were kept, which
     /// judge by the classifier alone.
     #[serde(default)]
@@ -64,7 +69,7 @@ fn half() -> f32 {
 impl GuardMeta {
     pub fn new<B: Backend>(
         masking: Option<&MaskingGuard<B>>,
-        templates: Vec<PatchTemplate>,
+        signals: Vec<String>,
         detector: DetectorConfig,
         working_shape: [usize; 3],
     ) -> Self {
@@ -86,7 +91,8 @@ impl GuardMeta {
             classifier_models: classifier.map_or(0, |c| c.models.len()),
             threshold: classifier.map_or(0.5, |c| c.threshold),
             validation_accuracy: classifier.map_or(0.0, |c| c.validation_accuracy),
-            templates,
+            templates: Vec::new(),
+            signals,
             decisions: masking.map(|m| m.fit.decisions.clone()),
             paste: masking.and_then(|m| m.fit.paste.as_ref()).map(PasteTest::without_pixels),
         }
@@ -104,6 +110,12 @@ impl<B: Backend> Guard<B> {
         let previous = read_meta(dir).ok().and_then(|m| m.generation);
         let generation = previous.map_or(1, |g| g.wrapping_add(1));
         let mut written = Vec::new();
+        let signals = signals_path(dir, generation);
+        for screen in &self.screens {
+            let folder = signals.join(screen.name());
+            std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
+            screen.save(&folder)?;
+        }
         if let Some(m) = &self.masking {
             written.push(m.model.save(&backbone_path(dir, Some(generation)))?);
             for (i, model) in m.fit.classifier.iter().flat_map(|c| c.models.iter()).enumerate() {
@@ -120,13 +132,19 @@ impl<B: Backend> Guard<B> {
             sync_file(path)?;
         }
         sync_dir(dir)?;
-        let meta = GuardMeta { generation: Some(generation), ..self.meta.clone() };
+        let names = self.screens.iter().map(|s| s.name().to_string()).collect();
+        let meta =
+            GuardMeta { generation: Some(generation), signals: names, templates: Vec::new(), ..self.meta.clone() };
         write_atomic(&dir.join(GUARD_JSON), &serde_json::to_vec_pretty(&meta)?)?;
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
             let path = entry.path();
             let ours = path.extension().is_some_and(|x| x == "mpk" || x == "bin");
             if ours && !written.contains(&path) {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+            let old_signals = entry.file_name().to_str().is_some_and(|n| n.starts_with("signals-"));
+            if old_signals && path != signals {
+                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
             }
         }
         Ok(())
@@ -147,8 +165,31 @@ impl<B: Backend> Guard<B> {
             Some(model) => Some(load_masking(dir, &meta, model, device)?),
             None => None,
         };
-        Ok(Self::assemble(masking, meta, device))
+        let screens = load_screens(dir, &meta)?;
+        Ok(Self::assemble(screens, masking, meta, device))
     }
+}
+
+/// The screens `meta` names, from their folders; a guard saved before the signals had folders
+/// keeps its templates in `guard.json`.
+fn load_screens(dir: &Path, meta: &GuardMeta) -> Result<Vec<Box<dyn Screen>>> {
+    let mut screens: Vec<Box<dyn Screen>> = Vec::new();
+    if !meta.templates.is_empty() {
+        let radius = meta.detector.recurrence.match_radius;
+        screens.push(Box::new(TemplateScreen { templates: meta.templates.clone(), default_radius: radius }));
+    }
+    for name in &meta.signals {
+        let Some(registration) = registry::named(name) else {
+            return Err(Error::format(dir.join(GUARD_JSON), "poisoncam guard", format!("no signal is named {name:?}")));
+        };
+        let generation = meta.generation.unwrap_or(0);
+        screens.push((registration.load)(&signals_path(dir, generation).join(name))?);
+    }
+    Ok(screens)
+}
+
+fn signals_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("signals-{generation}"))
 }
 
 fn load_masking<B: Backend>(
@@ -259,18 +300,7 @@ fn validate(meta: &GuardMeta) -> std::result::Result<(), String> {
         (None, None) => {}
     }
     for t in &meta.templates {
-        if t.channels == 0 || t.side == 0 || t.values.len() != t.channels * t.side * t.side {
-            return Err(format!("a {}-channel template of side {} has {} values", t.channels, t.side, t.values.len()));
-        }
-        if t.factor == 0 || t.factor > t.side || (t.factor > 1 && t.channels != 3) {
-            return Err(format!(
-                "a {}-channel template of side {} compared at factor {}",
-                t.channels, t.side, t.factor
-            ));
-        }
-        if t.radius.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return Err(format!("a template's radius {:?} is not a positive number", t.radius));
-        }
+        TemplateScreen::check_template(t)?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::signal::Finding;
 use crate::detect::Stage;
 use crate::error::Error;
 use crate::image::PixelBox;
@@ -25,6 +26,21 @@ pub struct Verdict {
     pub original_box: Option<PixelBox>,
     /// What went wrong, for unreadable samples.
     pub error: Option<String>,
+}
+
+impl From<Finding> for Verdict {
+    /// A training-free signal's finding, as the removal it decides.
+    fn from(f: Finding) -> Self {
+        Verdict {
+            removed: true,
+            stage: Some(f.stage),
+            score: f.score,
+            cluster: None,
+            trigger_box: f.trigger_box,
+            original_box: f.original_box,
+            error: None,
+        }
+    }
 }
 
 /// A sample that carries no patch, judged by a guard without masking.

@@ -164,6 +164,7 @@ fn a_written_attack_hides_its_poisons_and_is_scored_against_its_truth() {
         classifier_flagged: None,
         classifier_skipped: None,
         cost: vec![],
+        signals: Vec::new(),
         duplicates: vec![],
     };
     let score = PhotoScore::of(&report, &truth);

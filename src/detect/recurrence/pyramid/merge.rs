@@ -126,6 +126,7 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core], radius: f3
         support: group.len(),
         factor,
         radius,
+        extent: None,
     }
 }
 

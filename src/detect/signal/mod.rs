@@ -1,0 +1,173 @@
+//! The seam every training-free kind of evidence plugs into (docs/design.md §2.1).
+//!
+//! A [`Signal`] is fitted on the detector's input and yields, per row, an optional [`Finding`]
+//! and a fitted [`Screen`] that judges new samples by the same rule. The detector runs the
+//! registered signals in order ([`registry`]) and folds their findings: the first signal with
+//! a finding for a row decides it. The guard holds the screens, saved one folder per signal.
+//! The fit's findings are what its screen says of the training rows, so the filter and the
+//! guard agree in stage, score and box.
+
+pub mod registry;
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::recurrence::ImageRows;
+use crate::detect::{DetectorConfig, Stage, StageCost};
+use crate::error::Result;
+use crate::image::{scale_box, Image, PixelBox};
+
+/// What one signal says of one sample: the stage that decided, how strong the evidence is
+/// (0 to 1) and where the trigger sits, where the signal locates one.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The signal that made it, as named in the removal log.
+    pub stage: Stage,
+    /// Strength of the evidence, 0 to 1 (1 for an exact match).
+    pub score: f32,
+    /// The trigger in working-size pixels.
+    pub trigger_box: Option<PixelBox>,
+    /// The same box in the sample's own pixels.
+    pub original_box: Option<PixelBox>,
+    /// Which of the signal's fitted patterns matched (a recurring patch's index), where it has
+    /// several.
+    pub pattern: Option<usize>,
+}
+
+impl Finding {
+    /// A finding with no box (the whole sample is the evidence).
+    pub fn whole(stage: Stage, score: f32) -> Self {
+        Finding { stage, score, trigger_box: None, original_box: None, pattern: None }
+    }
+
+    /// A finding at `found`, a box in the pixels of an image of `native` size, also given in a
+    /// `working`-size image's pixels.
+    pub fn at(stage: Stage, score: f32, found: PixelBox, native: [usize; 2], working: [usize; 2]) -> Self {
+        let trigger_box = Some(scale_box(found, native, working));
+        Finding { stage, score, trigger_box, original_box: Some(found), pattern: None }
+    }
+}
+
+/// One sample as a screen sees it: its image at its own size, and the SHA-256 of its stored
+/// bytes where the item has any (a file's) and a screen asked for it.
+pub struct Sample<'a> {
+    /// The decoded image.
+    pub image: &'a Image,
+    /// SHA-256 of the item's bytes as stored.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// What a signal is fitted on: the readable rows at their own size, and the working size its
+/// boxes are also given in.
+pub struct SignalInput<'a> {
+    /// The rows, with their sizes, pixels and stored bytes' digests.
+    pub rows: &'a dyn ImageRows,
+    /// `[height, width]` of the working size.
+    pub working: [usize; 2],
+    /// A row at a size the exhaustive recurrence miner can hold.
+    pub read_capped: &'a (dyn Fn(usize) -> Result<Image> + Sync),
+}
+
+/// A kind of evidence, fitted on the detector's input.
+pub trait Signal {
+    /// Its name, as its stage and its folder in a saved guard are named.
+    fn name(&self) -> &'static str;
+
+    /// Looks at every row: a finding per row (`None` where it found nothing), the screen that
+    /// judges new samples the same way, and what it looked at for the report.
+    fn fit(&self, input: &SignalInput) -> Result<Fitted>;
+}
+
+/// A fitted signal.
+pub struct Fitted {
+    /// One entry per row.
+    pub findings: Vec<Option<Finding>>,
+    /// The rule, for new samples.
+    pub screen: Box<dyn Screen>,
+    /// What the signal looked at and why candidates were turned down, for the report.
+    pub summary: serde_json::Value,
+}
+
+/// A fitted signal's rule for new samples.
+pub trait Screen: Send + Sync + Debug {
+    /// The signal it came from (its folder in a saved guard).
+    fn name(&self) -> &'static str;
+
+    /// Whether the fit left it anything to remove by; an unarmed screen passes every sample.
+    fn is_armed(&self) -> bool;
+
+    /// Whether it reads the sample's stored bytes ([`Sample::digest`]); decoding alone does not
+    /// give them, so they are hashed only when a screen asks.
+    fn needs_digest(&self) -> bool {
+        false
+    }
+
+    /// Its finding on one sample; `working` is `[height, width]` of the fit's working size.
+    fn judge(&self, sample: &Sample, working: [usize; 2]) -> Option<Finding>;
+
+    /// Writes what it needs to judge into the empty folder `dir`.
+    fn save(&self, dir: &Path) -> Result<()>;
+
+    /// The screen itself, for a caller that knows its kind (a review sheet drawing templates).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A signal's line in the report: its name, time, findings and summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalReport {
+    /// The signal's name.
+    pub name: String,
+    /// Rows it had a finding for (before the fold: another signal may have decided some).
+    pub found: usize,
+    /// What it looked at, its own record.
+    pub summary: serde_json::Value,
+}
+
+/// The registered signals the config switches on, fitted in order, and their findings folded:
+/// the first signal with a finding for a row decides it. Returns one finding per row, the
+/// screens, one report line and one cost each.
+pub fn fit_all(config: &DetectorConfig, input: &SignalInput) -> Result<FittedSignals> {
+    let mut out = FittedSignals {
+        findings: vec![None; input.rows.len()],
+        screens: Vec::new(),
+        reports: Vec::new(),
+        cost: Vec::new(),
+    };
+    for signal in registry::build(config)? {
+        let started = std::time::Instant::now();
+        let fitted = signal.fit(input)?;
+        let found = fitted.findings.iter().filter(|f| f.is_some()).count();
+        for (slot, finding) in out.findings.iter_mut().zip(fitted.findings) {
+            if slot.is_none() {
+                *slot = finding;
+            }
+        }
+        out.cost.push(StageCost {
+            stage: signal.name().into(),
+            seconds: started.elapsed().as_secs_f64(),
+            forwards_per_image: 0.0,
+        });
+        out.reports.push(SignalReport { name: signal.name().into(), found, summary: fitted.summary });
+        out.screens.push(fitted.screen);
+    }
+    Ok(out)
+}
+
+/// Every training-free signal, fitted.
+pub struct FittedSignals {
+    /// The fold's finding per row.
+    pub findings: Vec<Option<Finding>>,
+    /// The screens, in the signals' order.
+    pub screens: Vec<Box<dyn Screen>>,
+    /// One line per signal.
+    pub reports: Vec<SignalReport>,
+    /// One cost per signal.
+    pub cost: Vec<StageCost>,
+}
+
+/// The first finding of `screens`, in order, on `sample`.
+pub fn screen_all(screens: &[Box<dyn Screen>], sample: &Sample, working: [usize; 2]) -> Option<Finding> {
+    screens.iter().find_map(|s| s.judge(sample, working))
+}
