@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::detect::signal::registry::Registration;
+use crate::detect::signal::registry::{Built, Registration};
 use crate::detect::signal::{Finding, Fitted, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// Its line in [`crate::detect::signal::registry`]: on when the config names a list.
 pub const REGISTRATION: Registration = Registration { name: "deny", build, load };
 
-fn build(config: &DetectorConfig) -> Result<Option<Box<dyn Signal + '_>>> {
+fn build(config: &DetectorConfig) -> Built<'_> {
     match &config.deny {
         Some(path) => Ok(Some(Box::new(DenySignal::read(path)?))),
         None => Ok(None),

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{PatchTemplate, Recurrence, RecurrenceConfig};
-use crate::detect::signal::registry::Registration;
+use crate::detect::signal::registry::{Built, Registration};
 use crate::detect::signal::{Finding, Fitted, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
@@ -16,7 +16,7 @@ use crate::image::Image;
 /// Its line in [`crate::detect::signal::registry`]: on unless the config switches it off.
 pub const REGISTRATION: Registration = Registration { name: "recurrence", build, load };
 
-fn build(config: &DetectorConfig) -> Result<Option<Box<dyn Signal + '_>>> {
+fn build(config: &DetectorConfig) -> Built<'_> {
     Ok(config.signals.recurrence.then(|| Box::new(RecurrenceSignal(&config.recurrence)) as Box<dyn Signal>))
 }
 
