@@ -9,6 +9,7 @@ use crate::detect::cluster::KMeansConfig;
 use crate::detect::localize::masking::CamConfig;
 use crate::detect::paste::PasteConfig;
 use crate::detect::recurrence::RecurrenceConfig;
+use crate::detect::spectral::SpectralConfig;
 use crate::error::{Error, Result};
 
 /// How candidate trigger boxes are located.
@@ -42,6 +43,9 @@ pub struct Signals {
     /// `stages` switches. Default on.
     #[config(default = true)]
     pub masking: bool,
+    /// A frequency trigger shared across images (CTRL), training-free. Default on.
+    #[config(default = true)]
+    pub spectral: bool,
 }
 
 /// Settings of every detector stage.
@@ -53,6 +57,9 @@ pub struct DetectorConfig {
     /// The training-free recurrence signal.
     #[config(default = "RecurrenceConfig::new()")]
     pub recurrence: RecurrenceConfig,
+    /// The training-free spectral signal.
+    #[config(default = "SpectralConfig::new()")]
+    pub spectral: SpectralConfig,
     /// Spherical k-means over the threat model's embeddings.
     #[config(default = "KMeansConfig::new()")]
     pub kmeans: KMeansConfig,
@@ -83,7 +90,7 @@ pub struct DetectorConfig {
 impl DetectorConfig {
     /// Rejects settings that cannot work, before any image is read.
     pub fn check(&self) -> Result<()> {
-        if !self.signals.recurrence && !self.signals.masking && self.deny.is_none() {
+        if !self.signals.recurrence && !self.signals.masking && !self.signals.spectral && self.deny.is_none() {
             return Err(Error::Config("every signal is off: nothing could be detected".into()));
         }
         if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {
@@ -98,6 +105,9 @@ impl DetectorConfig {
         }
         if self.signals.recurrence {
             self.recurrence.check()?;
+        }
+        if self.signals.spectral {
+            self.spectral.check()?;
         }
         if self.signals.masking {
             crate::check::at_least("detector.batch_size", self.batch_size, 1, "at least 1")?;

@@ -28,6 +28,9 @@ pub enum Stage {
     Unreadable,
     /// Its stored bytes hash to a value on the deny list of known poisons.
     Deny,
+    /// Its chroma DCT coefficients lean along a pattern that a minority of images share (a
+    /// frequency trigger such as CTRL's).
+    Spectral,
 }
 
 impl Stage {
@@ -40,6 +43,7 @@ impl Stage {
             Stage::Classifier => "classifier",
             Stage::Unreadable => "unreadable",
             Stage::Deny => "deny",
+            Stage::Spectral => "spectral",
         }
     }
 }
@@ -75,7 +79,7 @@ impl Evidence {
 pub struct RecurrenceHit {
     /// Index of the patch among the detection's recurring patches.
     pub patch: usize,
-    /// 1 − RMS distance to the patch's template / the radius it was held to.
+    /// radius / (radius + RMS distance to the patch's template): 1 for an exact copy, ½ at the radius.
     pub score: f32,
     /// Where the patch sits, in working-size pixels.
     pub patch_box: PixelBox,

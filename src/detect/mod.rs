@@ -17,6 +17,7 @@ pub mod paste;
 pub mod recurrence;
 pub mod resnet;
 pub mod signal;
+pub mod spectral;
 pub mod threat;
 
 mod config;

@@ -103,12 +103,14 @@ pub struct RunArgs {
 pub enum SignalName {
     Recurrence,
     Masking,
+    Spectral,
 }
 
 /// Switches on exactly the named signals.
 pub fn set_signals(signals: &mut Signals, names: &[SignalName]) {
     signals.recurrence = names.contains(&SignalName::Recurrence);
     signals.masking = names.contains(&SignalName::Masking);
+    signals.spectral = names.contains(&SignalName::Spectral);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]

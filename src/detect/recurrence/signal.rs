@@ -40,7 +40,7 @@ impl Signal for RecurrenceSignal<'_> {
     }
 }
 
-/// A carrier's finding: the score its screen would give it (1 − distance / radius), its box in
+/// A carrier's finding: the score its screen would give it (radius / (radius + distance)), its box in
 /// its own and in working pixels, its patch's index. A row carrying several patches is found by
 /// the last in patch order.
 fn findings_of(found: &Recurrence, input: &SignalInput) -> Vec<Option<Finding>> {
@@ -57,8 +57,10 @@ fn findings_of(found: &Recurrence, input: &SignalInput) -> Vec<Option<Finding>> 
 }
 
 fn score(distance: f32, radius: f32) -> f32 {
-    if radius > 0.0 {
-        (1.0 - distance / radius).clamp(0.0, 1.0)
+    // Not 1 − d/r: a photo carrier is measured against the mean of all copies, and may lie past
+    // the radius its windows were verified within.
+    if radius > 0.0 && distance.is_finite() {
+        radius / (radius + distance.max(0.0))
     } else {
         1.0
     }

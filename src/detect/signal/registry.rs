@@ -22,7 +22,12 @@ pub struct Registration {
 }
 
 /// Every training-free signal, in fold order.
-pub const SIGNALS: &[Registration] = &[crate::detect::deny::REGISTRATION, crate::detect::recurrence::REGISTRATION];
+#[rustfmt::skip]
+pub const SIGNALS: &[Registration] = &[
+    crate::detect::deny::REGISTRATION,
+    crate::detect::recurrence::REGISTRATION,
+    crate::detect::spectral::REGISTRATION,
+];
 
 /// The signals `config` switches on, in order.
 pub fn build(config: &DetectorConfig) -> Result<Vec<Box<dyn Signal + '_>>> {

@@ -14,7 +14,7 @@ pub struct Verdict {
     pub removed: bool,
     /// Why it was removed: the stage that decided, as in the filter's removals.
     pub stage: Option<Stage>,
-    /// The strength of the evidence: 1 − distance / radius for a recurring patch, else the
+    /// The strength of the evidence: radius / (radius + distance) for a recurring patch, else the
     /// classifier's probability, the paste share or the masking score (0 when nothing looked).
     pub score: f32,
     /// The threat model's cluster, where the sample was embedded.
