@@ -106,7 +106,7 @@ pub fn detect_input<B: AutodiffBackend>(
     if input.natives.len() != n {
         return Err(Error::Config(format!("{} native images for {n} working images", input.natives.len())));
     }
-    let signal_input = SignalInput { rows: input.natives, working: [h, w], read_capped: &read_capped };
+    let signal_input = SignalInput { rows: input.natives, working: [h, w], read_capped: &read_capped, measured: &[] };
     let signals = fit_all(config, &signal_input)?;
     let (mut detection, masking) = if config.signals.masking {
         let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;

@@ -8,9 +8,11 @@
 //! guard agree in stage, score and box.
 
 pub mod registry;
+mod shared;
 
 use std::fmt::Debug;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,12 +70,39 @@ pub struct SignalInput<'a> {
     pub working: [usize; 2],
     /// A row at a size the exhaustive recurrence miner can hold.
     pub read_capped: &'a (dyn Fn(usize) -> Result<Image> + Sync),
+    /// This signal's [`Signal::measure`] of each row an earlier signal read (unset for the rest,
+    /// and empty for a signal that measures nothing).
+    pub measured: &'a [OnceLock<Measured>],
 }
 
+impl SignalInput<'_> {
+    /// Row `row`'s measurement by `signal`: taken from an earlier decode, else by reading the row.
+    pub fn measured_by(&self, signal: &dyn Signal, row: usize) -> Result<Measured> {
+        match self.measured.get(row).and_then(OnceLock::get) {
+            Some(m) => Ok(m.clone()),
+            None => Ok(signal.measure(&self.rows.read(row)?)),
+        }
+    }
+}
+
+/// A signal's sparse statistics of one row (key, value), or `None` where the row cannot be
+/// measured (too small, grey).
+pub type Measured = Option<Vec<(u32, f32)>>;
+
 /// A kind of evidence, fitted on the detector's input.
-pub trait Signal {
+pub trait Signal: Sync {
     /// Its name, as its stage and its folder in a saved guard are named.
     fn name(&self) -> &'static str;
+
+    /// Whether it takes statistics of each row ([`Signal::measure`]) from any decode of it.
+    fn measures(&self) -> bool {
+        false
+    }
+
+    /// Its statistics of one decoded row, taken while an earlier signal reads the row.
+    fn measure(&self, _image: &Image) -> Measured {
+        None
+    }
 
     /// Looks at every row: a finding per row (`None` where it found nothing), the screen that
     /// judges new samples the same way, and what it looked at for the report.
@@ -135,9 +164,12 @@ pub fn fit_all(config: &DetectorConfig, input: &SignalInput) -> Result<FittedSig
         reports: Vec::new(),
         cost: Vec::new(),
     };
-    for signal in registry::build(config)? {
+    let signals = registry::build(config)?;
+    let rows = shared::MeasuredRows::new(input.rows, &signals);
+    for (s, signal) in signals.iter().enumerate() {
         let started = std::time::Instant::now();
-        let fitted = signal.fit(input)?;
+        let input = SignalInput { rows: &rows, measured: &rows.slots[s], ..*input };
+        let fitted = signal.fit(&input)?;
         let found = fitted.findings.iter().filter(|f| f.is_some()).count();
         for (slot, finding) in out.findings.iter_mut().zip(fitted.findings) {
             if slot.is_none() {

@@ -23,7 +23,7 @@ pub use stats::Coefficient;
 use stats::{leaning, Basis};
 
 use crate::detect::signal::registry::{Built, Registration};
-use crate::detect::signal::{Finding, Fitted, Sample, Screen, Signal, SignalInput};
+use crate::detect::signal::{Finding, Fitted, Measured, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
@@ -53,8 +53,9 @@ pub struct SpectralConfig {
     /// Images with fewer whole windows are not measured. Default 4.
     #[config(default = 4)]
     pub min_windows: usize,
-    /// Windows measured per image at most, evenly strided. Default 1024.
-    #[config(default = 1024)]
+    /// Windows measured per image at most, evenly strided: a trigger in every window shows in a
+    /// few hundred, and the transform's cost stays bounded on large photos. Default 256.
+    #[config(default = 256)]
     pub max_windows: usize,
     /// |t| at which an image leans on a coefficient far enough to count it as a carrier of it.
     /// Clean photos stay within 6.5 (docs/whole-image.md). Default 10.
@@ -91,7 +92,10 @@ impl SpectralConfig {
             }
         }
         if !(self.max_carrier_share > 0.0 && self.max_carrier_share <= 1.0) {
-            return Err(Error::Config(format!("spectral.max_carrier_share {} is outside (0, 1]", self.max_carrier_share)));
+            return Err(Error::Config(format!(
+                "spectral.max_carrier_share {} is outside (0, 1]",
+                self.max_carrier_share
+            )));
         }
         Ok(())
     }
@@ -113,22 +117,36 @@ struct Summary {
     pattern: Vec<(Coefficient, f32)>,
 }
 
+impl SpectralConfig {
+    /// The coefficients `image` leans on, those at least half the lower bar (so that little is
+    /// kept per image; a projection is taken over those); `None` where it cannot be measured.
+    fn lean_of(&self, image: &Image) -> Option<Vec<(Coefficient, f32)>> {
+        let basis = Basis::new(self.window, self.min_frequency);
+        leaning(image, &basis, self.min_windows, self.max_windows, self.candidate_t.min(self.confirm_t) / 2.0)
+    }
+}
+
 impl Signal for SpectralSignal<'_> {
     fn name(&self) -> &'static str {
         "spectral"
     }
 
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn measure(&self, image: &Image) -> Measured {
+        self.0.lean_of(image).map(|lean| lean.into_iter().map(|(c, t)| (c.key(), t)).collect())
+    }
+
     fn fit(&self, input: &SignalInput) -> Result<Fitted> {
         let config = self.0;
-        let basis = Basis::new(config.window, config.min_frequency);
-        // Kept per image: only the coefficients leaning at least half the candidate bar, so that
-        // memory stays small per image; a pattern's combined t is taken over those.
-        let keep = config.candidate_t.min(config.confirm_t) / 2.0;
+        // Rows an earlier signal decoded were measured then; the rest are read here.
         let leans: Vec<Option<Vec<(Coefficient, f32)>>> = (0..input.rows.len())
             .into_par_iter()
             .map(|row| {
-                let image = input.rows.read(row)?;
-                Ok(leaning(&image, &basis, config.min_windows, config.max_windows, keep))
+                let measured = input.measured_by(self, row)?;
+                Ok(measured.map(|m| m.into_iter().map(|(k, t)| (Coefficient::from_key(k), t)).collect()))
             })
             .collect::<Result<_>>()?;
         let measured = leans.iter().filter(|l| l.is_some()).count();
@@ -165,7 +183,8 @@ fn pattern_of(
     });
     summary.components = carriers.iter().map(|(&(c, s), rows)| (c, s, rows.len())).collect();
     // The most carried component, ties to the lowest coefficient.
-    let Some(core) = carriers.iter().max_by_key(|(k, rows)| (rows.len(), std::cmp::Reverse(**k))).map(|(_, r)| r) else {
+    let Some(core) = carriers.iter().max_by_key(|(k, rows)| (rows.len(), std::cmp::Reverse(**k))).map(|(_, r)| r)
+    else {
         return Vec::new();
     };
     let core: BTreeSet<usize> = core.iter().copied().collect();
@@ -205,7 +224,9 @@ impl SpectralScreen {
         let screen: Self = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         screen.config.check().map_err(|e| bad(e.to_string()))?;
         let (lo, side) = (screen.config.min_frequency, screen.config.window);
-        let fits = |c: &Coefficient| c.channel < 2 && (lo..side).contains(&(c.u as usize)) && (lo..side).contains(&(c.v as usize));
+        let fits = |c: &Coefficient| {
+            c.channel < 2 && (lo..side).contains(&(c.u as usize)) && (lo..side).contains(&(c.v as usize))
+        };
         if screen.pattern.iter().any(|(c, w)| !fits(c) || !w.is_finite()) {
             return Err(bad("a pattern coefficient outside the measured frequencies".into()));
         }
@@ -226,10 +247,7 @@ impl SpectralScreen {
     }
 
     fn judge_image(&self, image: &Image) -> Option<Finding> {
-        let c = &self.config;
-        let basis = Basis::new(c.window, c.min_frequency);
-        let lean = leaning(image, &basis, c.min_windows, c.max_windows, c.candidate_t.min(c.confirm_t) / 2.0)?;
-        self.finding(&lean)
+        self.finding(&self.config.lean_of(image)?)
     }
 }
 
