@@ -15,6 +15,7 @@ use poisoncam::{PoisonFilter, PoisonFilterConfig};
 fn recurrence_only() -> PoisonFilterConfig {
     let mut config = PoisonFilterConfig::new().seeded(3);
     config.detector.signals.masking = false;
+    config.detector.signals.spectral = false;
     config
 }
 

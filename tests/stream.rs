@@ -197,7 +197,11 @@ fn new_samples_carrying_a_found_patch_are_removed() {
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
 }
 
@@ -318,6 +322,21 @@ fn a_corrupt_or_mismatched_guard_is_an_error_when_loaded() {
     assert!(truncated.is_some(), "a truncated record is an error");
     let missing = broken(&|d| std::fs::remove_file(d.join("guard.json")).unwrap());
     assert!(matches!(missing, Some(poisoncam::Error::Io { .. })), "{missing:?}");
+    // Each signal's screen is checked in its own folder.
+    let templates = |d: &Path| d.join(format!("signals-{}/recurrence/templates.json", json(d)["generation"]));
+    assert!(templates(f.dir.path()).exists(), "the recurrence screen is saved in its folder");
+    let short_template = broken(&|d| {
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(templates(d)).unwrap()).unwrap();
+        v["templates"][0]["values"] = serde_json::json!([0.5]);
+        std::fs::write(templates(d), v.to_string()).unwrap();
+    });
+    assert!(matches!(short_template, Some(poisoncam::Error::Format { .. })), "{short_template:?}");
+    let unknown_signal = broken(&|d| {
+        let mut v = json(d);
+        v["signals"] = serde_json::json!(["telepathy"]);
+        write_json(d, v);
+    });
+    assert!(matches!(unknown_signal, Some(poisoncam::Error::Format { .. })), "{unknown_signal:?}");
 }
 
 /// One fit through `PoisonFilter::fit_guarded`, then the training samples through its guard:

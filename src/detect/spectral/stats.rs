@@ -174,4 +174,15 @@ mod tests {
             assert!((c - if i == 3 * 8 + 5 { 7.0 } else { 0.0 }).abs() < 1e-4, "{i}: {c}");
         }
     }
+
+    #[test]
+    fn grey_images_and_images_of_fewer_windows_are_not_measured() {
+        let basis = Basis::new(32, 8);
+        let grey = Image::new(1, 128, 128, vec![0.5; 128 * 128]).unwrap();
+        assert!(leaning(&grey, &basis, 4, 256, 5.0).is_none());
+        let cifar = Image::new(3, 32, 32, vec![0.5; 3 * 32 * 32]).unwrap();
+        assert!(leaning(&cifar, &basis, 4, 256, 5.0).is_none(), "one window is no spread to measure against");
+        let flat = Image::new(3, 128, 128, vec![0.5; 3 * 128 * 128]).unwrap();
+        assert_eq!(leaning(&flat, &basis, 4, 256, 5.0), Some(Vec::new()), "a flat image leans nowhere");
+    }
 }
