@@ -8,7 +8,7 @@
 //! overlap the strongest one's are the pattern, each weighted by its carriers' mean t; an image
 //! is confirmed when its projection on the pattern (its t's weighted sum over the weights' norm)
 //! reaches [`SpectralConfig::confirm_t`]. The pattern is the screen for new samples.
-//! The finding covers the whole image (no box).
+//! The finding's box is the whole image.
 
 mod stats;
 
@@ -27,7 +27,7 @@ use crate::detect::signal::{Finding, Fitted, Measured, Sample, Screen, Signal, S
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{Image, PixelBox};
 
 /// Its line in [`crate::detect::signal::registry`]: on unless the config switches it off.
 pub const REGISTRATION: Registration = Registration { name: "spectral", build, load };
@@ -154,7 +154,11 @@ impl Signal for SpectralSignal<'_> {
         let pattern = pattern_of(&leans, config, &mut summary);
         summary.pattern = pattern.clone();
         let screen = SpectralScreen { config: config.clone(), pattern };
-        let findings = leans.iter().map(|l| l.as_ref().and_then(|l| screen.finding(l))).collect();
+        let findings = leans
+            .iter()
+            .enumerate()
+            .map(|(row, l)| l.as_ref().and_then(|l| screen.finding(l, input.rows.size(row), input.working)))
+            .collect();
         Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&summary)? })
     }
 }
@@ -234,8 +238,9 @@ impl SpectralScreen {
     }
 
     /// The projection of `lean` on the pattern (a component not kept counts 0), as a finding
-    /// when it reaches the bar.
-    fn finding(&self, lean: &[(Coefficient, f32)]) -> Option<Finding> {
+    /// over the whole image (of `native` size, also given at `working` size) when it reaches
+    /// the bar.
+    fn finding(&self, lean: &[(Coefficient, f32)], native: [usize; 2], working: [usize; 2]) -> Option<Finding> {
         let norm = self.pattern.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
         if norm == 0.0 {
             return None;
@@ -243,11 +248,12 @@ impl SpectralScreen {
         let t_of = |c: &Coefficient| lean.iter().find(|(k, _)| k == c).map_or(0.0, |(_, t)| t.clamp(-MAX_T, MAX_T));
         let along = self.pattern.iter().map(|(c, w)| w * t_of(c)).sum::<f32>() / norm;
         let bar = self.config.confirm_t;
-        (along >= bar).then(|| Finding::whole(Stage::Spectral, 1.0 - bar / (2.0 * along)))
+        let whole = PixelBox { x: 0, y: 0, w: native[1], h: native[0] };
+        (along >= bar).then(|| Finding::at(Stage::Spectral, 1.0 - bar / (2.0 * along), whole, native, working))
     }
 
-    fn judge_image(&self, image: &Image) -> Option<Finding> {
-        self.finding(&self.config.lean_of(image)?)
+    fn judge_image(&self, image: &Image, working: [usize; 2]) -> Option<Finding> {
+        self.finding(&self.config.lean_of(image)?, [image.height(), image.width()], working)
     }
 }
 
@@ -260,11 +266,11 @@ impl Screen for SpectralScreen {
         !self.pattern.is_empty()
     }
 
-    fn judge(&self, sample: &Sample, _working: [usize; 2]) -> Option<Finding> {
+    fn judge(&self, sample: &Sample, working: [usize; 2]) -> Option<Finding> {
         if self.pattern.is_empty() {
             return None;
         }
-        self.judge_image(sample.image)
+        self.judge_image(sample.image, working)
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
