@@ -130,8 +130,8 @@ fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, fil
     (side >= config.detector.recurrence.pyramid.min_image_side).then(|| {
         format!(
             "masking is off: these are photos (median short side {side} px) and the backend is the CPU, where \
-             the threat model's warm start would take hours; recurrence alone screens them. Run masking with \
-             --signals recurrence,masking, or on a GPU with --backend cuda"
+             the threat model's warm start would take hours; the training-free signals screen them. Run masking with \
+             --signals recurrence,masking,spectral, or on a GPU with --backend cuda"
         )
     })
 }
