@@ -15,6 +15,7 @@ pub mod embed;
 pub mod localize;
 pub mod paste;
 pub mod recurrence;
+pub mod registry;
 pub mod resnet;
 pub mod signal;
 pub mod spectral;
@@ -23,6 +24,7 @@ pub mod threat;
 mod config;
 mod decisions;
 mod evidence;
+mod fold;
 mod judge;
 mod pruning;
 
@@ -36,10 +38,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use crate::detect::activation::ActivationProbe;
 use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
+use crate::detect::fold::fit_all;
 use crate::detect::localize::gradcam::GradCam;
 use crate::detect::localize::{Localize, Scene};
 use crate::detect::recurrence::{HeldImages, ImageRows, RecurrenceSummary, TemplateScreen};
-use crate::detect::signal::{fit_all, Screen, SignalInput};
+use crate::detect::signal::{Screen, SignalInput};
 use crate::error::{Error, Result};
 use crate::image::{Image, ImageBatchSource, PixelBox};
 

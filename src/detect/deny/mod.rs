@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::detect::signal::registry::{Built, Registration};
+use crate::detect::signal::{Built, Registration};
 use crate::detect::signal::{Finding, Fitted, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
 
-/// Its line in [`crate::detect::signal::registry`]: on when the config names a list.
+/// Its line in [`crate::detect::registry`]: on when the config names a list.
 pub const REGISTRATION: Registration = Registration { name: "deny", build, load };
 
 fn build(config: &DetectorConfig) -> Built<'_> {

@@ -6,14 +6,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{PatchTemplate, Recurrence, RecurrenceConfig};
-use crate::detect::signal::registry::{Built, Registration};
+use crate::detect::signal::{Built, Registration};
 use crate::detect::signal::{Finding, Fitted, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
 use crate::image::Image;
 
-/// Its line in [`crate::detect::signal::registry`]: on unless the config switches it off.
+/// Its line in [`crate::detect::registry`]: on unless the config switches it off.
 pub const REGISTRATION: Registration = Registration { name: "recurrence", build, load };
 
 fn build(config: &DetectorConfig) -> Built<'_> {

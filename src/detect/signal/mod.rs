@@ -2,13 +2,12 @@
 //!
 //! A [`Signal`] is fitted on the detector's input and yields, per row, an optional [`Finding`]
 //! and a fitted [`Screen`] that judges new samples by the same rule. The detector runs the
-//! registered signals in order ([`registry`]) and folds their findings: the first signal with
+//! registered signals in order ([`crate::detect::registry`]) and folds their findings: the first signal with
 //! a finding for a row decides it. The guard holds the screens, saved one folder per signal.
 //! The fit's findings are what its screen says of the training rows, so the filter and the
 //! guard agree in stage, score and box.
 
-pub mod registry;
-mod shared;
+pub(crate) mod shared;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -17,7 +16,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::recurrence::ImageRows;
-use crate::detect::{DetectorConfig, Stage, StageCost};
+use crate::detect::{DetectorConfig, Stage};
 use crate::error::Result;
 use crate::image::{scale_box, Image, PixelBox};
 
@@ -154,49 +153,17 @@ pub struct SignalReport {
     pub summary: serde_json::Value,
 }
 
-/// The registered signals the config switches on, fitted in order, and their findings folded:
-/// the first signal with a finding for a row decides it. Returns one finding per row, the
-/// screens, one report line and one cost each.
-pub fn fit_all(config: &DetectorConfig, input: &SignalInput) -> Result<FittedSignals> {
-    let mut out = FittedSignals {
-        findings: vec![None; input.rows.len()],
-        screens: Vec::new(),
-        reports: Vec::new(),
-        cost: Vec::new(),
-    };
-    let signals = registry::build(config)?;
-    let rows = shared::MeasuredRows::new(input.rows, &signals);
-    for (s, signal) in signals.iter().enumerate() {
-        let started = std::time::Instant::now();
-        let input = SignalInput { rows: &rows, measured: &rows.slots[s], ..*input };
-        let fitted = signal.fit(&input)?;
-        let found = fitted.findings.iter().filter(|f| f.is_some()).count();
-        for (slot, finding) in out.findings.iter_mut().zip(fitted.findings) {
-            if slot.is_none() {
-                *slot = finding;
-            }
-        }
-        out.cost.push(StageCost {
-            stage: signal.name().into(),
-            seconds: started.elapsed().as_secs_f64(),
-            forwards_per_image: 0.0,
-        });
-        out.reports.push(SignalReport { name: signal.name().into(), found, summary: fitted.summary });
-        out.screens.push(fitted.screen);
-    }
-    Ok(out)
-}
+/// A signal the config asks for, borrowing it; `None` where it is off.
+pub type Built<'a> = Result<Option<Box<dyn Signal + 'a>>>;
 
-/// Every training-free signal, fitted.
-pub struct FittedSignals {
-    /// The fold's finding per row.
-    pub findings: Vec<Option<Finding>>,
-    /// The screens, in the signals' order.
-    pub screens: Vec<Box<dyn Screen>>,
-    /// One line per signal.
-    pub reports: Vec<SignalReport>,
-    /// One cost per signal.
-    pub cost: Vec<StageCost>,
+/// How a signal is built from the config and its screen read back from a saved guard.
+pub struct Registration {
+    /// The signal's name, as [`Signal::name`] and [`Screen::name`] give it.
+    pub name: &'static str,
+    /// The signal the config asks for, or `None` where it is off.
+    pub build: for<'a> fn(&'a DetectorConfig) -> Built<'a>,
+    /// The screen saved in a folder by [`Screen::save`].
+    pub load: fn(&Path) -> Result<Box<dyn Screen>>,
 }
 
 /// The first finding of `screens`, in order, on `sample`.

@@ -10,14 +10,14 @@ use crate::error::Result;
 use crate::image::Image;
 
 /// The rows, measured for `signals` as they are read; `slots[s][row]` is signal `s`'s measurement.
-pub(super) struct MeasuredRows<'a> {
+pub(crate) struct MeasuredRows<'a> {
     pub inner: &'a dyn ImageRows,
     pub signals: &'a [Box<dyn Signal + 'a>],
     pub slots: Vec<Vec<OnceLock<Measured>>>,
 }
 
 impl<'a> MeasuredRows<'a> {
-    pub fn new(inner: &'a dyn ImageRows, signals: &'a [Box<dyn Signal + 'a>]) -> Self {
+    pub(crate) fn new(inner: &'a dyn ImageRows, signals: &'a [Box<dyn Signal + 'a>]) -> Self {
         let slots = signals
             .iter()
             .map(|s| if s.measures() { (0..inner.len()).map(|_| OnceLock::new()).collect() } else { Vec::new() })

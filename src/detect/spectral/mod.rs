@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 pub use stats::Coefficient;
 use stats::{leaning, Basis};
 
-use crate::detect::signal::registry::{Built, Registration};
+use crate::detect::signal::{Built, Registration};
 use crate::detect::signal::{Finding, Fitted, Measured, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
 
-/// Its line in [`crate::detect::signal::registry`]: on unless the config switches it off.
+/// Its line in [`crate::detect::registry`]: on unless the config switches it off.
 pub const REGISTRATION: Registration = Registration { name: "spectral", build, load };
 
 fn build(config: &DetectorConfig) -> Built<'_> {

@@ -1,25 +1,10 @@
 //! The training-free signals, in the order their findings are folded: a listed hash is the
-//! surest evidence, then a recurring patch. A new kind of evidence is one folder with a
+//! surest evidence, then a recurring patch, then a shared frequency pattern. A new kind of evidence is one folder with a
 //! [`Registration`] and one line here.
 
-use std::path::Path;
-
-use super::{Screen, Signal};
+use crate::detect::signal::{Registration, Signal};
 use crate::detect::DetectorConfig;
 use crate::error::Result;
-
-/// A signal the config asks for, borrowing it; `None` where it is off.
-pub type Built<'a> = Result<Option<Box<dyn Signal + 'a>>>;
-
-/// How a signal is built from the config and its screen read back from a saved guard.
-pub struct Registration {
-    /// The signal's name, as [`Signal::name`] and [`Screen::name`] give it.
-    pub name: &'static str,
-    /// The signal the config asks for, or `None` where it is off.
-    pub build: for<'a> fn(&'a DetectorConfig) -> Built<'a>,
-    /// The screen saved in a folder by [`Screen::save`].
-    pub load: fn(&Path) -> Result<Box<dyn Screen>>,
-}
 
 /// Every training-free signal, in fold order.
 #[rustfmt::skip]
