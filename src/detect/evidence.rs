@@ -10,7 +10,7 @@ use crate::detect::decisions::Decisions;
 use crate::detect::paste::PasteScore;
 use crate::detect::recurrence::{PatchTemplate, RecurrenceSummary};
 use crate::detect::signal::{Finding, SignalReport};
-use crate::image::PixelBox;
+use crate::image::{Image, PixelBox};
 
 /// The stage whose evidence removed a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,9 @@ pub struct Detection {
     pub recurrence: Option<RecurrenceSummary>,
     /// The recurring patches it confirmed, for screening new samples.
     pub templates: Vec<PatchTemplate>,
+    /// What other training-free signals' screens look for, drawn, by signal name (the spectral
+    /// pattern, amplified).
+    pub drawn: Vec<(String, Image)>,
     /// What every stage learnt about each sample, by row.
     pub evidence: Vec<Evidence>,
     /// Removed indices in increasing order, with the deciding stage.
@@ -180,6 +183,7 @@ impl Detection {
             clusters: None,
             recurrence: None,
             templates: Vec::new(),
+            drawn: Vec::new(),
             evidence: vec![Evidence::default(); n],
             removed: Vec::new(),
             cluster_scores: Vec::new(),

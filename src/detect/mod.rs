@@ -140,6 +140,12 @@ pub fn detect_input<B: AutodiffBackend>(
         .find_map(|s| s.as_any().downcast_ref::<TemplateScreen>())
         .map(|t| t.templates.clone())
         .unwrap_or_default();
+    detection.drawn = signals
+        .screens
+        .iter()
+        .filter(|s| s.is_armed())
+        .filter_map(|s| Some((s.name().to_string(), s.drawn()?)))
+        .collect();
     detection.recurrence = signals
         .reports
         .iter()

@@ -33,6 +33,8 @@ const MARGIN: f32 = 1.0;
 enum Tile<'a> {
     /// A patch: its template, and the first carrier with the patch's box there, to show it whole.
     Patch { template: &'a PatchTemplate, first: Option<(usize, PixelBox)> },
+    /// What another signal looks for, drawn (the spectral pattern, amplified).
+    Drawn(&'a Image),
     /// A dataset item, its box in its own pixels or else in working pixels, and whether it was
     /// removed.
     Item { index: usize, own_box: Option<PixelBox>, working_box: Option<PixelBox>, removed: bool },
@@ -70,7 +72,15 @@ pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
         tiles.push(Tile::Patch { template, first });
         tiles.extend(items);
     }
-    let masked = report.removals.iter().filter(|r| !matches!(r.stage, Stage::Recurrence | Stage::Unreadable));
+    // Each other drawn signal: what it looks for, then its removals.
+    for (name, image) in &detection.drawn {
+        tiles.push(Tile::Drawn(image));
+        let removed = report.removals.iter().filter(|r| r.stage.name() == name).take(per_patch);
+        tiles.extend(removed.map(|r| Tile::Item { index: r.index, own_box: own(r), working_box: None, removed: true }));
+    }
+    let drawn = |stage: Stage| detection.drawn.iter().any(|(name, _)| name == stage.name());
+    let masked =
+        report.removals.iter().filter(|r| !matches!(r.stage, Stage::Recurrence | Stage::Unreadable) && !drawn(r.stage));
     tiles.extend(masked.map(|r| Tile::Item { index: r.index, own_box: own(r), working_box: None, removed: true }));
     let suspicions = filter.suspicions();
     tiles.extend(suspicions.iter().filter(|s| !s.removed).map(|s| Tile::Item {
@@ -94,6 +104,7 @@ pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
                 };
                 suspects.push(letterboxed(&image, None, None));
             }
+            Tile::Drawn(image) => suspects.push(letterboxed(image, None, None)),
             Tile::Item { index, own_box, working_box, removed } => {
                 let Some(image) = filter.inner().get(index).and_then(|item| item.as_image().ok()) else { continue };
                 let size = [image.height(), image.width()];

@@ -140,6 +140,12 @@ pub trait Screen: Send + Sync + Debug {
 
     /// The screen itself, for a caller that knows its kind (a review sheet drawing templates).
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// What it looks for, drawn for a person (a review sheet shows it before its removals);
+    /// `None` where there is nothing to draw.
+    fn drawn(&self) -> Option<Image> {
+        None
+    }
 }
 
 /// A signal's line in the report: its name, time, findings and summary.

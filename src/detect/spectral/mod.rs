@@ -205,6 +205,9 @@ fn pattern_of(
         .collect()
 }
 
+/// Screen pixels per pattern pixel in the drawn pattern (a 32-px window drawn at 160 px).
+const DRAWN_SCALE: usize = 5;
+
 /// Largest |t| a weight or a projection counts: a flat image's lean is measured against the
 /// storage floor and can be huge; past this it says nothing more.
 const MAX_T: f32 = 1e4;
@@ -279,5 +282,12 @@ impl Screen for SpectralScreen {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn drawn(&self) -> Option<Image> {
+        if self.pattern.is_empty() {
+            return None;
+        }
+        stats::drawn(&self.pattern, self.config.window, DRAWN_SCALE)
     }
 }

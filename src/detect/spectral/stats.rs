@@ -78,6 +78,42 @@ impl Basis {
     }
 }
 
+/// The pattern as colour, one window of `side` with each pixel drawn `scale` times a side (the
+/// trigger's frequencies are near the pixel pitch, which smooth resizing would grey out): each
+/// coefficient's basis image times its weight, in Cr and Cb, back to RGB with no luma, stretched
+/// to fill [0, 1] around grey.
+pub(super) fn drawn(pattern: &[(Coefficient, f32)], side: usize, scale: usize) -> Option<Image> {
+    let basis = Basis::new(side, 0);
+    let row = |u: u8| &basis.rows[u as usize * side..(u as usize + 1) * side];
+    let mut chroma = vec![vec![0.0f32; side * side]; 2];
+    for (c, w) in pattern {
+        let (cu, cv) = (row(c.u), row(c.v));
+        for y in 0..side {
+            for x in 0..side {
+                chroma[usize::from(c.channel.min(1))][y * side + x] += w * cu[y] * cv[x];
+            }
+        }
+    }
+    // YCrCb to RGB with Y = 0 (OpenCV's factors): R = Cr / 0.713, B = Cb / 0.564.
+    let rgb: Vec<[f32; 3]> = (0..side * side)
+        .map(|i| {
+            let (r, b) = (chroma[0][i] / 0.713, chroma[1][i] / 0.564);
+            [r, -(0.299 * r + 0.114 * b) / 0.587, b]
+        })
+        .collect();
+    let peak = rgb.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let n = side * scale;
+    let mut pixels = vec![0.0; 3 * n * n];
+    for c in 0..3 {
+        for y in 0..n {
+            for x in 0..n {
+                pixels[(c * n + y) * n + x] = 0.5 + 0.5 * rgb[(y / scale) * side + x / scale][c] / peak;
+            }
+        }
+    }
+    Image::new(3, n, n, pixels).ok()
+}
+
 /// Cr and Cb of pixel `(y, x)` of an RGB image, on the 0–255 scale (OpenCV's formulas less their
 /// constant offset, which moves no coefficient but (0, 0)).
 fn chroma(image: &Image, y: usize, x: usize) -> [f32; 2] {
