@@ -5,7 +5,7 @@ use crate::detect::registry;
 use crate::detect::signal::shared::MeasuredRows;
 use crate::detect::signal::{Finding, Screen, SignalInput, SignalReport};
 use crate::detect::{DetectorConfig, StageCost};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The registered signals the config switches on, fitted in order, and their findings folded:
 /// the first signal with a finding for a row decides it. Returns one finding per row, the
@@ -23,6 +23,10 @@ pub fn fit_all(config: &DetectorConfig, input: &SignalInput) -> Result<FittedSig
         let started = std::time::Instant::now();
         let input = SignalInput { rows: &rows, measured: &rows.slots[s], ..*input };
         let fitted = signal.fit(&input)?;
+        if fitted.findings.len() != out.findings.len() {
+            let (got, rows) = (fitted.findings.len(), out.findings.len());
+            return Err(Error::Config(format!("the {} signal gave {got} findings for {rows} rows", signal.name())));
+        }
         let found = fitted.findings.iter().filter(|f| f.is_some()).count();
         for (slot, finding) in out.findings.iter_mut().zip(fitted.findings) {
             if slot.is_none() {
