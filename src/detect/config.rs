@@ -9,6 +9,7 @@ use crate::detect::cluster::KMeansConfig;
 use crate::detect::localize::masking::CamConfig;
 use crate::detect::paste::PasteConfig;
 use crate::detect::recurrence::RecurrenceConfig;
+use crate::detect::residual::ResidualConfig;
 use crate::detect::spectral::SpectralConfig;
 use crate::error::{Error, Result};
 
@@ -46,6 +47,10 @@ pub struct Signals {
     /// A frequency trigger shared across images (CTRL), training-free. Default on.
     #[config(default = true)]
     pub spectral: bool,
+    /// A key blended over whole images (a residual pattern shared across different content),
+    /// training-free. Default on.
+    #[config(default = true)]
+    pub residual: bool,
 }
 
 /// Settings of every detector stage.
@@ -60,6 +65,9 @@ pub struct DetectorConfig {
     /// The training-free spectral signal.
     #[config(default = "SpectralConfig::new()")]
     pub spectral: SpectralConfig,
+    /// The training-free residual signal.
+    #[config(default = "ResidualConfig::new()")]
+    pub residual: ResidualConfig,
     /// Spherical k-means over the threat model's embeddings.
     #[config(default = "KMeansConfig::new()")]
     pub kmeans: KMeansConfig,
@@ -90,7 +98,8 @@ pub struct DetectorConfig {
 impl DetectorConfig {
     /// Rejects settings that cannot work, before any image is read.
     pub fn check(&self) -> Result<()> {
-        if !self.signals.recurrence && !self.signals.masking && !self.signals.spectral && self.deny.is_none() {
+        let signals = &self.signals;
+        if !signals.recurrence && !signals.masking && !signals.spectral && !signals.residual && self.deny.is_none() {
             return Err(Error::Config("every signal is off: nothing could be detected".into()));
         }
         if self.signals.masking && self.localizer == Localizer::PatchSearch && !self.stages.paste {
@@ -108,6 +117,9 @@ impl DetectorConfig {
         }
         if self.signals.spectral {
             self.spectral.check()?;
+        }
+        if self.signals.residual {
+            self.residual.check()?;
         }
         if self.signals.masking {
             crate::check::at_least("detector.batch_size", self.batch_size, 1, "at least 1")?;

@@ -31,6 +31,9 @@ pub enum Stage {
     /// Its chroma DCT coefficients lean along a pattern that a minority of images share (a
     /// frequency trigger such as CTRL's).
     Spectral,
+    /// Its high-pass residual stands out on a pattern that a minority of images of different
+    /// content share (a blended key).
+    Residual,
 }
 
 impl Stage {
@@ -44,6 +47,7 @@ impl Stage {
             Stage::Unreadable => "unreadable",
             Stage::Deny => "deny",
             Stage::Spectral => "spectral",
+            Stage::Residual => "residual",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod recurrence;
 pub mod registry;
 pub mod resnet;
 pub mod signal;
+pub mod residual;
 pub mod spectral;
 pub mod threat;
 

@@ -1,5 +1,5 @@
 //! The training-free signals, in the order their findings are folded: a listed hash is the
-//! surest evidence, then a recurring patch, then a shared frequency pattern. A new kind of evidence is one folder with a
+//! surest evidence, then a recurring patch, then a shared frequency pattern, then a shared residual (a blended key). A new kind of evidence is one folder with a
 //! [`Registration`] and one line here.
 
 use crate::detect::signal::{Registration, Signal};
@@ -12,6 +12,7 @@ pub const SIGNALS: &[Registration] = &[
     crate::detect::deny::REGISTRATION,
     crate::detect::recurrence::REGISTRATION,
     crate::detect::spectral::REGISTRATION,
+    crate::detect::residual::REGISTRATION,
 ];
 
 /// The signals `config` switches on, in order.

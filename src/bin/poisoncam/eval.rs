@@ -104,6 +104,7 @@ pub enum SignalName {
     Recurrence,
     Masking,
     Spectral,
+    Residual,
 }
 
 /// Switches on exactly the named signals.
@@ -111,6 +112,7 @@ pub fn set_signals(signals: &mut Signals, names: &[SignalName]) {
     signals.recurrence = names.contains(&SignalName::Recurrence);
     signals.masking = names.contains(&SignalName::Masking);
     signals.spectral = names.contains(&SignalName::Spectral);
+    signals.residual = names.contains(&SignalName::Residual);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]

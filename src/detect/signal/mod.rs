@@ -10,9 +10,10 @@
 
 pub(crate) mod shared;
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -85,17 +86,24 @@ impl SignalInput<'_> {
     }
 }
 
-/// A signal's sparse statistics of one row (key, value), or `None` where the row cannot be
-/// measured (too small, grey).
-pub type Measured = Option<Vec<(u32, f32)>>;
+/// A signal's statistics of one row, of a type only that signal reads back
+/// ([`measurement`]), or `None` where the row cannot be measured (too small, grey).
+pub type Measured = Option<Arc<dyn Any + Send + Sync>>;
+
+/// `measured` as the `T` its signal stored; `None` where the row was not measurable or the
+/// value is of another type.
+pub fn measurement<T: Any + Send + Sync>(measured: &Measured) -> Option<&T> {
+    measured.as_ref().and_then(|m| m.downcast_ref::<T>())
+}
 
 /// A kind of evidence, fitted on the detector's input.
 pub trait Signal: Sync {
     /// Its name, as its stage and its folder in a saved guard are named.
     fn name(&self) -> &'static str;
 
-    /// Whether it takes statistics of each row ([`Signal::measure`]) from any decode of it.
-    fn measures(&self) -> bool {
+    /// Whether it takes statistics of each of `rows` rows ([`Signal::measure`]) from any decode
+    /// of it (a signal whose statistics are large declines past a number of rows).
+    fn measures(&self, _rows: usize) -> bool {
         false
     }
 

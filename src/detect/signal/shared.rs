@@ -20,7 +20,7 @@ impl<'a> MeasuredRows<'a> {
     pub(crate) fn new(inner: &'a dyn ImageRows, signals: &'a [Box<dyn Signal + 'a>]) -> Self {
         let slots = signals
             .iter()
-            .map(|s| if s.measures() { (0..inner.len()).map(|_| OnceLock::new()).collect() } else { Vec::new() })
+            .map(|s| if s.measures(inner.len()) { (0..inner.len()).map(|_| OnceLock::new()).collect() } else { Vec::new() })
             .collect();
         MeasuredRows { inner, signals, slots }
     }

@@ -14,6 +14,7 @@ mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::config::Config;
 use rayon::prelude::*;
@@ -23,7 +24,7 @@ pub use stats::Coefficient;
 use stats::{leaning, Basis};
 
 use crate::detect::signal::{Built, Registration};
-use crate::detect::signal::{Finding, Fitted, Measured, Sample, Screen, Signal, SignalInput};
+use crate::detect::signal::{measurement, Finding, Fitted, Measured, Sample, Screen, Signal, SignalInput};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
@@ -131,12 +132,12 @@ impl Signal for SpectralSignal<'_> {
         "spectral"
     }
 
-    fn measures(&self) -> bool {
+    fn measures(&self, _rows: usize) -> bool {
         true
     }
 
     fn measure(&self, image: &Image) -> Measured {
-        self.0.lean_of(image).map(|lean| lean.into_iter().map(|(c, t)| (c.key(), t)).collect())
+        self.0.lean_of(image).map(|lean| Arc::new(lean) as Arc<dyn std::any::Any + Send + Sync>)
     }
 
     fn fit(&self, input: &SignalInput) -> Result<Fitted> {
@@ -146,7 +147,7 @@ impl Signal for SpectralSignal<'_> {
             .into_par_iter()
             .map(|row| {
                 let measured = input.measured_by(self, row)?;
-                Ok(measured.map(|m| m.into_iter().map(|(k, t)| (Coefficient::from_key(k), t)).collect()))
+                Ok(measurement::<Vec<(Coefficient, f32)>>(&measured).cloned())
             })
             .collect::<Result<_>>()?;
         let measured = leans.iter().filter(|l| l.is_some()).count();

@@ -15,18 +15,6 @@ pub struct Coefficient {
     pub v: u8,
 }
 
-impl Coefficient {
-    /// As one number, for [`crate::detect::signal::Measured`].
-    pub fn key(self) -> u32 {
-        (u32::from(self.channel) << 16) | (u32::from(self.u) << 8) | u32::from(self.v)
-    }
-
-    /// Back from [`Coefficient::key`].
-    pub fn from_key(key: u32) -> Self {
-        Coefficient { channel: (key >> 16) as u8, u: (key >> 8) as u8, v: key as u8 }
-    }
-}
-
 /// The orthonormal DCT-II basis of one window side, rows `lo..side` only (the frequencies looked
 /// at).
 pub(super) struct Basis {
