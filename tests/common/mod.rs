@@ -5,6 +5,7 @@ use poisoncam::data::{FashionMnist, ImageDataset, ImageItem};
 use poisoncam::image::ImageBatchSource;
 use poisoncam::sim::attack::{poison, AttackConfig, PoisonedSet, TriggerSource};
 use poisoncam::{Image, PoisonFilterConfig};
+use rand::RngExt;
 
 /// 300 images, 10% of them poisoned with a large (7×7) trigger. `real` takes Fashion-MNIST
 /// images; otherwise the backgrounds are faint smooth gradients, so the trigger is the only
@@ -61,4 +62,37 @@ pub fn small_config() -> PoisonFilterConfig {
 
 pub fn natives(set: &ImageDataset) -> Vec<Image> {
     set.items().iter().map(|i| i.image.clone()).collect()
+}
+
+/// A colour image of its own size: a smooth two-colour gradient, blotches and pixel noise, so that
+/// its windows differ as a photo's do; stored at 8 bits.
+pub fn photo_like(rng: &mut rand::rngs::StdRng) -> Image {
+    let (h, w) = (rng.random_range(96..200usize), rng.random_range(96..200usize));
+    let base: [f32; 6] = std::array::from_fn(|_| rng.random::<f32>() * 0.6 + 0.2);
+    let blots: Vec<(f32, f32, f32, [f32; 3])> = (0..6)
+        .map(|_| {
+            (
+                rng.random::<f32>() * w as f32,
+                rng.random::<f32>() * h as f32,
+                10.0 + rng.random::<f32>() * 30.0,
+                std::array::from_fn(|_| rng.random::<f32>() - 0.5),
+            )
+        })
+        .collect();
+    let mut pixels = vec![0.0; 3 * h * w];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                let t = (x + y) as f32 / (h + w) as f32;
+                let mut v = base[c] * (1.0 - t) + base[3 + c] * t;
+                for (bx, by, r, col) in &blots {
+                    let d2 = (x as f32 - bx).powi(2) + (y as f32 - by).powi(2);
+                    v += col[c] * 0.4 * (-d2 / (r * r)).exp();
+                }
+                v += (rng.random::<f32>() - 0.5) * 0.08;
+                pixels[(c * h + y) * w + x] = (v.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+            }
+        }
+    }
+    Image::new(3, h, w, pixels).unwrap()
 }

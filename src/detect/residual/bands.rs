@@ -47,11 +47,19 @@ impl Residuals {
     }
 }
 
-/// `image` at each of `sides`, high-passed by a Gaussian of `sigma` pixels.
+/// `image` at each of `sides`, high-passed by a Gaussian of `sigma` pixels. A side over twice
+/// the image's longer one, past the first, is left empty: blown up, the image holds nothing
+/// finer there than at a smaller side, and holding it would cost memory for nothing.
 pub(super) fn measure(image: &Image, sides: &[usize], sigma: f32) -> Residuals {
     let rgb = image.with_channels(3);
     let (mut bands, mut norms) = (Vec::with_capacity(sides.len()), Vec::with_capacity(sides.len()));
-    for &side in sides {
+    let longest = image.height().max(image.width());
+    for (b, &side) in sides.iter().enumerate() {
+        if b > 0 && side > 2 * longest {
+            bands.push(Vec::new());
+            norms.push(0.0);
+            continue;
+        }
         let small = resample(&rgb, side);
         let blurred = blur(&small, side, sigma);
         let mut residual: Vec<f32> = small.iter().zip(&blurred).map(|(a, b)| a - b).collect();

@@ -160,19 +160,11 @@ impl Signal for ResidualSignal<'_> {
                 Ok(measured.and_then(|m| m.downcast::<Residuals>().ok()))
             })
             .collect::<Result<_>>()?;
-        let live: Vec<usize> =
-            (0..n).filter(|&r| residuals[r].as_ref().is_some_and(|x| x.norms.iter().all(|&v| v > 0.0))).collect();
-        let mixed = live.iter().map(|&r| sizes[r]).collect::<BTreeSet<_>>().len() >= 3;
-        let rows = search::Rows { residuals: &residuals, sizes: &sizes, live, mixed };
-        let (mut patterns, considered) = search::search(&rows, config);
-        for p in &mut patterns {
-            let q: Vec<f32> =
-                rows.live.par_iter().map(|&r| p.projection(residuals[r].as_ref().expect("live"), sizes[r], false)).collect();
-            (p.median, p.spread) = search::robust(&q);
-        }
+        let (patterns, considered) = search::search(&residuals, &sizes, config);
+        let measured = residuals.iter().flatten().filter(|r| r.norms.iter().any(|&v| v > 0.0)).count();
         let summary = Summary {
-            measured: rows.live.len(),
-            mixed_sizes: mixed,
+            measured,
+            mixed_sizes: search::Rows::in_band(&residuals, &sizes, 0).mixed,
             sampled: (n > config.max_rows).then_some(looked.len()),
             considered,
             patterns: patterns.iter().map(|p| (config.bands[p.band], p.count)).collect(),

@@ -91,8 +91,12 @@ impl Pattern {
         (along - own) / count as f32
     }
 
-    /// [`Pattern::projection`] in units of the fit's spread.
+    /// [`Pattern::projection`] in units of the fit's spread (an image with no residual in the
+    /// band stands nowhere).
     pub fn z(&self, r: &Residuals, size: [usize; 2]) -> f32 {
+        if r.norms[self.band] == 0.0 {
+            return f32::NEG_INFINITY;
+        }
         (self.projection(r, size, false) - self.median) / self.spread
     }
 }

@@ -34,23 +34,47 @@ pub(super) struct Considered {
     pub verdict: &'static str,
 }
 
-/// The rows (measured ones `Some`) and their sizes, as the search sees them.
+/// The rows (measured ones `Some`) and their sizes, as the search of one band sees them.
 pub(super) struct Rows<'a> {
     pub residuals: &'a [Option<Arc<Residuals>>],
     pub sizes: &'a [[usize; 2]],
+    /// Rows with a residual in the band.
     pub live: Vec<usize>,
+    /// Whether those rows have at least three sizes.
     pub mixed: bool,
 }
 
+impl<'a> Rows<'a> {
+    /// The rows with a residual in band `band`.
+    pub fn in_band(residuals: &'a [Option<Arc<Residuals>>], sizes: &'a [[usize; 2]], band: usize) -> Self {
+        let live: Vec<usize> =
+            (0..residuals.len()).filter(|&r| residuals[r].as_ref().is_some_and(|x| x.norms[band] > 0.0)).collect();
+        let mixed = live.iter().map(|&r| sizes[r]).collect::<BTreeSet<_>>().len() >= 3;
+        Rows { residuals, sizes, live, mixed }
+    }
+}
+
 /// The patterns found, strongest first, and every group considered.
-pub(super) fn search(rows: &Rows, config: &ResidualConfig) -> (Vec<Pattern>, Vec<Considered>) {
+pub(super) fn search(
+    residuals: &[Option<Arc<Residuals>>],
+    sizes: &[[usize; 2]],
+    config: &ResidualConfig,
+) -> (Vec<Pattern>, Vec<Considered>) {
     let mut candidates: Vec<(f32, Pattern, Vec<usize>)> = Vec::new();
     let mut considered = Vec::new();
     for band in 0..config.bands.len() {
-        for (strength, pattern, members, seen) in band_groups(rows, band, config) {
+        let rows = Rows::in_band(residuals, sizes, band);
+        for (strength, mut pattern, members, seen) in band_groups(&rows, band, config) {
             let taken = seen.verdict == "kept";
             considered.push(seen);
             if taken {
+                // Judged from here on by the final rule, in the units of the data's projections.
+                let q: Vec<f32> = rows
+                    .live
+                    .par_iter()
+                    .map(|&r| pattern.projection(residuals[r].as_ref().expect("live"), sizes[r], false))
+                    .collect();
+                (pattern.median, pattern.spread) = robust(&q);
                 candidates.push((strength, pattern, members));
             }
         }
@@ -105,23 +129,27 @@ fn strided(rows: &[usize], most: usize) -> Vec<usize> {
 /// Per sample image, its mutual nearest neighbours (indices into `sample`) and the sum of
 /// their cosines.
 fn mutual_neighbours(rows: &Rows, sample: &[usize], band: usize, k: usize) -> Vec<(Vec<usize>, f32)> {
-    let nearest: Vec<Vec<usize>> = (0..sample.len())
+    let n = sample.len();
+    let at = |i: usize| rows.residuals[sample[i]].as_ref().expect("live rows are measured");
+    // Each pair once (the upper triangle), then mirrored.
+    let upper: Vec<Vec<f32>> =
+        (0..n).into_par_iter().map(|i| (i + 1..n).map(|j| at(i).cosine(at(j), band)).collect()).collect();
+    let cosine = |i: usize, j: usize| if i < j { upper[i][j - i - 1] } else { upper[j][i - j - 1] };
+    let nearest: Vec<Vec<usize>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let a = rows.residuals[sample[i]].as_ref().expect("live rows are measured");
-            let mut scored: Vec<(f32, usize)> = (0..sample.len())
+            let mut scored: Vec<(f32, usize)> = (0..n)
                 .filter(|&j| j != i && !(rows.mixed && rows.sizes[sample[i]] == rows.sizes[sample[j]]))
-                .map(|j| (a.cosine(rows.residuals[sample[j]].as_ref().expect("live"), band), j))
+                .map(|j| (cosine(i, j), j))
                 .collect();
             scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
             scored.into_iter().take(k).map(|(_, j)| j).collect()
         })
         .collect();
-    (0..sample.len())
+    (0..n)
         .map(|i| {
             let mutual: Vec<usize> = nearest[i].iter().copied().filter(|&j| nearest[j].contains(&i)).collect();
-            let a = rows.residuals[sample[i]].as_ref().expect("live");
-            let strength = mutual.iter().map(|&j| a.cosine(rows.residuals[sample[j]].as_ref().expect("live"), band)).sum();
+            let strength = mutual.iter().map(|&j| cosine(i, j)).sum();
             (mutual, strength)
         })
         .collect()
