@@ -9,10 +9,22 @@ use crate::image::Image;
 /// Side of the content thumbnail.
 const THUMB: usize = 8;
 
+/// Most pixels a side a band keeps: a larger band's residual is kept at every k-th pixel each
+/// way (sampled, not averaged: its fine detail is what it is for), so that each band costs the
+/// same to hold and compare.
+const KEPT_SIDE: usize = 128;
+
+/// Pixels a side band `side` keeps, and its sampling step.
+pub(super) fn kept(side: usize) -> (usize, usize) {
+    let step = side.div_ceil(KEPT_SIDE);
+    (side.div_ceil(step), step)
+}
+
 /// One image's residuals and thumbnail.
 #[derive(Debug)]
 pub(super) struct Residuals {
-    /// One per band: `3 · side²` values, channel-major, scaled so the largest magnitude is 127.
+    /// One per band: `3 · kept²` values ([`kept`]), channel-major, scaled so the largest
+    /// magnitude is 127.
     pub bands: Vec<Vec<i8>>,
     /// Each band's length as stored (0 for an image with no residual at all: a flat image).
     pub norms: Vec<f32>,
@@ -33,7 +45,8 @@ impl Residuals {
         if na == 0.0 || nb == 0.0 {
             return 0.0;
         }
-        let dot: i32 = self.bands[b].iter().zip(&other.bands[b]).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        // i8 · i8 fits i16; summed in i32 (at most 3 · 64² · 127² < 2³¹), which vectorises.
+        let dot: i32 = self.bands[b].iter().zip(&other.bands[b]).map(|(&x, &y)| i32::from(i16::from(x) * i16::from(y))).sum();
         dot as f32 / (na * nb)
     }
 
@@ -54,15 +67,32 @@ pub(super) fn measure(image: &Image, sides: &[usize], sigma: f32) -> Residuals {
     let rgb = image.with_channels(3);
     let (mut bands, mut norms) = (Vec::with_capacity(sides.len()), Vec::with_capacity(sides.len()));
     let longest = image.height().max(image.width());
+    // The largest band is resampled from the image, the others from it (a fraction of the cost
+    // on a large photo).
+    let largest = sides.iter().enumerate().filter(|&(b, &s)| b == 0 || s <= 2 * longest).map(|(_, &s)| s).max();
+    let base = largest.map(|s| (s, Image::new(3, s, s, resample(&rgb, s)).expect("the shape is the side's")));
     for (b, &side) in sides.iter().enumerate() {
         if b > 0 && side > 2 * longest {
             bands.push(Vec::new());
             norms.push(0.0);
             continue;
         }
-        let small = resample(&rgb, side);
+        let small = match &base {
+            Some((s, image)) if *s == side => image.pixels().to_vec(),
+            Some((s, image)) if *s > side => resample(image, side),
+            _ => resample(&rgb, side),
+        };
         let blurred = blur(&small, side, sigma);
-        let mut residual: Vec<f32> = small.iter().zip(&blurred).map(|(a, b)| a - b).collect();
+        let (k, step) = kept(side);
+        let mut residual = Vec::with_capacity(3 * k * k);
+        for c in 0..3 {
+            for y in (0..side).step_by(step) {
+                for x in (0..side).step_by(step) {
+                    let i = (c * side + y) * side + x;
+                    residual.push(small[i] - blurred[i]);
+                }
+            }
+        }
         centre(&mut residual);
         let (band, norm) = quantise(&residual);
         bands.push(band);

@@ -55,8 +55,8 @@ pub struct ResidualConfig {
     /// Nearest images per image when seeding groups. Default 5.
     #[config(default = 5)]
     pub neighbours: usize,
-    /// Groups seeded per band at most. Default 40.
-    #[config(default = 40)]
+    /// Groups seeded per band at most. Default 12.
+    #[config(default = 12)]
     pub seeds: usize,
     /// Robust deviations above the data's projection at which an image stands out. Default 6.
     #[config(default = 6.0)]

@@ -26,7 +26,7 @@ pub(super) struct Pattern {
     /// these units.
     pub median: f32,
     pub spread: f32,
-    /// Sum of the carriers' unit residuals, `3 · side²` values (not saved inline).
+    /// Sum of the carriers' unit residuals, one value per kept value of the band (not saved inline).
     #[serde(skip)]
     pub total: Vec<f32>,
     /// The same sum per entry of `sizes`.

@@ -16,7 +16,7 @@ use crate::image::{Image, PixelBox};
 const HEADER: &str = "pattern.json";
 const VALUES: &str = "pattern.f32";
 
-/// Largest pattern file read back: 16 patterns of 128-pixel bands for 64 sizes each is far
+/// Largest pattern file read back: 16 patterns of 64-pixel kept bands for 256 sizes each is far
 /// below it.
 const MOST_BYTES: u64 = 1 << 30;
 
@@ -50,7 +50,7 @@ impl ResidualScreen {
             if p.count < 1 || !(p.spread > 0.0 && p.spread.is_finite() && p.median.is_finite()) {
                 return Err(bad("a pattern with no carriers or no spread".into()));
             }
-            wanted += (1 + p.sizes.len()) * 3 * side * side;
+            wanted += (1 + p.sizes.len()) * 3 * super::bands::kept(side).0.pow(2);
         }
         let bytes = crate::bounded::read(&dir.join(VALUES), MOST_BYTES)?;
         if bytes.len() != 4 * wanted {
@@ -58,7 +58,7 @@ impl ResidualScreen {
         }
         let mut values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         for p in &mut screen.patterns {
-            let dim = 3 * screen.config.bands[p.band].pow(2);
+            let dim = 3 * super::bands::kept(screen.config.bands[p.band]).0.pow(2);
             p.total = values.by_ref().take(dim).collect();
             p.by_size = (0..p.sizes.len()).map(|_| values.by_ref().take(dim).collect()).collect();
         }
@@ -104,7 +104,7 @@ impl Screen for ResidualScreen {
     /// The strongest pattern, amplified around mid-grey (±4 of its standard deviations).
     fn drawn(&self) -> Option<Image> {
         let p = self.patterns.first()?;
-        let side = self.config.bands[p.band];
+        let side = super::bands::kept(self.config.bands[p.band]).0;
         let sd = (p.total.iter().map(|v| v * v).sum::<f32>() / p.total.len() as f32).sqrt().max(1e-12);
         let pixels = p.total.iter().map(|v| (0.5 + v / (8.0 * sd)).clamp(0.0, 1.0)).collect();
         Image::new(3, side, side, pixels).ok()

@@ -130,10 +130,15 @@ fn strided(rows: &[usize], most: usize) -> Vec<usize> {
 /// their cosines.
 fn mutual_neighbours(rows: &Rows, sample: &[usize], band: usize, k: usize) -> Vec<(Vec<usize>, f32)> {
     let n = sample.len();
+    if n == 0 {
+        return Vec::new();
+    }
     let at = |i: usize| rows.residuals[sample[i]].as_ref().expect("live rows are measured");
     // Each pair once (the upper triangle), then mirrored.
-    let upper: Vec<Vec<f32>> =
-        (0..n).into_par_iter().map(|i| (i + 1..n).map(|j| at(i).cosine(at(j), band)).collect()).collect();
+    let upper: Vec<Vec<f32>> = (0..n)
+        .into_par_iter()
+        .map(|i| (i + 1..n).map(|j| at(i).cosine(at(j), band)).collect())
+        .collect();
     let cosine = |i: usize, j: usize| if i < j { upper[i][j - i - 1] } else { upper[j][i - j - 1] };
     let nearest: Vec<Vec<usize>> = (0..n)
         .into_par_iter()
