@@ -16,6 +16,7 @@ fn recurrence_only() -> PoisonFilterConfig {
     let mut config = PoisonFilterConfig::new().seeded(3);
     config.detector.signals.masking = false;
     config.detector.signals.spectral = false;
+    config.detector.signals.residual = false;
     config
 }
 

@@ -131,7 +131,7 @@ fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, fil
         format!(
             "masking is off: these are photos (median short side {side} px) and the backend is the CPU, where \
              the threat model's warm start would take hours; the training-free signals screen them. Run masking with \
-             --signals recurrence,masking,spectral, or on a GPU with --backend cuda"
+             --signals recurrence,masking,spectral,residual, or on a GPU with --backend cuda"
         )
     })
 }
