@@ -5,41 +5,22 @@
 
 use burn::data::dataset::Dataset;
 use poisoncam::backend::{Compute, Train};
-use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detect::Stage;
 use poisoncam::filter::guard::Guard;
 use poisoncam::sim::whole_image::{BlendKey, WholeImageTrigger};
-use poisoncam::{Image, PoisonFilter, PoisonFilterConfig};
+use poisoncam::{PoisonFilter, PoisonFilterConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 mod common;
-use common::photo_like;
+use common::{photo_like, whole_image_fixture, WholeImageFixture};
 
-struct Fixture {
-    poisoned: ImageDataset,
-    clean: ImageDataset,
-    poisons: Vec<usize>,
-    /// Images the fit never saw: a poison and a clean one.
-    held_back: (Image, Image),
-}
-
-fn fixture() -> Fixture {
-    let mut rng = StdRng::seed_from_u64(5);
-    let images: Vec<Image> = (0..122).map(|_| photo_like(&mut rng)).collect();
+/// The key is drawn once, at the first image's size, and resized to each poison.
+fn fixture() -> WholeImageFixture {
     let blend = WholeImageTrigger::Blend { key: BlendKey::Noise { seed: 3 }, alpha: 0.2 };
-    let key = blend.prepare([3, images[0].height(), images[0].width()]).unwrap();
-    let poisons: Vec<usize> = (0..120).step_by(10).collect();
-    let item = |i: usize, image: Image| ImageItem { id: format!("f/{i}.png"), image, label: None };
-    let clean = ImageDataset::new(images[..120].iter().enumerate().map(|(i, im)| item(i, im.clone())).collect());
-    let poisoned = ImageDataset::new(
-        images[..120]
-            .iter()
-            .enumerate()
-            .map(|(i, im)| item(i, if poisons.contains(&i) { key.apply(im) } else { im.clone() }))
-            .collect(),
-    );
-    Fixture { poisoned, clean, poisons, held_back: (key.apply(&images[120]), images[121].clone()) }
+    let first = photo_like(&mut StdRng::seed_from_u64(5));
+    let key = blend.prepare([3, first.height(), first.width()]).unwrap();
+    whole_image_fixture(5, 10, |image| key.apply(image))
 }
 
 fn config(residual: bool) -> PoisonFilterConfig {

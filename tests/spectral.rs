@@ -4,41 +4,17 @@
 
 use burn::data::dataset::Dataset;
 use poisoncam::backend::{Compute, Train};
-use poisoncam::data::{ImageDataset, ImageItem};
 use poisoncam::detect::Stage;
 use poisoncam::filter::guard::Guard;
 use poisoncam::sim::whole_image::WholeImageTrigger;
-use poisoncam::{Image, PoisonFilter, PoisonFilterConfig};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use poisoncam::{PoisonFilter, PoisonFilterConfig};
 
 mod common;
-use common::photo_like;
+use common::{whole_image_fixture, WholeImageFixture};
 
-struct Fixture {
-    poisoned: ImageDataset,
-    clean: ImageDataset,
-    poisons: Vec<usize>,
-    /// Images the fit never saw: a poison and a clean one.
-    held_back: (Image, Image),
-}
-
-fn fixture() -> Fixture {
-    let mut rng = StdRng::seed_from_u64(11);
-    let images: Vec<Image> = (0..122).map(|_| photo_like(&mut rng)).collect();
+fn fixture() -> WholeImageFixture {
     let ctrl = WholeImageTrigger::Ctrl { magnitude: 100.0 };
-    let poison = |image: &Image| ctrl.prepare([3, image.height(), image.width()]).unwrap().apply(image);
-    let poisons: Vec<usize> = (0..120).step_by(15).collect();
-    let item = |i: usize, image: Image| ImageItem { id: format!("f/{i}.png"), image, label: None };
-    let clean = ImageDataset::new(images[..120].iter().enumerate().map(|(i, im)| item(i, im.clone())).collect());
-    let poisoned = ImageDataset::new(
-        images[..120]
-            .iter()
-            .enumerate()
-            .map(|(i, im)| item(i, if poisons.contains(&i) { poison(im) } else { im.clone() }))
-            .collect(),
-    );
-    Fixture { poisoned, clean, poisons, held_back: (poison(&images[120]), images[121].clone()) }
+    whole_image_fixture(11, 15, |image| ctrl.prepare([3, image.height(), image.width()]).unwrap().apply(image))
 }
 
 fn config(spectral: bool) -> PoisonFilterConfig {

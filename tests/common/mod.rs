@@ -96,3 +96,29 @@ pub fn photo_like(rng: &mut rand::rngs::StdRng) -> Image {
     }
     Image::new(3, h, w, pixels).unwrap()
 }
+
+/// 120 generated photos (`photo_like`, seeded by `seed`), every `every`-th carrying a trigger
+/// over the whole image, their clean twin, and a held-back poison and clean image the fit never
+/// sees.
+pub struct WholeImageFixture {
+    pub poisoned: ImageDataset,
+    pub clean: ImageDataset,
+    pub poisons: Vec<usize>,
+    pub held_back: (Image, Image),
+}
+
+pub fn whole_image_fixture(seed: u64, every: usize, poison: impl Fn(&Image) -> Image) -> WholeImageFixture {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let images: Vec<Image> = (0..122).map(|_| photo_like(&mut rng)).collect();
+    let poisons: Vec<usize> = (0..120).step_by(every).collect();
+    let item = |i: usize, image: Image| ImageItem { id: format!("f/{i}.png"), image, label: None };
+    let clean = ImageDataset::new(images[..120].iter().enumerate().map(|(i, im)| item(i, im.clone())).collect());
+    let poisoned = ImageDataset::new(
+        images[..120]
+            .iter()
+            .enumerate()
+            .map(|(i, im)| item(i, if poisons.contains(&i) { poison(im) } else { im.clone() }))
+            .collect(),
+    );
+    WholeImageFixture { poisoned, clean, poisons, held_back: (poison(&images[120]), images[121].clone()) }
+}
