@@ -64,7 +64,8 @@ impl Residuals {
 /// the image's longer one, past the first, is left empty: blown up, the image holds nothing
 /// finer there than at a smaller side, and holding it would cost memory for nothing.
 pub(super) fn measure(image: &Image, sides: &[usize], sigma: f32) -> Residuals {
-    let rgb = image.with_channels(3);
+    // A colour photo is read in place: a copy of a large one costs more than its resampling.
+    let rgb = if image.channels() == 3 { std::borrow::Cow::Borrowed(image) } else { std::borrow::Cow::Owned(image.with_channels(3)) };
     let (mut bands, mut norms) = (Vec::with_capacity(sides.len()), Vec::with_capacity(sides.len()));
     let longest = image.height().max(image.width());
     // The largest band is resampled from the image, the others from it (a fraction of the cost
