@@ -36,7 +36,12 @@ fn a_blended_noise_key_is_removed_by_the_residual_signal_and_its_clean_twin_lose
     let (filter, guard) =
         PoisonFilter::fit_guarded::<Train>(f.poisoned.clone(), &config(true), &Default::default()).unwrap();
     let removed: Vec<(usize, Stage)> = filter.report().removals.iter().map(|r| (r.index, r.stage)).collect();
-    assert_eq!(removed, f.poisons.iter().map(|&i| (i, Stage::Residual)).collect::<Vec<_>>(), "{:?}", filter.report().signals);
+    assert_eq!(
+        removed,
+        f.poisons.iter().map(|&i| (i, Stage::Residual)).collect::<Vec<_>>(),
+        "{:?}",
+        filter.report().signals
+    );
     for r in &filter.report().removals {
         let image = f.poisoned.get(r.index).unwrap().image;
         assert_eq!(r.original_box, Some([0, 0, image.width(), image.height()]), "the box is the whole image");

@@ -16,9 +16,9 @@ pub mod localize;
 pub mod paste;
 pub mod recurrence;
 pub mod registry;
+pub mod residual;
 pub mod resnet;
 pub mod signal;
-pub mod residual;
 pub mod spectral;
 pub mod threat;
 

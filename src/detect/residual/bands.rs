@@ -46,7 +46,8 @@ impl Residuals {
             return 0.0;
         }
         // i8 · i8 fits i16; summed in i32 (at most 3 · 64² · 127² < 2³¹), which vectorises.
-        let dot: i32 = self.bands[b].iter().zip(&other.bands[b]).map(|(&x, &y)| i32::from(i16::from(x) * i16::from(y))).sum();
+        let dot: i32 =
+            self.bands[b].iter().zip(&other.bands[b]).map(|(&x, &y)| i32::from(i16::from(x) * i16::from(y))).sum();
         dot as f32 / (na * nb)
     }
 
@@ -65,7 +66,11 @@ impl Residuals {
 /// finer there than at a smaller side, and holding it would cost memory for nothing.
 pub(super) fn measure(image: &Image, sides: &[usize], sigma: f32) -> Residuals {
     // A colour photo is read in place: a copy of a large one costs more than its resampling.
-    let rgb = if image.channels() == 3 { std::borrow::Cow::Borrowed(image) } else { std::borrow::Cow::Owned(image.with_channels(3)) };
+    let rgb = if image.channels() == 3 {
+        std::borrow::Cow::Borrowed(image)
+    } else {
+        std::borrow::Cow::Owned(image.with_channels(3))
+    };
     let (mut bands, mut norms) = (Vec::with_capacity(sides.len()), Vec::with_capacity(sides.len()));
     let longest = image.height().max(image.width());
     // The largest band is resampled from the image, the others from it (a fraction of the cost
@@ -186,13 +191,21 @@ fn blur(values: &[f32], side: usize, sigma: f32) -> Vec<f32> {
         let base = plane * side * side;
         for y in 0..side {
             for x in 0..side {
-                let s: f32 = kernel.iter().enumerate().map(|(k, g)| g * values[base + y * side + at(x as isize + k as isize - radius)]).sum();
+                let s: f32 = kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| g * values[base + y * side + at(x as isize + k as isize - radius)])
+                    .sum();
                 half[base + y * side + x] = s / total;
             }
         }
         for y in 0..side {
             for x in 0..side {
-                let s: f32 = kernel.iter().enumerate().map(|(k, g)| g * half[base + at(y as isize + k as isize - radius) * side + x]).sum();
+                let s: f32 = kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| g * half[base + at(y as isize + k as isize - radius) * side + x])
+                    .sum();
                 out[base + y * side + x] = s / total;
             }
         }

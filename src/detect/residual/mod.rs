@@ -101,7 +101,9 @@ impl ResidualConfig {
         crate::check::at_least("residual.max_rows", self.max_rows, self.search_rows, "at least residual.search_rows")?;
         let share = |v: f64| v > 0.0 && v <= 1.0;
         if !(share(self.max_carrier_share) && self.island >= 0.0 && self.max_content.is_finite()) {
-            return Err(Error::Config("residual.max_carrier_share must be in (0, 1], residual.island at least 0".into()));
+            return Err(Error::Config(
+                "residual.max_carrier_share must be in (0, 1], residual.island at least 0".into(),
+            ));
         }
         Ok(())
     }

@@ -36,7 +36,13 @@ pub(super) struct Pattern {
 
 impl Pattern {
     /// The pattern of `members` (rows of `rows`, of `sizes`) in band `band`.
-    pub fn of(band: usize, members: &[usize], rows: &[Option<std::sync::Arc<Residuals>>], sizes: &[[usize; 2]], mixed: bool) -> Self {
+    pub fn of(
+        band: usize,
+        members: &[usize],
+        rows: &[Option<std::sync::Arc<Residuals>>],
+        sizes: &[[usize; 2]],
+        mixed: bool,
+    ) -> Self {
         let dim = members.iter().find_map(|&m| rows[m].as_ref()).map_or(0, |r| r.bands[band].len());
         let mut total = vec![0f32; dim];
         let mut grouped: Vec<([usize; 2], usize, Vec<f32>)> = Vec::new();

@@ -40,7 +40,8 @@ impl ResidualScreen {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(HEADER);
         let bad = |reason: String| Error::format(&path, "poisoncam residual screen", reason);
-        let mut screen: Self = serde_json::from_str(&crate::bounded::read_text(&path)?).map_err(|e| bad(e.to_string()))?;
+        let mut screen: Self =
+            serde_json::from_str(&crate::bounded::read_text(&path)?).map_err(|e| bad(e.to_string()))?;
         screen.config.check().map_err(|e| bad(e.to_string()))?;
         let mut wanted = 0usize;
         for p in &screen.patterns {
@@ -62,7 +63,8 @@ impl ResidualScreen {
             p.total = values.by_ref().take(dim).collect();
             p.by_size = (0..p.sizes.len()).map(|_| values.by_ref().take(dim).collect()).collect();
         }
-        if screen.patterns.iter().flat_map(|p| p.total.iter().chain(p.by_size.iter().flatten())).any(|v| !v.is_finite()) {
+        if screen.patterns.iter().flat_map(|p| p.total.iter().chain(p.by_size.iter().flatten())).any(|v| !v.is_finite())
+        {
             return Err(bad("a pattern value that is not a number".into()));
         }
         Ok(screen)

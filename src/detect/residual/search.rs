@@ -108,7 +108,8 @@ fn band_groups(rows: &Rows, band: usize, config: &ResidualConfig) -> Vec<Group> 
         if covered[sample[i]] {
             continue;
         }
-        let mut members: Vec<usize> = std::iter::once(sample[i]).chain(neighbours[i].0.iter().map(|&j| sample[j])).collect();
+        let mut members: Vec<usize> =
+            std::iter::once(sample[i]).chain(neighbours[i].0.iter().map(|&j| sample[j])).collect();
         members.sort_unstable();
         members.iter().for_each(|&m| covered[m] = true);
         let (group, z) = refine(rows, band, members, config);
@@ -135,10 +136,8 @@ fn mutual_neighbours(rows: &Rows, sample: &[usize], band: usize, k: usize) -> Ve
     }
     let at = |i: usize| rows.residuals[sample[i]].as_ref().expect("live rows are measured");
     // Each pair once (the upper triangle), then mirrored.
-    let upper: Vec<Vec<f32>> = (0..n)
-        .into_par_iter()
-        .map(|i| (i + 1..n).map(|j| at(i).cosine(at(j), band)).collect())
-        .collect();
+    let upper: Vec<Vec<f32>> =
+        (0..n).into_par_iter().map(|i| (i + 1..n).map(|j| at(i).cosine(at(j), band)).collect()).collect();
     let cosine = |i: usize, j: usize| if i < j { upper[i][j - i - 1] } else { upper[j][i - j - 1] };
     let nearest: Vec<Vec<usize>> = (0..n)
         .into_par_iter()
@@ -176,7 +175,8 @@ fn refine(rows: &Rows, band: usize, mut members: Vec<usize>, config: &ResidualCo
             .collect();
         let (median, spread) = robust(&projections);
         z = projections.iter().map(|q| (q - median) / spread).collect();
-        let next: Vec<usize> = rows.live.iter().zip(&z).filter(|(_, &z)| z > config.confirm_z).map(|(&r, _)| r).collect();
+        let next: Vec<usize> =
+            rows.live.iter().zip(&z).filter(|(_, &z)| z > config.confirm_z).map(|(&r, _)| r).collect();
         let done = next == members || next.len() < config.min_carriers;
         members = next;
         if done {
@@ -219,7 +219,8 @@ fn judge_group(rows: &Rows, band: usize, group: Vec<usize>, z: &[f32], config: &
     } else {
         "kept"
     };
-    let mut member_z: Vec<f32> = rows.live.iter().zip(z).filter(|(r, _)| group.binary_search(r).is_ok()).map(|(_, &z)| z).collect();
+    let mut member_z: Vec<f32> =
+        rows.live.iter().zip(z).filter(|(r, _)| group.binary_search(r).is_ok()).map(|(_, &z)| z).collect();
     member_z.sort_by(f32::total_cmp);
     let low = member_z.get(member_z.len() / 10).copied().unwrap_or(0.0);
     let strength = low * (group.len() as f32).sqrt();
@@ -230,7 +231,8 @@ fn judge_group(rows: &Rows, band: usize, group: Vec<usize>, z: &[f32], config: &
 
 /// Mean cosine of the members' content thumbnails, over pairs.
 fn mean_content_cosine(rows: &Rows, group: &[usize]) -> f32 {
-    let thumbs: Vec<&[f32]> = group.iter().filter_map(|&m| rows.residuals[m].as_deref()).map(|r| r.content.as_slice()).collect();
+    let thumbs: Vec<&[f32]> =
+        group.iter().filter_map(|&m| rows.residuals[m].as_deref()).map(|r| r.content.as_slice()).collect();
     let (mut sum, mut pairs) = (0f32, 0usize);
     for i in 0..thumbs.len() {
         for j in i + 1..thumbs.len() {

@@ -18,10 +18,17 @@ pub(crate) struct MeasuredRows<'a> {
 
 impl<'a> MeasuredRows<'a> {
     pub(crate) fn new(inner: &'a dyn ImageRows, signals: &'a [Box<dyn Signal + 'a>]) -> Self {
-        let slots = signals
-            .iter()
-            .map(|s| if s.measures(inner.len()) { (0..inner.len()).map(|_| OnceLock::new()).collect() } else { Vec::new() })
-            .collect();
+        let slots =
+            signals
+                .iter()
+                .map(|s| {
+                    if s.measures(inner.len()) {
+                        (0..inner.len()).map(|_| OnceLock::new()).collect()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
         MeasuredRows { inner, signals, slots }
     }
 

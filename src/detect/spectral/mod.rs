@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use stats::Coefficient;
 use stats::{leaning, Basis};
 
-use crate::detect::signal::{Built, Registration};
 use crate::detect::signal::{measurement, Finding, Fitted, Measured, Sample, Screen, Signal, SignalInput};
+use crate::detect::signal::{Built, Registration};
 use crate::detect::{DetectorConfig, Stage};
 use crate::durable::write_atomic;
 use crate::error::{Error, Result};
