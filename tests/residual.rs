@@ -42,11 +42,7 @@ fn a_blended_noise_key_is_removed_by_the_residual_signal_and_its_clean_twin_lose
         "{:?}",
         filter.report().signals
     );
-    for r in &filter.report().removals {
-        let image = f.poisoned.get(r.index).unwrap().image;
-        assert_eq!(r.original_box, Some([0, 0, image.width(), image.height()]), "the box is the whole image");
-        assert!(r.score > 0.5 && r.score <= 1.0, "{}", r.score);
-    }
+    f.assert_whole_image_removals(filter.report());
 
     let twin = PoisonFilter::fit::<Train>(f.clean, &config(true), &Default::default()).unwrap();
     assert_eq!(twin.report().removed, 0, "{:?}", twin.report().signals);

@@ -2,7 +2,6 @@
 //! CTRL's frequency trigger (the simulator's recipe), the rest and a clean twin carrying none.
 //! Each test fails when the spectral signal is off: recurrence, left on, must not do its work.
 
-use burn::data::dataset::Dataset;
 use poisoncam::backend::{Compute, Train};
 use poisoncam::detect::Stage;
 use poisoncam::filter::guard::Guard;
@@ -31,11 +30,7 @@ fn ctrl_poisons_are_removed_by_the_spectral_signal_and_its_clean_twin_loses_noth
         PoisonFilter::fit_guarded::<Train>(f.poisoned.clone(), &config(true), &Default::default()).unwrap();
     let removed: Vec<(usize, Stage)> = filter.report().removals.iter().map(|r| (r.index, r.stage)).collect();
     assert_eq!(removed, f.poisons.iter().map(|&i| (i, Stage::Spectral)).collect::<Vec<_>>());
-    for r in &filter.report().removals {
-        let image = f.poisoned.get(r.index).unwrap().image;
-        assert_eq!(r.original_box, Some([0, 0, image.width(), image.height()]), "the box is the whole image");
-        assert!(r.score > 0.5 && r.score <= 1.0, "{}", r.score);
-    }
+    f.assert_whole_image_removals(filter.report());
 
     let twin = PoisonFilter::fit::<Train>(f.clean, &config(true), &Default::default()).unwrap();
     assert_eq!(twin.report().removed, 0, "{:?}", twin.report().signals);

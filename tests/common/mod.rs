@@ -122,3 +122,15 @@ pub fn whole_image_fixture(seed: u64, every: usize, poison: impl Fn(&Image) -> I
     );
     WholeImageFixture { poisoned, clean, poisons, held_back: (poison(&images[120]), images[121].clone()) }
 }
+
+impl WholeImageFixture {
+    /// Each removal's box is the whole image and its score in (0.5, 1].
+    pub fn assert_whole_image_removals(&self, report: &poisoncam::filter::report::FilterReport) {
+        use burn::data::dataset::Dataset;
+        for r in &report.removals {
+            let image = self.poisoned.get(r.index).unwrap().image;
+            assert_eq!(r.original_box, Some([0, 0, image.width(), image.height()]), "the box is the whole image");
+            assert!(r.score > 0.5 && r.score <= 1.0, "{}", r.score);
+        }
+    }
+}
