@@ -9,11 +9,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use poisoncam::backend::Compute;
 #[cfg(feature = "cuda")]
 use poisoncam::backend::Cuda as Compute;
-use poisoncam::detect::activation::ActivationProbe;
-use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
-use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
-use poisoncam::detect::paste::{PasteConfig, PasteTest};
+use poisoncam::detect::masking::activation::ActivationProbe;
+use poisoncam::detect::masking::cluster::KMeansConfig;
+use poisoncam::detect::masking::localize::cam::{CamConfig, MaskSearch};
+use poisoncam::detect::masking::paste::{PasteConfig, PasteTest};
 use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::image::PixelBox;
 

@@ -11,9 +11,9 @@ use poisoncam::backend::Compute;
 #[cfg(feature = "cuda")]
 use poisoncam::backend::Cuda as Compute;
 use poisoncam::data::{FashionMnist, ImageItem};
-use poisoncam::detect::classify::{PatchNet, PoisonClassifier};
-use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::embed;
+use poisoncam::detect::masking::classify::{PatchNet, PoisonClassifier};
+use poisoncam::detect::masking::cluster::KMeansConfig;
 use poisoncam::detect::threat::{init_model, EncoderConfig};
 use poisoncam::detect::{Decisions, DetectorConfig, MaskingFit};
 use poisoncam::filter::guard::{Guard, GuardModel, MaskingGuard};

@@ -16,6 +16,7 @@ pub(crate) mod bounded;
 mod check;
 pub mod data;
 pub mod detect;
+#[doc(hidden)]
 pub mod durable;
 pub mod error;
 pub mod filter;
@@ -23,12 +24,16 @@ pub mod filter;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod image;
+#[doc(hidden)]
 pub mod progress;
 #[cfg(feature = "eval")]
 pub mod sim;
 
 pub use burn;
+pub use detect::{DetectorConfig, Embed, EncoderFile, Finding, Stage};
 pub use error::{Error, Result};
+pub use filter::guard::Guard;
+pub use filter::report::{FilterReport, Removal};
 pub use filter::{PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
 pub use image::{AsImage, Image, PixelBox};
 

@@ -5,8 +5,8 @@ use linfa::DatasetBase;
 use linfa_clustering::KMeans;
 use ndarray::Array2;
 use poisoncam::backend::Compute;
-use poisoncam::detect::cluster::KMeansConfig;
 use poisoncam::detect::embed::Embeddings;
+use poisoncam::detect::masking::cluster::KMeansConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 

@@ -10,10 +10,11 @@ use poisoncam::backend::{Compute, Train};
 #[cfg(feature = "cuda")]
 use poisoncam::backend::{Cuda as Compute, CudaTrain as Train};
 use poisoncam::data::{ImageDataset, ImageItem};
-use poisoncam::detect::activation::ActivationProbe;
-use poisoncam::detect::localize::masking::{CamConfig, MaskSearch};
+use poisoncam::detect::masking::activation::ActivationProbe;
+use poisoncam::detect::masking::localize::cam::{CamConfig, MaskSearch};
+use poisoncam::detect::masking::locate;
 use poisoncam::detect::threat::{init_model, warm_start, EncoderConfig, WarmStartConfig};
-use poisoncam::detect::{detect, locate, DetectorConfig, Stage};
+use poisoncam::detect::{detect, DetectorConfig, Stage};
 use poisoncam::sim::eval::box_hit;
 use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, PoisonFilterExt};
 
@@ -25,7 +26,8 @@ fn masking_locates_a_strong_trigger() {
     // A short warm start is enough for the encoder to key on the one structure in these images.
     let warm = WarmStartConfig::new().with_epochs(3).with_batch_size(64).with_seed(1);
     let (model, _) = warm_start::<Train>(&images, &warm, None, &device).unwrap();
-    let config = DetectorConfig::new().with_kmeans(poisoncam::detect::cluster::KMeansConfig::new().with_k(Some(10)));
+    let config =
+        DetectorConfig::new().with_kmeans(poisoncam::detect::masking::cluster::KMeansConfig::new().with_k(Some(10)));
     let clusters = config
         .kmeans
         .fit::<Compute>(&poisoncam::detect::embed::embed(&model.backbone, &images, 256, &device), &device)

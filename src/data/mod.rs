@@ -14,17 +14,23 @@ mod open;
 pub use batcher::ImageBatcher;
 pub use cifar::read_cifar10;
 pub use fashion_mnist::{FashionMnist, CLASS_NAMES as FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
-pub use filelist::{filelist_line, read_filelist};
+#[doc(hidden)]
+pub use filelist::filelist_line;
+pub use filelist::read_filelist;
 pub use folder::{
     decode as decode_file, dimensions as file_dimensions, list_image_folder, read_image_folder, FolderListing,
-    FolderScan, ImageFile, SkippedFile, MAX_DECODED_SIDE, MAX_DECODE_BYTES, MAX_FILE_BYTES,
+    ImageFile, SkippedFile,
 };
+#[doc(hidden)]
+pub use folder::{FolderScan, MAX_DECODED_SIDE, MAX_DECODE_BYTES, MAX_FILE_BYTES};
 /// Reads a regular text file (a list of ids or paths) of at most 256 MiB; a FIFO or a device is
 /// an error, never a read that blocks or does not end.
+#[doc(hidden)]
 pub fn read_text(path: &std::path::Path) -> Result<String> {
     crate::bounded::read_text(path)
 }
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair};
+#[doc(hidden)]
 pub use open::{open_for_scan, open_path, Opened};
 
 use burn::data::dataset::Dataset;

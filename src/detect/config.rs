@@ -4,10 +4,10 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::classify::ClassifierConfig;
-use crate::detect::cluster::KMeansConfig;
-use crate::detect::localize::masking::CamConfig;
-use crate::detect::paste::PasteConfig;
+use crate::detect::masking::classify::ClassifierConfig;
+use crate::detect::masking::cluster::KMeansConfig;
+use crate::detect::masking::localize::cam::CamConfig;
+use crate::detect::masking::paste::PasteConfig;
 use crate::detect::recurrence::RecurrenceConfig;
 use crate::detect::residual::ResidualConfig;
 use crate::detect::spectral::SpectralConfig;

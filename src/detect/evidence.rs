@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::cluster::Clusters;
-use crate::detect::decisions::Decisions;
-use crate::detect::paste::PasteScore;
+use crate::detect::masking::cluster::Clusters;
+use crate::detect::masking::paste::PasteScore;
+use crate::detect::masking::Decisions;
 use crate::detect::recurrence::{PatchTemplate, RecurrenceSummary};
 use crate::detect::signal::{Finding, SignalReport};
 use crate::image::{Image, PixelBox};

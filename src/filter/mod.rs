@@ -7,6 +7,7 @@ pub mod report;
 mod working;
 
 pub use config::PoisonFilterConfig;
+#[doc(hidden)]
 pub use working::{DatasetRows, ReadPlan, WorkingImages};
 
 use std::path::Path;
@@ -135,9 +136,20 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         config: &PoisonFilterConfig,
         device: &B::Device,
     ) -> Result<Self> {
+        Self::fit_through::<B>(dataset, Some(encoder), config, device)
+    }
+
+    /// Filters `dataset` through `encoder` as it is, or without a model when the masking signal
+    /// is off: the path `eval` scores, the same one users call.
+    pub(crate) fn fit_through<B: AutodiffBackend>(
+        dataset: D,
+        encoder: Option<&dyn Embed<B::InnerBackend>>,
+        config: &PoisonFilterConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         config.check()?;
         let images = config.read_images(&dataset)?;
-        Self::finish::<B>(dataset, images, Some(encoder), None, config, device).map(|(f, _)| f)
+        Self::finish::<B>(dataset, images, encoder, None, config, device).map(|(f, _)| f)
     }
 
     fn finish<B: AutodiffBackend>(

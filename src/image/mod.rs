@@ -7,7 +7,9 @@ mod working_size;
 pub use as_image::AsImage;
 pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
-pub use working_size::{capped_size, working_size, working_size_of, DEFAULT_MAX_SHORT_SIDE};
+#[doc(hidden)]
+pub use working_size::{capped_size, working_size_of};
+pub use working_size::{working_size, DEFAULT_MAX_SHORT_SIDE};
 
 use serde::{Deserialize, Serialize};
 

@@ -4,5 +4,6 @@
 pub mod attack;
 pub mod eval;
 pub mod photo;
+#[doc(hidden)]
 pub mod suspects;
 pub mod whole_image;

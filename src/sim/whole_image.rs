@@ -117,6 +117,7 @@ impl WholeImageTrigger {
     }
 }
 
+#[doc(hidden)]
 /// A trigger with its fixed key or pattern drawn.
 #[derive(Clone, Debug)]
 pub struct Prepared {

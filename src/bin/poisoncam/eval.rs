@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use poisoncam::data::{open_path, FashionMnist, ImageDataset};
-use poisoncam::detect::localize::masking::MaskSearch;
+use poisoncam::detect::masking::localize::cam::MaskSearch;
 use poisoncam::detect::threat::SslMethod;
 use poisoncam::detect::{DetectorConfig, Localizer, Signals};
 use poisoncam::sim::attack::{AttackConfig, TriggerSource};

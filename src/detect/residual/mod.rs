@@ -4,10 +4,10 @@
 //! residuals share one component while their content differs.
 //!
 //! Fit: each image at a few sides ([`ResidualConfig::bands`]), its residual of unit length
-//! ([`bands`]); groups seeded by mutual nearest neighbours and re-estimated from the images that
-//! stand out on their pattern ([`search`]); the kept patterns are the screen, and an image is
+//! (`bands`); groups seeded by mutual nearest neighbours and re-estimated from the images that
+//! stand out on their pattern (`search`); the kept patterns are the screen, and an image is
 //! confirmed when its projection on a pattern, on the carriers of other sizes, stands
-//! [`ResidualConfig::confirm_z`] robust deviations above the data's ([`pattern`]). The finding's
+//! [`ResidualConfig::confirm_z`] robust deviations above the data's (`pattern`). The finding's
 //! box is the whole image. Measured in docs/whole-image.md (2026-12-07).
 
 mod bands;

@@ -3,7 +3,7 @@
 //! A [`Signal`] is fitted on the detector's input and yields, per row, an optional [`Finding`]
 //! and a fitted [`Screen`] that judges new samples by the same rule. The detector runs the
 //! registered signals in order ([`crate::detect::registry`]) and folds their findings
-//! ([`crate::detect::fold`]): the first signal with a finding for a row decides it. The guard
+//! (`detect::fold`): the first signal with a finding for a row decides it. The guard
 //! holds the screens, saved one folder per signal. A fit scores and places its findings by its
 //! screen's rule, so the filter and the guard agree in stage, score and box (on photos a
 //! recurring patch's box is the merged carrier box in the fit, the matched window in the guard).

@@ -2,7 +2,7 @@
 //! the chroma channels in every 32-pixel window) leaves no patch to find, but in every window it
 //! moves the same coefficients the same way, which an image's own content does not do.
 //!
-//! Fit: per image, each chroma coefficient's t across its windows ([`stats::leaning`]); a
+//! Fit: per image, each chroma coefficient's t across its windows (`stats::leaning`); a
 //! coefficient and sign on which a minority of images lean far ([`SpectralConfig::candidate_t`])
 //! is a shared component, like a recurring window for recurrence; the components whose carriers
 //! overlap the strongest one's are the pattern, each weighted by its carriers' mean t; an image

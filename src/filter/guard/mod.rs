@@ -7,6 +7,7 @@ mod saved;
 mod screened;
 mod verdict;
 
+#[doc(hidden)]
 pub use masking::MaskingGuard;
 pub use model::GuardModel;
 pub use screened::{ScreenExt, Screened};

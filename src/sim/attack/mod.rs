@@ -103,11 +103,13 @@ pub struct PoisonedSet {
     pub truth: GroundTruth,
 }
 
+#[doc(hidden)]
 /// The trigger side in pixels for an image of side `min(h, w)`.
 pub fn trigger_side(config: &AttackConfig, height: usize, width: usize) -> usize {
     ((config.trigger_frac * height.min(width) as f64).round() as usize).clamp(1, height.min(width))
 }
 
+#[doc(hidden)]
 /// Builds the trigger patch for images with `channels` channels.
 pub fn make_trigger(source: &TriggerSource, channels: usize, side: usize) -> Result<Image> {
     let patch = match source {
@@ -234,6 +236,7 @@ fn jittered_trigger(config: &AttackConfig, trigger: &Image, side: usize, rng: &m
     trigger.resized(new_side, new_side)
 }
 
+#[doc(hidden)]
 /// The image as a JPEG decoder gives it back after encoding at `quality`.
 pub fn jpeg_round_trip(image: &Image, quality: u8) -> Result<Image> {
     use image::codecs::jpeg::JpegEncoder;
@@ -263,6 +266,7 @@ fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: 
     PixelBox { x, y, w: side, h: side }
 }
 
+#[doc(hidden)]
 /// The triggered test set: every non-target image of `test` with the trigger pasted in
 /// `[0.1·W, 0.9·W − s]`; labels stay the true ones.
 pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackConfig) -> Result<ImageDataset> {

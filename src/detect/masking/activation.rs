@@ -4,8 +4,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use crate::detect::cluster::{cosines, Clusters};
 use crate::detect::embed::Embed;
+use crate::detect::masking::cluster::{cosines, Clusters};
 use crate::image::PixelBox;
 
 /// What one forward pass says about an image.
@@ -242,8 +242,8 @@ mod tests {
 
     #[test]
     fn the_probe_measures_host_built_copies_as_the_device_built_batch() {
-        use crate::detect::cluster::KMeansConfig;
         use crate::detect::embed::embed;
+        use crate::detect::masking::cluster::KMeansConfig;
         use crate::detect::threat::{init_model, EncoderConfig};
         use crate::image::ImageBatchSource;
         let (n, h, w) = (6, 10, 10);

@@ -1,18 +1,19 @@
-//! Localisers: where in an image the evidence for its cluster sits. Masking (cluster activation
-//! masking, PoisonCAM's own) and Grad-CAM (the PatchSearch baseline's) both implement
-//! [`Localize`], and the detector picks one by [`crate::detect::Localizer`].
+//! Localisers: where in an image the evidence for its cluster sits. Cluster activation masking
+//! ([`cam`], PoisonCAM's own) and Grad-CAM (the PatchSearch baseline's) both implement
+//! [`Localize`], and [`locate`] picks one by [`crate::detect::Localizer`].
 
+pub mod cam;
 pub mod gradcam;
-pub mod masking;
 
 use burn::tensor::backend::Backend;
 
-use crate::detect::activation::ActivationProbe;
-use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
+use crate::detect::masking::activation::ActivationProbe;
+use crate::detect::masking::cluster::Clusters;
+use crate::detect::masking::localize::gradcam::GradCam;
+use crate::detect::{DetectorConfig, Localizer};
 use crate::error::Result;
-use crate::image::ImageBatchSource;
-use crate::image::PixelBox;
+use crate::image::{ImageBatchSource, PixelBox};
 
 /// What a localiser looks at: the encoder, its clusters, a probe on them, and the images.
 pub struct Scene<'a, B: Backend> {
@@ -72,6 +73,29 @@ pub fn hottest_box(heat: &[f32], h: usize, w: usize, side: usize) -> PixelBox {
         }
     }
     PixelBox { x: best.1, y: best.2, w: side, h: side }
+}
+
+/// The trigger box and localisation score of each of `indices`, toward cluster `targets[i]`
+/// (its own), by the configured localiser.
+#[allow(clippy::too_many_arguments)]
+pub fn locate<B: Backend>(
+    backbone: &dyn Embed<B>,
+    clusters: &Clusters,
+    probe: &ActivationProbe<B>,
+    images: &ImageBatchSource,
+    indices: &[usize],
+    targets: &[usize],
+    config: &DetectorConfig,
+    device: &B::Device,
+) -> Result<Vec<(PixelBox, f32)>> {
+    let [_, _, h, w] = images.shape();
+    let gradcam = GradCam { side: config.cam.window_side(h, w), batch_size: config.batch_size };
+    let localizer: &dyn Localize<B> = match config.localizer {
+        Localizer::PoisonCam => &config.cam,
+        Localizer::PatchSearch => &gradcam,
+    };
+    let scene = Scene { encoder: backbone, clusters, probe, images, device };
+    Ok(localizer.localize(&scene, indices, targets)?.into_iter().map(|l| (l.trigger_box, l.score)).collect())
 }
 
 #[cfg(test)]

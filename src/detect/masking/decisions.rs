@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Evidence, Stage};
+use crate::detect::{Evidence, Stage};
 
 /// What the fit decided about the data as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ impl Decisions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::paste::PasteScore;
+    use crate::detect::masking::paste::PasteScore;
 
     fn evidence(cluster: usize, score: f32, moved: Option<f32>, probability: Option<f32>) -> Evidence {
         Evidence {

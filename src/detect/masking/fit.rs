@@ -9,13 +9,13 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 
-use super::evidence::Costs;
-use super::{Detection, DetectorConfig, Evidence, Stage};
-use crate::detect::classify::{ClassifierData, PoisonClassifier};
-use crate::detect::decisions::Decisions;
 use crate::detect::embed::{embed, Embed};
-use crate::detect::judge::{Judge, MaskingFit};
-use crate::detect::paste::{median_mad, PasteConfig, PasteTest};
+use crate::detect::evidence::Costs;
+use crate::detect::masking::classify::{ClassifierData, PoisonClassifier};
+use crate::detect::masking::decisions::Decisions;
+use crate::detect::masking::judge::{Judge, MaskingFit};
+use crate::detect::masking::paste::{median_mad, PasteConfig, PasteTest};
+use crate::detect::{Detection, DetectorConfig, Evidence, Stage};
 use crate::error::Result;
 use crate::image::{ImageBatchSource, PixelBox};
 

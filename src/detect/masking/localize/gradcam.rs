@@ -9,9 +9,9 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::detect::cluster::Clusters;
 use crate::detect::embed::Embed;
-use crate::detect::localize::{hottest_box, Localize, Located, Scene};
+use crate::detect::masking::cluster::Clusters;
+use crate::detect::masking::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::{Error, Result};
 use crate::image::ImageBatchSource;
 use crate::image::{Image, PixelBox};

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use crate::detect::paste::paste_region;
+use crate::detect::masking::paste::paste_region;
 use crate::detect::threat::init_model_with;
 use crate::error::{Error, Result};
 use crate::image::ImageBatchSource;

@@ -5,13 +5,14 @@
 
 use burn::tensor::backend::Backend;
 
-use super::{locate, DetectorConfig, Evidence, Stage};
-use crate::detect::activation::ActivationProbe;
-use crate::detect::classify::PoisonClassifier;
-use crate::detect::cluster::Clusters;
-use crate::detect::decisions::Decisions;
+use super::locate;
 use crate::detect::embed::{embed, Embed};
-use crate::detect::paste::PasteTest;
+use crate::detect::masking::activation::ActivationProbe;
+use crate::detect::masking::classify::PoisonClassifier;
+use crate::detect::masking::cluster::Clusters;
+use crate::detect::masking::decisions::Decisions;
+use crate::detect::masking::paste::PasteTest;
+use crate::detect::{DetectorConfig, Evidence, Stage};
 use crate::error::Result;
 use crate::image::{ImageBatchSource, PixelBox};
 use crate::progress::stage_bar;

@@ -5,8 +5,8 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::activation::{channel_means, ActivationProbe, MaskedCopy};
-use crate::detect::localize::{hottest_box, Localize, Located, Scene};
+use crate::detect::masking::activation::{channel_means, ActivationProbe, MaskedCopy};
+use crate::detect::masking::localize::{hottest_box, Localize, Located, Scene};
 use crate::error::Result;
 use crate::image::ImageBatchSource;
 use crate::image::PixelBox;

@@ -13,7 +13,7 @@ use rand::seq::index::sample;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::activation::ActivationProbe;
+use crate::detect::masking::activation::ActivationProbe;
 use crate::error::Result;
 use crate::image::ImageBatchSource;
 use crate::image::PixelBox;
@@ -303,8 +303,8 @@ mod tests {
     #[test]
     fn candidates_scored_together_score_as_alone() {
         use crate::backend::Compute;
-        use crate::detect::cluster::KMeansConfig;
         use crate::detect::embed::embed;
+        use crate::detect::masking::cluster::KMeansConfig;
         use crate::detect::threat::{init_model, EncoderConfig};
         let device = Default::default();
         let model = init_model::<Compute>(&EncoderConfig::new(), 1, &device);
