@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::recurrence::RecurrenceSummary;
 use crate::detect::{Detection, StageCost};
+use crate::filter::report::Removal;
 use crate::image::PixelBox;
 use crate::sim::attack::GroundTruth;
 
@@ -53,6 +54,10 @@ pub struct DetectionScores {
     pub recurrence: Option<RecurrenceSummary>,
     /// Wall time and forwards per image of every detector stage.
     pub cost: Vec<StageCost>,
+    /// Every removal as the filter reports it (index, id, score, boxes, stage): the lines
+    /// `scan` writes to `removed.jsonl`.
+    #[serde(default)]
+    pub removal_log: Vec<Removal>,
 }
 
 /// A cluster holding true poisons.
@@ -149,6 +154,7 @@ pub fn detection_scores(
         },
         recurrence: detection.recurrence.clone(),
         cost: detection.cost.clone(),
+        removal_log: Vec::new(),
     }
 }
 

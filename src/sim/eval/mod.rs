@@ -8,26 +8,35 @@ mod implant;
 mod knn;
 mod split;
 
-pub use detection::{box_hit, detection_scores, removal_scores, DetectionScores, PoisonCluster, RemovalScores};
-
+#[doc(hidden)]
+pub use detection::{box_hit, detection_scores, removal_scores};
+pub use detection::{DetectionScores, PoisonCluster, RemovalScores};
+#[doc(hidden)]
 pub use downstream::{downstream_scores, DownstreamData, DownstreamScores, LabeledImages};
 pub use export::export_attack;
-pub use implant::{ImplantConfig, ImplantReport, ImplantRows, TriggerPairs};
+pub use implant::{ImplantConfig, ImplantReport};
+#[doc(hidden)]
+pub use implant::{ImplantRows, TriggerPairs};
+#[doc(hidden)]
 pub use knn::knn_predict;
+#[doc(hidden)]
 pub use split::stratified_split;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageDataset;
-use crate::detect::activation::ActivationProbe;
 use crate::detect::embed::Embed;
+use crate::detect::masking::activation::ActivationProbe;
+use crate::detect::masking::locate;
 use crate::detect::resnet::{EncoderFile, ResNetConfig};
 use crate::detect::threat::{warm_start, ThreatModel, WarmStartConfig, WarmStartReport};
-use crate::detect::{detect, locate, DetectorConfig, StageCost};
+use crate::detect::{DetectorConfig, StageCost};
 use crate::error::{Error, Result};
+use crate::filter::{PoisonFilter, PoisonFilterConfig};
 use crate::image::ImageBatchSource;
 use crate::image::{Image, PixelBox};
 use crate::sim::attack::{poison, triggered_test_set, AttackConfig, GroundTruth};
@@ -295,12 +304,12 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         (None, Some(threat)) => Some(&threat.backbone),
         (None, None) => None,
     };
-    let natives: Vec<Image> = attacked.dataset.items().iter().map(|i| i.image.clone()).collect();
+    let dataset = Arc::new(attacked.dataset.clone());
     let mut detection = Vec::new();
     let mut first_removed: Option<Vec<usize>> = None;
     for variant in &config.variants {
         let (scores, removed) = timed(&mut cost, &format!("detect_{}", variant.name), || {
-            let input = DetectorInput { model, images: &poisoned_source, natives: &natives };
+            let input = DetectorInput { model, images: &poisoned_source, dataset: &dataset };
             evaluate_detector::<B>(&input, &attacked.truth, &variant.detector, device)
         })?;
         first_removed.get_or_insert(removed);
@@ -344,12 +353,13 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
 struct DetectorInput<'a, B: Backend> {
     model: Option<&'a dyn Embed<B>>,
     images: &'a ImageBatchSource,
-    natives: &'a [Image],
+    dataset: &'a Arc<ImageDataset>,
 }
 
-/// Runs one detector variant and scores it. Localisation is measured on every true poison apart
-/// from the pruning: the recurring patch's box where recurrence found one, else the masking
-/// localiser applied directly.
+/// Runs one detector variant through [`PoisonFilter`] (the path users call, with its native cap
+/// and its report) and scores it. Localisation is measured on every true poison apart from the
+/// pruning: the recurring patch's box where recurrence found one, else the masking localiser
+/// applied directly.
 fn evaluate_detector<B: AutodiffBackend>(
     input: &DetectorInput<B::InnerBackend>,
     truth: &GroundTruth,
@@ -357,7 +367,14 @@ fn evaluate_detector<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<(DetectionScores, Vec<usize>)> {
     let backbone = input.model;
-    let found = detect::<B>(backbone, input.images, input.natives, config, device)?;
+    let [n, _, h, w] = input.images.shape();
+    let filter_config = PoisonFilterConfig::new().with_detector(config.clone()).with_working_size(Some([h, w]));
+    let filter = PoisonFilter::fit_through::<B>(Arc::clone(input.dataset), backbone, &filter_config, device)?;
+    let found = filter.detection();
+    // Rows are dataset indices only when every item was read; the simulator's items always are.
+    if found.evidence.len() != n {
+        return Err(Error::Config(format!("{} of {n} simulated images were read", found.evidence.len())));
+    }
     let poisons: Vec<usize> = truth.poisoned.iter().map(|(i, _)| *i).collect();
     let mut direct: Vec<Option<PixelBox>> =
         poisons.iter().map(|&i| found.evidence[i].recurrence.map(|r| r.patch_box)).collect();
@@ -373,5 +390,7 @@ fn evaluate_detector<B: AutodiffBackend>(
         }
     }
     let removed = found.removed.iter().map(|&(i, _)| i).collect();
-    Ok((detection_scores(&found, truth, input.images.len(), &direct), removed))
+    let mut scores = detection_scores(found, truth, n, &direct);
+    scores.removal_log = filter.report().removals.clone();
+    Ok((scores, removed))
 }
