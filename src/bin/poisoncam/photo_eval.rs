@@ -2,18 +2,16 @@
 //! attack written to disk as one format under random names, then filtered through `scan`'s
 //! folder path and scored against the truth kept in memory.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::data::dataset::{Dataset, InMemDataset};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
-use poisoncam::data::{list_image_folder, ImageFile};
+use poisoncam::data::list_image_folder;
 use poisoncam::durable::write_atomic;
-use poisoncam::filter::guard::Guard;
 use poisoncam::filter::report::FilterReport;
-use poisoncam::sim::photo::{PhotoAttack, PhotoScore, PhotoTruth, StoredAs};
+use poisoncam::sim::photo::{hold_back, GuardScore, PhotoAttack, PhotoScore, PhotoTruth, StoredAs};
 use poisoncam::{Error, PixelBox, PoisonFilter, Result};
 use serde::Serialize;
 
@@ -104,17 +102,6 @@ struct PhotoEvalReport<'a> {
     guard: Option<GuardScore>,
 }
 
-/// The streaming guard on files the fit never saw.
-#[derive(Serialize)]
-struct GuardScore {
-    held: usize,
-    poisons: usize,
-    caught: usize,
-    clean_removed: usize,
-    recall: f64,
-    seconds: f64,
-}
-
 pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Result<()> {
     let config = crate::scan::filter_config(args.config.as_deref(), &args.cache, args.signals.as_deref())?;
     let config = config.seeded(args.seed);
@@ -162,7 +149,13 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         (filter, Some(guard))
     };
     let filter_seconds = started.elapsed().as_secs_f64();
-    let guard = guard.map(|g| screen_held(&g, &held, &held_truth));
+    let guard = guard.map(|g| GuardScore::of(&g, &held, &held_truth));
+    if let Some(g) = &guard {
+        eprintln!(
+            "guard: {} of {} held-back poisons removed, {} clean removed, {:.1} s",
+            g.caught, g.poisons, g.clean_removed, g.seconds
+        );
+    }
     let score = PhotoScore::of(filter.report(), &truth);
     println!(
         "images {} poisons {} removed {} precision {:.3} recall {:.3} localisation {:.3} clean removed {} filter {:.1} s",
@@ -188,43 +181,6 @@ pub fn run<B: AutodiffBackend>(args: &PhotoEvalArgs, device: &B::Device) -> Resu
         guard,
     };
     write_atomic(&args.json, &serde_json::to_vec_pretty(&report)?)
-}
-
-/// The files split by a seeded hash of their ids: those the filter fits on and the `share` held
-/// back for the guard.
-fn hold_back(files: Vec<ImageFile>, share: f64, seed: u64) -> (Vec<ImageFile>, Vec<ImageFile>) {
-    let cut = (share.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
-    files.into_iter().partition(|f| {
-        // DefaultHasher::new() has fixed keys: the split is the same on every run.
-        let mut hash = DefaultHasher::new();
-        (seed, &f.id).hash(&mut hash);
-        share <= 0.0 || hash.finish() >= cut
-    })
-}
-
-fn screen_held<B: Backend>(guard: &Guard<B>, held: &[ImageFile], truth: &[Option<PixelBox>]) -> GuardScore {
-    let started = Instant::now();
-    let (mut caught, mut clean_removed) = (0, 0);
-    for (files, truth) in held.chunks(64).zip(truth.chunks(64)) {
-        for (verdict, t) in guard.screen_batch(files).into_iter().zip(truth) {
-            match (verdict.removed, t) {
-                (true, Some(_)) => caught += 1,
-                (true, None) => clean_removed += 1,
-                _ => {}
-            }
-        }
-    }
-    let poisons = truth.iter().filter(|t| t.is_some()).count();
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("guard: {caught} of {poisons} held-back poisons removed, {clean_removed} clean removed, {seconds:.1} s");
-    GuardScore {
-        held: held.len(),
-        poisons,
-        caught,
-        clean_removed,
-        recall: if poisons == 0 { 0.0 } else { caught as f64 / poisons as f64 },
-        seconds,
-    }
 }
 
 /// VmHWM of this process, where /proc has it.

@@ -3,6 +3,10 @@
 //! name, so that neither the name nor the format tells a poison. The truth stays in memory and
 //! is scored against what the filter removed.
 
+mod held;
+
+pub use held::{hold_back, GuardScore};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

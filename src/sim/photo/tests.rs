@@ -173,3 +173,22 @@ fn a_written_attack_hides_its_poisons_and_is_scored_against_its_truth() {
     let located_second = poisons[1].1.intersection(&PixelBox { x: 0, y: 0, w: 2, h: 2 }) > 0;
     assert_eq!(score.localisation, if located_second { 1.0 } else { 0.5 });
 }
+
+#[test]
+fn the_hold_back_is_a_seeded_share_and_keeps_every_file() {
+    let files = |n: usize| -> Vec<crate::data::ImageFile> {
+        (0..n)
+            .map(|i| crate::data::ImageFile { id: format!("f{i}.jpg"), path: format!("f{i}.jpg").into(), label: None })
+            .collect()
+    };
+    let ids = |v: &[crate::data::ImageFile]| v.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+    let (fitted, held) = hold_back(files(1000), 0.3, 7);
+    assert_eq!(fitted.len() + held.len(), 1000);
+    assert!((250..350).contains(&held.len()), "{} held of 1000 at 0.3", held.len());
+    let (again_fitted, again_held) = hold_back(files(1000), 0.3, 7);
+    assert_eq!((ids(&fitted), ids(&held)), (ids(&again_fitted), ids(&again_held)));
+    let (_, other_seed) = hold_back(files(1000), 0.3, 8);
+    assert_ne!(ids(&held), ids(&other_seed), "the seed draws another split");
+    let (all, none) = hold_back(files(1000), 0.0, 7);
+    assert_eq!((all.len(), none.len()), (1000, 0));
+}
