@@ -73,9 +73,7 @@ fn a_deny_list_removes_exactly_the_listed_files_and_the_guard_screens_by_it() {
     guard.save(&saved).unwrap();
     let loaded = Guard::<poisoncam::backend::Compute>::load(&saved, &Default::default()).unwrap();
     for g in [&guard, &loaded] {
-        let by_guard: Vec<usize> =
-            (0..files.len()).filter(|&i| g.screen(&files.get(i).unwrap()).stage == Some(Stage::Deny)).collect();
-        assert_eq!(by_guard, listed);
+        common::assert_guard_agrees(filter.report(), g, &files);
     }
 
     // The same pixels stored as other bytes are not the listed file: the list is of bytes.
@@ -128,11 +126,5 @@ fn the_guard_agrees_with_the_filter_on_its_own_recurrence_removals_in_stage_scor
     let removals = &filter.report().removals;
     assert!(removals.len() * 10 >= set.truth.poisoned.len() * 9, "recurrence finds most poisons: {}", removals.len());
     assert!(removals.iter().any(|r| r.score < 1.0), "scores are graded by distance, not a constant");
-    for r in removals {
-        let v = guard.screen(&set.dataset.get(r.index).unwrap());
-        assert_eq!(v.stage, Some(r.stage), "{}", r.id);
-        assert!((v.score - r.score).abs() < 1e-6, "{}: guard {} filter {}", r.id, v.score, r.score);
-        assert_eq!(v.trigger_box.map(|b| b.to_array()), r.trigger_box, "{}", r.id);
-        assert_eq!(v.original_box.map(|b| b.to_array()), r.original_box, "{}", r.id);
-    }
+    common::assert_guard_agrees(filter.report(), &guard, &set.dataset);
 }

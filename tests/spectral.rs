@@ -9,7 +9,7 @@ use poisoncam::sim::whole_image::WholeImageTrigger;
 use poisoncam::{PoisonFilter, PoisonFilterConfig};
 
 mod common;
-use common::{whole_image_fixture, WholeImageFixture};
+use common::{assert_guard_agrees, whole_image_fixture, WholeImageFixture};
 
 fn fixture() -> WholeImageFixture {
     let ctrl = WholeImageTrigger::Ctrl { magnitude: 100.0 };
@@ -36,15 +36,17 @@ fn ctrl_poisons_are_removed_by_the_spectral_signal_and_its_clean_twin_loses_noth
     assert_eq!(twin.report().removed, 0, "{:?}", twin.report().signals);
 
     // Without the spectral signal, recurrence finds no patch to remove.
-    let without = PoisonFilter::fit::<Train>(f.poisoned, &config(false), &Default::default()).unwrap();
+    let without = PoisonFilter::fit::<Train>(f.poisoned.clone(), &config(false), &Default::default()).unwrap();
     assert_eq!(without.report().removed, 0);
 
-    // The guard, saved and loaded, removes a poison it never saw and keeps a clean image.
+    // The guard, saved and loaded, agrees with the fit on the training samples, removes a poison
+    // it never saw and keeps a clean image.
     let dir = tempfile::tempdir().unwrap();
     guard.save(dir.path()).unwrap();
     let loaded = Guard::<Compute>::load(dir.path(), &Default::default()).unwrap();
     let (poison, clean) = &f.held_back;
     for g in [&guard, &loaded] {
+        assert_guard_agrees(filter.report(), g, &f.poisoned);
         assert_eq!(g.screen(poison).stage, Some(Stage::Spectral));
         assert!(!g.screen(clean).removed);
     }

@@ -134,3 +134,30 @@ impl WholeImageFixture {
         }
     }
 }
+
+/// The guard a fit returned judges the fit's own samples as the filter did: the same samples
+/// removed (some, so that two empty sets do not pass), each by the same stage, with the same
+/// score and boxes.
+pub fn assert_guard_agrees<B, I, D>(
+    report: &poisoncam::filter::report::FilterReport,
+    guard: &poisoncam::filter::guard::Guard<B>,
+    dataset: &D,
+) where
+    B: burn::tensor::backend::Backend,
+    I: poisoncam::AsImage,
+    D: burn::data::dataset::Dataset<I>,
+{
+    assert!(!report.removals.is_empty(), "the filter removed something");
+    let items: Vec<I> = (0..dataset.len()).map(|i| dataset.get(i).unwrap()).collect();
+    let verdicts = guard.screen_batch(&items);
+    let by_guard: Vec<usize> = (0..items.len()).filter(|&i| verdicts[i].removed).collect();
+    let by_filter: Vec<usize> = report.removals.iter().map(|r| r.index).collect();
+    assert_eq!(by_guard, by_filter, "the guard removes exactly the filter's removals");
+    for r in &report.removals {
+        let v = &verdicts[r.index];
+        assert_eq!(v.stage, Some(r.stage), "{}", r.id);
+        assert!((v.score - r.score).abs() < 1e-5, "{}: guard {} filter {}", r.id, v.score, r.score);
+        assert_eq!(v.trigger_box.map(|b| b.to_array()), r.trigger_box, "{}", r.id);
+        assert_eq!(v.original_box.map(|b| b.to_array()), r.original_box, "{}", r.id);
+    }
+}
