@@ -80,7 +80,7 @@ pub fn detect_input<B: AutodiffBackend>(
     let (mut detection, masking) = if config.signals.masking {
         let backbone = backbone.ok_or_else(|| Error::Config("the masking signal needs a threat model".into()))?;
         let images = input.images.ok_or_else(|| Error::Config("the masking signal needs the working images".into()))?;
-        let (detection, fit) = masking::masking::<B>(backbone, images, config, device)?;
+        let (detection, fit) = masking::fit::<B>(backbone, images, config, device)?;
         (detection, Some(fit))
     } else {
         (Detection::empty(n), None)

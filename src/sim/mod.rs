@@ -4,6 +4,8 @@
 pub mod attack;
 pub mod eval;
 pub mod photo;
+pub mod stored;
 #[doc(hidden)]
 pub mod suspects;
+pub mod trigger;
 pub mod whole_image;

@@ -22,7 +22,7 @@ use crate::image::{ImageBatchSource, PixelBox};
 /// Fits the masking signal on `images`: clusters, the paste test's kept clusters and threshold,
 /// and the classifier behind its gates. The removals are then [`Judge::complete`]'s, the rule a
 /// guard applies to new samples.
-pub(crate) fn masking<B: AutodiffBackend>(
+pub(crate) fn fit<B: AutodiffBackend>(
     backbone: &dyn Embed<B::InnerBackend>,
     images: &ImageBatchSource,
     config: &DetectorConfig,

@@ -16,6 +16,6 @@ mod fit;
 mod judge;
 
 pub use decisions::Decisions;
-pub(crate) use fit::masking;
+pub(crate) use fit::fit;
 pub use judge::{Judge, MaskingFit};
 pub use localize::locate;

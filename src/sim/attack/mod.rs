@@ -11,9 +11,11 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ImageDataset, ImageItem};
+use crate::data::ImageDataset;
 use crate::error::{Error, Result};
 use crate::image::{Image, PixelBox};
+use crate::sim::stored::StoredAs;
+use crate::sim::trigger::{ClampedPatch, Trigger};
 use crate::sim::whole_image::WholeImageTrigger;
 
 /// Where the trigger patch comes from.
@@ -58,6 +60,13 @@ pub struct AttackConfig {
 
 fn opaque() -> f64 {
     1.0
+}
+
+impl AttackConfig {
+    /// How every training image is stored: JPEG at `jpeg`'s quality, else losslessly.
+    pub fn stored_as(&self) -> StoredAs {
+        self.jpeg.map_or(StoredAs::Png, StoredAs::Jpeg)
+    }
 }
 
 impl Default for AttackConfig {
@@ -143,13 +152,6 @@ fn stretch_contrast(image: Image) -> Image {
     Image::new(c, h, w, pixels).unwrap_or(image)
 }
 
-/// A uniform position for the patch in `[lo·W, hi·W − s]` along each axis.
-fn position(rng: &mut StdRng, side: usize, extent: usize, lo: f64, hi: f64) -> usize {
-    let start = (lo * extent as f64).floor() as usize;
-    let end = ((hi * extent as f64).floor() as usize).saturating_sub(side).max(start);
-    rng.random_range(start..=end).min(extent.saturating_sub(side))
-}
-
 pub(crate) fn check(config: &AttackConfig) -> Result<()> {
     if !(0.0..=1.0).contains(&config.rate) {
         return Err(Error::Attack(format!("rate {} is outside [0, 1]", config.rate)));
@@ -163,10 +165,7 @@ pub(crate) fn check(config: &AttackConfig) -> Result<()> {
     if let Some(trigger) = &config.whole_image {
         trigger.check()?;
     }
-    if config.jpeg.is_some_and(|q| !(1..=100).contains(&q)) {
-        return Err(Error::Attack(format!("JPEG quality {} is outside 1..=100", config.jpeg.unwrap_or(0))));
-    }
-    Ok(())
+    config.stored_as().check()
 }
 
 /// Poisons `round(rate × N)` images of the target class, chosen and placed under `config.seed`.
@@ -201,69 +200,27 @@ pub fn poison(dataset: &ImageDataset, config: &AttackConfig) -> Result<PoisonedS
     let mut chosen = candidates[..count].to_vec();
     chosen.sort_unstable();
 
+    let patch =
+        ClampedPatch { patch: &trigger, jitter: config.jitter, range: (0.25, 0.75), alpha: config.blend as f32 };
+    let placed: &dyn Trigger = match &whole {
+        Some((prepared, _)) => prepared,
+        None => &patch,
+    };
     let mut out = items.to_vec();
     let mut poisoned = Vec::with_capacity(count);
-    let alpha = config.blend as f32;
     for index in chosen {
-        let bx = match &whole {
-            Some((prepared, _)) => {
-                let image = &mut out[index].image;
-                *image = prepared.apply(image);
-                PixelBox { x: 0, y: 0, w: image.width(), h: image.height() }
-            }
-            None => {
-                let jittered = jittered_trigger(config, &trigger, side, &mut rng);
-                paste_at_random(&mut out[index], &jittered, &mut rng, 0.25, 0.75, alpha)
-            }
-        };
-        poisoned.push((index, bx));
+        // A clamped patch or a whole-image trigger always fits.
+        if let Some(bx) = placed.apply(&mut out[index].image, &mut rng) {
+            poisoned.push((index, bx));
+        }
     }
-    if let Some(quality) = config.jpeg {
+    let stored = config.stored_as();
+    if stored != StoredAs::Png {
         for item in &mut out {
-            item.image = jpeg_round_trip(&item.image, quality)?;
+            item.image = stored.round_trip(&item.image)?;
         }
     }
     Ok(PoisonedSet { dataset: ImageDataset::new(out), trigger, truth: GroundTruth { target: config.target, poisoned } })
-}
-
-/// The trigger resampled to a side drawn within `± config.jitter` pixels (the trigger itself when 0).
-fn jittered_trigger(config: &AttackConfig, trigger: &Image, side: usize, rng: &mut StdRng) -> Image {
-    if config.jitter == 0 {
-        return trigger.clone();
-    }
-    let lo = side.saturating_sub(config.jitter).max(1);
-    let new_side = rng.random_range(lo..=side + config.jitter);
-    trigger.resized(new_side, new_side)
-}
-
-#[doc(hidden)]
-/// The image as a JPEG decoder gives it back after encoding at `quality`.
-pub fn jpeg_round_trip(image: &Image, quality: u8) -> Result<Image> {
-    use image::codecs::jpeg::JpegEncoder;
-    use image::{ExtendedColorType, ImageEncoder};
-    let (c, h, w) = (image.channels(), image.height(), image.width());
-    let plane = h * w;
-    let bytes: Vec<u8> = (0..plane * c)
-        .map(|i| (image.pixels()[(i % c) * plane + i / c] * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect();
-    let color = if c == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
-    let mut encoded = Vec::new();
-    JpegEncoder::new_with_quality(&mut encoded, quality)
-        .write_image(&bytes, w as u32, h as u32, color)
-        .map_err(|e| Error::Attack(format!("JPEG encoding failed: {e}")))?;
-    let decoded = image::load_from_memory(&encoded).map_err(|e| Error::Attack(format!("JPEG decoding failed: {e}")))?;
-    let raw = if c == 1 { decoded.to_luma8().into_raw() } else { decoded.to_rgb8().into_raw() };
-    Image::from_hwc_u8(c, h, w, &raw)
-}
-
-fn paste_at_random(item: &mut ImageItem, trigger: &Image, rng: &mut StdRng, lo: f64, hi: f64, alpha: f32) -> PixelBox {
-    // Images of other sizes than the first get a trigger of their own side.
-    let side = trigger.height().min(item.image.height()).min(item.image.width());
-    let patch = if side == trigger.height() { trigger.clone() } else { trigger.resized(side, side) };
-    let x = position(rng, side, item.image.width(), lo, hi);
-    let y = position(rng, side, item.image.height(), lo, hi);
-    item.image.blend(&patch, x, y, alpha);
-    PixelBox { x, y, w: side, h: side }
 }
 
 #[doc(hidden)]
@@ -275,15 +232,17 @@ pub fn triggered_test_set(test: &ImageDataset, trigger: &Image, config: &AttackC
         Some(first) => config.whole_image.as_ref().map(|t| t.drawn_for(&first.image)).transpose()?,
         None => None,
     };
+    let patch = ClampedPatch { patch: trigger, jitter: 0, range: (0.1, 0.9), alpha: config.blend as f32 };
     let mut out = Vec::new();
     for (index, item) in test.items().iter().enumerate() {
         let label = item.label.ok_or(Error::MissingLabel { index, needed: "the triggered test set" })?;
         if label != config.target {
             let mut item = item.clone();
-            match &whole {
-                Some((prepared, _)) => item.image = prepared.apply(&item.image),
-                None => drop(paste_at_random(&mut item, trigger, &mut rng, 0.1, 0.9, config.blend as f32)),
-            }
+            let placed: &dyn Trigger = match &whole {
+                Some((prepared, _)) => prepared,
+                None => &patch,
+            };
+            placed.apply(&mut item.image, &mut rng);
             out.push(item);
         }
     }

@@ -1,6 +1,7 @@
 //! The simulator against the changed pixels: truth boxes, placement, variants.
 
 use super::*;
+use crate::data::ImageItem;
 
 fn toy(n: usize) -> ImageDataset {
     let items = (0..n)

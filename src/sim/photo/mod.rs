@@ -10,9 +10,6 @@ pub use held::{hold_back, GuardScore};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
-use image::{ExtendedColorType, ImageEncoder};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
@@ -22,17 +19,10 @@ use burn::data::dataset::Dataset;
 use crate::data::{decode_file as decode, FolderListing};
 use crate::error::{Error, Result};
 use crate::filter::report::FilterReport;
-use crate::image::{Image, PixelBox};
+use crate::image::PixelBox;
+pub use crate::sim::stored::StoredAs;
+use crate::sim::trigger::{HtbaPatch, Trigger};
 use crate::sim::whole_image::WholeImageTrigger;
-
-/// How the files are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum StoredAs {
-    /// JPEG at this quality (the HTBA recipe saves at Pillow's default, 75).
-    Jpeg(u8),
-    /// Lossless PNG (CorruptEncoder's poisons).
-    Png,
-}
 
 /// The attack on a folder.
 #[derive(Clone, Debug)]
@@ -85,12 +75,7 @@ impl PhotoAttack {
         if let Some(trigger) = &self.whole_image {
             trigger.check()?;
         }
-        if let StoredAs::Jpeg(q) = self.stored_as {
-            if !(1..=100).contains(&q) {
-                return bad(format!("JPEG quality {q} is outside 1..=100"));
-            }
-        }
-        Ok(())
+        self.stored_as.check()
     }
 
     /// Writes every readable file of `listing` below `out`, in class folders, under random names,
@@ -105,6 +90,12 @@ impl PhotoAttack {
             Some(_) => None,
             None => Some(decode(&self.trigger)?.with_channels(3)),
         };
+        let htba = patch.as_ref().map(|patch| HtbaPatch {
+            patch,
+            px: self.trigger_px,
+            scale_jitter: self.scale_jitter,
+            alpha: self.blend as f32,
+        });
         let mut whole = None;
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x9407_0e5e);
         let files: Vec<_> = listing.files.iter().collect();
@@ -121,67 +112,30 @@ impl PhotoAttack {
             let mut image = image.with_channels(3);
             let mut placed = None;
             if chosen.binary_search(&i).is_ok() {
-                if let Some(kind) = &self.whole_image {
-                    if whole.is_none() {
-                        whole = Some(kind.prepare([3, image.height(), image.width()])?);
-                    }
-                    if let Some(prepared) = &whole {
-                        image = prepared.apply(&image);
-                    }
-                    placed = Some(PixelBox { x: 0, y: 0, w: image.width(), h: image.height() });
-                } else if let Some(patch) = &patch {
-                    placed = self.paste(&mut image, patch, &mut rng);
+                if let (Some(kind), None) = (&self.whole_image, &whole) {
+                    whole = Some(kind.prepare([3, image.height(), image.width()])?);
+                }
+                let trigger: Option<&dyn Trigger> = match (&whole, &htba) {
+                    (Some(prepared), _) => Some(prepared),
+                    (None, Some(htba)) => Some(htba),
+                    (None, None) => None,
+                };
+                if let Some(trigger) = trigger {
+                    placed = trigger.apply(&mut image, &mut rng);
                     truth.too_small += usize::from(placed.is_none());
                 }
             }
             let class = file.id.rsplit_once('/').map(|(c, _)| c);
-            let name = format!("{:016x}.{}", rng.random::<u64>(), self.extension());
+            let name = format!("{:016x}.{}", rng.random::<u64>(), self.stored_as.extension());
             let id = class.map_or(name.clone(), |c| format!("{c}/{name}"));
             let path = out.join(&id);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            self.store(&image, &path)?;
+            self.stored_as.write(&image, &path)?;
             truth.files.insert(id, placed);
         }
         Ok(truth)
-    }
-
-    fn extension(&self) -> &'static str {
-        match self.stored_as {
-            StoredAs::Jpeg(_) => "jpg",
-            StoredAs::Png => "png",
-        }
-    }
-
-    /// The HTBA placement: the trigger's top-left corner uniform in
-    /// `[0.25 W, 0.75 W − s] × [0.25 H, 0.75 H − s]`; `None` when the image cannot hold it there.
-    fn paste(&self, image: &mut Image, trigger: &Image, rng: &mut StdRng) -> Option<PixelBox> {
-        let scale =
-            if self.scale_jitter > 0.0 { rng.random_range(-self.scale_jitter..=self.scale_jitter) } else { 0.0 };
-        let side = ((self.trigger_px as f64 * (1.0 + scale)).round() as usize).max(1);
-        let range = |len: usize| {
-            let (lo, hi) = ((0.25 * len as f64) as usize, (0.75 * len as f64) as usize);
-            (hi >= lo + side).then_some((lo, hi - side))
-        };
-        let ((x0, x1), (y0, y1)) = (range(image.width())?, range(image.height())?);
-        let (x, y) = (rng.random_range(x0..=x1), rng.random_range(y0..=y1));
-        image.blend(&trigger.resized(side, side), x, y, self.blend as f32);
-        Some(PixelBox { x, y, w: side, h: side })
-    }
-
-    fn store(&self, image: &Image, path: &Path) -> Result<()> {
-        let (w, h) = (image.width() as u32, image.height() as u32);
-        let bytes = image.to_hwc_u8();
-        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let writer = std::io::BufWriter::new(file);
-        let written = match self.stored_as {
-            StoredAs::Jpeg(q) => {
-                JpegEncoder::new_with_quality(writer, q).write_image(&bytes, w, h, ExtendedColorType::Rgb8)
-            }
-            StoredAs::Png => PngEncoder::new(writer).write_image(&bytes, w, h, ExtendedColorType::Rgb8),
-        };
-        written.map_err(|e| Error::Attack(format!("{}: {e}", path.display())))
     }
 }
 

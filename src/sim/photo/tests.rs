@@ -1,6 +1,7 @@
 //! The photo attack: placement, written files, whole-image triggers, scoring.
 
 use super::*;
+use crate::image::Image;
 
 #[test]
 fn nonsense_attacks_are_named() {
@@ -29,27 +30,20 @@ fn nonsense_attacks_are_named() {
 
 #[test]
 fn the_htba_placement_keeps_the_trigger_in_the_middle_half() {
-    let attack = PhotoAttack {
-        trigger: "t.png".into(),
-        trigger_px: 20,
-        target: "a".into(),
-        class_rate: 1.0,
-        blend: 1.0,
-        scale_jitter: 0.0,
-        stored_as: StoredAs::Png,
-        seed: 0,
-        whole_image: None,
-    };
+    use crate::sim::trigger::{HtbaPatch, Trigger};
     let trigger = Image::new(3, 8, 8, vec![1.0; 192]).unwrap();
+    let htba = HtbaPatch { patch: &trigger, px: 20, scale_jitter: 0.0, alpha: 1.0 };
     let mut rng = StdRng::seed_from_u64(1);
     for _ in 0..50 {
         let mut image = Image::new(3, 100, 160, vec![0.0; 3 * 100 * 160]).unwrap();
-        let b = attack.paste(&mut image, &trigger, &mut rng).unwrap();
+        let b = htba.apply(&mut image, &mut rng).unwrap();
         assert!(b.x >= 40 && b.x + b.w <= 120 && b.y >= 25 && b.y + b.h <= 75, "{b:?}");
         assert_eq!(image.get(1, b.y + 3, b.x + 3), 1.0);
     }
     let mut small = Image::new(3, 30, 30, vec![0.0; 2700]).unwrap();
-    assert!(attack.paste(&mut small, &trigger, &mut rng).is_none(), "15 px of middle half cannot hold 20 px");
+    let before = small.clone();
+    assert!(htba.apply(&mut small, &mut rng).is_none(), "15 px of middle half cannot hold 20 px");
+    assert!(small == before, "an image that cannot hold the trigger is left clean");
 }
 
 #[test]
