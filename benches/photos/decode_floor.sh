@@ -17,7 +17,8 @@ fresh() { if [ "${FRESH:-0}" = 1 ]; then sync; echo 3 > /proc/sys/vm/drop_caches
 timed() { fresh; local s=$(date +%s.%N); "$@" > /dev/null 2>&1; echo "$(date +%s.%N) - $s" | bc; }
 declare -A t
 for round in 1 2 3; do
-  t[scan]+="$(timed "$root/target/release/poisoncam" scan "$folder" --out "$out/scan$round") "
+  # A cache of its own each round: a resumed index would not be a scan of the folder.
+  t[scan]+="$(timed "$root/target/release/poisoncam" scan "$folder" --out "$out/scan$round" --cache "$out/cache$round") "
   t[decode2]+="$(timed "$root/target/release/examples/decode_floor" "$folder" 2) "
   t[decode1]+="$(timed "$root/target/release/examples/decode_floor" "$folder" 1) "
   t[pillow1]+="$(timed python3 "$here/pillow_decode.py" "$folder") "
