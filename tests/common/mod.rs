@@ -124,6 +124,37 @@ pub fn whole_image_fixture(seed: u64, every: usize, poison: impl Fn(&Image) -> I
 }
 
 impl WholeImageFixture {
+    /// The whole check of a whole-image signal: with `config(true)` the fit removes exactly the
+    /// poisons, each by `stage`, boxed whole; the clean twin loses nothing; with `config(false)`
+    /// nothing is removed (no other signal did the work); and the guard, saved and loaded, agrees
+    /// with the fit on the training samples, removes a poison it never saw and keeps a clean image.
+    pub fn assert_removed_by(&self, stage: poisoncam::Stage, config: impl Fn(bool) -> PoisonFilterConfig) {
+        use poisoncam::backend::{Compute, Train};
+        use poisoncam::{Guard, PoisonFilter};
+        let (filter, guard) =
+            PoisonFilter::fit_guarded::<Train>(self.poisoned.clone(), &config(true), &Default::default()).unwrap();
+        let removed: Vec<(usize, poisoncam::Stage)> =
+            filter.report().removals.iter().map(|r| (r.index, r.stage)).collect();
+        let expected: Vec<(usize, poisoncam::Stage)> = self.poisons.iter().map(|&i| (i, stage)).collect();
+        assert_eq!(removed, expected, "{:?}", filter.report().signals);
+        self.assert_whole_image_removals(filter.report());
+
+        let twin = PoisonFilter::fit::<Train>(self.clean.clone(), &config(true), &Default::default()).unwrap();
+        assert_eq!(twin.report().removed, 0, "{:?}", twin.report().signals);
+        let without = PoisonFilter::fit::<Train>(self.poisoned.clone(), &config(false), &Default::default()).unwrap();
+        assert_eq!(without.report().removed, 0, "without {stage:?}, no other signal removes the poisons");
+
+        let dir = tempfile::tempdir().unwrap();
+        guard.save(dir.path()).unwrap();
+        let loaded = Guard::<Compute>::load(dir.path(), &Default::default()).unwrap();
+        let (poison, clean) = &self.held_back;
+        for g in [&guard, &loaded] {
+            assert_guard_agrees(filter.report(), g, &self.poisoned);
+            assert_eq!(g.screen(poison).stage, Some(stage));
+            assert!(!g.screen(clean).removed);
+        }
+    }
+
     /// Each removal's box is the whole image and its score in (0.5, 1].
     pub fn assert_whole_image_removals(&self, report: &poisoncam::filter::report::FilterReport) {
         use burn::data::dataset::Dataset;
