@@ -52,7 +52,9 @@ impl StoredAs {
         match self {
             Self::Png => Ok(image.clone()),
             Self::Jpeg(_) => {
-                let encoded = self.encode(image, Vec::new())?;
+                let encoded = self
+                    .encode(image, Vec::new())
+                    .map_err(|e| Error::Attack(format!("{} encoding failed: {e}", self.name())))?;
                 let decoded = image::load_from_memory(&encoded)
                     .map_err(|e| Error::Attack(format!("JPEG decoding failed: {e}")))?;
                 let (c, h, w) = (image.channels(), image.height(), image.width());
@@ -65,12 +67,13 @@ impl StoredAs {
     /// Writes `image` to `path` in the format.
     pub fn write(&self, image: &Image, path: &Path) -> Result<()> {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        self.encode(image, std::io::BufWriter::new(file))
-            .map(drop)
-            .map_err(|e| Error::Attack(format!("{}: {e}", path.display())))
+        let mut writer = self
+            .encode(image, std::io::BufWriter::new(file))
+            .map_err(|e| Error::Attack(format!("{}: {e}", path.display())))?;
+        std::io::Write::flush(&mut writer).map_err(|e| Error::io(path, e))
     }
 
-    fn encode<W: std::io::Write>(&self, image: &Image, mut writer: W) -> Result<W> {
+    fn encode<W: std::io::Write>(&self, image: &Image, mut writer: W) -> image::ImageResult<W> {
         let (w, h) = (image.width() as u32, image.height() as u32);
         let color = if image.channels() == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
         let bytes = image.to_hwc_u8();
@@ -78,7 +81,6 @@ impl StoredAs {
             Self::Jpeg(q) => JpegEncoder::new_with_quality(&mut writer, *q).write_image(&bytes, w, h, color),
             Self::Png => PngEncoder::new(&mut writer).write_image(&bytes, w, h, color),
         };
-        written.map_err(|e| Error::Attack(format!("{} encoding failed: {e}", self.name())))?;
-        Ok(writer)
+        written.map(|()| writer)
     }
 }

@@ -304,7 +304,8 @@ pub fn run_eval<B: AutodiffBackend>(data: &EvalData, config: &EvalConfig, device
         (None, Some(threat)) => Some(&threat.backbone),
         (None, None) => None,
     };
-    let dataset = Arc::new(attacked.dataset.clone());
+    // The filter owns what it wraps; the poisoned set is not needed past this point, so it moves.
+    let dataset = Arc::new(attacked.dataset);
     let mut detection = Vec::new();
     let mut first_removed: Option<Vec<usize>> = None;
     for variant in &config.variants {
