@@ -103,6 +103,10 @@ pub struct RecurrenceSummary {
     /// Images read a second time to verify what the index named.
     #[serde(default)]
     pub verified_images: usize,
+    /// Cores of the index dropped before verification: too few other cores share their images
+    /// for them to join into a patch.
+    #[serde(default)]
+    pub pruned_cores: usize,
     /// Verified windows behind each patch, in the order of `patches` (photo-scale index only).
     #[serde(default)]
     pub patch_support: Vec<usize>,

@@ -30,7 +30,7 @@ pub fn unpack(place: u32) -> (usize, usize, usize) {
     ((place >> 28) as usize, ((place >> 14) & 0x3fff) as usize, (place & 0x3fff) as usize)
 }
 
-fn pack(level: usize, x: usize, y: usize) -> u32 {
+pub(super) fn pack(level: usize, x: usize, y: usize) -> u32 {
     ((level as u32) << 28) | ((x as u32) << 14) | y as u32
 }
 

@@ -12,7 +12,8 @@
 //!    image is dropped.
 //! 2. **Cores**: the entries sorted by key; a bucket with between `min_carriers` and
 //!    `max_carrier_share` of the images whose signatures gather around one window (an island in
-//!    signature space) is a core.
+//!    signature space) is a core. Cores that too few others share images with to ever join into
+//!    a patch are dropped before any image is read for them (`prune.rs`).
 //! 3. **Verify** (a second pass over only the images the cores name): each core's windows are
 //!    compared in pixels; agreeing copies whose surroundings differ are carriers, copies whose
 //!    surroundings agree too are one image repeated (a duplicate group). Cores sharing carriers
@@ -33,6 +34,7 @@ mod level;
 mod matching;
 mod merge;
 mod params;
+mod prune;
 mod scene;
 mod seen;
 mod verify;
@@ -102,12 +104,20 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
     // The largest cores first; a trigger gives many, and past this many the rest repeat them.
     found.sort_by(|a, b| b.entries.len().cmp(&a.entries.len()).then_with(|| a.entries[0].key.cmp(&b.entries[0].key)));
     found.truncate(MAX_CORES);
+    let candidates = found.len();
+    let need = prune::Joinable {
+        min_carriers: config.min_carriers,
+        merge_overlap: p.merge_overlap,
+        min_support: p.min_support,
+    };
+    let (found, pruned_cores) = prune::joinable(found, need, &p.factors);
     let bounds = verify::Bounds { min_carriers: config.min_carriers, max_carriers, max_halo: config.max_halo };
     let checked = verify::verify(rows, &found, &bounds, p);
     let summary = RecurrenceSummary {
         window_sides: p.factors.iter().map(|f| f * p.window).collect(),
         windows,
-        candidates: found.len(),
+        candidates,
+        pruned_cores,
         presweep_passed: found.len() - checked.rejected - checked.flat,
         index_entries,
         index_bytes: index_entries * std::mem::size_of::<Entry>(),
