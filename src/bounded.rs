@@ -86,7 +86,6 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads a whole regular UTF-8 file of at most [`MAX_TEXT_BYTES`].
 /// SHA-256 of a regular file of at most `limit` bytes, streamed (memory stays flat).
 pub(crate) fn sha256(path: &Path, limit: u64) -> Result<[u8; 32]> {
     use sha2::Digest;
@@ -96,6 +95,41 @@ pub(crate) fn sha256(path: &Path, limit: u64) -> Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
+/// A fast 64-bit hash of a regular file of at most `limit` bytes, streamed: it tells one stored
+/// file from another for a cache key, where SHA-256's strength is not needed.
+pub(crate) fn fingerprint(path: &Path, limit: u64) -> Result<u64> {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut file = open_capped(path, limit)?;
+    let mut lanes = [0x5bd1_e995u64, 1, 2, 3];
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        // The buffer is filled whole before it is hashed, so the value does not depend on how
+        // the reads split the file.
+        let mut got = 0;
+        while got < buffer.len() {
+            match file.read(&mut buffer[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(capped_error(path, limit, e)),
+            }
+        }
+        for (i, word) in buffer[..got].chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..word.len()].copy_from_slice(word);
+            let lane = &mut lanes[i % 4];
+            *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+        }
+        total += got as u64;
+        if got < buffer.len() {
+            break;
+        }
+    }
+    Ok(lanes.iter().fold(total.wrapping_mul(K), |h, &l| (h ^ l).wrapping_mul(K).rotate_left(31)))
+}
+
+/// Reads a whole regular UTF-8 file of at most [`MAX_TEXT_BYTES`].
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = read(path, MAX_TEXT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {

@@ -360,6 +360,60 @@ fn empty_tiny_and_repeated_folders() {
     assert_eq!(s.kept.len(), 1000, "{} removed", s.removed.len());
 }
 
+/// A textured colour JPEG of `side` pixels, different for every `seed`.
+fn photo_jpeg(side: u32, seed: u32) -> Vec<u8> {
+    let photo = image::RgbImage::from_fn(side, side, |x, y| {
+        let v = ((x / 3 + y / 5 + seed * 31) % 97) as u8;
+        image::Rgb([v + 60, ((u32::from(v) * 2 + seed) % 200) as u8, 120 - v])
+    });
+    let mut bytes = Vec::new();
+    photo.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+    bytes
+}
+
+/// Photos are listed from their headers and decoded once, later; one whose header reads but whose
+/// body does not must still end up removed as unreadable, whichever signals run and whether the
+/// folder is mostly photos (decoded by the signals) or mostly small images (decoded as listed).
+#[test]
+fn photos_whose_header_reads_but_whose_body_does_not_are_unreadable_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, u32, &[&str]); 3] = [
+        ("photos", 128, &[]),
+        ("photos-whole-image-signals", 128, &["--signals", "spectral,residual"]),
+        ("small", 28, &[]),
+    ];
+    for (name, side, extra) in cases {
+        let data = dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        for i in 0..24u32 {
+            std::fs::write(data.join(format!("{i:02}.jpg")), photo_jpeg(side, i)).unwrap();
+        }
+        // A PNG cut in half: its header declares a photo, its pixel data ends early. (A JPEG cut
+        // short decodes, grey where the data ends, as Pillow's lenient mode gives it.)
+        let mut broken = Vec::new();
+        image::RgbImage::from_fn(160, 160, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 9]))
+            .write_to(&mut std::io::Cursor::new(&mut broken), image::ImageFormat::Png)
+            .unwrap();
+        std::fs::write(data.join("cut.png"), &broken[..broken.len() / 2]).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let mut args = vec![
+            "scan",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--cache",
+            dir.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(if extra.is_empty() { &["--signals", "recurrence"] } else { extra });
+        let output = poisoncam(&args);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let s = read_outputs(&out);
+        assert!(s.removed.contains(&("cut.png".to_string(), "unreadable".to_string())), "{name}: {:?}", s.removed);
+        assert!(!s.kept.contains("cut.png"), "{name}");
+        assert_eq!(s.kept.len() + s.removed.len(), 25, "{name}: every file once");
+    }
+}
+
 #[test]
 fn large_photos_are_read_one_at_a_time_at_a_capped_size() {
     let dir = tempfile::tempdir().unwrap();

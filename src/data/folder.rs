@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ImageDataset, ImageItem};
 use crate::error::{Error, Result};
-use crate::image::{AsImage, Image};
+use crate::image::{AsImage, Image, StoredHeader};
 
 const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "tif", "tiff"];
 
@@ -56,6 +56,9 @@ impl AsImage for ImageFile {
     }
     fn digest(&self) -> Option<Result<[u8; 32]>> {
         Some(crate::bounded::sha256(&self.path, MAX_FILE_BYTES))
+    }
+    fn header(&self) -> Option<Result<StoredHeader>> {
+        Some(header(&self.path))
     }
 }
 
@@ -225,12 +228,7 @@ pub const MAX_FILE_BYTES: u64 = MAX_DECODE_BYTES;
 /// [`MAX_DECODED_SIDE`] and [`MAX_DECODE_BYTES`], reading at most [`MAX_FILE_BYTES`] of a regular
 /// file (a FIFO or a device is [`Error::NotAFile`]).
 pub fn decode(path: &Path) -> Result<Image> {
-    let mut reader = open_image(path)?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODED_SIDE);
-    limits.max_image_height = Some(MAX_DECODED_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
+    let reader = open_limited(path)?;
     let decoded = reader.decode().map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     if decoded.color().has_color() {
@@ -238,6 +236,30 @@ pub fn decode(path: &Path) -> Result<Image> {
     } else {
         Image::from_hwc_u8(1, h, w, decoded.to_luma8().as_raw())
     }
+}
+
+/// The channels and size `path`'s header declares, within the limits [`decode`] applies, and a
+/// fingerprint of its bytes; no pixel is decoded.
+pub fn header(path: &Path) -> Result<StoredHeader> {
+    use image::ImageDecoder;
+    let decoder = open_limited(path)?
+        .into_decoder()
+        .map_err(|e| Error::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
+    let (width, height) = decoder.dimensions();
+    let channels = if decoder.color_type().has_color() { 3 } else { 1 };
+    let fingerprint = crate::bounded::fingerprint(path, MAX_FILE_BYTES)?;
+    Ok(StoredHeader { channels, height: height as usize, width: width as usize, fingerprint })
+}
+
+/// [`open_image`] with the decoder's limits set.
+fn open_limited(path: &Path) -> Result<Reader> {
+    let mut reader = open_image(path)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    Ok(reader)
 }
 
 type Reader = image::ImageReader<std::io::BufReader<crate::bounded::Capped<std::fs::File>>>;

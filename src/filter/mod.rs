@@ -3,6 +3,7 @@
 
 mod config;
 pub mod guard;
+mod listing;
 pub mod report;
 mod working;
 
@@ -164,11 +165,16 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
         let rows = images.rows(&inner, &plan);
         let input = DetectorInput { images: images.source.as_ref(), shape: images.shape, natives: &rows };
         let (detection, fit) = detect_input::<B>(backbone, &input, |r| rows.read_capped(r), &config.detector, device)?;
+        // Photos listed by their header were decoded by the signals; one that did not decode
+        // carries no evidence and is reported unreadable, whatever a signal made of it.
+        let failed = rows.unreadable();
         drop(rows);
+        let is_failed = |row: &usize| failed.binary_search_by_key(row, |f| f.0).is_ok();
         let [_, _, h, w] = images.shape;
         let mut removals: Vec<Removal> = detection
             .removed
             .iter()
+            .filter(|(row, _)| !is_failed(row))
             .map(|&(row, stage)| {
                 let index = images.rows[row];
                 let trigger_box = detection.box_of(row);
@@ -191,9 +197,13 @@ impl<D: Dataset<I>, I: AsImage + Clone + Send + Sync> PoisonFilter<D, I> {
                 }
             })
             .collect();
-        removals.extend(images.unreadable.iter().map(|(index, error)| Removal {
-            index: *index,
-            id: images.ids[*index].clone(),
+        let unreadable = failed
+            .iter()
+            .map(|(row, error)| (images.rows[*row], error))
+            .chain(images.unreadable.iter().map(|(i, e)| (*i, e)));
+        removals.extend(unreadable.map(|(index, error)| Removal {
+            index,
+            id: images.ids[index].clone(),
             score: 1.0,
             trigger_box: None,
             original_box: None,

@@ -1,12 +1,15 @@
 //! Every readable item of a dataset at the working size, and at a capped native size for
 //! recurrence, with the items that could not be read.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
 use burn::data::dataset::Dataset;
 
+use super::listing::Listing;
 use crate::detect::recurrence::ImageRows;
 use crate::error::{Error, Result};
 use crate::image::{capped_size, working_size_of, AsImage, Image, ImageBatchSource};
-use crate::progress::stage_bar;
 
 /// How the filter reads a dataset: the working size, which images it may hold, and whether the
 /// masking signal needs working copies.
@@ -40,6 +43,9 @@ pub struct WorkingImages {
     pub fingerprints: Vec<u64>,
     /// Dataset index of each row of `source`.
     pub rows: Vec<usize>,
+    /// Rows listed from their stored header and not decoded by the listing: the first signal
+    /// to read one finds whether it decodes ([`DatasetRows::unreadable`]).
+    pub undecoded: Vec<bool>,
     /// Every item's id (its own, or its index), by dataset index.
     pub ids: Vec<String>,
     /// Dataset index and error of each item whose image could not be read.
@@ -47,50 +53,26 @@ pub struct WorkingImages {
 }
 
 impl WorkingImages {
-    /// Reads every item once; a `None` inside `0..len()` is an error, an unreadable image is
-    /// recorded. Only small images are held (scaled to their capped native size as read); the
-    /// working size is [`crate::image::working_size`]'s choice over the capped sizes, and the
-    /// working copies are built by a second read, one image at a time.
+    /// Lists every item ([`Listing`]): a photo (short side at least the plan's
+    /// `stream_from_side`) whose item has a stored header is listed from it and decoded once,
+    /// later, by the first signal that reads it; the rest are decoded as listed, and only small
+    /// images are held (scaled to their capped native size as read). The working size is [`crate::image::working_size`]'s choice over
+    /// the capped sizes, and the working copies are built by a second read, one image at a time.
     pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
-        let len = dataset.len();
-        let mut natives = Vec::new();
-        let mut shapes = Vec::new();
-        let mut original_sizes = Vec::new();
-        let mut fingerprints = Vec::new();
-        let mut rows = Vec::new();
-        let mut ids = Vec::with_capacity(len);
-        let mut unreadable = Vec::new();
-        let bar = stage_bar("read", len as u64);
-        for index in 0..len {
-            bar.inc(1);
-            let item = dataset.get(index).ok_or(Error::MissingItem { index, len })?;
-            ids.push(item.id().unwrap_or_else(|| index.to_string()));
-            match item.as_image() {
-                Ok(image) => {
-                    let size = [image.height(), image.width()];
-                    fingerprints.push(image.fingerprint());
-                    let capped = capped_size(size, plan.max_native_short_side);
-                    shapes.push((image.channels(), capped));
-                    let small = size[0].min(size[1]) < plan.stream_from_side;
-                    natives.push(small.then(|| capped_to(image, plan.max_native_short_side)));
-                    original_sizes.push(size);
-                    rows.push(index);
-                }
-                Err(e) => unreadable.push((index, e.to_string())),
-            }
-        }
-        bar.finish_and_clear();
-        if rows.is_empty() {
+        let Listing { listed, undecoded, ids, unreadable } = Listing::read(dataset, plan)?;
+        if listed.is_empty() {
             return Err(Error::NoInput("the poison filter"));
         }
+        let shapes = listed.iter().map(|l| (l.channels, capped_size(l.size, plan.max_native_short_side)));
         let [channels, h, w] = working_size_of(shapes, plan.working_size, plan.max_short_side);
         let mut images = Self {
             source: None,
-            shape: [rows.len(), channels, h, w],
-            natives,
-            original_sizes,
-            fingerprints,
-            rows,
+            shape: [listed.len(), channels, h, w],
+            original_sizes: listed.iter().map(|l| l.size).collect(),
+            fingerprints: listed.iter().map(|l| l.fingerprint).collect(),
+            rows: listed.iter().map(|l| l.index).collect(),
+            natives: listed.into_iter().map(|l| l.native).collect(),
+            undecoded,
             ids,
             unreadable,
         };
@@ -130,6 +112,8 @@ impl WorkingImages {
             dataset,
             images: self,
             max_native_short_side: plan.max_native_short_side,
+            decoded: self.rows.iter().map(|_| AtomicBool::new(false)).collect(),
+            failed: Mutex::new(Vec::new()),
             item: std::marker::PhantomData,
         }
     }
@@ -140,6 +124,11 @@ pub struct DatasetRows<'a, I, D: ?Sized> {
     dataset: &'a D,
     images: &'a WorkingImages,
     max_native_short_side: usize,
+    /// Rows read whole at least once through these rows.
+    decoded: Vec<AtomicBool>,
+    /// Rows whose read failed, with the error: a signal takes such a row as carrying no
+    /// evidence, and the filter reports it unreadable.
+    failed: Mutex<Vec<(usize, String)>>,
     item: std::marker::PhantomData<fn() -> I>,
 }
 
@@ -150,10 +139,37 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> DatasetRows<'_, I, D> {
         // A held image was capped as it was read, so capping it again keeps it as it is.
         Ok(capped_to(self.read(row)?, self.max_native_short_side))
     }
+
+    /// The rows that did not decode, by row, each once: those whose read failed, and those
+    /// listed from their header that no signal read, decoded now. Nothing listed is lost: a row
+    /// is kept, removed as a finding, or reported here.
+    pub fn unreadable(&self) -> Vec<(usize, String)> {
+        for row in 0..self.images.rows.len() {
+            if self.images.undecoded[row] && !self.decoded[row].load(Ordering::Relaxed) {
+                // A failure is recorded by the read itself.
+                let _ = self.read(row);
+            }
+        }
+        let mut failed = std::mem::take(&mut *self.failed.lock().unwrap_or_else(|e| e.into_inner()));
+        failed.sort_by_key(|f| f.0);
+        failed.dedup_by_key(|f| f.0);
+        failed
+    }
+
+    fn read_stored(&self, row: usize) -> Result<Image> {
+        let index = self.images.rows[row];
+        let len = self.dataset.len();
+        let image = self.dataset.get(index).ok_or(Error::MissingItem { index, len })?.as_image()?;
+        // The item changed between reads; its boxes would not fit it.
+        if [image.height(), image.width()] != self.images.original_sizes[row] {
+            return Err(Error::ItemChanged { index, what: "its size" });
+        }
+        Ok(image)
+    }
 }
 
 /// `image` scaled down to a short side of `max_short_side` where it is larger.
-fn capped_to(image: Image, max_short_side: usize) -> Image {
+pub(super) fn capped_to(image: Image, max_short_side: usize) -> Image {
     let size = [image.height(), image.width()];
     let [h, w] = capped_size(size, max_short_side);
     if [h, w] == size {
@@ -179,14 +195,12 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> ImageRows for DatasetRows<'_, I, D> {
         if let Some(image) = &self.images.natives[row] {
             return Ok(image.clone());
         }
-        let index = self.images.rows[row];
-        let len = self.dataset.len();
-        let image = self.dataset.get(index).ok_or(Error::MissingItem { index, len })?.as_image()?;
-        // The item changed between reads; its boxes would not fit it.
-        if [image.height(), image.width()] != self.images.original_sizes[row] {
-            return Err(Error::ItemChanged { index, what: "its size" });
+        let read = self.read_stored(row);
+        match &read {
+            Ok(_) => self.decoded[row].store(true, Ordering::Relaxed),
+            Err(e) => self.failed.lock().unwrap_or_else(|e| e.into_inner()).push((row, e.to_string())),
         }
-        Ok(image)
+        read
     }
 
     fn fingerprint(&self, row: usize) -> Option<u64> {

@@ -28,6 +28,27 @@ pub trait AsImage {
     fn digest(&self) -> Option<Result<[u8; 32]>> {
         None
     }
+
+    /// The item's channels and size as its stored header declares them, with a fingerprint of
+    /// its stored bytes, read without decoding the pixels; `None` where the item is not stored
+    /// (it is decoded already). The filter lists photos by it and decodes each once, later; a
+    /// header that reads but a body that does not is reported unreadable then.
+    fn header(&self) -> Option<Result<StoredHeader>> {
+        None
+    }
+}
+
+/// What a stored image's header declares, and a fingerprint of the stored bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredHeader {
+    /// 1 (grey) or 3 (colour), as [`AsImage::as_image`] will give it.
+    pub channels: usize,
+    /// Rows of pixels.
+    pub height: usize,
+    /// Columns of pixels.
+    pub width: usize,
+    /// A hash of the stored bytes: the same file gives the same value on every run.
+    pub fingerprint: u64,
 }
 
 impl AsImage for Image {

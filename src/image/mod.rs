@@ -4,7 +4,7 @@ mod as_image;
 mod batch;
 mod working_size;
 
-pub use as_image::AsImage;
+pub use as_image::{AsImage, StoredHeader};
 pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
 #[doc(hidden)]

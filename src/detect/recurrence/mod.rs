@@ -157,7 +157,9 @@ pub trait ImageRows: Sync {
     }
     /// `[height, width]` of row `row` as read, without reading its pixels.
     fn size(&self, row: usize) -> [usize; 2];
-    /// The image of row `row`.
+    /// The image of row `row`. A row that cannot be read carries no evidence: a signal passes
+    /// over it, so an implementation whose reads can fail reports such rows itself (the filter's
+    /// rows report them unreadable).
     fn read(&self, row: usize) -> Result<Image>;
     /// [`Image::fingerprint`] of row `row` as read, when it is known without reading the row
     /// again; the index is cached only when every row has one.

@@ -153,15 +153,11 @@ impl Signal for ResidualSignal<'_> {
             .into_par_iter()
             .map(|row| {
                 if !looked.contains(&row) {
-                    return Ok(None);
+                    return None;
                 }
-                let measured = match input.measured.get(row).and_then(|m| m.get()) {
-                    Some(m) => m.clone(),
-                    None => self.measure(&input.rows.read(row)?),
-                };
-                Ok(measured.and_then(|m| m.downcast::<Residuals>().ok()))
+                input.measured_by(self, row).and_then(|m| m.downcast::<Residuals>().ok())
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let (patterns, considered) = search::search(&residuals, &sizes, config);
         let measured = residuals.iter().flatten().filter(|r| r.norms.iter().any(|&v| v > 0.0)).count();
         let summary = Summary {
@@ -175,14 +171,15 @@ impl Signal for ResidualSignal<'_> {
         let findings = (0..n)
             .into_par_iter()
             .map(|row| match &residuals[row] {
-                Some(r) => Ok(screen.finding(r, sizes[row], input.working)),
-                None if looked.contains(&row) || !screen.is_armed() => Ok(None),
+                Some(r) => screen.finding(r, sizes[row], input.working),
+                None if looked.contains(&row) || !screen.is_armed() => None,
+                // A row that cannot be read carries no evidence; its rows report it.
                 None => {
-                    let r = bands::measure(&input.rows.read(row)?, &config.bands, config.sigma);
-                    Ok(screen.finding(&r, sizes[row], input.working))
+                    let image = input.rows.read(row).ok()?;
+                    screen.finding(&bands::measure(&image, &config.bands, config.sigma), sizes[row], input.working)
                 }
             })
-            .collect::<Result<_>>()?;
+            .collect();
         Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&summary)? })
     }
 }

@@ -77,11 +77,12 @@ pub struct SignalInput<'a> {
 }
 
 impl SignalInput<'_> {
-    /// Row `row`'s measurement by `signal`: taken from an earlier decode, else by reading the row.
-    pub fn measured_by(&self, signal: &dyn Signal, row: usize) -> Result<Measured> {
+    /// Row `row`'s measurement by `signal`: taken from an earlier decode, else by reading the row;
+    /// none for a row that cannot be read (the rows report it, [`ImageRows::read`]).
+    pub fn measured_by(&self, signal: &dyn Signal, row: usize) -> Measured {
         match self.measured.get(row).and_then(OnceLock::get) {
-            Some(m) => Ok(m.clone()),
-            None => Ok(signal.measure(&self.rows.read(row)?)),
+            Some(m) => m.clone(),
+            None => self.rows.read(row).ok().and_then(|image| signal.measure(&image)),
         }
     }
 }
