@@ -1,12 +1,28 @@
-//! The listing pass: every item of a dataset once, a photo from its stored header where it has
-//! one (decoded later, once, by the first signal that reads it), anything else decoded here.
+//! How the filter reads a dataset ([`ReadPlan`]), and the listing pass: every item once, a photo
+//! from its stored header where it has one (decoded later, once, by the first signal that reads
+//! it), anything else decoded here.
 
 use burn::data::dataset::Dataset;
 
-use super::working::{capped_to, ReadPlan};
 use crate::error::{Error, Result};
-use crate::image::{AsImage, Image};
+use crate::image::{capped_size, AsImage, Image};
 use crate::progress::stage_bar;
+
+/// How the filter reads a dataset: the working size, which images it may hold, and whether the
+/// masking signal needs working copies.
+pub struct ReadPlan {
+    /// `[height, width]` asked for, or `None` for the most common size capped at `max_short_side`.
+    pub working_size: Option<[usize; 2]>,
+    /// Cap on the short side of a working size chosen from the images (0: none).
+    pub max_short_side: usize,
+    /// Cap on the short side of an image held for the exhaustive recurrence miner.
+    pub max_native_short_side: usize,
+    /// Images whose short side is at least this are not held: recurrence streams them from the
+    /// dataset (the photo-scale index reads each when it needs it).
+    pub stream_from_side: usize,
+    /// Build the working copies (the masking signal needs them).
+    pub working_copies: bool,
+}
 
 /// One readable item as listed.
 pub(super) struct Listed {
@@ -124,6 +140,17 @@ fn median_side(listed: &[Listed]) -> usize {
     let mut sides: Vec<usize> = listed.iter().map(|l| held(l)[0].min(held(l)[1])).collect();
     sides.sort_unstable();
     sides.get(sides.len() / 2).copied().unwrap_or(0)
+}
+
+/// `image` scaled down to a short side of `max_short_side` where it is larger.
+pub(super) fn capped_to(image: Image, max_short_side: usize) -> Image {
+    let size = [image.height(), image.width()];
+    let [h, w] = capped_size(size, max_short_side);
+    if [h, w] == size {
+        image
+    } else {
+        image.resized(h, w)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ mod working;
 
 pub use config::PoisonFilterConfig;
 #[doc(hidden)]
-pub use working::{DatasetRows, ReadPlan, WorkingImages};
+pub use listing::ReadPlan;
+pub use working::{DatasetRows, WorkingImages};
 
 use std::path::Path;
 

@@ -6,26 +6,10 @@ use std::sync::Mutex;
 
 use burn::data::dataset::Dataset;
 
-use super::listing::Listing;
+use super::listing::{capped_to, Listing, ReadPlan};
 use crate::detect::recurrence::ImageRows;
 use crate::error::{Error, Result};
 use crate::image::{capped_size, working_size_of, AsImage, Image, ImageBatchSource};
-
-/// How the filter reads a dataset: the working size, which images it may hold, and whether the
-/// masking signal needs working copies.
-pub struct ReadPlan {
-    /// `[height, width]` asked for, or `None` for the most common size capped at `max_short_side`.
-    pub working_size: Option<[usize; 2]>,
-    /// Cap on the short side of a working size chosen from the images (0: none).
-    pub max_short_side: usize,
-    /// Cap on the short side of an image held for the exhaustive recurrence miner.
-    pub max_native_short_side: usize,
-    /// Images whose short side is at least this are not held: recurrence streams them from the
-    /// dataset (the photo-scale index reads each when it needs it).
-    pub stream_from_side: usize,
-    /// Build the working copies (the masking signal needs them).
-    pub working_copies: bool,
-}
 
 /// The images of a dataset at one working size, and the items that could not be read.
 pub struct WorkingImages {
@@ -165,17 +149,6 @@ impl<I: AsImage, D: Dataset<I> + ?Sized> DatasetRows<'_, I, D> {
             return Err(Error::ItemChanged { index, what: "its size" });
         }
         Ok(image)
-    }
-}
-
-/// `image` scaled down to a short side of `max_short_side` where it is larger.
-pub(super) fn capped_to(image: Image, max_short_side: usize) -> Image {
-    let size = [image.height(), image.width()];
-    let [h, w] = capped_size(size, max_short_side);
-    if [h, w] == size {
-        image
-    } else {
-        image.resized(h, w)
     }
 }
 
