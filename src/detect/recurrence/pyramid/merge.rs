@@ -35,9 +35,21 @@ fn aligned(a: &[&Seen], b: &[&Seen]) -> usize {
         v[v.len() / 2]
     };
     let (mx, my) = (median(offsets.iter().map(|o| o.0).collect()), median(offsets.iter().map(|o| o.1).collect()));
-    // A level pixel of the coarser window either way: copies differ by their phase on the grid.
-    let tolerance = 2 * a[0].factor.max(b[0].factor) as isize;
+    let tolerance = (ALIGN_TOLERANCE * a[0].factor.max(b[0].factor)) as isize;
     offsets.iter().filter(|(x, y)| (x - mx).abs() <= tolerance && (y - my).abs() <= tolerance).count()
+}
+
+/// Level pixels, of the coarser window's level, that two cores' offsets may stray from their
+/// median in one pasted patch: copies differ by their phase on the grid.
+pub(super) const ALIGN_TOLERANCE: usize = 2;
+
+/// The root of `i`'s set in a union-find forest, halving the path on the way.
+pub(super) fn root(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
 }
 
 /// Least share of the median carrier's windows that a carrier must match. Measured on trigger 14:
@@ -48,13 +60,6 @@ const CARRIER_SUPPORT_SHARE: f64 = 0.15;
 /// sub-windows, tables and levels), each holding part of its copies.
 pub(super) fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64, radius: f32) -> Vec<RecurringPatch> {
     let mut parent: Vec<usize> = (0..verified.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
     for a in 0..verified.len() {
         for b in a + 1..verified.len() {
             if aligned(&verified[a], &verified[b]) as f64 >= overlap * verified[a].len().min(verified[b].len()) as f64 {

@@ -13,6 +13,7 @@
 //! would have been dropped after verification too, so the patches found are the same.
 
 use super::index::{unpack, Core};
+use super::merge::{root, ALIGN_TOLERANCE};
 
 /// What a core needs of the others to be worth verifying.
 #[derive(Clone, Copy)]
@@ -102,21 +103,13 @@ fn aligned(a: &Core, b: &Core, factors: &[usize]) -> usize {
             }
         }
     }
-    // Merging's tolerance is two pixels of the coarser level, either way of the median.
-    let reach = 2 * (2 * coarsest) as isize;
+    // Merging counts offsets within its tolerance either way of their median: twice it apart.
+    let reach = (2 * ALIGN_TOLERANCE * coarsest) as isize;
     offsets
         .iter()
         .map(|(x, y)| offsets.iter().filter(|(u, v)| (u - x).abs() <= reach && (v - y).abs() <= reach).count())
         .max()
         .unwrap_or(0)
-}
-
-fn root(parent: &mut [usize], mut i: usize) -> usize {
-    while parent[i] != i {
-        parent[i] = parent[parent[i]];
-        i = parent[i];
-    }
-    i
 }
 
 #[cfg(test)]
