@@ -10,6 +10,7 @@ mod working;
 pub use config::PoisonFilterConfig;
 #[doc(hidden)]
 pub use listing::ReadPlan;
+#[doc(hidden)]
 pub use working::{DatasetRows, WorkingImages};
 
 use std::path::Path;
