@@ -9,10 +9,12 @@ rows of the buckets within them (a semi-join), whose signatures the island test 
 keep their sizes while the rows grow C-fold.
 
   python3 benches/shard/reduce_probe.py CACHE.idx IMAGES WORK [--copies C] [--memory-gib 1]
-      [--reuse] [--no-order] [--key-part K/P]
+      [--reuse] [--no-order] [--key-part K/P] [--partitions P]
 
 `--reuse` queries the Parquet already in WORK; `--no-order` streams the semi-join unsorted;
-`--key-part K/P` keeps the keys with `key % P = K` only (one key-hash partition of P).
+`--key-part K/P` keeps the keys with `key % P = K` only (one key-hash partition of P); with
+`--partitions P` the entries are written as P folders by `key % P` (`WORK/p=K/`), and
+`--key-part K/P` then reads folder K alone, as a reduce of one partition would.
 
 Needs pyarrow and datafusion (pip).
 """
@@ -37,6 +39,7 @@ p.add_argument("--memory-gib", type=float, default=1.0)
 p.add_argument("--reuse", action="store_true")
 p.add_argument("--no-order", action="store_true")
 p.add_argument("--key-part", default=None)
+p.add_argument("--partitions", type=int, default=1)
 a = p.parse_args()
 images = a.images * a.copies
 
@@ -58,14 +61,24 @@ if not a.reuse:
     t = time.time()
     for c in range(a.copies):
         key = e[:, 0] if c == 0 else (e[:, 0] * np.uint32(0x9E3779B1) + np.uint32((c * 0x85EBCA6B) % 2**32)).astype(np.uint32)
-        table = pa.table({"key": key, "image": e[:, 1] + np.uint32(c * a.images), "place": e[:, 2], "signature": e[:, 3]})
-        pq.write_table(table, f"{a.work}/part-{c:04}.parquet", compression="zstd", row_group_size=1 << 20)
-    written = sum(os.path.getsize(f) for f in glob.glob(f"{a.work}/*.parquet"))
+        image = e[:, 1] + np.uint32(c * a.images)
+        part_of = key % a.partitions
+        for k in range(a.partitions):
+            keep = part_of == k
+            table = pa.table({"key": key[keep], "image": image[keep], "place": e[keep, 2], "signature": e[keep, 3]})
+            folder = a.work if a.partitions == 1 else f"{a.work}/p={k}"
+            os.makedirs(folder, exist_ok=True)
+            pq.write_table(table, f"{folder}/part-{c:04}.parquet", compression="zstd", row_group_size=1 << 20)
+    written = sum(os.path.getsize(f) for f in glob.glob(f"{a.work}/**/*.parquet", recursive=True))
     print(f"Parquet (zstd): {written / images:.0f} bytes an image, {written / 2**20:.0f} MiB, written in {time.time() - t:.1f} s")
 
 runtime = RuntimeEnvBuilder().with_disk_manager_os().with_fair_spill_pool(int(a.memory_gib * 2**30))
 ctx = SessionContext(SessionConfig().with_target_partitions(2), runtime)
-ctx.register_parquet("entries", a.work)
+table_path = a.work
+if a.key_part and a.partitions > 1:
+    k, parts = map(int, a.key_part.split("/"))
+    table_path = f"{a.work}/p={k}"
+ctx.register_parquet("entries", table_path)
 low, high = 5, int(0.2 * images)
 part = "TRUE"
 if a.key_part:
