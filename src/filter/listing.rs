@@ -5,7 +5,7 @@
 use burn::data::dataset::Dataset;
 
 use crate::error::{Error, Result};
-use crate::image::{capped_size, AsImage, Image};
+use crate::image::{capped_size, median_short_side, AsImage, Image};
 use crate::progress::stage_bar;
 
 /// How the filter reads a dataset: the working size, which images it may hold, and whether the
@@ -136,10 +136,7 @@ impl Listed {
 /// The median short side of the rows as recurrence sees them (a held image at its held size),
 /// which decides between the photo index and the exhaustive miner.
 fn median_side(listed: &[Listed]) -> usize {
-    let held = |l: &Listed| l.native.as_ref().map_or(l.size, |i| [i.height(), i.width()]);
-    let mut sides: Vec<usize> = listed.iter().map(|l| held(l)[0].min(held(l)[1])).collect();
-    sides.sort_unstable();
-    sides.get(sides.len() / 2).copied().unwrap_or(0)
+    median_short_side(listed.iter().map(|l| l.native.as_ref().map_or(l.size, |i| [i.height(), i.width()]))).unwrap_or(0)
 }
 
 /// `image` scaled down to a short side of `max_short_side` where it is larger.

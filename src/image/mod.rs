@@ -8,7 +8,7 @@ pub use as_image::{AsImage, StoredHeader};
 pub(crate) use batch::Fnv;
 pub use batch::ImageBatchSource;
 #[doc(hidden)]
-pub use working_size::{capped_size, working_size_of};
+pub use working_size::{capped_size, median_short_side, working_size_of};
 pub use working_size::{working_size, DEFAULT_MAX_SHORT_SIDE};
 
 use serde::{Deserialize, Serialize};

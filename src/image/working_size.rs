@@ -2,6 +2,15 @@
 
 use super::Image;
 
+/// The median shorter side of images of these `[height, width]` sizes (the upper median of an
+/// even count); `None` for none. One definition, so that every decision made on it (photo index
+/// or exhaustive miner, the listing's decode, the scan's default) agrees.
+pub fn median_short_side(sizes: impl IntoIterator<Item = [usize; 2]>) -> Option<usize> {
+    let mut sides: Vec<usize> = sizes.into_iter().map(|[h, w]| h.min(w)).collect();
+    sides.sort_unstable();
+    sides.get(sides.len() / 2).copied()
+}
+
 /// Default cap on the working size's short side, in pixels. The threat model is a small conv net
 /// with global pooling: large photos cost time and memory quadratically and add detail a
 /// 6–30 px trigger does not need.

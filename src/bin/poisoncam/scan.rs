@@ -107,15 +107,13 @@ const SIZE_SAMPLE: usize = 64;
 /// headers alone; files whose header cannot be read are left out.
 fn median_short_side(files: &[PathBuf]) -> Option<usize> {
     let step = (files.len() / SIZE_SAMPLE).max(1);
-    let mut sides: Vec<usize> = files
+    let sizes = files
         .iter()
         .step_by(step)
         .take(SIZE_SAMPLE)
         .filter_map(|f| poisoncam::data::file_dimensions(f).ok())
-        .map(|(w, h)| w.min(h) as usize)
-        .collect();
-    sides.sort_unstable();
-    sides.get(sides.len() / 2).copied()
+        .map(|(w, h)| [h as usize, w as usize]);
+    poisoncam::image::median_short_side(sizes)
 }
 
 /// Why a default scan of `files` on the CPU leaves masking off, if it does: on photos its warm

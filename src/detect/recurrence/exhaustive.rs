@@ -13,7 +13,7 @@ use super::island::{carrier_box, island, patch_extent, verdict, IslandVerdict, S
 use super::mine::{mine, Candidate};
 use super::{windows, Carrier, Recurrence, RecurrenceConfig, RecurrenceSummary, RecurringPatch};
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{median_short_side, Image};
 use crate::progress::stage_bar;
 
 impl RecurrenceConfig {
@@ -205,7 +205,5 @@ fn build_patch(
 
 /// The median shorter side: the size windows are scaled to.
 fn typical_side(images: &[Image]) -> usize {
-    let mut sides: Vec<usize> = images.iter().map(|i| i.height().min(i.width())).collect();
-    sides.sort_unstable();
-    sides[sides.len() / 2]
+    median_short_side(images.iter().map(|i| [i.height(), i.width()])).unwrap_or(0)
 }

@@ -31,7 +31,7 @@ pub use signal::{RecurrenceSignal, TemplateScreen, REGISTRATION};
 pub use template::PatchTemplate;
 
 use crate::error::{Error, Result};
-use crate::image::{scale_box, Image, PixelBox};
+use crate::image::{median_short_side, scale_box, Image, PixelBox};
 
 /// One image carrying a recurring patch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,9 +194,7 @@ impl RecurrenceConfig {
     /// Whether images of these sizes are indexed by the photo-scale pyramid rather than mined
     /// exhaustively: their median shorter side reaches `pyramid.min_image_side`.
     pub fn uses_pyramid(&self, rows: &dyn ImageRows) -> bool {
-        let mut sides: Vec<usize> = (0..rows.len()).map(|r| rows.size(r).into_iter().min().unwrap_or(0)).collect();
-        sides.sort_unstable();
-        sides.get(sides.len() / 2).is_some_and(|&s| s >= self.pyramid.min_image_side)
+        median_short_side((0..rows.len()).map(|r| rows.size(r))).is_some_and(|s| s >= self.pyramid.min_image_side)
     }
 
     /// Finds the patches that recur across the images of `rows`: photos through the index
