@@ -25,6 +25,8 @@ pub struct WorkingImages {
     pub original_sizes: Vec<[usize; 2]>,
     /// [`Image::fingerprint`] of each readable image as read; rows as in `source`.
     pub fingerprints: Vec<u64>,
+    /// Channels of each row as stored.
+    pub channels: Vec<usize>,
     /// Dataset index of each row of `source`.
     pub rows: Vec<usize>,
     /// Rows listed from their stored header and not decoded by the listing: the first signal
@@ -43,10 +45,17 @@ impl WorkingImages {
     /// images are held (scaled to their capped native size as read). The working size is [`crate::image::working_size`]'s choice over
     /// the capped sizes, and the working copies are built by a second read, one image at a time.
     pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
-        let Listing { listed, undecoded, ids, unreadable } = Listing::read(dataset, plan)?;
-        if listed.is_empty() {
+        let images = Self::read_any(dataset, plan)?;
+        if images.rows.is_empty() {
             return Err(Error::NoInput("the poison filter"));
         }
+        Ok(images)
+    }
+
+    /// [`WorkingImages::read`], also of a dataset with no readable item (a shard's part may
+    /// hold only unreadable files).
+    pub fn read_any<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
+        let Listing { listed, undecoded, ids, unreadable } = Listing::read(dataset, plan)?;
         let shapes = listed.iter().map(|l| (l.channels, capped_size(l.size, plan.max_native_short_side)));
         let [channels, h, w] = working_size_of(shapes, plan.working_size, plan.max_short_side);
         let mut images = Self {
@@ -54,6 +63,7 @@ impl WorkingImages {
             shape: [listed.len(), channels, h, w],
             original_sizes: listed.iter().map(|l| l.size).collect(),
             fingerprints: listed.iter().map(|l| l.fingerprint).collect(),
+            channels: listed.iter().map(|l| l.channels).collect(),
             rows: listed.iter().map(|l| l.index).collect(),
             natives: listed.into_iter().map(|l| l.native).collect(),
             undecoded,

@@ -136,6 +136,12 @@ impl Signal for DenySignal {
         let summary = Summary { list: &self.path, listed: self.list.len(), hashed };
         Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(summary)? })
     }
+
+    fn fit_screen(&self, _input: &SignalInput) -> Result<(Box<dyn Screen>, serde_json::Value)> {
+        // The list is the screen; each shard's judge hashes its own files.
+        let summary = Summary { list: &self.path, listed: self.list.len(), hashed: 0 };
+        Ok((Box::new(DenyScreen { list: self.list.clone() }), serde_json::to_value(summary)?))
+    }
 }
 
 /// The list, as a screen of new samples' bytes.

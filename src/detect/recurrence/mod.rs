@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 pub use hyperparams::RecurrenceConfig;
 pub use island::IslandVerdict;
+#[cfg(feature = "shard")]
+pub(crate) use signal::fitted;
 pub use signal::{RecurrenceSignal, TemplateScreen, REGISTRATION};
 pub use template::PatchTemplate;
 

@@ -34,10 +34,16 @@ impl Signal for RecurrenceSignal<'_> {
 
     fn fit(&self, input: &SignalInput) -> Result<Fitted> {
         let found = self.0.find_rows(input.rows, input.read_capped)?;
-        let findings = findings_of(&found, input);
-        let screen = TemplateScreen::new(found.patches.iter().map(|p| p.template()).collect(), self.0);
-        Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&found.summary)? })
+        fitted(&found, self.0, input)
     }
+}
+
+/// The fit of the patches `found` in `input`'s rows: each carrier's finding, the templates'
+/// screen and the summary (a shard reduce finds the patches its own way and ends here too).
+pub(crate) fn fitted(found: &Recurrence, config: &RecurrenceConfig, input: &SignalInput) -> Result<Fitted> {
+    let findings = findings_of(found, input);
+    let screen = TemplateScreen::new(found.patches.iter().map(|p| p.template()).collect(), config);
+    Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&found.summary)? })
 }
 
 /// A carrier's finding: the score its screen would give it (radius / (radius + distance)), its box in

@@ -33,6 +33,46 @@ pub(super) struct Residuals {
 }
 
 impl Residuals {
+    /// As bytes: each band's length and values, the norms, the thumbnail (little-endian).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend((self.bands.len() as u32).to_le_bytes());
+        for band in &self.bands {
+            out.extend((band.len() as u32).to_le_bytes());
+            out.extend(band.iter().map(|&v| v as u8));
+        }
+        out.extend(self.norms.iter().flat_map(|v| v.to_le_bytes()));
+        out.extend(self.content.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
+    /// What [`Residuals::encode`] wrote, or why it cannot be; the thumbnail's length is fixed.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let mut rest = bytes;
+        let mut take = |n: usize| -> std::result::Result<&[u8], String> {
+            if rest.len() < n {
+                return Err(format!("a stored residual cut short ({} bytes)", bytes.len()));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let count = u32_at(take(4)?);
+        let mut bands = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let len = u32_at(take(4)?);
+            bands.push(take(len)?.iter().map(|&v| v as i8).collect());
+        }
+        let floats = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let norms = floats(take(4 * count)?);
+        let content = floats(take(4 * 3 * THUMB * THUMB)?);
+        if !rest.is_empty() {
+            return Err(format!("{} bytes past a stored residual's end", rest.len()));
+        }
+        Ok(Residuals { bands, norms, content })
+    }
+
     /// Band `b` as a unit vector.
     pub fn unit(&self, b: usize) -> Vec<f32> {
         let n = self.norms[b];
@@ -255,6 +295,18 @@ mod tests {
         let textured = measure(&Image::new(3, 40, 50, pixels).unwrap(), &[16], 1.0);
         assert!(textured.norms[0] > 0.0);
         assert!((textured.cosine(&textured, 0) - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_stored_residual_reads_back_as_it_was_and_a_cut_one_is_an_error() {
+        let pixels = (0..3 * 70 * 90).map(|i| ((i * 7919) % 13) as f32 / 13.0).collect();
+        let r = measure(&Image::new(3, 70, 90, pixels).unwrap(), &[16, 64], 1.0);
+        let bytes = r.encode();
+        let back = Residuals::decode(&bytes).unwrap();
+        assert_eq!((&back.bands, &back.norms, &back.content), (&r.bands, &r.norms, &r.content));
+        assert!(back.bands.iter().any(|b| b.iter().any(|&v| v < 0)), "negative values survive");
+        assert!(Residuals::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Residuals::decode(&[bytes.as_slice(), &[0]].concat()).is_err());
     }
 
     #[test]

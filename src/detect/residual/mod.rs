@@ -15,7 +15,6 @@ mod pattern;
 mod screen;
 mod search;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -136,23 +135,73 @@ impl Signal for ResidualSignal<'_> {
         rows <= self.0.max_rows
     }
 
+    fn measures_row(&self, row: usize, rows: usize) -> bool {
+        looks_at(row, rows, self.0.max_rows)
+    }
+
     fn measure(&self, image: &Image) -> Measured {
         Some(Arc::new(bands::measure(image, &self.0.bands, self.0.sigma)))
     }
 
+    fn encode(&self, measured: &(dyn std::any::Any + Send + Sync)) -> Vec<u8> {
+        measured.downcast_ref::<Residuals>().map_or_else(Vec::new, Residuals::encode)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Measured> {
+        let residuals = Residuals::decode(bytes).map_err(Error::Config)?;
+        Ok(Some(Arc::new(residuals)))
+    }
+
     fn fit(&self, input: &SignalInput) -> Result<Fitted> {
+        let config = self.0;
+        let (residuals, screen, summary) = self.fitted(input)?;
+        let n = input.rows.len();
+        let findings = (0..n)
+            .into_par_iter()
+            .map(|row| {
+                let size = input.rows.size(row);
+                match &residuals[row] {
+                    Some(r) => screen.finding(r, size, input.working),
+                    None if self.measures_row(row, n) || !screen.is_armed() => None,
+                    // A row that cannot be read carries no evidence; its rows report it.
+                    None => {
+                        let image = input.rows.read(row).ok()?;
+                        screen.finding(&bands::measure(&image, &config.bands, config.sigma), size, input.working)
+                    }
+                }
+            })
+            .collect();
+        Ok(Fitted { findings, screen: Box::new(screen), summary })
+    }
+
+    fn fit_screen(&self, input: &SignalInput) -> Result<(Box<dyn Screen>, serde_json::Value)> {
+        let (_, screen, summary) = self.fitted(input)?;
+        Ok((Box::new(screen), summary))
+    }
+}
+
+/// Whether the fit looks at row `row` of `rows`: every row up to `max_rows` of them, else
+/// `max_rows` evenly strided.
+fn looks_at(row: usize, rows: usize, max_rows: usize) -> bool {
+    if rows <= max_rows {
+        return row < rows;
+    }
+    // Row k · rows / max_rows for k below max_rows: the first k whose row reaches `row`.
+    let k = (row * max_rows).div_ceil(rows);
+    k < max_rows && k * rows / max_rows == row
+}
+
+impl ResidualSignal<'_> {
+    /// The residuals of the rows looked at (measured earlier or read here), the screen and the
+    /// summary.
+    fn fitted(&self, input: &SignalInput) -> Result<(Vec<Option<Arc<Residuals>>>, ResidualScreen, serde_json::Value)> {
         let config = self.0;
         let n = input.rows.len();
         let sizes: Vec<[usize; 2]> = (0..n).map(|r| input.rows.size(r)).collect();
-        let looked: BTreeSet<usize> = if n > config.max_rows {
-            (0..config.max_rows).map(|k| k * n / config.max_rows).collect()
-        } else {
-            (0..n).collect()
-        };
         let residuals: Vec<Option<Arc<Residuals>>> = (0..n)
             .into_par_iter()
             .map(|row| {
-                if !looked.contains(&row) {
+                if !self.measures_row(row, n) {
                     return None;
                 }
                 input.measured_by(self, row).and_then(|m| m.downcast::<Residuals>().ok())
@@ -163,23 +212,26 @@ impl Signal for ResidualSignal<'_> {
         let summary = Summary {
             measured,
             mixed_sizes: search::Rows::in_band(&residuals, &sizes, 0).mixed,
-            sampled: (n > config.max_rows).then_some(looked.len()),
+            sampled: (n > config.max_rows).then_some(config.max_rows.min(n)),
             considered,
             patterns: patterns.iter().map(|p| (config.bands[p.band], p.count)).collect(),
         };
         let screen = ResidualScreen { config: config.clone(), patterns };
-        let findings = (0..n)
-            .into_par_iter()
-            .map(|row| match &residuals[row] {
-                Some(r) => screen.finding(r, sizes[row], input.working),
-                None if looked.contains(&row) || !screen.is_armed() => None,
-                // A row that cannot be read carries no evidence; its rows report it.
-                None => {
-                    let image = input.rows.read(row).ok()?;
-                    screen.finding(&bands::measure(&image, &config.bands, config.sigma), sizes[row], input.working)
-                }
-            })
-            .collect();
-        Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&summary)? })
+        Ok((residuals, screen, serde_json::to_value(&summary)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_at;
+
+    #[test]
+    fn the_rows_looked_at_are_the_evenly_strided_sample() {
+        for (rows, most) in [(5, 8), (8, 8), (9, 8), (100, 7), (8193, 8192), (30_001, 64)] {
+            let sample: Vec<usize> =
+                if rows <= most { (0..rows).collect() } else { (0..most).map(|k| k * rows / most).collect() };
+            let looked: Vec<usize> = (0..rows).filter(|&r| looks_at(r, rows, most)).collect();
+            assert_eq!(looked, sample, "{rows} rows, at most {most}");
+        }
     }
 }

@@ -88,6 +88,17 @@ impl Screen for ResidualScreen {
         self.finding(&residuals, [sample.image.height(), sample.image.width()], working)
     }
 
+    fn judge_measured(
+        &self,
+        measured: &crate::detect::signal::Measured,
+        native: [usize; 2],
+        working: [usize; 2],
+    ) -> Option<Option<Finding>> {
+        // Rows past a large fit's sample were not measured: those need their image.
+        let residuals = crate::detect::signal::measurement::<Residuals>(measured)?;
+        Some(self.finding(residuals, native, working))
+    }
+
     fn save(&self, dir: &Path) -> Result<()> {
         let values: Vec<u8> = self
             .patterns

@@ -116,6 +116,32 @@ pub trait Signal: Sync {
     /// Looks at every row: a finding per row (`None` where it found nothing), the screen that
     /// judges new samples the same way, and what it looked at for the report.
     fn fit(&self, input: &SignalInput) -> Result<Fitted>;
+
+    /// Whether its fit looks at row `row` of `rows` through a measurement; a signal that looks
+    /// at a sample of large data says which rows. A shard's index measures these rows only.
+    fn measures_row(&self, _row: usize, rows: usize) -> bool {
+        self.measures(rows)
+    }
+
+    /// A measurement as bytes, for a shard's index to store ([`Signal::decode`] reads it back);
+    /// empty for a signal that measures nothing.
+    fn encode(&self, _measured: &(dyn Any + Send + Sync)) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// A measurement that [`Signal::encode`] wrote; a malformed one is an error.
+    fn decode(&self, _bytes: &[u8]) -> Result<Measured> {
+        Ok(None)
+    }
+
+    /// Its screen and summary alone, without a finding per row: what a shard reduce fits from
+    /// the measurements, leaving each row to its shard's judge. A signal whose findings are its
+    /// screen's judgements of the rows gives the same removals either way; the default fits
+    /// in full and drops the findings.
+    fn fit_screen(&self, input: &SignalInput) -> Result<(Box<dyn Screen>, serde_json::Value)> {
+        let fitted = self.fit(input)?;
+        Ok((fitted.screen, fitted.summary))
+    }
 }
 
 /// A fitted signal.
@@ -144,6 +170,18 @@ pub trait Screen: Send + Sync + Debug {
 
     /// Its finding on one sample; `working` is `[height, width]` of the fit's working size.
     fn judge(&self, sample: &Sample, working: [usize; 2]) -> Option<Finding>;
+
+    /// Its finding from the measurement its signal took of the sample ([`Signal::measure`]),
+    /// where that is enough (the same finding [`Screen::judge`] gives); `None` where it needs
+    /// the image.
+    fn judge_measured(
+        &self,
+        _measured: &Measured,
+        _native: [usize; 2],
+        _working: [usize; 2],
+    ) -> Option<Option<Finding>> {
+        None
+    }
 
     /// Writes what it needs to judge into the empty folder `dir`.
     fn save(&self, dir: &Path) -> Result<()>;

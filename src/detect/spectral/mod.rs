@@ -141,23 +141,55 @@ impl Signal for SpectralSignal<'_> {
     }
 
     fn fit(&self, input: &SignalInput) -> Result<Fitted> {
+        let (leans, screen, summary) = self.fitted(input)?;
+        let findings = leans
+            .iter()
+            .enumerate()
+            .map(|(row, l)| l.as_ref().and_then(|l| screen.finding(l, input.rows.size(row), input.working)))
+            .collect();
+        Ok(Fitted { findings, screen: Box::new(screen), summary })
+    }
+
+    fn fit_screen(&self, input: &SignalInput) -> Result<(Box<dyn Screen>, serde_json::Value)> {
+        let (_, screen, summary) = self.fitted(input)?;
+        Ok((Box::new(screen), summary))
+    }
+
+    fn encode(&self, measured: &(dyn std::any::Any + Send + Sync)) -> Vec<u8> {
+        let Some(lean) = measured.downcast_ref::<Lean>() else { return Vec::new() };
+        lean.iter().flat_map(|(c, t)| [c.channel, c.u, c.v].into_iter().chain(t.to_le_bytes())).collect()
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Measured> {
+        if bytes.len() % 7 != 0 {
+            return Err(Error::Config(format!("a stored spectral measurement of {} bytes", bytes.len())));
+        }
+        let lean: Lean = bytes
+            .chunks(7)
+            .map(|b| (Coefficient { channel: b[0], u: b[1], v: b[2] }, f32::from_le_bytes([b[3], b[4], b[5], b[6]])))
+            .collect();
+        Ok(Some(Arc::new(lean)))
+    }
+}
+
+/// The coefficients one image leans on, with their t.
+type Lean = Vec<(Coefficient, f32)>;
+
+impl SpectralSignal<'_> {
+    /// Every row's lean (measured earlier or read here), the screen and the summary.
+    fn fitted(&self, input: &SignalInput) -> Result<(Vec<Option<Lean>>, SpectralScreen, serde_json::Value)> {
         let config = self.0;
         // Rows an earlier signal decoded were measured then; the rest are read here.
-        let leans: Vec<Option<Vec<(Coefficient, f32)>>> = (0..input.rows.len())
+        let leans: Vec<Option<Lean>> = (0..input.rows.len())
             .into_par_iter()
-            .map(|row| measurement::<Vec<(Coefficient, f32)>>(&input.measured_by(self, row)).cloned())
+            .map(|row| measurement::<Lean>(&input.measured_by(self, row)).cloned())
             .collect();
         let measured = leans.iter().filter(|l| l.is_some()).count();
         let mut summary = Summary { measured, ..Summary::default() };
         let pattern = pattern_of(&leans, config, &mut summary);
         summary.pattern = pattern.clone();
         let screen = SpectralScreen { config: config.clone(), pattern };
-        let findings = leans
-            .iter()
-            .enumerate()
-            .map(|(row, l)| l.as_ref().and_then(|l| screen.finding(l, input.rows.size(row), input.working)))
-            .collect();
-        Ok(Fitted { findings, screen: Box::new(screen), summary: serde_json::to_value(&summary)? })
+        Ok((leans, screen, serde_json::to_value(&summary)?))
     }
 }
 
@@ -272,6 +304,11 @@ impl Screen for SpectralScreen {
             return None;
         }
         self.judge_image(sample.image, working)
+    }
+
+    fn judge_measured(&self, measured: &Measured, native: [usize; 2], working: [usize; 2]) -> Option<Option<Finding>> {
+        // An image too small to measure has no lean, and so no finding.
+        Some(measurement::<Lean>(measured).and_then(|lean| self.finding(lean, native, working)))
     }
 
     fn save(&self, dir: &Path) -> Result<()> {

@@ -174,30 +174,37 @@ pub fn cores(
     config: &PyramidConfig,
 ) -> Vec<Core> {
     entries.sort_unstable_by_key(|e| (e.key, e.image, e.place));
-    let mut out = Vec::new();
-    for bucket in entries.chunk_by(|a, b| a.key == b.key) {
-        if bucket.len() < min_images || bucket.len() > max_images {
-            continue;
-        }
-        let near = |mode: u32, radius: u32| bucket.iter().filter(move |e| (e.signature ^ mode).count_ones() <= radius);
-        let step = (bucket.len() / MODE_SAMPLES).max(1);
-        let Some(mode) = bucket
-            .iter()
-            .step_by(step)
-            .take(MODE_SAMPLES)
-            .map(|e| e.signature)
-            .max_by_key(|&m| (near(m, config.signature_radius).count(), std::cmp::Reverse(m)))
-        else {
-            continue;
-        };
-        let inner: Vec<Entry> = near(mode, config.signature_radius).copied().collect();
-        let outer = near(mode, config.signature_outer).count();
-        let halo = outer - inner.len();
-        if inner.len() >= min_images && halo as f64 <= max_halo * inner.len() as f64 {
-            out.push(Core { entries: inner, halo });
-        }
+    entries
+        .chunk_by(|a, b| a.key == b.key)
+        .filter_map(|b| core_of(b, min_images, max_images, max_halo, config))
+        .collect()
+}
+
+/// The core of one bucket (one key's entries, sorted by image, then place), if it has between
+/// `min_images` and `max_images` entries that gather around one signature with a small enough
+/// halo.
+pub fn core_of(
+    bucket: &[Entry],
+    min_images: usize,
+    max_images: usize,
+    max_halo: f64,
+    config: &PyramidConfig,
+) -> Option<Core> {
+    if bucket.len() < min_images || bucket.len() > max_images {
+        return None;
     }
-    out
+    let near = |mode: u32, radius: u32| bucket.iter().filter(move |e| (e.signature ^ mode).count_ones() <= radius);
+    let step = (bucket.len() / MODE_SAMPLES).max(1);
+    let mode = bucket
+        .iter()
+        .step_by(step)
+        .take(MODE_SAMPLES)
+        .map(|e| e.signature)
+        .max_by_key(|&m| (near(m, config.signature_radius).count(), std::cmp::Reverse(m)))?;
+    let inner: Vec<Entry> = near(mode, config.signature_radius).copied().collect();
+    let outer = near(mode, config.signature_outer).count();
+    let halo = outer - inner.len();
+    (inner.len() >= min_images && halo as f64 <= max_halo * inner.len() as f64).then_some(Core { entries: inner, halo })
 }
 
 #[cfg(test)]

@@ -48,7 +48,10 @@ use super::{ImageRows, Recurrence, RecurrenceConfig, RecurrenceSummary};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
 use cache::IndexCache;
-use index::{cores, index_image, Entry, Tables};
+#[cfg(feature = "shard")]
+pub(crate) use index::core_of;
+use index::cores;
+pub(crate) use index::{index_image, Core, Entry, Tables};
 
 /// Images indexed per parallel chunk: enough to keep both cores busy, few enough that the
 /// decoded images held at once stay a handful.
@@ -99,11 +102,33 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
     drop(cache);
     let index_entries = entries.len();
     let max_carriers = (config.max_carrier_share * n as f64).floor() as usize;
-    let mut found = cores(&mut entries, config.min_carriers, max_carriers, config.max_halo, p);
+    let found = cores(&mut entries, config.min_carriers, max_carriers, config.max_halo, p);
     drop(entries);
-    // The largest cores first; a trigger gives many, and past this many the rest repeat them.
-    found.sort_by(|a, b| b.entries.len().cmp(&a.entries.len()).then_with(|| a.entries[0].key.cmp(&b.entries[0].key)));
-    found.truncate(MAX_CORES);
+    let indexed = IndexCounts { windows, entries: index_entries };
+    Ok(confirm(rows, found, indexed, config))
+}
+
+/// What the index pass looked at, for the summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IndexCounts {
+    /// Windows keyed.
+    pub windows: usize,
+    /// Entries kept.
+    pub entries: usize,
+}
+
+/// The cores of the index (any order: one per key), ranked and capped, pruned, and verified
+/// against the images of `rows` they name: the patches. The one scan and the shard reduce both
+/// end here, so that they agree.
+pub(crate) fn confirm(
+    rows: &dyn ImageRows,
+    mut found: Vec<Core>,
+    indexed: IndexCounts,
+    config: &RecurrenceConfig,
+) -> Recurrence {
+    let p = &config.pyramid;
+    let max_carriers = (config.max_carrier_share * rows.len() as f64).floor() as usize;
+    rank(&mut found);
     let candidates = found.len();
     let need = prune::Joinable {
         min_carriers: config.min_carriers,
@@ -115,19 +140,27 @@ pub fn find(rows: &dyn ImageRows, config: &RecurrenceConfig) -> Result<Recurrenc
     let checked = verify::verify(rows, &found, &bounds, p);
     let summary = RecurrenceSummary {
         window_sides: p.factors.iter().map(|f| f * p.window).collect(),
-        windows,
+        windows: indexed.windows,
         candidates,
         pruned_cores,
         presweep_passed: found.len() - checked.rejected - checked.flat,
-        index_entries,
-        index_bytes: index_entries * std::mem::size_of::<Entry>(),
+        index_entries: indexed.entries,
+        index_bytes: indexed.entries * std::mem::size_of::<Entry>(),
         verified_images: checked.images_read,
         duplicate_groups: checked.duplicate_groups,
         patch_support: checked.patches.iter().map(|p| p.support).collect(),
         patches: checked.patches.iter().map(|p| [p.side, p.carriers.len(), p.halo, p.distinct_places]).collect(),
         ..RecurrenceSummary::default()
     };
-    Ok(Recurrence { patches: checked.patches, summary })
+    Recurrence { patches: checked.patches, summary }
+}
+
+/// The largest cores first (a trigger gives many, and past [`MAX_CORES`] the rest repeat them),
+/// ties by key; one core per key, so the order does not depend on the order found. A caller
+/// that gathers cores in parts may rank and cap after each part and get the same cores.
+pub(crate) fn rank(found: &mut Vec<Core>) {
+    found.sort_by(|a, b| b.entries.len().cmp(&a.entries.len()).then_with(|| a.entries[0].key.cmp(&b.entries[0].key)));
+    found.truncate(MAX_CORES);
 }
 
 /// The cache entry of this index, when there is a cache folder and every row a fingerprint.
