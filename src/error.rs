@@ -193,6 +193,19 @@ pub enum Error {
         width: usize,
     },
 
+    /// A shard work folder that does not hold what a phase needs, or holds another run's.
+    #[error("shard work folder {path}: {reason}")]
+    Work {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is missing or does not agree.
+        reason: String,
+    },
+
+    /// The shard reduce's engine (Apache DataFusion over Parquet) failed.
+    #[error("the shard engine: {0}")]
+    Engine(String),
+
     /// JSON could not be written or read.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),

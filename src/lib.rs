@@ -26,6 +26,8 @@ pub mod fuzz;
 pub mod image;
 #[doc(hidden)]
 pub mod progress;
+#[cfg(feature = "shard")]
+pub mod shard;
 #[cfg(feature = "eval")]
 pub mod sim;
 

@@ -6,6 +6,8 @@ mod encoder;
 mod eval;
 mod photo_eval;
 mod scan;
+#[cfg(feature = "shard")]
+mod shard;
 mod sheet;
 mod whole_image;
 
@@ -57,6 +59,11 @@ enum Command {
     /// Poison one class of a photo folder HTBA-style, write it to disk (one format, random
     /// names), filter it through scan's folder path and score the result as JSON.
     EvalPhotos(photo_eval::PhotoEvalArgs),
+    /// The scan past one machine: `index` each shard, `reduce` once, `judge` each shard, `merge`
+    /// (in a build with the `shard` feature).
+    #[cfg(feature = "shard")]
+    #[command(subcommand)]
+    Shard(shard::ShardCommand),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -88,6 +95,8 @@ fn run_on<B: AutodiffBackend>(command: Command, on_gpu: bool, device: &B::Device
         }
         Command::Scan(args) => scan::run::<B>(&args, on_gpu, device),
         Command::EvalPhotos(args) => photo_eval::run::<B>(&args, device),
+        #[cfg(feature = "shard")]
+        Command::Shard(command) => shard::run(&command),
     }
 }
 

@@ -61,22 +61,22 @@ pub struct ScanArgs {
 
 /// `report.json`: the filter's report plus the files that could not be read at all.
 #[derive(Serialize)]
-struct ScanReport<'a> {
-    path: &'a str,
+pub struct ScanReport<'a> {
+    pub path: &'a str,
     /// Nothing was removed (`--report-only`): `removals` say what would have been.
-    report_only: bool,
+    pub report_only: bool,
     /// Ids the filter would remove that `--keep` cleared; they are kept.
-    cleared: Vec<&'a str>,
+    pub cleared: Vec<&'a str>,
     /// Why the default signals were changed for this data (masking off for photos on the CPU).
     #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'a str>,
+    pub note: Option<&'a str>,
     /// Folders that could not be listed (no permission, a link loop), entries named like images
     /// that are not regular files (FIFOs, sockets, devices: never opened) and, for formats read
     /// whole, records that could not be decoded; they are in neither output list.
-    skipped: &'a [SkippedFile],
+    pub skipped: &'a [SkippedFile],
     #[serde(flatten)]
-    filter: &'a FilterReport,
-    config: &'a PoisonFilterConfig,
+    pub filter: &'a FilterReport,
+    pub config: &'a PoisonFilterConfig,
 }
 
 /// The filter's config from `--config` (defaults otherwise), with the cache folder and the

@@ -12,7 +12,7 @@ use std::path::Path;
 use burn::data::dataset::Dataset;
 use poisoncam::detect::recurrence::PatchTemplate;
 use poisoncam::detect::Stage;
-use poisoncam::filter::report::Removal;
+use poisoncam::filter::report::{FilterReport, Removal, Suspicion};
 use poisoncam::image::scale_box;
 use poisoncam::sim::suspects::{write_suspects, Suspect};
 use poisoncam::{AsImage, Image, PixelBox, PoisonFilter, Result};
@@ -40,50 +40,78 @@ enum Tile<'a> {
     Item { index: usize, own_box: Option<PixelBox>, working_box: Option<PixelBox>, removed: bool },
 }
 
-/// Writes the sheet and returns how many tiles it shows.
+/// What a sheet is drawn from: a report, what the signals look for, and the images.
+pub struct SheetInput<'a> {
+    pub report: &'a FilterReport,
+    /// The recurring patches' templates.
+    pub templates: &'a [PatchTemplate],
+    /// What each other armed signal looks for, drawn.
+    pub drawn: &'a [(String, Image)],
+    /// Dataset index, patch and working-size box of each item recurrence decided, by index.
+    pub hits: Vec<(usize, usize, PixelBox)>,
+    /// What masking located, removed or kept.
+    pub suspicions: Vec<Suspicion>,
+    /// An item's image.
+    pub image: &'a dyn Fn(usize) -> Option<Image>,
+}
+
+/// Writes the sheet of a filter's run and returns how many tiles it shows.
 pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
     path: &Path,
     filter: &PoisonFilter<D, I>,
 ) -> Result<usize> {
-    let report = filter.report();
     let detection = filter.detection();
+    let hits = (0..detection.evidence.len())
+        .filter_map(|row| {
+            let hit = detection.evidence[row].recurrence?;
+            Some((filter.dataset_index(row)?, hit.patch, hit.patch_box))
+        })
+        .collect();
+    let image = |index: usize| filter.inner().get(index).and_then(|item| item.as_image().ok());
+    let input = SheetInput {
+        report: filter.report(),
+        templates: &detection.templates,
+        drawn: &detection.drawn,
+        hits,
+        suspicions: filter.suspicions(),
+        image: &image,
+    };
+    write_sheet(path, &input)
+}
+
+/// Writes the sheet of `input` and returns how many tiles it shows.
+pub fn write_sheet(path: &Path, input: &SheetInput) -> Result<usize> {
+    let report = input.report;
     let by_index: HashMap<usize, &Removal> = report.removals.iter().map(|r| (r.index, r)).collect();
     let own = |r: &Removal| r.original_box.map(|[x, y, w, h]| PixelBox { x, y, w, h });
     let mut tiles = Vec::new();
     // Every patch gets its share of the sheet, so that one with many carriers hides no other.
-    let per_patch = (MAX_TILES / detection.templates.len().max(1)).max(MIN_TILES_PER_PATCH) - 1;
-    for (patch, template) in detection.templates.iter().enumerate() {
-        let carriers: Vec<(usize, usize)> = (0..detection.evidence.len())
-            .filter(|&row| detection.evidence[row].recurrence.is_some_and(|hit| hit.patch == patch))
-            .filter_map(|row| filter.dataset_index(row).map(|index| (row, index)))
-            .take(per_patch)
-            .collect();
+    let per_patch = (MAX_TILES / input.templates.len().max(1)).max(MIN_TILES_PER_PATCH) - 1;
+    for (patch, template) in input.templates.iter().enumerate() {
         let mut first = None;
-        let mut items = Vec::with_capacity(carriers.len());
-        for (row, index) in carriers {
+        let mut items = Vec::new();
+        for &(index, _, working_box) in input.hits.iter().filter(|h| h.1 == patch).take(per_patch) {
             let removal = by_index.get(&index).filter(|r| r.stage == Stage::Recurrence);
             let own_box = removal.and_then(|r| own(r));
             if let (None, Some(b)) = (first, own_box) {
                 first = Some((index, b));
             }
-            let working_box = detection.evidence[row].recurrence.map(|hit| hit.patch_box);
-            items.push(Tile::Item { index, own_box, working_box, removed: removal.is_some() });
+            items.push(Tile::Item { index, own_box, working_box: Some(working_box), removed: removal.is_some() });
         }
         tiles.push(Tile::Patch { template, first });
         tiles.extend(items);
     }
     // Each other drawn signal: what it looks for, then its removals.
-    for (name, image) in &detection.drawn {
+    for (name, image) in input.drawn {
         tiles.push(Tile::Drawn(image));
         let removed = report.removals.iter().filter(|r| r.stage.name() == name).take(per_patch);
         tiles.extend(removed.map(|r| Tile::Item { index: r.index, own_box: own(r), working_box: None, removed: true }));
     }
-    let drawn = |stage: Stage| detection.drawn.iter().any(|(name, _)| name == stage.name());
+    let drawn = |stage: Stage| input.drawn.iter().any(|(name, _)| name == stage.name());
     let masked =
         report.removals.iter().filter(|r| !matches!(r.stage, Stage::Recurrence | Stage::Unreadable) && !drawn(r.stage));
     tiles.extend(masked.map(|r| Tile::Item { index: r.index, own_box: own(r), working_box: None, removed: true }));
-    let suspicions = filter.suspicions();
-    tiles.extend(suspicions.iter().filter(|s| !s.removed).map(|s| Tile::Item {
+    tiles.extend(input.suspicions.iter().filter(|s| !s.removed).map(|s| Tile::Item {
         index: s.index,
         own_box: None,
         working_box: Some(s.trigger_box),
@@ -95,10 +123,7 @@ pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
     for tile in tiles {
         match tile {
             Tile::Patch { template: t, first } => {
-                let crop = first.and_then(|(index, b)| {
-                    let image = filter.inner().get(index)?.as_image().ok()?;
-                    image.crop(b)
-                });
+                let crop = first.and_then(|(index, b)| (input.image)(index)?.crop(b));
                 let Some(image) = crop.or_else(|| Image::new(t.channels, t.side, t.side, t.values.clone()).ok()) else {
                     continue;
                 };
@@ -106,7 +131,7 @@ pub fn write_removed_sheet<D: Dataset<I>, I: AsImage + Clone + Send + Sync>(
             }
             Tile::Drawn(image) => suspects.push(letterboxed(image, None, None)),
             Tile::Item { index, own_box, working_box, removed } => {
-                let Some(image) = filter.inner().get(index).and_then(|item| item.as_image().ok()) else { continue };
+                let Some(image) = (input.image)(index) else { continue };
                 let size = [image.height(), image.width()];
                 let found = own_box.or_else(|| working_box.map(|b| scale_box(b, working, size)));
                 suspects.push(letterboxed(&image, found, Some(removed)));
