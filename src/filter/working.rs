@@ -45,20 +45,23 @@ impl WorkingImages {
     /// images are held (scaled to their capped native size as read). The working size is [`crate::image::working_size`]'s choice over
     /// the capped sizes, and the working copies are built by a second read, one image at a time.
     pub fn read<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
-        let images = Self::read_any(dataset, plan)?;
+        let mut images = Self::listed(dataset, plan)?;
         if images.rows.is_empty() {
             return Err(Error::NoInput("the poison filter"));
+        }
+        if plan.working_copies {
+            images.source = Some(images.working_copies(dataset, plan)?);
         }
         Ok(images)
     }
 
-    /// [`WorkingImages::read`], also of a dataset with no readable item (a shard's part may
-    /// hold only unreadable files).
-    pub fn read_any<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
+    /// The listing alone, without working copies, also of a dataset with no readable item (a
+    /// shard's part may hold only unreadable files).
+    pub fn listed<I: AsImage, D: Dataset<I> + ?Sized>(dataset: &D, plan: &ReadPlan) -> Result<Self> {
         let Listing { listed, undecoded, ids, unreadable } = Listing::read(dataset, plan)?;
         let shapes = listed.iter().map(|l| (l.channels, capped_size(l.size, plan.max_native_short_side)));
         let [channels, h, w] = working_size_of(shapes, plan.working_size, plan.max_short_side);
-        let mut images = Self {
+        Ok(Self {
             source: None,
             shape: [listed.len(), channels, h, w],
             original_sizes: listed.iter().map(|l| l.size).collect(),
@@ -69,11 +72,7 @@ impl WorkingImages {
             undecoded,
             ids,
             unreadable,
-        };
-        if plan.working_copies {
-            images.source = Some(images.working_copies(dataset, plan)?);
-        }
-        Ok(images)
+        })
     }
 
     /// The working copies; an error when the plan did not build them.

@@ -168,7 +168,7 @@ impl Part<'_> {
         let first = range.start;
         let dataset = InMemDataset::new(self.files[range.clone()].to_vec());
         let plan = self.config.read_plan();
-        let images = WorkingImages::read_any(&dataset, &plan)?;
+        let images = WorkingImages::listed(&dataset, &plan)?;
         let rows = images.rows(&dataset, &plan);
         let items = self.files.len();
         let p = &self.config.detector.recurrence.pyramid;
