@@ -39,8 +39,9 @@ pub struct Source {
     pub filelist: Option<PathBuf>,
 }
 
+/// One shard of the listing, and the work folder every phase shares.
 #[derive(Args)]
-pub struct IndexArgs {
+pub struct ShardOf {
     #[command(flatten)]
     pub source: Source,
     /// This process's shard, `K/N` (K from 0).
@@ -49,6 +50,12 @@ pub struct IndexArgs {
     /// The work folder every phase shares.
     #[arg(long)]
     pub work: PathBuf,
+}
+
+#[derive(Args)]
+pub struct IndexArgs {
+    #[command(flatten)]
+    pub of: ShardOf,
     /// A `PoisonFilterConfig` as JSON; defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -73,11 +80,7 @@ pub struct ReduceArgs {
 #[derive(Args)]
 pub struct JudgeArgs {
     #[command(flatten)]
-    pub source: Source,
-    #[arg(long)]
-    pub shard: ShardSpec,
-    #[arg(long)]
-    pub work: PathBuf,
+    pub of: ShardOf,
 }
 
 #[derive(Args)]
@@ -127,17 +130,18 @@ fn bytes(text: &str) -> Result<usize> {
 pub fn run(command: &ShardCommand) -> Result<()> {
     match command {
         ShardCommand::Index(args) => {
-            let (name, files, skipped) = listing(&args.source)?;
-            let mut config = filter_config(args.config.as_deref(), &args.work.join("cache"), args.signals.as_deref())?;
+            let ShardOf { source, shard, work } = &args.of;
+            let (name, files, skipped) = listing(source)?;
+            let mut config = filter_config(args.config.as_deref(), &work.join("cache"), args.signals.as_deref())?;
             if args.signals.is_none() && args.config.is_none() {
                 // The photo default on the CPU: the training-free signals.
                 config.detector.signals.masking = false;
             }
-            let done = shard::index(&files, &skipped, args.shard, &args.work, &config, args.partitions)?;
+            let done = shard::index(&files, &skipped, *shard, work, &config, args.partitions)?;
             println!(
                 "{name}: shard {}/{} indexed items {}..{} ({} rows, {} index rows, {} unreadable; {} parts resumed) in {:.1} s",
-                args.shard.k,
-                args.shard.n,
+                shard.k,
+                shard.n,
                 done.items.start,
                 done.items.end,
                 done.total.rows,
@@ -163,12 +167,13 @@ pub fn run(command: &ShardCommand) -> Result<()> {
             Ok(())
         }
         ShardCommand::Judge(args) => {
-            let (name, files, _) = listing(&args.source)?;
-            let done = shard::judge(&files, args.shard, &args.work)?;
+            let ShardOf { source, shard, work } = &args.of;
+            let (name, files, _) = listing(source)?;
+            let done = shard::judge(&files, *shard, work)?;
             println!(
                 "{name}: shard {}/{} judged: {} removed, {} decoded again, in {:.1} s",
-                args.shard.k,
-                args.shard.n,
+                shard.k,
+                shard.n,
                 done.removals.len(),
                 done.decoded,
                 done.seconds
