@@ -29,6 +29,21 @@ pub use folder::{FolderScan, MAX_DECODED_SIDE, MAX_DECODE_BYTES, MAX_FILE_BYTES}
 pub fn read_text(path: &std::path::Path) -> Result<String> {
     crate::bounded::read_text(path)
 }
+/// Files whose headers are read to tell photos from small images before a whole folder is.
+const SIZE_SAMPLE: usize = 64;
+
+/// The median shorter side of up to 64 of `files`, spread over the list, from their headers
+/// alone; files whose header cannot be read are left out. `None` when none can be.
+#[doc(hidden)]
+pub fn sampled_short_side<'a>(files: impl ExactSizeIterator<Item = &'a std::path::Path>) -> Option<usize> {
+    let step = (files.len() / SIZE_SAMPLE).max(1);
+    let sizes = files
+        .step_by(step)
+        .take(SIZE_SAMPLE)
+        .filter_map(|f| file_dimensions(f).ok())
+        .map(|(w, h)| [h as usize, w as usize]);
+    crate::image::median_short_side(sizes)
+}
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair};
 #[doc(hidden)]
 pub use open::{open_for_scan, open_path, Opened};

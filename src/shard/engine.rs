@@ -7,15 +7,12 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
+use super::engine_error as engine;
 use super::layout::Work;
 use super::tables::entries_of;
 use crate::detect::recurrence::pyramid::Entry;
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
-
-fn engine(e: impl std::fmt::Display) -> Error {
-    Error::Engine(e.to_string())
-}
 
 /// The query of one partition's candidate buckets, `rows` being the partition's table.
 pub(super) fn bucket_rows_sql(least: usize, most: usize) -> String {

@@ -24,9 +24,6 @@ use crate::progress::stage_bar;
 /// Images decoded at once, per parallel chunk (as the one-process index).
 const CHUNK: usize = 32;
 
-/// Headers read to tell photos from small images.
-const SIZE_SAMPLE: usize = 64;
-
 /// What one part indexed (written last: a part without it is indexed again).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PartDone {
@@ -75,9 +72,7 @@ fn check(files: &[ImageFile], config: &PoisonFilterConfig) -> Result<()> {
                 .into(),
         ));
     }
-    let step = (files.len() / SIZE_SAMPLE).max(1);
-    let sizes = files.iter().step_by(step).take(SIZE_SAMPLE).filter_map(|f| crate::data::file_dimensions(&f.path).ok());
-    let side = crate::image::median_short_side(sizes.map(|(w, h)| [h as usize, w as usize]));
+    let side = crate::data::sampled_short_side(files.iter().map(|f| f.path.as_path()));
     let least = config.detector.recurrence.pyramid.min_image_side;
     if side.is_none_or(|s| s < least) {
         return Err(Error::Config(format!(

@@ -37,3 +37,8 @@ pub const DEFAULT_PARTITIONS: usize = 64;
 
 /// Items a shard indexes and records as one part: the unit a killed index resumes from.
 pub const PART_ITEMS: usize = 1024;
+
+/// An error of DataFusion, Arrow or Parquet, as the crate's.
+fn engine_error(e: impl std::fmt::Display) -> crate::error::Error {
+    crate::error::Error::Engine(e.to_string())
+}

@@ -15,15 +15,12 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
+use super::engine_error as engine;
 use crate::detect::recurrence::pyramid::Entry;
 use crate::error::{Error, Result};
 
 /// Rows a Parquet row group holds.
 const GROUP_ROWS: usize = 1 << 20;
-
-fn engine(e: impl std::fmt::Display) -> Error {
-    Error::Engine(e.to_string())
-}
 
 /// The index rows' schema: the recurrence index's entries, 16 bytes each.
 pub(super) fn rows_schema() -> Arc<Schema> {

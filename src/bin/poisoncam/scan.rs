@@ -100,22 +100,6 @@ pub fn filter_config(
     Ok(config)
 }
 
-/// Files whose headers are read to tell photos from small images before a default scan.
-const SIZE_SAMPLE: usize = 64;
-
-/// The median shorter side of up to [`SIZE_SAMPLE`] of `files`, spread over the list, from their
-/// headers alone; files whose header cannot be read are left out.
-fn median_short_side(files: &[PathBuf]) -> Option<usize> {
-    let step = (files.len() / SIZE_SAMPLE).max(1);
-    let sizes = files
-        .iter()
-        .step_by(step)
-        .take(SIZE_SAMPLE)
-        .filter_map(|f| poisoncam::data::file_dimensions(f).ok())
-        .map(|(w, h)| [h as usize, w as usize]);
-    poisoncam::image::median_short_side(sizes)
-}
-
 /// Why a default scan of `files` on the CPU leaves masking off, if it does: on photos its warm
 /// start trains at up to 224 px, a few images a second on two cores (half an hour for 800
 /// photos), while recurrence screens them at about a hundred a second.
@@ -124,7 +108,7 @@ fn photo_default(args: &ScanArgs, on_gpu: bool, config: &PoisonFilterConfig, fil
     if on_gpu || asked || !config.detector.signals.masking {
         return None;
     }
-    let side = median_short_side(files)?;
+    let side = poisoncam::data::sampled_short_side(files.iter().map(PathBuf::as_path))?;
     (side >= config.detector.recurrence.pyramid.min_image_side).then(|| {
         format!(
             "masking is off: these are photos (median short side {side} px) and the backend is the CPU, where \
