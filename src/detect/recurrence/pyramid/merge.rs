@@ -3,7 +3,6 @@
 //! relative to each other in every copy.
 
 use super::distance::fitted_rms;
-use super::index::Core;
 use super::seen::{mean_of, Seen};
 use crate::detect::recurrence::{Carrier, RecurringPatch};
 use crate::image::PixelBox;
@@ -58,7 +57,7 @@ const CARRIER_SUPPORT_SHARE: f64 = 0.15;
 
 /// Joins verified cores that share carriers into patches: a trigger gives many cores (its
 /// sub-windows, tables and levels), each holding part of its copies.
-pub(super) fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64, radius: f32) -> Vec<RecurringPatch> {
+pub(super) fn merge(verified: Vec<Vec<&Seen>>, halos: &[usize], overlap: f64, radius: f32) -> Vec<RecurringPatch> {
     let mut parent: Vec<usize> = (0..verified.len()).collect();
     for a in 0..verified.len() {
         for b in a + 1..verified.len() {
@@ -78,11 +77,11 @@ pub(super) fn merge(verified: Vec<Vec<&Seen>>, cores: &[Core], overlap: f64, rad
         }
         groups[slot[r]].push(v);
     }
-    groups.into_iter().map(|g| patch_of(&g, &verified, cores, radius)).collect()
+    groups.into_iter().map(|g| patch_of(&g, &verified, halos, radius)).collect()
 }
 
 /// One patch from verified cores `group`: each carrier's box is the union of its windows.
-fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core], radius: f32) -> RecurringPatch {
+fn patch_of(group: &[usize], verified: &[Vec<&Seen>], halos: &[usize], radius: f32) -> RecurringPatch {
     let mut seen: Vec<&Seen> = group.iter().flat_map(|&v| verified[v].iter().copied()).collect();
     seen.sort_by_key(|s| (s.image, s.factor, s.x, s.y));
     let largest = group.iter().copied().max_by_key(|&v| (verified[v].len(), std::cmp::Reverse(v))).unwrap_or(0);
@@ -121,7 +120,7 @@ fn patch_of(group: &[usize], verified: &[Vec<&Seen>], cores: &[Core], radius: f3
     }
     places.sort_unstable();
     places.dedup();
-    let halo = group.iter().map(|&v| cores[verified[v][0].core].halo).max().unwrap_or(0);
+    let halo = group.iter().map(|&v| halos[verified[v][0].core]).max().unwrap_or(0);
     RecurringPatch {
         side,
         template,
@@ -151,11 +150,11 @@ fn replicated(window: &[f32], side: usize, factor: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::verify::tests::seen;
+    use super::super::seen::tests::seen;
     use super::*;
 
-    fn cores_of(n: usize) -> Vec<Core> {
-        (0..n).map(|_| Core { entries: Vec::new(), halo: 0 }).collect()
+    fn halos_of(n: usize) -> Vec<usize> {
+        vec![0; n]
     }
 
     #[test]
@@ -171,7 +170,7 @@ mod tests {
             })
             .collect();
         let verified: Vec<Vec<&Seen>> = all.iter().map(|v| v.iter().collect()).collect();
-        let patches = merge(verified, &cores_of(8), 0.5, 0.06);
+        let patches = merge(verified, &halos_of(8), 0.5, 0.06);
         assert_eq!(patches.len(), 1);
         assert_eq!(patches[0].support, 8);
         let carriers: Vec<usize> = patches[0].carriers.iter().map(|c| c.image).collect();
@@ -183,6 +182,6 @@ mod tests {
         let a: Vec<Seen> = (0..6).map(|i| seen(0, i, 20, Vec::new())).collect();
         let b: Vec<Seen> = (0..6).map(|i| seen(1, i, 20 + 7 * i, Vec::new())).collect();
         let verified = vec![a.iter().collect(), b.iter().collect()];
-        assert_eq!(merge(verified, &cores_of(2), 0.5, 0.06).len(), 2);
+        assert_eq!(merge(verified, &halos_of(2), 0.5, 0.06).len(), 2);
     }
 }

@@ -28,6 +28,7 @@
 //! template over any image. Memory beyond the index is one decoded image per worker thread.
 
 mod cache;
+mod cut;
 mod distance;
 mod index;
 mod level;
@@ -37,6 +38,7 @@ mod params;
 mod prune;
 mod scene;
 mod seen;
+mod verdict;
 mod verify;
 
 pub use matching::{best_level_match, LevelMatch};
@@ -52,6 +54,15 @@ use cache::IndexCache;
 pub(crate) use index::core_of;
 use index::cores;
 pub(crate) use index::{index_image, Core, Entry, Tables};
+pub(crate) use verify::{Bounds, Verified};
+#[cfg(feature = "shard")]
+pub(crate) use {
+    cut::read_windows,
+    scene::Thumbnail,
+    seen::Seen,
+    verdict::{verdict, Verdict},
+    verify::{finish, wanted, Judged},
+};
 
 /// Images indexed per parallel chunk: enough to keep both cores busy, few enough that the
 /// decoded images held at once stay a handful.
@@ -118,32 +129,65 @@ pub(crate) struct IndexCounts {
 }
 
 /// The cores of the index (any order: one per key), ranked and capped, pruned, and verified
-/// against the images of `rows` they name: the patches. The one scan and the shard reduce both
-/// end here, so that they agree.
+/// against the images of `rows` they name: the patches.
 pub(crate) fn confirm(
     rows: &dyn ImageRows,
-    mut found: Vec<Core>,
+    found: Vec<Core>,
     indexed: IndexCounts,
     config: &RecurrenceConfig,
 ) -> Recurrence {
+    let (cores, counts) = candidates(found, config);
+    let checked = verify::verify(rows, &cores, &bounds(config, rows.len()), &config.pyramid);
+    summarised(checked, counts, indexed, config)
+}
+
+/// How many cores verification was given.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CoreCounts {
+    /// Ranked and capped.
+    pub ranked: usize,
+    /// Of those, pruned before any image was read.
+    pub pruned: usize,
+    /// Left to verify.
+    pub kept: usize,
+}
+
+/// The cores to verify of those found (any order: one per key): ranked and capped, then pruned.
+/// One scan and the shard reduce both take these steps, so that they agree.
+pub(crate) fn candidates(mut found: Vec<Core>, config: &RecurrenceConfig) -> (Vec<Core>, CoreCounts) {
     let p = &config.pyramid;
-    let max_carriers = (config.max_carrier_share * rows.len() as f64).floor() as usize;
     rank(&mut found);
-    let candidates = found.len();
+    let ranked = found.len();
     let need = prune::Joinable {
         min_carriers: config.min_carriers,
         merge_overlap: p.merge_overlap,
         min_support: p.min_support,
     };
-    let (found, pruned_cores) = prune::joinable(found, need, &p.factors);
-    let bounds = verify::Bounds { min_carriers: config.min_carriers, max_carriers, max_halo: config.max_halo };
-    let checked = verify::verify(rows, &found, &bounds, p);
+    let (found, pruned) = prune::joinable(found, need, &p.factors);
+    let kept = found.len();
+    (found, CoreCounts { ranked, pruned, kept })
+}
+
+/// What a verified patch must be over `rows` rows.
+pub(crate) fn bounds(config: &RecurrenceConfig, rows: usize) -> Bounds {
+    let max_carriers = (config.max_carrier_share * rows as f64).floor() as usize;
+    Bounds { min_carriers: config.min_carriers, max_carriers, max_halo: config.max_halo }
+}
+
+/// The patches and the summary of what verification found.
+pub(crate) fn summarised(
+    checked: Verified,
+    counts: CoreCounts,
+    indexed: IndexCounts,
+    config: &RecurrenceConfig,
+) -> Recurrence {
+    let p = &config.pyramid;
     let summary = RecurrenceSummary {
         window_sides: p.factors.iter().map(|f| f * p.window).collect(),
         windows: indexed.windows,
-        candidates,
-        pruned_cores,
-        presweep_passed: found.len() - checked.rejected - checked.flat,
+        candidates: counts.ranked,
+        pruned_cores: counts.pruned,
+        presweep_passed: counts.kept - checked.rejected - checked.flat,
         index_entries: indexed.entries,
         index_bytes: indexed.entries * std::mem::size_of::<Entry>(),
         verified_images: checked.images_read,

@@ -52,6 +52,22 @@ impl Thumbnail {
         Thumbnail { width, height, values }
     }
 
+    /// `[height, width]` in blocks, and the blocks' bytes row by row (3 a block).
+    #[cfg(feature = "shard")]
+    pub fn parts(&self) -> ([usize; 2], Vec<u8>) {
+        ([self.height, self.width], self.values.iter().flatten().copied().collect())
+    }
+
+    /// The thumbnail of [`Thumbnail::parts`]; `None` where the bytes are not that many blocks.
+    #[cfg(feature = "shard")]
+    pub fn from_parts([height, width]: [usize; 2], bytes: &[u8]) -> Option<Thumbnail> {
+        (bytes.len() == 3 * height * width).then(|| Thumbnail {
+            width,
+            height,
+            values: bytes.chunks_exact(3).map(|b| [b[0], b[1], b[2]]).collect(),
+        })
+    }
+
     fn at(&self, x: isize, y: isize) -> Option<[u8; 3]> {
         (x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height)
             .then(|| self.values[y as usize * self.width + x as usize])

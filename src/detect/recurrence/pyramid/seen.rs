@@ -2,7 +2,7 @@
 //! the merge of cores into patches.
 
 /// One core's window in one image, read back from its pixels.
-pub(super) struct Seen {
+pub(crate) struct Seen {
     pub core: usize,
     pub image: usize,
     pub factor: usize,
@@ -17,11 +17,20 @@ pub(super) struct Seen {
 }
 
 /// The mean window of `set`.
-pub(super) fn mean_of(set: &[&Seen]) -> Vec<f32> {
+pub(crate) fn mean_of(set: &[&Seen]) -> Vec<f32> {
     let mut m = vec![0.0f32; set.first().map_or(0, |s| s.window.len())];
     for s in set {
         m.iter_mut().zip(&s.window).for_each(|(a, b)| *a += b);
     }
     m.iter_mut().for_each(|v| *v /= set.len().max(1) as f32);
     m
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(in super::super) fn seen(core: usize, image: usize, x: usize, context: Vec<Option<[f32; 3]>>) -> Seen {
+        Seen { core, image, factor: 2, x, y: 10, window: vec![0.5; 192], context, self_distance: 1.0 }
+    }
 }
