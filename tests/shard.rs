@@ -1,7 +1,8 @@
-//! The scan as four phases (`poisoncam::shard`): on a generated photo folder carrying a pasted
+//! The scan as its phases (`poisoncam::shard`): on a generated photo folder carrying a pasted
 //! patch, CTRL's frequency trigger and a blended key, four shards remove exactly what one scan
-//! removes, with the same boxes and scores; a shard indexed again resumes, and a reduce run twice
-//! writes the same decisions.
+//! removes, with the same boxes and scores, whether the reduce cuts the cores' windows itself or
+//! the shards cut them (verification as a map, over several core partitions); a shard indexed or
+//! cut again resumes, and a reduce run twice writes the same decisions.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use burn::data::dataset::Dataset;
 use poisoncam::backend::Train;
 use poisoncam::data::{open_for_scan, ImageFile, Opened};
 use poisoncam::filter::report::Removal;
-use poisoncam::shard::{self, ShardSpec};
+use poisoncam::shard::{self, ReduceLimits, ShardSpec};
 use poisoncam::sim::whole_image::{BlendKey, WholeImageTrigger};
 use poisoncam::{Image, PoisonFilter, PoisonFilterConfig, Stage};
 use rand::rngs::StdRng;
@@ -67,13 +68,45 @@ fn config() -> PoisonFilterConfig {
     config
 }
 
+/// Who cuts the cores' windows out of the images.
+#[derive(Clone, Copy, PartialEq)]
+enum Cutting {
+    /// The reduce, in its own process.
+    InReduce,
+    /// Each shard (`shard cut`), the reduce waiting for them; core partitions small enough that
+    /// the cut windows fall in several.
+    ByShards,
+}
+
+/// Limits under which the fixture's cut windows fall in several core partitions.
+fn small() -> ReduceLimits {
+    ReduceLimits { memory: 64 << 20, windows_per_partition: 32 }
+}
+
 /// The removals of four shards' phases in `work`.
-fn sharded(files: &[ImageFile], work: &Path) -> Vec<Removal> {
+fn sharded(files: &[ImageFile], work: &Path, cutting: Cutting) -> Vec<Removal> {
     let n = 4;
     for k in 0..n {
         shard::index(files, &[], ShardSpec { k, n }, work, &config(), 8).unwrap();
     }
-    shard::reduce(work, 256 << 20).unwrap();
+    match cutting {
+        Cutting::InReduce => {
+            let reduced = shard::reduce(work, &ReduceLimits::within(256 << 20), false).unwrap();
+            assert!(reduced.waiting_for.is_empty());
+        }
+        Cutting::ByShards => {
+            let limits = small();
+            let first = shard::reduce(work, &limits, true).unwrap();
+            let cut_before = (0..n).filter(|k| work.join(format!("cut/done/s{k:05}.json")).exists()).count();
+            assert_eq!(first.waiting_for.len(), n - cut_before, "the reduce waits for the shards not cut");
+            for k in 0..n {
+                shard::cut(Some(files), ShardSpec { k, n }, work).unwrap();
+            }
+            let reduced = shard::reduce(work, &limits, true).unwrap();
+            assert!(reduced.waiting_for.is_empty());
+            assert!(reduced.cut_partitions > 1, "{} windows in one partition", reduced.windows);
+        }
+    }
     for k in 0..n {
         shard::judge(files, ShardSpec { k, n }, work).unwrap();
     }
@@ -100,10 +133,12 @@ fn four_shards_remove_what_one_scan_removes_with_the_same_boxes() {
     for stage in [Stage::Recurrence, Stage::Spectral, Stage::Unreadable] {
         assert!(found.contains(&stage), "the one scan removed nothing by {stage:?}: {found:?}");
     }
-    let work = dir.path().join("work");
-    let shards = sharded(&files, &work);
-    assert_eq!(shards, scanned, "four shards and one scan disagree");
-    assert_eq!(shard::merge(&work).unwrap().report.working_size, one.report().working_size);
+    for (cutting, name) in [(Cutting::InReduce, "in the reduce"), (Cutting::ByShards, "by the shards")] {
+        let work = dir.path().join(format!("work-{}", cutting as u8));
+        let shards = sharded(&files, &work, cutting);
+        assert_eq!(shards, scanned, "four shards, their windows cut {name}, and one scan disagree");
+        assert_eq!(shard::merge(&work).unwrap().report.working_size, one.report().working_size);
+    }
 }
 
 #[test]
@@ -112,13 +147,31 @@ fn a_shard_indexed_again_resumes_and_a_reduce_run_twice_decides_the_same() {
     let data = folder(dir.path());
     let files = files(&data);
     let work = dir.path().join("work");
-    let first = sharded(&files, &work);
+    let first = sharded(&files, &work, Cutting::ByShards);
     let read = |p: PathBuf| std::fs::read(p).unwrap();
     let decisions = || read(work.join("reduce/decisions.json"));
     let before = decisions();
-    shard::reduce(&work, 256 << 20).unwrap();
+    shard::reduce(&work, &small(), true).unwrap();
     assert_eq!(decisions(), before, "a second reduce decided otherwise");
     assert!(!first.is_empty());
+
+    // A shard killed mid-cut: its unrecorded part is cut again, to the same bytes.
+    let cut_file = std::fs::read_dir(work.join("cut/p=0000"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("s00001-"))
+        .expect("shard 1 cut windows into partition 0");
+    let cut_bytes = read(cut_file.clone());
+    std::fs::remove_file(work.join("cut/done/s00001-00000.json")).unwrap();
+    std::fs::remove_file(work.join("cut/done/s00001.json")).unwrap();
+    std::fs::write(&cut_file, b"half a file").unwrap();
+    let waiting = shard::reduce(&work, &small(), true).unwrap();
+    assert_eq!(waiting.waiting_for, vec![1]);
+    let recut = shard::cut(Some(&files), ShardSpec { k: 1, n: 4 }, &work).unwrap();
+    assert_eq!(recut.resumed_parts, 0);
+    assert_eq!(read(cut_file), cut_bytes);
+    shard::reduce(&work, &small(), true).unwrap();
+    assert_eq!(decisions(), before, "a reduce after a shard cut again decided otherwise");
 
     // A finished shard run again reads its parts back instead of decoding them.
     let again = shard::index(&files, &[], ShardSpec { k: 1, n: 4 }, &work, &config(), 8).unwrap();
@@ -132,7 +185,7 @@ fn a_shard_indexed_again_resumes_and_a_reduce_run_twice_decides_the_same() {
     let redone = shard::index(&files, &[], ShardSpec { k: 2, n: 4 }, &work, &config(), 8).unwrap();
     assert_eq!(redone.resumed_parts, 0);
     assert_eq!(read(table), table_bytes);
-    assert_eq!(sharded(&files, &work), first);
+    assert_eq!(sharded(&files, &work, Cutting::ByShards), first);
 
     // Shards of another listing or other settings are refused, never merged.
     let mut other = config();

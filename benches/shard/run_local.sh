@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the scan as its four phases on this machine: N index processes at once, one reduce, N
-# judge processes at once, one merge; each phase's wall time and each process's peak RSS (from
-# /usr/bin/time -v) go to WORK/timings.tsv.
+# Runs the scan as its phases on this machine: N index processes at once; the reduce, which
+# writes the cores and waits (--wait-for-shards); N cut processes at once (verification as a
+# map); the reduce again, which compares the cut windows; N judge processes at once; one merge.
+# Each phase's wall time and each process's peak RSS (from /usr/bin/time -v) go to
+# WORK/timings.tsv.
 #
 #   bash benches/shard/run_local.sh BIN DATA WORK OUT [N=4] [extra index flags...]
 #
@@ -34,7 +36,9 @@ mapped() {
 }
 
 mapped index "$@"
-one reduce - "$bin" shard reduce --work "$work"
+one reduce - "$bin" shard reduce --work "$work" --wait-for-shards
+mapped cut
+one reduce - "$bin" shard reduce --work "$work" --wait-for-shards
 mapped judge
 one merge - "$bin" shard merge --work "$work" --out "$out"
 column -t "$tsv"

@@ -48,7 +48,11 @@ pub(super) fn each_bucket(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build();
     let runtime = runtime.map_err(engine)?;
     let env = RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0).build_arc().map_err(engine)?;
-    let config = SessionConfig::new().with_target_partitions(threads);
+    // The sort's merge reserves 10 MB up front unless told otherwise: a small limit would refuse
+    // to sort at all.
+    let config = SessionConfig::new()
+        .with_target_partitions(threads)
+        .with_sort_spill_reservation_bytes((memory_limit / 8).min(10 << 20));
     let ctx = SessionContext::new_with_config_rt(config, env);
     let sql = bucket_rows_sql(least, most);
     let mut read = EngineRead::default();

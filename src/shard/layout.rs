@@ -115,6 +115,11 @@ impl Work {
         Work { root: root.to_path_buf() }
     }
 
+    /// The work folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The run's plan.
     pub fn plan(&self) -> PathBuf {
         self.root.join("plan.json")
@@ -143,6 +148,46 @@ impl Work {
     /// Written when shard `k` has indexed every part.
     pub fn indexed(&self, k: usize) -> PathBuf {
         self.root.join("indexed").join(format!("s{k:05}.json"))
+    }
+
+    /// The cores the reduce verifies (`cores.json`, written last) and, per shard, the windows
+    /// its images hold (`wanted/`).
+    pub fn cores(&self) -> PathBuf {
+        self.root.join("cores")
+    }
+
+    /// The windows of the cores that shard `k`'s images hold.
+    pub fn wanted_file(&self, k: usize) -> PathBuf {
+        self.cores().join("wanted").join(format!("s{k:05}.parquet"))
+    }
+
+    /// Core partition `p` of the cut windows: a folder of Parquet files.
+    pub fn cut_partition(&self, p: usize) -> PathBuf {
+        self.root.join("cut").join(format!("p={p:04}"))
+    }
+
+    /// Part `j` of shard `k`'s cut windows in core partition `p`.
+    pub fn cut_file(&self, p: usize, k: usize, j: usize) -> PathBuf {
+        self.cut_partition(p).join(format!("s{k:05}-{j:05}.parquet"))
+    }
+
+    /// Part `j` of the thumbnails of shard `k`'s images that were cut.
+    pub fn thumbs_file(&self, k: usize, j: usize) -> PathBuf {
+        self.root.join("cut").join("thumbs").join(format!("s{k:05}-{j:05}.parquet"))
+    }
+
+    /// The folder of every shard's thumbnails.
+    pub fn thumbs(&self) -> PathBuf {
+        self.root.join("cut").join("thumbs")
+    }
+
+    /// Written last for part `j` of shard `k`'s cut (or, without `j`, when all of it is cut).
+    pub fn cut_done(&self, k: usize, j: Option<usize>) -> PathBuf {
+        let name = match j {
+            Some(j) => format!("s{k:05}-{j:05}.json"),
+            None => format!("s{k:05}.json"),
+        };
+        self.root.join("cut").join("done").join(name)
     }
 
     /// The reduce's decisions.

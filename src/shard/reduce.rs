@@ -9,13 +9,16 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::cores::{CoreList, ReduceLimits};
+use super::cut::cut;
 use super::engine::{each_bucket, EngineRead};
 use super::index::{measuring, Indexed};
-use super::layout::{Plan, Work};
+use super::layout::{Plan, ShardSpec, Work};
 use super::rows::StoredRows;
 use super::tables::read_images;
+use super::verify::verify_cut;
 use super::PART_ITEMS;
-use crate::detect::recurrence::pyramid::{confirm, core_of, rank, Core, IndexCounts};
+use crate::detect::recurrence::pyramid::{candidates, core_of, rank, summarised, Core, IndexCounts};
 use crate::detect::recurrence::{ImageRows, RecurrenceSummary};
 use crate::detect::registry;
 use crate::detect::signal::{Finding, Measured, Screen, SignalInput, SignalReport};
@@ -50,11 +53,19 @@ pub struct Reduced {
     pub rows: usize,
     /// What DataFusion streamed back.
     pub engine: EngineRead,
-    /// Cores found in those buckets.
+    /// Cores verified (ranked, capped and pruned from those buckets').
     pub cores: usize,
-    /// Seconds: reading the image tables, the engine's buckets and their cores, verifying,
-    /// fitting the other signals.
-    pub seconds: [f64; 4],
+    /// Their windows, cut by the shards.
+    pub windows: usize,
+    /// Core partitions of those windows, verified one at a time.
+    pub cut_partitions: usize,
+    /// Shards of the run.
+    pub shards: usize,
+    /// Shards whose windows are not cut yet: the reduce waits for them (empty when done).
+    pub waiting_for: Vec<usize>,
+    /// Seconds: reading the image tables, the engine's buckets and their cores (or reading them
+    /// back), cutting the shards' windows here, verifying, fitting the other signals.
+    pub seconds: [f64; 5],
     /// Patches confirmed.
     pub patches: usize,
 }
@@ -74,12 +85,15 @@ pub(super) fn read_decisions(work: &Work) -> Result<(Decisions, Vec<Box<dyn Scre
     Ok((decisions, screens))
 }
 
-/// Reduces the shards' index in `work`, DataFusion holding at most `memory_limit` bytes.
-pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
+/// Reduces the shards' index in `work` within `limits`. The
+/// cores' windows are cut by the shards where they have been (`shard cut`); the rest are cut
+/// here, unless `wait_for_shards`: then a reduce whose shards have not all cut writes the cores
+/// and returns, naming the shards it waits for, to be run again once they have.
+pub fn reduce(work: &Path, limits: &ReduceLimits, wait_for_shards: bool) -> Result<Reduced> {
     let work = Work::at(work);
     let plan = Plan::read(&work)?;
     let config = &plan.config;
-    let mut laps = Laps { clock: Instant::now(), seconds: [0.0; 4] };
+    let mut laps = Laps { clock: Instant::now(), seconds: [0.0; 5] };
     let mut counts = IndexCounts::default();
     let mut shards = Vec::with_capacity(plan.shards);
     for k in 0..plan.shards {
@@ -87,6 +101,41 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
         counts.windows += indexed.total.windows;
         counts.entries += indexed.total.entries;
         shards.push(indexed);
+    }
+    // The cores first, before the rows are held: the engine's step needs only their count.
+    let listed: usize = shards.iter().map(|s| s.total.rows).sum();
+    let recurrence = &config.detector.recurrence;
+    let list = match (config.detector.signals.recurrence, CoreList::read(&work)?) {
+        (false, _) => None,
+        (true, Some(list)) => Some(list),
+        (true, None) => {
+            let (found, engine) = gathered(&work, &plan, limits.memory, listed)?;
+            let (cores, core_counts) = candidates(found, recurrence);
+            Some(CoreList::write(&work, &plan, &cores, core_counts, engine, limits.windows_per_partition)?)
+        }
+    };
+    laps.lap(1);
+    let mut reduced = Reduced {
+        rows: listed,
+        engine: EngineRead::default(),
+        cores: 0,
+        windows: 0,
+        cut_partitions: 0,
+        shards: plan.shards,
+        waiting_for: Vec::new(),
+        seconds: [0.0; 5],
+        patches: 0,
+    };
+    if let Some(list) = &list {
+        reduced.engine = list.engine.clone();
+        reduced.cores = list.counts.kept;
+        reduced.windows = list.windows;
+        reduced.cut_partitions = list.partitions;
+        reduced.waiting_for = (0..plan.shards).filter(|&k| !work.cut_done(k, None).exists()).collect();
+        if wait_for_shards && !reduced.waiting_for.is_empty() {
+            reduced.seconds = laps.seconds;
+            return Ok(reduced);
+        }
     }
     let signals = registry::build(&config.detector)?;
     let measured = measuring(&signals, plan.items);
@@ -118,7 +167,9 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
     if n == 0 {
         return Err(Error::NoInput("the shard reduce (no image of any shard could be read)"));
     }
-    let recurrence = &config.detector.recurrence;
+    if n != listed {
+        return Err(Error::Engine(format!("{n} rows recorded, {listed} counted by the shards' index")));
+    }
     if config.detector.signals.recurrence && !recurrence.uses_pyramid(&rows) {
         return Err(Error::Config("these are mostly small images: scan them in one process".into()));
     }
@@ -137,35 +188,17 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
         duplicate_indices: Vec::new(),
     };
     let mut screens: Vec<Box<dyn Screen>> = Vec::new();
-    let mut reduced = Reduced { rows: n, engine: EngineRead::default(), cores: 0, seconds: [0.0; 4], patches: 0 };
     for signal in &signals {
         let slot = names.iter().position(|&m| m == signal.name()).map_or(&none, |m| &stored[m]);
         let input = SignalInput { rows: &rows, working, read_capped: &read_capped, measured: slot };
         let (screen, summary) = if signal.name() == "recurrence" {
-            let most = (recurrence.max_carrier_share * n as f64).floor() as usize;
-            let least = recurrence.min_carriers;
-            let mut found: Vec<Core> = Vec::new();
-            let mut mapped = Ok(());
-            reduced.engine = each_bucket(&work, plan.partitions, [least, most], memory_limit, |bucket| {
-                let Some(mut core) = core_of(bucket, least, most, recurrence.max_halo, &recurrence.pyramid) else {
-                    return;
-                };
-                // The index names images by listing index; verification reads rows.
-                for e in &mut core.entries {
-                    match rows.row_of(u64::from(e.image)) {
-                        Some(row) => e.image = row as u32,
-                        None => mapped = Err(Error::Engine(format!("index rows name image {}, not a row", e.image))),
-                    }
-                }
-                found.push(core);
-                reduced.cores += 1;
-                if found.len() >= 4 * MAX_HELD_CORES {
-                    rank(&mut found);
-                }
-            })?;
-            mapped?;
-            laps.lap(1);
-            let patches = confirm(&rows, found, counts, recurrence);
+            let list = list.as_ref().ok_or_else(|| Error::Engine("recurrence without its cores".into()))?;
+            for k in std::mem::take(&mut reduced.waiting_for) {
+                cut(None, ShardSpec { k, n: plan.shards }, work.root())?;
+            }
+            laps.lap(2);
+            let checked = verify_cut(&work, list, &rows, recurrence)?;
+            let patches = summarised(checked, list.counts, counts, recurrence);
             reduced.patches = patches.patches.len();
             let fitted = crate::detect::recurrence::fitted(&patches, recurrence, &input)?;
             decisions.carriers =
@@ -177,7 +210,7 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
                 .map(|g| g.iter().map(|&row| rows.index(row)).collect())
                 .collect();
             decisions.recurrence = Some(patches.summary.clone());
-            laps.lap(2);
+            laps.lap(3);
             (fitted.screen, fitted.summary)
         } else {
             signal.fit_screen(&input)?
@@ -186,7 +219,7 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
         decisions.reports.push(SignalReport { name: signal.name().into(), found: 0, summary });
         screens.push(screen);
     }
-    laps.lap(3);
+    laps.lap(4);
     write_decisions(&work, &decisions, &screens)?;
     reduced.seconds = laps.seconds;
     write_atomic(&work.root_file("reduced.json"), &serde_json::to_vec_pretty(&reduced)?)?;
@@ -196,7 +229,7 @@ pub fn reduce(work: &Path, memory_limit: usize) -> Result<Reduced> {
 /// Seconds of each step, taken as each ends.
 struct Laps {
     clock: Instant,
-    seconds: [f64; 4],
+    seconds: [f64; 5],
 }
 
 impl Laps {
@@ -208,6 +241,24 @@ impl Laps {
 
 /// Cores held between rankings: the verification takes the largest 4,096 (as one scan).
 const MAX_HELD_CORES: usize = 4096;
+
+/// The cores of every candidate bucket the engine streams back (images by listing index),
+/// ranked as they come so that few are held; and what the engine read.
+fn gathered(work: &Work, plan: &Plan, memory_limit: usize, rows: usize) -> Result<(Vec<Core>, EngineRead)> {
+    let recurrence = &plan.config.detector.recurrence;
+    let most = (recurrence.max_carrier_share * rows as f64).floor() as usize;
+    let least = recurrence.min_carriers;
+    let mut found: Vec<Core> = Vec::new();
+    let engine = each_bucket(work, plan.partitions, [least, most], memory_limit, |bucket| {
+        if let Some(core) = core_of(bucket, least, most, recurrence.max_halo, &recurrence.pyramid) {
+            found.push(core);
+            if found.len() >= 4 * MAX_HELD_CORES {
+                rank(&mut found);
+            }
+        }
+    })?;
+    Ok((found, engine))
+}
 
 /// Writes the decisions and screens into a fresh folder, then puts it in place of the last.
 fn write_decisions(work: &Work, decisions: &Decisions, screens: &[Box<dyn Screen>]) -> Result<()> {

@@ -73,7 +73,11 @@ fn images_schema(signals: &[&str]) -> Arc<Schema> {
 
 /// Writes `batches` of `schema` to `path` (through a temporary file beside it, renamed, so that
 /// a killed shard leaves no half file under the final name).
-fn write(path: &Path, schema: Arc<Schema>, batches: impl IntoIterator<Item = Result<RecordBatch>>) -> Result<()> {
+pub(super) fn write(
+    path: &Path,
+    schema: Arc<Schema>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     let tmp = path.with_extension("parquet.tmp");
@@ -88,6 +92,13 @@ fn write(path: &Path, schema: Arc<Schema>, batches: impl IntoIterator<Item = Res
     }
     writer.close().map_err(engine)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::write(path, e))
+}
+
+/// The record batches of the Parquet file at `path`, `rows` at a time.
+pub(super) fn batches(path: &Path, rows: usize) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine)?.with_batch_size(rows).build();
+    Ok(reader.map_err(engine)?.map(|b| b.map_err(engine)))
 }
 
 /// Writes index rows to `path`.
@@ -147,13 +158,10 @@ pub(super) fn write_images(path: &Path, signals: &[&str], records: &[ImageRecord
 
 /// The image records of one part, the measurements of `signals` only.
 pub(super) fn read_images(path: &Path, signals: &[&str]) -> Result<Vec<ImageRecord>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(engine)?.with_batch_size(1024).build();
-    let reader = reader.map_err(engine)?;
     let bad = |what: &str| Error::Work { path: path.to_path_buf(), reason: format!("an image table without {what}") };
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(engine)?;
+    for batch in batches(path, 1024)? {
+        let batch = batch?;
         let col = |name: &str| batch.column_by_name(name).ok_or_else(|| bad(name));
         let u64s = |name: &str| col(name)?.as_primitive_opt::<UInt64Type>().ok_or_else(|| bad(name));
         let u32s = |name: &str| col(name)?.as_primitive_opt::<UInt32Type>().ok_or_else(|| bad(name));

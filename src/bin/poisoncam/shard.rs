@@ -1,4 +1,4 @@
-//! `poisoncam shard index|reduce|judge|merge`: the scan as four phases that many processes or
+//! `poisoncam shard index|reduce|cut|judge|merge`: the scan as phases that many processes or
 //! machines share through one work folder (docs/sharding.md).
 
 use std::path::PathBuf;
@@ -22,6 +22,10 @@ pub enum ShardCommand {
     /// The index's counts and cores as SQL on DataFusion over every shard's rows, within a memory
     /// limit; writes the decisions every shard is judged by.
     Reduce(ReduceArgs),
+    /// Shard K cuts from its images the windows of the cores a reduce named, for the reduce to
+    /// compare (verification as a map); resumes after a kill. Optional: a reduce cuts the
+    /// shards that have not itself.
+    Cut(CutArgs),
     /// Judges shard K's images by the reduce's decisions, writing its removals.
     Judge(JudgeArgs),
     /// One report.json, removed.jsonl, kept.txt, kept.filelist and removed.png, as scan writes them.
@@ -75,6 +79,16 @@ pub struct ReduceArgs {
     /// KiB, MiB or GiB.
     #[arg(long, default_value = "1GiB")]
     pub memory_limit: String,
+    /// Leave cutting the cores' windows to `shard cut` on each shard: without every shard's
+    /// cut, write the cores and stop, to be run again once they have cut.
+    #[arg(long)]
+    pub wait_for_shards: bool,
+}
+
+#[derive(Args)]
+pub struct CutArgs {
+    #[command(flatten)]
+    pub of: ShardOf,
 }
 
 #[derive(Args)]
@@ -153,7 +167,22 @@ pub fn run(command: &ShardCommand) -> Result<()> {
             Ok(())
         }
         ShardCommand::Reduce(args) => {
-            let done = shard::reduce(&args.work, bytes(&args.memory_limit)?)?;
+            let done = shard::reduce(
+                &args.work,
+                &shard::ReduceLimits::within(bytes(&args.memory_limit)?),
+                args.wait_for_shards,
+            )?;
+            if !done.waiting_for.is_empty() {
+                println!(
+                    "wrote {} cores ({} windows); waiting for `poisoncam shard cut DATA --shard K/{} --work {}` on shards {:?}, then run this reduce again",
+                    done.cores,
+                    done.windows,
+                    done.shards,
+                    args.work.display(),
+                    done.waiting_for
+                );
+                return Ok(());
+            }
             println!(
                 "reduced {} rows: {} candidate buckets ({} rows) in {} partitions, {} cores, {} patches; seconds {:?}",
                 done.rows,
@@ -163,6 +192,16 @@ pub fn run(command: &ShardCommand) -> Result<()> {
                 done.cores,
                 done.patches,
                 done.seconds
+            );
+            Ok(())
+        }
+        ShardCommand::Cut(args) => {
+            let ShardOf { source, shard, work } = &args.of;
+            let (name, files, _) = listing(source)?;
+            let done = shard::cut(Some(&files), *shard, work)?;
+            println!(
+                "{name}: shard {}/{} cut {} windows from {} images ({} unreadable now; {} parts resumed) in {:.1} s",
+                shard.k, shard.n, done.windows, done.images, done.unreadable, done.resumed_parts, done.seconds
             );
             Ok(())
         }
