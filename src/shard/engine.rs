@@ -8,7 +8,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 
 use super::engine_error as engine;
-use super::layout::Work;
+use super::layout::{parquet_files, Work};
 use super::tables::entries_of;
 use crate::detect::recurrence::pyramid::Entry;
 use crate::error::{Error, Result};
@@ -60,10 +60,7 @@ pub(super) fn each_bucket(
     for p in 0..partitions {
         bar.inc(1);
         let dir = work.partition(p);
-        let has_rows = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "parquet")))
-            .unwrap_or(false);
-        if !has_rows {
+        if parquet_files(&dir)?.is_empty() {
             continue;
         }
         read.partitions += 1;

@@ -214,3 +214,16 @@ impl Work {
         serde_json::from_str(&text).map_err(|e| Error::format(path, "poisoncam shard record", e.to_string()))
     }
 }
+
+/// The Parquet files of `dir`, in name order (none where it does not exist).
+pub(super) fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

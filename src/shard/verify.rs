@@ -2,29 +2,14 @@
 //! [`super::cores::ReduceLimits`]'s windows), each core judged as one scan judges it, only
 //! the verified cores' carriers kept; then the same finish as one scan's.
 
-use std::path::PathBuf;
-
 use super::cores::CoreList;
 use super::cut_tables::{read_seen, read_thumbs};
-use super::layout::Work;
+use super::layout::{parquet_files, Work};
 use super::rows::StoredRows;
 use crate::detect::recurrence::pyramid::{bounds, finish, verdict, Judged, Seen, Thumbnail, Verdict, Verified};
 use crate::detect::recurrence::{ImageRows, RecurrenceConfig};
 use crate::error::{Error, Result};
 use crate::progress::stage_bar;
-
-/// The Parquet files of `dir`, in name order (none where it does not exist).
-fn parquet_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
 
 /// Verifies the cores of `list` from the windows cut in `work`, over the fit's `rows`.
 pub(super) fn verify_cut(
